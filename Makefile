@@ -1,0 +1,76 @@
+# cuvisor build. `make` builds everything into build/; `make test` runs the
+# CI suite (no GPU needed); see README.md for the rest.
+
+CUDA_HOME ?= /usr/local/cuda
+CC ?= cc
+O ?= build
+SAN ?=
+WERROR ?=
+
+CFLAGS_BASE := -std=gnu11 -O2 -g -Wall -Wextra -Wshadow -Wno-unused-parameter \
+	-Wstrict-prototypes -fno-strict-aliasing -pthread -fPIC \
+	-I$(CUDA_HOME)/include -D_GNU_SOURCE
+ifneq ($(WERROR),)
+CFLAGS_BASE += -Werror
+endif
+ifeq ($(SAN),asan)
+CFLAGS_BASE += -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
+LDSAN := -fsanitize=address,undefined
+endif
+ifeq ($(SAN),tsan)
+CFLAGS_BASE += -fsanitize=thread -fno-omit-frame-pointer
+LDSAN := -fsanitize=thread
+endif
+CFLAGS_ALL := $(CFLAGS_BASE) $(CFLAGS)
+LDFLAGS_ALL := -pthread $(LDSAN) $(LDFLAGS)
+
+CORE_SRC := $(wildcard core/*.c)
+GUEST_SRC := $(wildcard guest/*.c guest/gen/*.c)
+WORKER_SRC := $(wildcard worker/*.c)
+DAEMON_SRC := $(wildcard daemon/*.c)
+CLI_SRC := $(wildcard cli/*.c)
+
+obj = $(patsubst %.c,$(O)/obj/%.o,$(1))
+
+LIB := $(O)/lib/libcuda.so.1
+BINS := $(O)/bin/cuvisor $(O)/bin/cuvisord $(O)/bin/cuvisor-vgpu
+
+.PHONY: all clean test gpu-suite bench fuzz
+all: $(LIB) $(BINS)
+
+$(O)/obj/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_ALL) -MMD -MP -c $< -o $@
+
+$(O)/core.a: $(call obj,$(CORE_SRC))
+	@mkdir -p $(dir $@)
+	rm -f $@ && ar rcs $@ $^
+
+# The guest library: exports exactly the driver's symbols (generated
+# version script), never the project's own.
+$(LIB): $(call obj,$(GUEST_SRC)) $(O)/core.a guest/gen/libcuda.map
+	@mkdir -p $(dir $@)
+	$(CC) -shared -Wl,-soname,libcuda.so.1 -Wl,--version-script=guest/gen/libcuda.map \
+		-Wl,-z,defs -o $@ $(call obj,$(GUEST_SRC)) $(O)/core.a $(LDFLAGS_ALL) -ldl -lm
+	ln -sf libcuda.so.1 $(O)/lib/libcuda.so
+
+$(O)/bin/cuvisor-vgpu: $(call obj,$(WORKER_SRC)) $(O)/core.a
+	@mkdir -p $(dir $@)
+	$(CC) -o $@ $^ $(LDFLAGS_ALL) -ldl -lm
+
+$(O)/bin/cuvisord: $(call obj,$(DAEMON_SRC)) $(O)/core.a
+	@mkdir -p $(dir $@)
+	$(CC) -o $@ $^ $(LDFLAGS_ALL)
+
+$(O)/bin/cuvisor: $(call obj,$(CLI_SRC)) $(O)/core.a
+	@mkdir -p $(dir $@)
+	$(CC) -o $@ $^ $(LDFLAGS_ALL)
+
+-include tests/Makefile.inc
+-include fuzz/Makefile.inc
+-include bench/Makefile.inc
+
+clean:
+	rm -rf $(O)
+
+-include $(shell find $(O)/obj -name '*.d' 2>/dev/null)

@@ -1,0 +1,65 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Small helpers shared by every cuvisor component: overflow-checked size
+ * arithmetic, alignment, compiler barriers and CPU relax.
+ */
+#ifndef CV_UTIL_H
+#define CV_UTIL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define CV_ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
+#define CV_MIN(a, b) ((a) < (b) ? (a) : (b))
+#define CV_MAX(a, b) ((a) > (b) ? (a) : (b))
+#define CV_UNUSED __attribute__((unused))
+#define CV_PRINTF(f, a) __attribute__((format(printf, f, a)))
+#define CV_LIKELY(x) __builtin_expect(!!(x), 1)
+#define CV_UNLIKELY(x) __builtin_expect(!!(x), 0)
+
+/* Round x up to a multiple of the power of two a; 0 on overflow. */
+static inline uint64_t cv_align_up(uint64_t x, uint64_t a)
+{
+	uint64_t r;
+
+	if (__builtin_add_overflow(x, a - 1, &r))
+		return 0;
+	return r & ~(a - 1);
+}
+
+static inline bool cv_is_pow2(uint64_t x)
+{
+	return x && !(x & (x - 1));
+}
+
+/*
+ * True when [off, off + len) lies inside [0, size). Written so that no
+ * intermediate sum can wrap: every length and offset from a peer goes
+ * through this or cv_range_in.
+ */
+static inline bool cv_range_ok(uint64_t off, uint64_t len, uint64_t size)
+{
+	return off <= size && len <= size - off;
+}
+
+/* True when [a, a + len) lies inside [base, base + size). */
+static inline bool cv_range_in(uint64_t a, uint64_t len, uint64_t base,
+			       uint64_t size)
+{
+	return a >= base && cv_range_ok(a - base, len, size);
+}
+
+static inline void cv_cpu_relax(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+	__builtin_ia32_pause();
+#elif defined(__aarch64__)
+	__asm__ __volatile__("yield" ::: "memory");
+#endif
+}
+
+/* Monotonic nanoseconds. */
+uint64_t cv_now_ns(void);
+
+#endif

@@ -1,0 +1,156 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The worker's device backends. The decoder (decode.c) validates every
+ * command before it calls a backend, so backends may assume: handles are
+ * live objects they created, device ranges lie in memory they mapped, host
+ * ranges lie in memory registered with host_register, sizes are sane.
+ *
+ * Every operation returns a CUresult value (0 = CUDA_SUCCESS): this is
+ * the CUDA boundary, and the value goes to the guest unchanged.
+ *
+ * Two backends:
+ *  - cuda: the real GPU through the real driver, dlopen'ed by absolute
+ *    path (never through the search path that finds the guest library).
+ *  - host: a CPU "device" for tests without a GPU. Device memory is host
+ *    memory mapped at the window's addresses; streams execute each
+ *    operation at once, in order; kernels are host functions looked up by
+ *    name in a kernel library (CUVISOR_HOST_KERNELS, see
+ *    worker/host_kernels.h).
+ *
+ * All calls come from the worker's consumer thread, except marker_wait,
+ * marker_query and stream_query, which the completion thread may call
+ * concurrently with anything else.
+ */
+#ifndef CV_BACKEND_H
+#define CV_BACKEND_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "../core/proto.h"
+
+struct cv_backend; /* opaque, one per worker */
+typedef void *cv_bobj;  /* a backend object (stream, event, module, ...) */
+
+struct cv_backend_cfg {
+	int gpu;               /* physical device ordinal */
+	const char *driver;    /* cuda: absolute path of the real libcuda */
+	uint64_t quota;        /* bytes; copied into devinfo.total_mem */
+};
+
+/* A function's parameter layout, filled by get_function. */
+struct cv_fparams {
+	uint32_t n;
+	uint32_t size;          /* bytes of the packed buffer */
+	struct cv_param *p;     /* n entries, malloc'ed; freed by the caller */
+};
+
+/* 2D copy as the decoder passes it (addresses already checked). */
+struct cv_copy2d {
+	uint64_t dst, dst_pitch, src, src_pitch, width, height;
+	uint32_t kind;
+};
+
+/* Callback used for host functions: runs on a driver thread (cuda) or
+ * inline (host), in stream order. */
+typedef void (*cv_bhostfn)(void *arg);
+
+struct cv_backend_ops {
+	const char *name;
+	/* Opens the device, creates the tenant's context and fills *info
+	 * (everything but total_mem, which the caller sets). */
+	int (*open)(const struct cv_backend_cfg *cfg, struct cv_devinfo *info,
+		    struct cv_backend **out);
+	/* Releases everything; the process is about to exit. */
+	void (*close)(struct cv_backend *b);
+
+	/* Page-locks [p, p + len) of the region for DMA (the device address
+	 * of mapped host memory must equal p, or return 801). */
+	int (*host_register)(struct cv_backend *b, void *p, size_t len);
+	int (*host_unregister)(struct cv_backend *b, void *p);
+
+	/* Reserves [addr, addr + size) of device VA at exactly addr. */
+	int (*va_reserve)(struct cv_backend *b, uint64_t addr, uint64_t size);
+	/* Physical memory of `size` bytes (a multiple of CV_GRANULE). */
+	int (*mem_create)(struct cv_backend *b, uint64_t size, cv_bobj *out);
+	int (*mem_release)(struct cv_backend *b, cv_bobj mem);
+	/* Maps [offset, offset + size) of mem at va, readable and writable. */
+	int (*mem_map)(struct cv_backend *b, uint64_t va, uint64_t size,
+		       cv_bobj mem, uint64_t offset);
+	int (*mem_unmap)(struct cv_backend *b, uint64_t va, uint64_t size);
+	int (*mem_info)(struct cv_backend *b, uint64_t *free, uint64_t *total);
+
+	/* stream == NULL is the legacy default stream. */
+	int (*stream_create)(struct cv_backend *b, uint32_t flags, int prio,
+			     cv_bobj *out);
+	int (*stream_destroy)(struct cv_backend *b, cv_bobj s);
+	int (*stream_sync)(struct cv_backend *b, cv_bobj s);
+	int (*stream_query)(struct cv_backend *b, cv_bobj s);
+	int (*stream_wait_event)(struct cv_backend *b, cv_bobj s, cv_bobj ev,
+				 uint32_t flags);
+
+	int (*event_create)(struct cv_backend *b, uint32_t flags, cv_bobj *out);
+	int (*event_destroy)(struct cv_backend *b, cv_bobj ev);
+	int (*event_record)(struct cv_backend *b, cv_bobj ev, cv_bobj s,
+			    uint32_t flags);
+	int (*event_sync)(struct cv_backend *b, cv_bobj ev);
+	int (*event_query)(struct cv_backend *b, cv_bobj ev);
+	int (*event_elapsed)(struct cv_backend *b, cv_bobj start, cv_bobj end,
+			     float *ms);
+
+	/* kind is enum cv_copy_kind; host addresses are region addresses. */
+	int (*memcpy)(struct cv_backend *b, uint32_t kind, uint64_t dst,
+		      uint64_t src, uint64_t len, cv_bobj s);
+	int (*memcpy2d)(struct cv_backend *b, const struct cv_copy2d *c,
+			cv_bobj s);
+	/* elem is 1, 2 or 4; height 1 for 1D. */
+	int (*memset)(struct cv_backend *b, uint64_t dst, uint64_t pitch,
+		      uint32_t value, uint32_t elem, uint64_t width,
+		      uint64_t height, cv_bobj s);
+
+	/* image: cubin, fatbin or PTX (NUL-terminated within len). */
+	int (*module_load)(struct cv_backend *b, const void *image, size_t len,
+			   cv_bobj *out);
+	int (*module_unload)(struct cv_backend *b, cv_bobj mod);
+	/* name is NUL-terminated; fills *params. */
+	int (*get_function)(struct cv_backend *b, cv_bobj mod, const char *name,
+			    cv_bobj *out, struct cv_fparams *params);
+	int (*get_global)(struct cv_backend *b, cv_bobj mod, const char *name,
+			  uint64_t *dptr, uint64_t *size);
+	int (*func_get_attr)(struct cv_backend *b, cv_bobj f, int attrib,
+			     int *value);
+	int (*func_set_attr)(struct cv_backend *b, cv_bobj f, int attrib,
+			     int value);
+	int (*func_set_cache)(struct cv_backend *b, cv_bobj f, int config);
+
+	/* params[i] points at parameter i inside the packed buffer.
+	 * attrs are CUlaunchAttribute-compatible (id, pad, 64-byte value). */
+	int (*launch)(struct cv_backend *b, cv_bobj f, const uint32_t grid[3],
+		      const uint32_t block[3], uint32_t shmem, cv_bobj s,
+		      void **params, const struct cv_launch_attr *attrs,
+		      uint32_t nattrs);
+	int (*host_func)(struct cv_backend *b, cv_bobj s, cv_bhostfn fn,
+			 void *arg);
+
+	int (*ctx_sync)(struct cv_backend *b);
+	int (*ctx_set_limit)(struct cv_backend *b, int limit, uint64_t value);
+	int (*ctx_get_limit)(struct cv_backend *b, int limit, uint64_t *value);
+	/* kind is enum cv_occ_kind; see struct cv_occupancy. */
+	int (*occupancy)(struct cv_backend *b, cv_bobj f,
+			 const struct cv_occupancy *in,
+			 struct cv_occupancy_r *out);
+
+	/* Markers: a cheap event without timing, for completion tracking.
+	 * marker_query: 0 done, 600 (CUDA_ERROR_NOT_READY) pending, else an
+	 * error; marker_wait blocks until done. */
+	int (*marker_create)(struct cv_backend *b, cv_bobj *out);
+	int (*marker_destroy)(struct cv_backend *b, cv_bobj m);
+	int (*marker_record)(struct cv_backend *b, cv_bobj m, cv_bobj s);
+	int (*marker_query)(struct cv_backend *b, cv_bobj m);
+	int (*marker_wait)(struct cv_backend *b, cv_bobj m);
+};
+
+extern const struct cv_backend_ops cv_backend_cuda;
+extern const struct cv_backend_ops cv_backend_host;
+
+#endif
