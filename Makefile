@@ -25,7 +25,8 @@ CFLAGS_ALL := $(CFLAGS_BASE) $(CFLAGS)
 LDFLAGS_ALL := -pthread $(LDSAN) $(LDFLAGS)
 
 CORE_SRC := $(wildcard core/*.c)
-GUEST_SRC := $(wildcard guest/*.c guest/gen/*.c)
+GUEST_SRC := $(wildcard guest/*.c) $(O)/gen/stubs.c $(O)/gen/procaddr_table.c \
+	$(O)/gen/errors.c
 WORKER_SRC := $(wildcard worker/*.c)
 DAEMON_SRC := $(wildcard daemon/*.c)
 CLI_SRC := $(wildcard cli/*.c)
@@ -48,9 +49,9 @@ $(O)/core.a: $(call obj,$(CORE_SRC))
 
 # The guest library: exports exactly the driver's symbols (generated
 # version script), never the project's own.
-$(LIB): $(call obj,$(GUEST_SRC)) $(O)/core.a guest/gen/libcuda.map
+$(LIB): $(call obj,$(GUEST_SRC)) $(O)/core.a $(O)/gen/libcuda.map
 	@mkdir -p $(dir $@)
-	$(CC) -shared -Wl,-soname,libcuda.so.1 -Wl,--version-script=guest/gen/libcuda.map \
+	$(CC) -shared -Wl,-soname,libcuda.so.1 -Wl,--version-script=$(O)/gen/libcuda.map \
 		-Wl,-z,defs -o $@ $(call obj,$(GUEST_SRC)) $(O)/core.a $(LDFLAGS_ALL) -ldl -lm
 	ln -sf libcuda.so.1 $(O)/lib/libcuda.so
 
@@ -65,6 +66,42 @@ $(O)/bin/cuvisord: $(call obj,$(DAEMON_SRC)) $(O)/core.a
 $(O)/bin/cuvisor: $(call obj,$(CLI_SRC)) $(O)/core.a
 	@mkdir -p $(dir $@)
 	$(CC) -o $@ $^ $(LDFLAGS_ALL)
+
+# ---- begin: generated driver tables (scripts/gen-driver-table.py) ----
+# build/gen/ is generated from the toolkit at build time, never committed:
+# libcuda.map (the stub's exports), stubs.c (weak NOT_SUPPORTED definitions)
+# and procaddr_table.c (cuGetProcAddress's table). The stamp orders the one
+# script run; the script rewrites a file only when its content changes.
+PYTHON ?= python3
+GEN_FILES := $(O)/gen/libcuda.map $(O)/gen/stubs.c $(O)/gen/procaddr_table.c
+GEN_INPUTS := $(CUDA_HOME)/include/cuda.h $(CUDA_HOME)/include/cudaTypedefs.h \
+	$(CUDA_HOME)/lib64/stubs/libcuda.so
+
+$(O)/gen/.stamp: scripts/gen-driver-table.py $(GEN_INPUTS)
+	@mkdir -p $(dir $@)
+	$(PYTHON) scripts/gen-driver-table.py --cuda-home $(CUDA_HOME) \
+		--cc "$(CC)" --out $(O)/gen
+	@touch $@
+
+$(GEN_FILES): $(O)/gen/.stamp ;
+
+# Generated sources include "procaddr.h" from guest/.
+$(call obj,$(O)/gen/stubs.c $(O)/gen/procaddr_table.c): CFLAGS_ALL += -Iguest
+
+# The lookup alone, against the weak stubs: no other guest file needed.
+TEST_PROCADDR_SRC := tests/test_procaddr.c guest/procaddr.c core/log.c \
+	core/util.c $(O)/gen/stubs.c $(O)/gen/procaddr_table.c
+
+$(O)/tests/test_procaddr: $(call obj,$(TEST_PROCADDR_SRC))
+	@mkdir -p $(dir $@)
+	$(CC) -o $@ $^ $(LDFLAGS_ALL)
+
+# CUresult names and descriptions for cuGetErrorName/String.
+$(O)/gen/errors.c: scripts/gen-errors.py $(CUDA_HOME)/include/cuda.h
+	@mkdir -p $(dir $@)
+	$(PYTHON) scripts/gen-errors.py $(CUDA_HOME)/include/cuda.h $@
+$(call obj,$(O)/gen/errors.c): CFLAGS_ALL += -Iguest
+# ---- end: generated driver tables ----
 
 -include tests/Makefile.inc
 -include fuzz/Makefile.inc

@@ -19,6 +19,7 @@
 #define CV_CTL_MAGIC 0x4c544356u /* "VCTL" */
 #define CV_CTL_MAX 65536u        /* largest message, header included */
 #define CV_CTL_REPLY 0x8000u
+#define CV_CTL_MAX_FDS 4         /* most fds one message may carry */
 
 struct cv_ctl_hdr {
 	uint32_t magic;
@@ -39,7 +40,8 @@ enum cv_ctl_type {
 	/* cli -> daemon. No payload. The daemon stops (tenants' workers are
 	 * told to stop too). Reply status 0. */
 	CV_CTL_SHUTDOWN = 3,
-	/* cli -> daemon. No payload. Reply cv_ctl_info_r. */
+	/* cli -> daemon. No payload. Reply cv_ctl_info_r, then ngpus
+	 * cv_ctl_gpu entries. */
 	CV_CTL_INFO = 4,
 
 	/* worker -> daemon, once, when the vGPU is ready or failed to start.
@@ -76,6 +78,7 @@ struct cv_ctl_ready {
 	uint32_t pad;
 	char msg[256];
 };
+_Static_assert(sizeof(struct cv_ctl_ready) == 264, "ready");
 
 struct cv_ctl_w_stats_r {
 	uint64_t mem_used;  /* device bytes mapped */
@@ -85,6 +88,7 @@ struct cv_ctl_w_stats_r {
 	uint32_t state;     /* enum cv_vgpu_state */
 	uint32_t pad;
 };
+_Static_assert(sizeof(struct cv_ctl_w_stats_r) == 40, "w_stats_r");
 
 struct cv_ctl_tenant {
 	uint64_t id;
@@ -99,30 +103,57 @@ struct cv_ctl_tenant {
 _Static_assert(sizeof(struct cv_ctl_tenant) == 104, "tenant");
 
 struct cv_ctl_ps_r { uint32_t n; uint32_t pad; };
+_Static_assert(sizeof(struct cv_ctl_ps_r) == 8, "ps_r");
 
 struct cv_ctl_info_r {
 	uint32_t pid;
 	uint32_t ngpus;
 	uint32_t backend;    /* enum cv_backend_kind */
 	uint32_t ntenants;
-	uint64_t default_quota;
+	uint64_t default_quota; /* 0: each GPU's total memory */
 };
+_Static_assert(sizeof(struct cv_ctl_info_r) == 24, "info_r");
+
+/* One GPU of the daemon's inventory, after cv_ctl_info_r. */
+struct cv_ctl_gpu {
+	int32_t index;       /* device ordinal the worker opens */
+	uint32_t ntenants;
+	uint64_t total_mem;
+	uint64_t quota_sum;  /* sum of its tenants' quotas */
+	char name[CV_CTL_NAME_LEN];
+};
+_Static_assert(sizeof(struct cv_ctl_gpu) == 88, "gpu");
 
 /*
- * Sends one message with optional fds; 0 or -errno.
+ * Sends one message with 0..CV_CTL_MAX_FDS fds (the caller keeps its
+ * copies); 0 or -errno (-EMSGSIZE when the message exceeds CV_CTL_MAX,
+ * -EAGAIN on a full non-blocking socket, -EPIPE when the peer is gone).
+ * Never raises SIGPIPE.
  */
 int cv_ctl_send(int sock, uint16_t type, int32_t status, const void *payload,
 		uint32_t len, const int *fds, int nfds);
 
 /*
- * Receives one message into buf (bufsize >= sizeof(hdr)); at most *nfds
- * fds are kept (the rest closed), *nfds is set to the number received.
- * Validates magic and that hdr.len matches the datagram. Returns the
- * payload length or -errno (-ECONNRESET on orderly shutdown). timeout_ms
- * < 0 waits forever.
+ * Receives one message: the header into *hdr, the payload into buf (at
+ * most bufsize bytes). fds/nfds may be NULL when no fds are expected;
+ * otherwise *nfds is the capacity of fds on entry and the number of fds
+ * received (all owned by the caller, O_CLOEXEC) on return. A message that
+ * carries more fds than that, or a payload longer than bufsize, is
+ * refused (-EBADMSG / -EMSGSIZE) and any fds it carried are closed.
+ * Validates the header with cv_ctl_hdr_check. Returns the payload length
+ * or -errno: -ECONNRESET on orderly shutdown, -ETIMEDOUT when nothing came
+ * within timeout_ms (< 0 waits forever, 0 does not wait).
  */
 int cv_ctl_recv(int sock, struct cv_ctl_hdr *hdr, void *buf, uint32_t bufsize,
 		int *fds, int *nfds, int timeout_ms);
+
+/*
+ * Checks the header of a datagram of dgram_len bytes (header included):
+ * magic, flags 0, status 0 or -errno, hdr.len matching the datagram, and
+ * the size limit. Returns the payload length or -EBADMSG / -EMSGSIZE.
+ * No I/O: the decoders and their fuzzers call it directly.
+ */
+int cv_ctl_hdr_check(const struct cv_ctl_hdr *hdr, size_t dgram_len);
 
 /*
  * The default control socket path: $CUVISOR_SOCKET if set, else
@@ -131,7 +162,17 @@ int cv_ctl_recv(int sock, struct cv_ctl_hdr *hdr, void *buf, uint32_t bufsize,
  */
 int cv_ctl_default_path(char *buf, size_t size);
 
-/* Connects a SOCK_SEQPACKET socket to path; fd or -errno. */
+/* Connects a SOCK_SEQPACKET socket to path; fd (O_CLOEXEC) or -errno. */
 int cv_ctl_connect(const char *path);
+
+/*
+ * SIZE arguments of the control tools: plain bytes or a K/M/G/T suffix
+ * (powers of 1024, either case, optionally followed by "B" or "iB"), with
+ * an optional decimal fraction ("1.5G"). 0 or -EINVAL / -ERANGE.
+ */
+int cv_ctl_parse_size(const char *s, uint64_t *out);
+
+/* Formats bytes for humans ("0B", "512B", "1.5G"); returns buf. */
+char *cv_ctl_fmt_size(uint64_t bytes, char *buf, size_t size);
 
 #endif

@@ -77,9 +77,10 @@ struct cv_devinfo {
 	uint32_t backend; /* enum cv_backend_kind */
 	uint32_t driver_version; /* what cuDriverGetVersion answers */
 	uint8_t luid[8];
-	uint32_t pad[2];
+	int32_t prio_least;    /* cuCtxGetStreamPriorityRange */
+	int32_t prio_greatest;
 };
-_Static_assert(sizeof(struct cv_devinfo) == 1344, "devinfo size");
+_Static_assert(sizeof(struct cv_devinfo) == 1352, "devinfo size");
 
 enum cv_backend_kind { CV_BACKEND_CUDA = 1, CV_BACKEND_HOST = 2 };
 

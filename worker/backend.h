@@ -153,4 +153,15 @@ struct cv_backend_ops {
 extern const struct cv_backend_ops cv_backend_cuda;
 extern const struct cv_backend_ops cv_backend_host;
 
+/*
+ * Device probes for the worker's --probe: print one line per device,
+ * "gpu <index> <total_bytes> <name>", to out. Return the number of
+ * devices or a negative errno (cuda: -EINVAL for a relative driver path,
+ * -ENOENT when the driver cannot be loaded or lacks an entry point, -EIO
+ * when the driver fails).
+ */
+#include <stdio.h>
+int cv_backend_cuda_probe(const char *driver, FILE *out);
+int cv_backend_host_probe(FILE *out);
+
 #endif

@@ -1,0 +1,70 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * cuvisor CLI internals: the subcommand and option tables and the helpers
+ * to talk to the daemon. Subcommands return the process exit status:
+ * 0 ok, 1 error, 2 usage (`run` returns its program's status instead).
+ */
+#ifndef CV_CLI_H
+#define CV_CLI_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "../core/ctl.h"
+
+#define CV_CLI_EXIT_OK 0
+#define CV_CLI_EXIT_ERR 1
+#define CV_CLI_EXIT_USAGE 2
+
+struct cv_cli_opt {
+	const char *name;  /* "--gpu" */
+	const char *arg;   /* "N", or NULL for a flag */
+	/* 0, or -EINVAL after printing why */
+	int (*set)(void *ctx, const char *val);
+	const char *help;
+};
+
+struct cv_cli_cmd {
+	const char *name;
+	const char *args;     /* after the options, for the usage line */
+	const char *summary;
+	const char *details;  /* more help text, or NULL */
+	const struct cv_cli_opt *opts;
+	size_t nopts;
+	/* argv[0] is the subcommand; rest is what follows the options */
+	int (*run)(void *ctx, int argc, char **argv);
+	size_t ctx_size;
+};
+
+/*
+ * Parses the options of cmd from argv[1..]; stops at "--" (skipped) or,
+ * when stop_at_arg, at the first argument that is not an option. Returns
+ * the index of the first remaining argument, or -1 after a usage error
+ * (printed), or 0 when --help was asked and printed.
+ */
+int cv_cli_parse(const struct cv_cli_cmd *cmd, void *ctx, int argc,
+		 char **argv, bool stop_at_arg);
+void cv_cli_help(const struct cv_cli_cmd *cmd);
+
+/* --socket PATH if given, else cv_ctl_default_path(). 0 or -errno. */
+int cv_cli_socket(const char *opt, char *buf, size_t size);
+/* Connects; on failure prints the standard "no daemon" message unless
+ * quiet. fd or -errno. */
+int cv_cli_connect(const char *path, bool quiet);
+/*
+ * One request and its reply. Returns the reply's payload length (in buf)
+ * or -errno; a reply with an error status returns that status. Prints
+ * nothing.
+ */
+int cv_cli_call(int fd, uint16_t type, const void *p, uint32_t len, void *buf,
+		uint32_t size, int timeout_ms);
+
+/* The directory of our own executable (/proc/self/exe); 0 or -errno. */
+int cv_cli_exe_dir(char *buf, size_t size);
+
+/* Subcommands. */
+extern const struct cv_cli_cmd cv_cli_cmd_run, cv_cli_cmd_ps,
+	cv_cli_cmd_info, cv_cli_cmd_shutdown;
+
+#endif

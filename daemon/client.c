@@ -1,0 +1,342 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Clients of the control socket: guests (ATTACH) and the CLI (PS, INFO,
+ * SHUTDOWN). Every connection is authenticated with SO_PEERCRED when it is
+ * accepted. A client has at most one request in progress; until it is
+ * answered the daemon does not read from it (its next requests wait in the
+ * socket). A malformed message closes the connection.
+ *
+ * Client sockets are non-blocking: a client that does not read its
+ * replies is dropped (-EAGAIN on send), never waited for.
+ */
+#include "cuvisord.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "../core/log.h"
+
+/* Our own uid and root: may see every tenant and stop the daemon. */
+static bool privileged(uid_t uid)
+{
+	return uid == 0 || uid == geteuid();
+}
+
+static bool allowed(const struct cv_d *d, uid_t uid)
+{
+	int i;
+
+	if (privileged(uid))
+		return true;
+	for (i = 0; i < d->cfg.nallow; i++)
+		if (d->cfg.allow[i] == uid)
+			return true;
+	return false;
+}
+
+/* Accepts one connection; false when there was none (or an error). */
+static bool accept_one(struct cv_d *d)
+{
+	struct ucred cr;
+	socklen_t len = sizeof(cr);
+	struct cv_d_client *c;
+	int fd;
+
+	fd = accept4(d->listen_fd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
+	if (fd < 0) {
+		if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS ||
+		    errno == ENOMEM) {
+			cv_warn("accept: %s; pausing new connections",
+				strerror(errno));
+			d->accept_resume = cv_now_ns() + 100000000ull;
+		}
+		return false;
+	}
+	if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cr, &len) < 0) {
+		cv_warn("refused a connection: SO_PEERCRED: %s",
+			strerror(errno));
+		goto refuse;
+	}
+	if (!allowed(d, cr.uid)) {
+		cv_warn("refused a connection from uid %u (pid %d): not "
+			"allowed (see --allow-uid)", (unsigned)cr.uid,
+			(int)cr.pid);
+		goto refuse;
+	}
+	if (d->nclients >= CV_D_MAX_CLIENTS) {
+		cv_warn("refused a connection from uid %u (pid %d): %d "
+			"clients already", (unsigned)cr.uid, (int)cr.pid,
+			d->nclients);
+		goto refuse;
+	}
+	c = calloc(1, sizeof(*c));
+	if (!c) {
+		cv_warn("refused a connection from pid %d: out of memory",
+			(int)cr.pid);
+		goto refuse;
+	}
+	c->fd = fd;
+	c->uid = cr.uid;
+	c->pid = cr.pid;
+	d->clients[d->nclients++] = c;
+	cv_dbg("client pid %d uid %u connected", (int)c->pid,
+	       (unsigned)c->uid);
+	return true;
+refuse:
+	close(fd);
+	return true;
+}
+
+void cv_d_accept(struct cv_d *d)
+{
+	int i;
+
+	/* A bounded batch, so that a connection storm cannot starve the
+	 * rest of the loop. */
+	for (i = 0; i < 64 && d->listen_fd >= 0; i++)
+		if (!accept_one(d))
+			break;
+}
+
+void cv_d_client_kill(struct cv_d *d, struct cv_d_client *c)
+{
+	if (c->dead)
+		return;
+	if (c->attaching) {
+		/* The tenant stays; its worker exits once the guest end
+		 * of the link is closed after READY. */
+		c->attaching->client = NULL;
+		c->attaching = NULL;
+	}
+	close(c->fd);
+	c->fd = -1;
+	c->dead = true;
+}
+
+/* Sends a reply; on failure logs and drops the client. */
+static void reply(struct cv_d *d, struct cv_d_client *c, uint16_t type,
+		  int status, const void *p, uint32_t len, const int *fds,
+		  int nfds)
+{
+	int r;
+
+	if (c->dead)
+		return;
+	r = cv_ctl_send(c->fd, type | CV_CTL_REPLY, status, p, len, fds, nfds);
+	if (r < 0) {
+		cv_warn("client pid %d: cannot send reply to type %u: %s; "
+			"closing", (int)c->pid, type, strerror(-r));
+		cv_d_client_kill(d, c);
+	}
+}
+
+void cv_d_attach_reply(struct cv_d *d, struct cv_d_client *c, int status,
+		       const struct cv_d_tenant *t, const int *fds, int nfds)
+{
+	struct cv_ctl_attach_r r = { 0 };
+
+	if (!c)
+		return;
+	if (t && c->attaching == t)
+		c->attaching = NULL;
+	if (status < 0) {
+		reply(d, c, CV_CTL_ATTACH, status, NULL, 0, NULL, 0);
+		return;
+	}
+	r.tenant_id = t->id;
+	r.gpu = d->gpus[t->gpu].index;
+	r.worker_pid = (uint32_t)t->worker_pid;
+	r.quota = t->quota;
+	reply(d, c, CV_CTL_ATTACH, 0, &r, sizeof(r), fds, nfds);
+}
+
+static void handle_attach(struct cv_d *d, struct cv_d_client *c,
+			  const struct cv_ctl_attach *a)
+{
+	struct cv_d_tenant *t = NULL;
+	uint64_t quota = 0;
+	int gpu = -1, r;
+
+	if (d->stopping)
+		r = -ESHUTDOWN;
+	else if (d->ntenants >= CV_D_MAX_TENANTS)
+		r = -EAGAIN;
+	else
+		r = cv_d_admit(d->gpus, d->ngpus, a, d->cfg.default_mem, &gpu,
+			       &quota);
+	if (r == 0)
+		r = cv_d_tenant_start(d, c, gpu, quota, a, &t);
+	if (r < 0) {
+		cv_info("attach of \"%s\" (pid %d uid %u, gpu %d, mem %llu) "
+			"refused: %s", a->name, (int)c->pid, (unsigned)c->uid,
+			(int)a->gpu, (unsigned long long)a->mem,
+			strerror(-r));
+		cv_d_attach_reply(d, c, r, NULL, NULL, 0);
+		return;
+	}
+	c->attaching = t;
+}
+
+static void handle_ps(struct cv_d *d, struct cv_d_client *c)
+{
+	int i;
+
+	c->ps_pending = true;
+	c->ps_deadline = cv_now_ns() + CV_D_PS_TIMEOUT_MS * 1000000ull;
+	for (i = 0; i < d->ntenants; i++)
+		cv_d_tenant_ask_stats(d, d->tenants[i]);
+	cv_d_ps_poll(d, cv_now_ns());
+}
+
+static void ps_reply(struct cv_d *d, struct cv_d_client *c)
+{
+	static uint8_t buf[sizeof(struct cv_ctl_ps_r) +
+			   CV_D_MAX_TENANTS * sizeof(struct cv_ctl_tenant)];
+	struct cv_ctl_ps_r hdr = { 0 };
+	struct cv_ctl_tenant e;
+	struct cv_d_tenant *t;
+	int i;
+
+	for (i = 0; i < d->ntenants; i++) {
+		t = d->tenants[i];
+		if (t->dead || (!privileged(c->uid) && t->uid != c->uid))
+			continue;
+		memset(&e, 0, sizeof(e));
+		e.id = t->id;
+		e.pid = (uint32_t)t->guest_pid;
+		e.worker_pid = (uint32_t)t->worker_pid;
+		e.gpu = d->gpus[t->gpu].index;
+		e.state = t->state;
+		e.mem_used = t->stats.mem_used;
+		e.quota = t->quota;
+		memcpy(e.name, t->name, sizeof(e.name));
+		memcpy(buf + sizeof(hdr) + hdr.n * sizeof(e), &e, sizeof(e));
+		hdr.n++;
+	}
+	memcpy(buf, &hdr, sizeof(hdr));
+	c->ps_pending = false;
+	reply(d, c, CV_CTL_PS, 0, buf,
+	      (uint32_t)(sizeof(hdr) + hdr.n * sizeof(e)), NULL, 0);
+}
+
+void cv_d_ps_poll(struct cv_d *d, uint64_t now)
+{
+	bool waiting = false;
+	int i;
+
+	for (i = 0; i < d->ntenants; i++)
+		if (!d->tenants[i]->dead && d->tenants[i]->stats_inflight)
+			waiting = true;
+	for (i = 0; i < d->nclients; i++) {
+		struct cv_d_client *c = d->clients[i];
+
+		if (!c->dead && c->ps_pending &&
+		    (!waiting || now >= c->ps_deadline))
+			ps_reply(d, c);
+	}
+}
+
+static void handle_info(struct cv_d *d, struct cv_d_client *c)
+{
+	static uint8_t buf[sizeof(struct cv_ctl_info_r) +
+			   CV_D_MAX_GPUS * sizeof(struct cv_ctl_gpu)];
+	struct cv_ctl_info_r r = {
+		.pid = (uint32_t)getpid(), .ngpus = (uint32_t)d->ngpus,
+		.backend = (uint32_t)d->backend,
+		.default_quota = d->cfg.default_mem,
+	};
+	struct cv_ctl_gpu g;
+	int i;
+
+	for (i = 0; i < d->ntenants; i++)
+		r.ntenants += !d->tenants[i]->dead;
+	memcpy(buf, &r, sizeof(r));
+	for (i = 0; i < d->ngpus; i++) {
+		memset(&g, 0, sizeof(g));
+		g.index = d->gpus[i].index;
+		g.ntenants = d->gpus[i].ntenants;
+		g.total_mem = d->gpus[i].total;
+		g.quota_sum = d->gpus[i].quota_sum;
+		memcpy(g.name, d->gpus[i].name, sizeof(g.name));
+		memcpy(buf + sizeof(r) + (size_t)i * sizeof(g), &g, sizeof(g));
+	}
+	reply(d, c, CV_CTL_INFO, 0, buf,
+	      (uint32_t)(sizeof(r) + (size_t)d->ngpus * sizeof(g)), NULL, 0);
+}
+
+static void handle_shutdown(struct cv_d *d, struct cv_d_client *c)
+{
+	char why[96];
+
+	if (!privileged(c->uid)) {
+		cv_warn("SHUTDOWN from pid %d uid %u refused: only uid %u or "
+			"root may stop the daemon", (int)c->pid,
+			(unsigned)c->uid, (unsigned)geteuid());
+		reply(d, c, CV_CTL_SHUTDOWN, -EPERM, NULL, 0, NULL, 0);
+		return;
+	}
+	/* Answered when the daemon has stopped (main.c). */
+	c->shutdown_pending = true;
+	snprintf(why, sizeof(why), "SHUTDOWN from pid %d uid %u", (int)c->pid,
+		 (unsigned)c->uid);
+	cv_d_stop(d, why);
+}
+
+static void dispatch(struct cv_d *d, struct cv_d_client *c,
+		     const struct cv_d_msg *m)
+{
+	switch (m->type) {
+	case CV_CTL_ATTACH:
+		handle_attach(d, c, &m->u.attach);
+		break;
+	case CV_CTL_PS:
+		handle_ps(d, c);
+		break;
+	case CV_CTL_INFO:
+		handle_info(d, c);
+		break;
+	case CV_CTL_SHUTDOWN:
+		handle_shutdown(d, c);
+		break;
+	}
+}
+
+void cv_d_client_input(struct cv_d *d, struct cv_d_client *c)
+{
+	/* Requests are small; anything longer is malformed anyway. */
+	uint8_t buf[512];
+	int fds[CV_CTL_MAX_FDS], nfds = CV_CTL_MAX_FDS, i, r;
+	struct cv_ctl_hdr h;
+	struct cv_d_msg m;
+	const char *why;
+
+	r = cv_ctl_recv(c->fd, &h, buf, sizeof(buf), fds, &nfds, 0);
+	if (r == -EAGAIN || r == -ETIMEDOUT)
+		return;
+	if (r == -ECONNRESET) {
+		cv_dbg("client pid %d disconnected", (int)c->pid);
+		cv_d_client_kill(d, c);
+		return;
+	}
+	if (r < 0) {
+		cv_warn("client pid %d uid %u: bad message: %s; closing",
+			(int)c->pid, (unsigned)c->uid, strerror(-r));
+		cv_d_client_kill(d, c);
+		return;
+	}
+	for (i = 0; i < nfds; i++)
+		close(fds[i]);
+	if (cv_d_msg_decode(CV_D_PEER_CLIENT, &h, buf, (uint32_t)r, nfds, &m,
+			    &why) < 0) {
+		cv_warn("client pid %d uid %u: malformed message (type %u, "
+			"%d bytes): %s; closing", (int)c->pid,
+			(unsigned)c->uid, h.type, r, why);
+		cv_d_client_kill(d, c);
+		return;
+	}
+	dispatch(d, c, &m);
+}

@@ -1,0 +1,204 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * cuvisord internals. One thread, one poll() loop (main.c); clients
+ * (client.c) and tenants (tenant.c) are plain objects owned by struct cv_d.
+ * Objects are never freed while a loop iteration runs: they are marked
+ * dead and swept at its end, so a pollfd entry never names a freed object.
+ *
+ * msg.c holds everything that reads peer input without doing I/O (message
+ * decoding, admission, the probe output parser); the unit tests and the
+ * fuzzer call it directly.
+ */
+#ifndef CV_CUVISORD_H
+#define CV_CUVISORD_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "../core/ctl.h"
+#include "../core/proto.h"
+
+#define CV_D_MAX_CLIENTS 1024
+#define CV_D_MAX_GPUS 64
+#define CV_D_MAX_ALLOW 64
+/* So that a PS reply (all tenants) fits in one message. */
+#define CV_D_MAX_TENANTS 512
+_Static_assert(sizeof(struct cv_ctl_hdr) + sizeof(struct cv_ctl_ps_r) +
+		       CV_D_MAX_TENANTS * sizeof(struct cv_ctl_tenant) <=
+		       CV_CTL_MAX, "ps reply fits");
+_Static_assert(sizeof(struct cv_ctl_hdr) + sizeof(struct cv_ctl_info_r) +
+		       CV_D_MAX_GPUS * sizeof(struct cv_ctl_gpu) <=
+		       CV_CTL_MAX, "info reply fits");
+
+#define CV_D_PS_TIMEOUT_MS 200
+#define CV_D_STOP_TIMEOUT_MS 2000
+#define CV_D_START_TIMEOUT_S 60
+#define CV_D_PROBE_TIMEOUT_S 60
+/* Bytes of probe output we read at most. */
+#define CV_D_PROBE_MAX 65536
+
+/* ---- msg.c: decoding without I/O ---------------------------------- */
+
+enum cv_d_peer { CV_D_PEER_CLIENT, CV_D_PEER_WORKER };
+
+struct cv_d_gpu {
+	int index;            /* device ordinal the worker opens */
+	uint64_t total;       /* bytes */
+	char name[CV_CTL_NAME_LEN];
+	unsigned ntenants;    /* live tenants placed on it */
+	uint64_t quota_sum;
+};
+
+/* A validated message. type is the header's type (CV_CTL_REPLY kept). */
+struct cv_d_msg {
+	uint16_t type;
+	int32_t status;
+	union {
+		struct cv_ctl_attach attach;   /* name sanitised, NUL-ended */
+		struct cv_ctl_ready ready;     /* msg sanitised, NUL-ended */
+		struct cv_ctl_w_stats_r stats;
+	} u;
+};
+
+/*
+ * Validates one message from a peer of kind `from`: the header (as
+ * cv_ctl_hdr_check does for a datagram of sizeof(*hdr) + len bytes), the
+ * type allowed for that peer, the exact payload length, the number of fds
+ * that came with it, strings and ranges. Fills *m. Returns 0 or -EBADMSG
+ * with *why saying what was wrong (a static string).
+ */
+int cv_d_msg_decode(enum cv_d_peer from, const struct cv_ctl_hdr *hdr,
+		    const void *payload, uint32_t len, int nfds,
+		    struct cv_d_msg *m, const char **why);
+
+/*
+ * Admission of a decoded ATTACH: the protocol version, flags, the GPU
+ * (-1: the one with the fewest tenants) and the quota (0: default_mem, or
+ * the GPU's total when default_mem is 0). 0 with *gpu (an index into
+ * gpus[]) and *quota set, or -EPROTO, -EINVAL, -ENODEV, -ENOMEM.
+ */
+int cv_d_admit(const struct cv_d_gpu *gpus, int ngpus,
+	       const struct cv_ctl_attach *a, uint64_t default_mem, int *gpu,
+	       uint64_t *quota);
+
+/*
+ * Parses the worker's --probe output: lines "gpu <index> <total_bytes>
+ * <name...>"; other lines are ignored. Indices must be distinct and in
+ * [0, 65536), totals nonzero; at most max GPUs. Fills gpus[] sorted by
+ * index and returns their number, or -EBADMSG with *why set.
+ */
+int cv_d_probe_parse(const char *out, size_t n, struct cv_d_gpu *gpus, int max,
+		     const char **why);
+
+/* Replaces bytes that are not printable ASCII with '?' (log hygiene). */
+void cv_d_sanitize(char *s, size_t size);
+
+/* ---- daemon state ------------------------------------------------- */
+
+struct cv_d_tenant;
+
+struct cv_d_client {
+	int fd;
+	uid_t uid;
+	pid_t pid;
+	bool dead;
+	/* A request in progress; the client is not read until it is done. */
+	struct cv_d_tenant *attaching; /* ATTACH waiting for READY */
+	bool ps_pending;
+	uint64_t ps_deadline;          /* cv_now_ns() */
+	bool shutdown_pending;         /* answered when the daemon exits */
+};
+
+struct cv_d_tenant {
+	uint64_t id;
+	pid_t worker_pid;
+	pid_t guest_pid;
+	uid_t uid;
+	int gpu;                 /* index into d->gpus */
+	uint64_t quota;
+	char name[CV_CTL_NAME_LEN];
+	uint32_t state;          /* enum cv_vgpu_state */
+	bool ready;              /* W_READY seen */
+	bool dead;               /* worker reaped */
+	int ctl_fd;              /* -1 once closed */
+	int link_guest_fd;       /* held until handed to the guest */
+	struct cv_d_client *client; /* whose ATTACH waits on us, or NULL */
+	uint64_t start_deadline; /* cv_now_ns() */
+	bool stats_inflight;
+	struct cv_ctl_w_stats_r stats; /* last known */
+};
+
+struct cv_d_cfg {
+	char socket[108];
+	int backend;             /* CV_BACKEND_*, 0: auto */
+	char driver[4096];       /* "" when none */
+	char worker[4096];
+	uint64_t default_mem;    /* 0: each GPU's total */
+	bool private_mode;
+	uid_t allow[CV_D_MAX_ALLOW];
+	int nallow;
+	char log_level[16];      /* level name, passed to workers */
+	char pidfile[4096];
+	unsigned start_timeout_s;
+};
+
+struct cv_d {
+	struct cv_d_cfg cfg;
+	int backend;             /* the one in use */
+	struct cv_d_gpu gpus[CV_D_MAX_GPUS];
+	int ngpus;
+	int listen_fd;
+	uint64_t accept_resume;  /* accept paused until (EMFILE) */
+	int sig_fd;
+	dev_t sock_dev;          /* our socket file, to remove only ours */
+	ino_t sock_ino;
+	struct cv_d_client *clients[CV_D_MAX_CLIENTS];
+	int nclients;
+	struct cv_d_tenant *tenants[CV_D_MAX_TENANTS];
+	int ntenants;
+	uint64_t next_id;
+	bool had_tenant;
+	bool stopping;
+	uint64_t stop_deadline;
+};
+
+/* main.c */
+void cv_d_stop(struct cv_d *d, const char *why);
+/* In a forked child before exec: default signal mask and dispositions. */
+void cv_d_child_reset(void);
+
+/* sock.c */
+int cv_d_listen(struct cv_d *d);
+void cv_d_unlink_socket(struct cv_d *d);
+int cv_d_write_pidfile(const char *path);
+
+/* probe.c: fills d->gpus and d->backend from the worker's --probe. */
+int cv_d_probe(struct cv_d *d);
+const char *cv_d_backend_name(int backend);
+
+/* client.c */
+void cv_d_accept(struct cv_d *d);
+void cv_d_client_input(struct cv_d *d, struct cv_d_client *c);
+void cv_d_client_kill(struct cv_d *d, struct cv_d_client *c);
+/* Replies to an ATTACH (status < 0: no payload, no fds). */
+void cv_d_attach_reply(struct cv_d *d, struct cv_d_client *c, int status,
+		       const struct cv_d_tenant *t, const int *fds, int nfds);
+/* Answers PS requests whose stats are in or whose time is up. */
+void cv_d_ps_poll(struct cv_d *d, uint64_t now);
+
+/* tenant.c */
+int cv_d_tenant_start(struct cv_d *d, struct cv_d_client *c, int gpu,
+		      uint64_t quota, const struct cv_ctl_attach *a,
+		      struct cv_d_tenant **out);
+void cv_d_tenant_input(struct cv_d *d, struct cv_d_tenant *t);
+/* The worker's control connection hung up or failed. */
+void cv_d_tenant_hup(struct cv_d *d, struct cv_d_tenant *t);
+void cv_d_tenant_timeouts(struct cv_d *d, uint64_t now);
+void cv_d_tenant_ask_stats(struct cv_d *d, struct cv_d_tenant *t);
+void cv_d_tenant_stop(struct cv_d *d, struct cv_d_tenant *t);
+void cv_d_tenant_close_ctl(struct cv_d_tenant *t);
+void cv_d_reap(struct cv_d *d);
+void cv_d_tenant_free(struct cv_d *d, struct cv_d_tenant *t);
+
+#endif

@@ -1,0 +1,731 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * cuvisord: the control plane, one per host. Options, start-up, the
+ * poll() loop and the orderly stop. See cuvisord.h for the object rules.
+ */
+#include "cuvisord.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <libgen.h>
+#include <poll.h>
+#include <pwd.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/signalfd.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "../core/log.h"
+
+static const char *const default_drivers[] = {
+	"/usr/lib/x86_64-linux-gnu/libcuda.so.1",
+	"/usr/lib64/libcuda.so.1",
+	"/usr/local/nvidia/lib64/libcuda.so.1",
+	"/usr/lib/wsl/lib/libcuda.so.1",
+};
+
+/* ---- options ------------------------------------------------------ */
+
+struct opts {
+	struct cv_d_cfg *cfg;
+	const char *log_spec;
+	bool help;
+};
+
+static int set_str(char *dst, size_t size, const char *name, const char *v)
+{
+	if (!*v || strlen(v) >= size) {
+		fprintf(stderr, "cuvisord: %s: empty or too long\n", name);
+		return -EINVAL;
+	}
+	memcpy(dst, v, strlen(v) + 1);
+	return 0;
+}
+
+static int opt_socket(struct opts *o, const char *v)
+{
+	return set_str(o->cfg->socket, sizeof(o->cfg->socket), "--socket", v);
+}
+
+static int opt_backend(struct opts *o, const char *v)
+{
+	if (!strcmp(v, "cuda"))
+		o->cfg->backend = CV_BACKEND_CUDA;
+	else if (!strcmp(v, "host"))
+		o->cfg->backend = CV_BACKEND_HOST;
+	else if (!strcmp(v, "auto"))
+		o->cfg->backend = 0;
+	else {
+		fprintf(stderr, "cuvisord: --backend: '%s' is not cuda, host "
+			"or auto\n", v);
+		return -EINVAL;
+	}
+	return 0;
+}
+
+static int opt_driver(struct opts *o, const char *v)
+{
+	if (v[0] != '/') {
+		fprintf(stderr, "cuvisord: --driver: '%s' is not an absolute "
+			"path\n", v);
+		return -EINVAL;
+	}
+	return set_str(o->cfg->driver, sizeof(o->cfg->driver), "--driver", v);
+}
+
+static int opt_worker(struct opts *o, const char *v)
+{
+	return set_str(o->cfg->worker, sizeof(o->cfg->worker), "--worker", v);
+}
+
+static int opt_default_mem(struct opts *o, const char *v)
+{
+	if (cv_ctl_parse_size(v, &o->cfg->default_mem) < 0 ||
+	    !o->cfg->default_mem) {
+		fprintf(stderr, "cuvisord: --default-mem: '%s' is not a size "
+			"(bytes, or a number with K, M, G or T)\n", v);
+		return -EINVAL;
+	}
+	return 0;
+}
+
+static int opt_private(struct opts *o, const char *v)
+{
+	o->cfg->private_mode = true;
+	return 0;
+}
+
+static int opt_allow_uid(struct opts *o, const char *v)
+{
+	struct passwd *pw;
+	unsigned long u;
+	char *end;
+
+	if (o->cfg->nallow == CV_D_MAX_ALLOW) {
+		fprintf(stderr, "cuvisord: --allow-uid: at most %d\n",
+			CV_D_MAX_ALLOW);
+		return -EINVAL;
+	}
+	errno = 0;
+	u = strtoul(v, &end, 10);
+	if (*v && !*end && !errno && u < (uid_t)-1) {
+		o->cfg->allow[o->cfg->nallow++] = (uid_t)u;
+		return 0;
+	}
+	pw = getpwnam(v);
+	if (!pw) {
+		fprintf(stderr, "cuvisord: --allow-uid: '%s' is neither a uid "
+			"nor a user name\n", v);
+		return -EINVAL;
+	}
+	o->cfg->allow[o->cfg->nallow++] = pw->pw_uid;
+	return 0;
+}
+
+static int opt_log(struct opts *o, const char *v)
+{
+	o->log_spec = v;
+	return 0;
+}
+
+static int opt_pidfile(struct opts *o, const char *v)
+{
+	return set_str(o->cfg->pidfile, sizeof(o->cfg->pidfile), "--pidfile",
+		       v);
+}
+
+static int opt_start_timeout(struct opts *o, const char *v)
+{
+	char *end;
+	unsigned long s;
+
+	errno = 0;
+	s = strtoul(v, &end, 10);
+	if (!*v || *end || errno || s == 0 || s > 3600) {
+		fprintf(stderr, "cuvisord: --start-timeout: '%s' is not 1 to "
+			"3600 seconds\n", v);
+		return -EINVAL;
+	}
+	o->cfg->start_timeout_s = (unsigned)s;
+	return 0;
+}
+
+static int opt_help(struct opts *o, const char *v)
+{
+	o->help = true;
+	return 0;
+}
+
+struct opt {
+	const char *name;
+	const char *arg; /* NULL: takes no value */
+	int (*set)(struct opts *o, const char *v);
+	const char *help;
+};
+
+static const struct opt options[] = {
+	{ "--socket", "PATH", opt_socket,
+	  "control socket (default: %SOCKET%). Its directory is created 0700 "
+	  "when missing; an existing one must be owned by us and not group or "
+	  "world writable" },
+	{ "--backend", "cuda|host|auto", opt_backend,
+	  "the workers' device backend (default: auto, i.e. cuda when the "
+	  "probe finds a GPU, else host)" },
+	{ "--driver", "PATH", opt_driver,
+	  "absolute path of NVIDIA's libcuda.so.1 for the workers (default: "
+	  "%DRIVER%)" },
+	{ "--worker", "PATH", opt_worker,
+	  "the worker executable (default: %WORKER%)" },
+	{ "--default-mem", "SIZE", opt_default_mem,
+	  "quota of a tenant that asks for none: bytes or K/M/G/T (powers of "
+	  "1024) (default: the GPU's total memory)" },
+	{ "--private", NULL, opt_private,
+	  "exit once there has been a tenant and none is left (as started by "
+	  "`cuvisor run`), or on SHUTDOWN" },
+	{ "--allow-uid", "UID", opt_allow_uid,
+	  "also accept clients of this uid or user name (repeatable); our own "
+	  "uid and root are always accepted. Makes the socket mode 0666; "
+	  "SO_PEERCRED decides" },
+	{ "--log", "LEVEL[:PATH]", opt_log,
+	  "error, warn, info, debug or off; PATH gets our log and the workers' "
+	  "stderr (default: info to stderr)" },
+	{ "--pidfile", "PATH", opt_pidfile,
+	  "write our pid there once listening; removed on exit" },
+	{ "--start-timeout", "SECONDS", opt_start_timeout,
+	  "how long a worker may take to become ready (default: 60)" },
+	{ "--help", NULL, opt_help, "show this help and exit" },
+};
+
+/* Expands %NAME% in a help text to the default it stands for. */
+static void expand(char *out, size_t size, const char *s,
+		   const struct cv_d_cfg *cfg)
+{
+	const char *v;
+	size_t n = 0, k;
+
+	while (*s && n + 1 < size) {
+		v = NULL;
+		if (!strncmp(s, "%SOCKET%", 8))
+			v = cfg->socket;
+		else if (!strncmp(s, "%DRIVER%", 8))
+			v = cfg->driver[0] ? cfg->driver : "none found";
+		else if (!strncmp(s, "%WORKER%", 8))
+			v = cfg->worker;
+		if (!v) {
+			out[n++] = *s++;
+			continue;
+		}
+		k = CV_MIN(strlen(v), size - 1 - n);
+		memcpy(out + n, v, k);
+		n += k;
+		s += 8;
+	}
+	out[n] = 0;
+}
+
+/* Prints s word-wrapped to 79 columns from column col, indented. */
+static void wrap(const char *s, int col, int indent)
+{
+	int n;
+
+	while (*s) {
+		n = (int)strcspn(s, " ");
+		if (col > indent && col + 1 + n > 79) {
+			printf("\n%*s", indent, "");
+			col = indent;
+		} else if (col > indent) {
+			putchar(' ');
+			col++;
+		}
+		printf("%.*s", n, s);
+		col += n;
+		s += n;
+		while (*s == ' ')
+			s++;
+	}
+	putchar('\n');
+}
+
+static void usage(const struct cv_d_cfg *cfg)
+{
+	char left[48], text[8192];
+	size_t i;
+
+	printf("Usage: cuvisord [OPTION...]\n\n");
+	wrap("The cuvisor control daemon: admits tenants (programs that load "
+	     "cuvisor's libcuda.so.1), starts one cuvisor-vgpu worker per "
+	     "tenant and supervises it. SIGTERM, SIGINT and `cuvisor "
+	     "shutdown` stop it and its workers.", 0, 0);
+	printf("\nOptions:\n");
+	for (i = 0; i < CV_ARRAY_SIZE(options); i++) {
+		snprintf(left, sizeof(left), "%s%s%s", options[i].name,
+			 options[i].arg ? " " : "",
+			 options[i].arg ? options[i].arg : "");
+		printf("  %-24s ", left);
+		expand(text, sizeof(text), options[i].help, cfg);
+		wrap(text, 27, 27);
+	}
+	putchar('\n');
+	wrap("Exit status: 0 after an orderly stop, 1 on a start-up failure, "
+	     "2 on a usage error.", 0, 0);
+}
+
+static const struct opt *find_opt(const char *arg, const char **val)
+{
+	size_t i, n;
+
+	for (i = 0; i < CV_ARRAY_SIZE(options); i++) {
+		n = strlen(options[i].name);
+		if (strncmp(arg, options[i].name, n))
+			continue;
+		if (arg[n] == 0) {
+			*val = NULL;
+			return &options[i];
+		}
+		if (arg[n] == '=' && options[i].arg) {
+			*val = arg + n + 1;
+			return &options[i];
+		}
+	}
+	return NULL;
+}
+
+/* 0, or -EINVAL after printing why. */
+static int parse_args(struct opts *o, int argc, char **argv)
+{
+	const struct opt *op;
+	const char *val;
+	int i;
+
+	for (i = 1; i < argc; i++) {
+		if (!strcmp(argv[i], "-h")) {
+			o->help = true;
+			continue;
+		}
+		op = find_opt(argv[i], &val);
+		if (!op) {
+			fprintf(stderr, "cuvisord: unknown argument '%s'; see "
+				"--help\n", argv[i]);
+			return -EINVAL;
+		}
+		if (op->arg && !val) {
+			if (i + 1 == argc) {
+				fprintf(stderr, "cuvisord: %s needs a value "
+					"(%s)\n", op->name, op->arg);
+				return -EINVAL;
+			}
+			val = argv[++i];
+		}
+		if (op->set(o, val) < 0)
+			return -EINVAL;
+	}
+	return 0;
+}
+
+/* Defaults that depend on the host: the socket, driver and worker. */
+static void set_defaults(struct cv_d_cfg *cfg)
+{
+	char exe[4096];
+	ssize_t n;
+	size_t i;
+
+	if (cv_ctl_default_path(cfg->socket, sizeof(cfg->socket)) < 0)
+		cfg->socket[0] = 0;
+	for (i = 0; i < CV_ARRAY_SIZE(default_drivers); i++) {
+		if (access(default_drivers[i], R_OK) == 0) {
+			snprintf(cfg->driver, sizeof(cfg->driver), "%s",
+				 default_drivers[i]);
+			break;
+		}
+	}
+	n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
+	exe[n > 0 ? n : 0] = 0;
+	snprintf(cfg->worker, sizeof(cfg->worker), "%s/cuvisor-vgpu",
+		 n > 0 ? dirname(exe) : ".");
+	cfg->start_timeout_s = CV_D_START_TIMEOUT_S;
+	snprintf(cfg->log_level, sizeof(cfg->log_level), "info");
+}
+
+/*
+ * --log LEVEL[:PATH]. A PATH becomes our fd 2, so that the workers (which
+ * inherit fd 2) log to the same place. 0, -EINVAL (usage) or -errno.
+ */
+static int setup_log(struct cv_d_cfg *cfg, const char *spec)
+{
+	const char *colon = strchr(spec, ':');
+	size_t n = colon ? (size_t)(colon - spec) : strlen(spec);
+	int fd;
+
+	if (n >= sizeof(cfg->log_level))
+		goto bad;
+	memcpy(cfg->log_level, spec, n);
+	cfg->log_level[n] = 0;
+	if (cv_log_init_spec("cuvisord", cfg->log_level) < 0)
+		goto bad;
+	if (!colon || !colon[1])
+		return 0;
+	fd = open(colon + 1, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC |
+				     O_NOCTTY, 0600);
+	if (fd < 0 || dup2(fd, 2) < 0) {
+		fprintf(stderr, "cuvisord: --log: cannot open %s: %s\n",
+			colon + 1, strerror(errno));
+		return -EIO;
+	}
+	close(fd);
+	return 0;
+bad:
+	fprintf(stderr, "cuvisord: --log: '%s' is not LEVEL[:PATH] with LEVEL "
+		"one of error, warn, info, debug, off\n", spec);
+	return -EINVAL;
+}
+
+static int check_paths(const struct cv_d_cfg *cfg)
+{
+	if (!cfg->socket[0]) {
+		cv_err("no socket path (the default is too long); pass "
+		       "--socket");
+		return -EINVAL;
+	}
+	if (access(cfg->worker, X_OK) < 0) {
+		cv_err("worker %s: %s; pass --worker PATH", cfg->worker,
+		       strerror(errno));
+		return -ENOENT;
+	}
+	if (cfg->driver[0] && access(cfg->driver, R_OK) < 0) {
+		cv_err("driver %s: %s", cfg->driver, strerror(errno));
+		return -ENOENT;
+	}
+	return 0;
+}
+
+/* ---- signals ------------------------------------------------------ */
+
+void cv_d_child_reset(void)
+{
+	sigset_t none;
+
+	sigemptyset(&none);
+	sigprocmask(SIG_SETMASK, &none, NULL);
+	signal(SIGPIPE, SIG_DFL);
+}
+
+static int setup_signals(struct cv_d *d)
+{
+	sigset_t set;
+
+	sigemptyset(&set);
+	sigaddset(&set, SIGCHLD);
+	sigaddset(&set, SIGTERM);
+	sigaddset(&set, SIGINT);
+	if (sigprocmask(SIG_BLOCK, &set, NULL) < 0)
+		return -errno;
+	d->sig_fd = signalfd(-1, &set, SFD_CLOEXEC | SFD_NONBLOCK);
+	if (d->sig_fd < 0)
+		return -errno;
+	signal(SIGPIPE, SIG_IGN);
+	return 0;
+}
+
+static void on_signals(struct cv_d *d)
+{
+	struct signalfd_siginfo si;
+
+	while (read(d->sig_fd, &si, sizeof(si)) == sizeof(si)) {
+		if (si.ssi_signo == SIGCHLD) {
+			cv_d_reap(d);
+			continue;
+		}
+		if (d->stopping) {
+			cv_info("signal %u while stopping: killing the "
+				"workers now", si.ssi_signo);
+			d->stop_deadline = 0;
+			continue;
+		}
+		cv_d_stop(d, si.ssi_signo == SIGTERM ? "SIGTERM" : "SIGINT");
+	}
+}
+
+/* Clients and workers get at most one fd each, plus a few in flight. */
+static void raise_nofile(void)
+{
+	struct rlimit rl;
+	rlim_t want = 4 * (CV_D_MAX_CLIENTS + CV_D_MAX_TENANTS);
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) < 0 || rl.rlim_cur >= want)
+		return;
+	rl.rlim_cur = CV_MIN(want, rl.rlim_max);
+	setrlimit(RLIMIT_NOFILE, &rl);
+}
+
+/* ---- the loop ----------------------------------------------------- */
+
+static int live_tenants(const struct cv_d *d)
+{
+	int i, n = 0;
+
+	for (i = 0; i < d->ntenants; i++)
+		n += !d->tenants[i]->dead;
+	return n;
+}
+
+void cv_d_stop(struct cv_d *d, const char *why)
+{
+	int i;
+
+	if (d->stopping)
+		return;
+	cv_info("stopping (%s): %d tenant(s)", why, live_tenants(d));
+	d->stopping = true;
+	d->stop_deadline = cv_now_ns() + CV_D_STOP_TIMEOUT_MS * 1000000ull;
+	/* New clients get ECONNREFUSED, not a daemon on its way out. */
+	cv_d_unlink_socket(d);
+	for (i = 0; i < d->ntenants; i++)
+		cv_d_tenant_stop(d, d->tenants[i]);
+}
+
+/* Frees the objects marked dead during the last iteration. */
+static void sweep(struct cv_d *d)
+{
+	int i;
+
+	for (i = 0; i < d->nclients;) {
+		if (d->clients[i]->dead) {
+			free(d->clients[i]);
+			d->clients[i] = d->clients[--d->nclients];
+		} else {
+			i++;
+		}
+	}
+	for (i = 0; i < d->ntenants;) {
+		if (d->tenants[i]->dead) {
+			cv_d_tenant_free(d, d->tenants[i]);
+			d->tenants[i] = d->tenants[--d->ntenants];
+		} else {
+			i++;
+		}
+	}
+}
+
+static void min_deadline(uint64_t *best, uint64_t t)
+{
+	if (t && (!*best || t < *best))
+		*best = t;
+}
+
+/* Milliseconds until the next timer, -1 if none. */
+static int next_timeout(const struct cv_d *d, uint64_t now)
+{
+	uint64_t best = 0;
+	bool waiting = false;
+	int i;
+
+	for (i = 0; i < d->ntenants; i++) {
+		if (d->tenants[i]->state == CV_STATE_STARTING)
+			min_deadline(&best, d->tenants[i]->start_deadline);
+		waiting |= d->tenants[i]->stats_inflight;
+	}
+	for (i = 0; i < d->nclients && waiting; i++)
+		if (d->clients[i]->ps_pending)
+			min_deadline(&best, d->clients[i]->ps_deadline);
+	if (d->stopping)
+		min_deadline(&best, d->stop_deadline ? d->stop_deadline : 1);
+	if (d->accept_resume)
+		min_deadline(&best, d->accept_resume);
+	if (!best)
+		return -1;
+	if (best <= now)
+		return 0;
+	return (int)CV_MIN((best - now + 999999) / 1000000, 60000ull);
+}
+
+enum { K_SIG, K_LISTEN, K_CLIENT, K_TENANT };
+
+struct slot {
+	int kind;
+	void *obj;
+};
+
+static int build_pollfds(struct cv_d *d, struct pollfd *p, struct slot *s)
+{
+	struct cv_d_client *c;
+	int i, n = 0;
+
+	p[n] = (struct pollfd){ .fd = d->sig_fd, .events = POLLIN };
+	s[n++] = (struct slot){ K_SIG, NULL };
+	if (d->listen_fd >= 0 && cv_now_ns() >= d->accept_resume) {
+		d->accept_resume = 0;
+		p[n] = (struct pollfd){ .fd = d->listen_fd, .events = POLLIN };
+		s[n++] = (struct slot){ K_LISTEN, NULL };
+	}
+	for (i = 0; i < d->nclients; i++) {
+		c = d->clients[i];
+		p[n] = (struct pollfd){ .fd = c->fd };
+		/* One request at a time: a busy client is only watched for
+		 * hang-up. */
+		if (!c->attaching && !c->ps_pending && !c->shutdown_pending)
+			p[n].events = POLLIN;
+		s[n++] = (struct slot){ K_CLIENT, c };
+	}
+	for (i = 0; i < d->ntenants; i++) {
+		if (d->tenants[i]->ctl_fd < 0)
+			continue;
+		p[n] = (struct pollfd){ .fd = d->tenants[i]->ctl_fd,
+					.events = POLLIN };
+		s[n++] = (struct slot){ K_TENANT, d->tenants[i] };
+	}
+	return n;
+}
+
+static void dispatch(struct cv_d *d, const struct pollfd *p,
+		     const struct slot *s, int n)
+{
+	struct cv_d_client *c;
+	struct cv_d_tenant *t;
+	int i;
+
+	for (i = 0; i < n; i++) {
+		if (!p[i].revents)
+			continue;
+		switch (s[i].kind) {
+		case K_SIG:
+			on_signals(d);
+			break;
+		case K_LISTEN:
+			cv_d_accept(d);
+			break;
+		case K_CLIENT:
+			c = s[i].obj;
+			if (c->dead)
+				break;
+			if (p[i].revents & POLLIN)
+				cv_d_client_input(d, c);
+			else if (p[i].revents & (POLLHUP | POLLERR | POLLNVAL))
+				cv_d_client_kill(d, c);
+			break;
+		case K_TENANT:
+			t = s[i].obj;
+			if (t->ctl_fd < 0)
+				break;
+			if (p[i].revents & POLLIN)
+				cv_d_tenant_input(d, t);
+			else
+				cv_d_tenant_hup(d, t);
+			break;
+		}
+	}
+}
+
+static void loop(struct cv_d *d)
+{
+	static struct pollfd p[2 + CV_D_MAX_CLIENTS + CV_D_MAX_TENANTS];
+	static struct slot s[2 + CV_D_MAX_CLIENTS + CV_D_MAX_TENANTS];
+	uint64_t now;
+	int n;
+
+	for (;;) {
+		now = cv_now_ns();
+		cv_d_tenant_timeouts(d, now);
+		cv_d_ps_poll(d, now);
+		sweep(d);
+		if (d->cfg.private_mode && d->had_tenant && !d->ntenants)
+			cv_d_stop(d, "private daemon, last tenant gone");
+		if (d->stopping &&
+		    (!d->ntenants || now >= d->stop_deadline))
+			return;
+		n = build_pollfds(d, p, s);
+		if (poll(p, (nfds_t)n, next_timeout(d, now)) < 0) {
+			if (errno != EINTR)
+				cv_warn("poll: %s", strerror(errno));
+			continue;
+		}
+		dispatch(d, p, s, n);
+	}
+}
+
+/* Kills the workers that did not stop in time and reaps them (bounded). */
+static void kill_stragglers(struct cv_d *d)
+{
+	uint64_t until;
+	int i;
+
+	for (i = 0; i < d->ntenants; i++) {
+		if (d->tenants[i]->dead)
+			continue;
+		cv_warn("tenant %llu: worker pid %d did not stop in time; "
+			"killing it", (unsigned long long)d->tenants[i]->id,
+			(int)d->tenants[i]->worker_pid);
+		kill(d->tenants[i]->worker_pid, SIGKILL);
+	}
+	until = cv_now_ns() + CV_D_STOP_TIMEOUT_MS * 1000000ull;
+	while (live_tenants(d) && cv_now_ns() < until) {
+		cv_d_reap(d);
+		if (live_tenants(d))
+			nanosleep(&(struct timespec){ 0, 10000000 }, NULL);
+	}
+	if (live_tenants(d))
+		cv_warn("%d worker(s) could not be reaped", live_tenants(d));
+	sweep(d);
+}
+
+static void finish(struct cv_d *d)
+{
+	int i;
+
+	kill_stragglers(d);
+	cv_d_unlink_socket(d);
+	if (d->cfg.pidfile[0])
+		unlink(d->cfg.pidfile);
+	for (i = 0; i < d->nclients; i++) {
+		if (!d->clients[i]->dead && d->clients[i]->shutdown_pending)
+			cv_ctl_send(d->clients[i]->fd,
+				    CV_CTL_SHUTDOWN | CV_CTL_REPLY, 0, NULL, 0,
+				    NULL, 0);
+		cv_d_client_kill(d, d->clients[i]);
+	}
+	sweep(d);
+	cv_info("stopped");
+}
+
+int main(int argc, char **argv)
+{
+	static struct cv_d d = { .listen_fd = -1, .sig_fd = -1, .next_id = 1 };
+	struct opts o = { .cfg = &d.cfg, .log_spec = "info" };
+	int r;
+
+	cv_log_init("cuvisord", CV_LOG_INFO, NULL);
+	set_defaults(&d.cfg);
+	if (parse_args(&o, argc, argv) < 0)
+		return 2;
+	if (o.help) {
+		usage(&d.cfg);
+		return 0;
+	}
+	r = setup_log(&d.cfg, o.log_spec);
+	if (r < 0)
+		return r == -EINVAL ? 2 : 1;
+	if (check_paths(&d.cfg) < 0)
+		return 1;
+	raise_nofile();
+	r = setup_signals(&d);
+	if (r < 0) {
+		cv_err("signals: %s", strerror(-r));
+		return 1;
+	}
+	if (cv_d_probe(&d) < 0 || cv_d_listen(&d) < 0)
+		return 1;
+	if (d.cfg.pidfile[0] && cv_d_write_pidfile(d.cfg.pidfile) < 0) {
+		cv_d_unlink_socket(&d);
+		return 1;
+	}
+	cv_info("listening on %s: backend %s, %d GPU(s), worker %s%s",
+		d.cfg.socket, cv_d_backend_name(d.backend), d.ngpus,
+		d.cfg.worker, d.cfg.private_mode ? ", private" : "");
+	loop(&d);
+	finish(&d);
+	return 0;
+}

@@ -1,0 +1,424 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Tenants and their workers. A tenant is born with an admitted ATTACH: we
+ * create two socketpairs, ctl (daemon <-> worker) and link (guest <->
+ * worker), and fork+exec the worker with their worker ends as fds 3 and
+ * 4. The tenant is STARTING until the worker's W_READY (status 0 and the
+ * region memfd); then the guest gets [memfd, link guest end] and we drop
+ * our copies. Failure (READY with an error, the worker's death, no READY
+ * in time) answers the ATTACH with the error instead.
+ *
+ * A tenant ends only when its worker is reaped (SIGCHLD). The guest's
+ * control connection may close at any time without affecting it: the
+ * worker sees the guest's death on the link.
+ */
+#include "cuvisord.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "../core/log.h"
+
+static void close_from(int lowfd)
+{
+	long fd, max;
+
+#ifdef SYS_close_range
+	if (syscall(SYS_close_range, (unsigned)lowfd, ~0u, 0u) == 0)
+		return;
+#endif
+	max = sysconf(_SC_OPEN_MAX);
+	if (max < 0 || max > 65536)
+		max = 65536;
+	for (fd = lowfd; fd < max; fd++)
+		close((int)fd);
+}
+
+/*
+ * In the child: fds 3 and 4 become the worker ends of ctl and link, 0 is
+ * /dev/null, 1 and 2 are inherited (2 is the daemon's log), nothing else
+ * stays open. Own process group, so that a terminal's ^C reaches only the
+ * daemon, which stops the workers in order. Never returns.
+ */
+static void exec_worker(const char *path, const char *const *argv, int ctl,
+			int link)
+{
+	int nul, a, b;
+
+	cv_d_child_reset();
+	setpgid(0, 0);
+	nul = open("/dev/null", O_RDONLY);
+	if (nul > 0) {
+		dup2(nul, 0);
+		close(nul);
+	}
+	/* Above 4 first, so that neither dup2 below clobbers the other's
+	 * source; dup2 also clears O_CLOEXEC. */
+	a = fcntl(ctl, F_DUPFD, 5);
+	b = fcntl(link, F_DUPFD, 5);
+	if (a < 0 || b < 0 || dup2(a, 3) < 0 || dup2(b, 4) < 0)
+		_exit(127);
+	close_from(5);
+	execv(path, (char *const *)argv);
+	cv_err("cannot execute worker %s: %s", path, strerror(errno));
+	_exit(127);
+}
+
+static int spawn(struct cv_d *d, struct cv_d_tenant *t)
+{
+	char id[24], gpu[16], mem[24];
+	const char *argv[24];
+	int ctl[2] = { -1, -1 }, link[2] = { -1, -1 }, n = 0, r;
+	pid_t pid;
+
+	snprintf(id, sizeof(id), "%llu", (unsigned long long)t->id);
+	snprintf(gpu, sizeof(gpu), "%d", d->gpus[t->gpu].index);
+	snprintf(mem, sizeof(mem), "%llu", (unsigned long long)t->quota);
+	argv[n++] = d->cfg.worker;
+	argv[n++] = "--tenant"; argv[n++] = id;
+	argv[n++] = "--gpu"; argv[n++] = gpu;
+	argv[n++] = "--mem"; argv[n++] = mem;
+	argv[n++] = "--backend"; argv[n++] = cv_d_backend_name(d->backend);
+	if (d->cfg.driver[0]) {
+		argv[n++] = "--driver";
+		argv[n++] = d->cfg.driver;
+	}
+	argv[n++] = "--ctl-fd"; argv[n++] = "3";
+	argv[n++] = "--link-fd"; argv[n++] = "4";
+	argv[n++] = "--log"; argv[n++] = d->cfg.log_level;
+	argv[n] = NULL;
+
+	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, ctl) < 0 ||
+	    socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, link) < 0 ||
+	    fcntl(ctl[0], F_SETFL, O_NONBLOCK) < 0) {
+		r = -errno;
+		goto fail;
+	}
+	pid = fork();
+	if (pid < 0) {
+		r = -errno;
+		goto fail;
+	}
+	if (pid == 0)
+		exec_worker(d->cfg.worker, argv, ctl[1], link[1]);
+	close(ctl[1]);
+	close(link[1]);
+	t->worker_pid = pid;
+	t->ctl_fd = ctl[0];
+	t->link_guest_fd = link[0];
+	return 0;
+fail:
+	if (ctl[0] >= 0) {
+		close(ctl[0]);
+		close(ctl[1]);
+	}
+	if (link[0] >= 0) {
+		close(link[0]);
+		close(link[1]);
+	}
+	return r;
+}
+
+int cv_d_tenant_start(struct cv_d *d, struct cv_d_client *c, int gpu,
+		      uint64_t quota, const struct cv_ctl_attach *a,
+		      struct cv_d_tenant **out)
+{
+	struct cv_d_tenant *t;
+	char sz[32];
+	int r;
+
+	t = calloc(1, sizeof(*t));
+	if (!t)
+		return -ENOMEM;
+	t->id = d->next_id++;
+	t->guest_pid = c->pid;
+	t->uid = c->uid;
+	t->gpu = gpu;
+	t->quota = quota;
+	t->ctl_fd = -1;
+	t->link_guest_fd = -1;
+	t->state = CV_STATE_STARTING;
+	t->stats.quota = quota;
+	memcpy(t->name, a->name, sizeof(t->name));
+	r = spawn(d, t);
+	if (r < 0) {
+		free(t);
+		return r;
+	}
+	t->client = c;
+	t->start_deadline = cv_now_ns() +
+			    d->cfg.start_timeout_s * 1000000000ull;
+	d->tenants[d->ntenants++] = t;
+	d->gpus[gpu].ntenants++;
+	d->gpus[gpu].quota_sum += quota;
+	d->had_tenant = true;
+	cv_info("tenant %llu (\"%s\", pid %d uid %u): worker pid %d on gpu %d, "
+		"quota %s", (unsigned long long)t->id, t->name,
+		(int)t->guest_pid, (unsigned)t->uid, (int)t->worker_pid,
+		d->gpus[gpu].index, cv_ctl_fmt_size(quota, sz, sizeof(sz)));
+	*out = t;
+	return 0;
+}
+
+void cv_d_tenant_close_ctl(struct cv_d_tenant *t)
+{
+	if (t->ctl_fd >= 0)
+		close(t->ctl_fd);
+	t->ctl_fd = -1;
+	t->stats_inflight = false;
+}
+
+/*
+ * The start failed: answer the ATTACH with status and let go of the
+ * worker (closing both ends it talks to makes a live one exit).
+ */
+static void fail_start(struct cv_d *d, struct cv_d_tenant *t, int status)
+{
+	cv_d_attach_reply(d, t->client, status, t, NULL, 0);
+	t->client = NULL;
+	if (t->link_guest_fd >= 0)
+		close(t->link_guest_fd);
+	t->link_guest_fd = -1;
+	cv_d_tenant_close_ctl(t);
+	t->state = CV_STATE_LOST;
+}
+
+/* The worker broke the protocol: it is of no further use. */
+static void worker_broken(struct cv_d *d, struct cv_d_tenant *t,
+			  const char *why)
+{
+	cv_warn("tenant %llu: worker pid %d: %s; killing it",
+		(unsigned long long)t->id, (int)t->worker_pid, why);
+	if (t->state == CV_STATE_STARTING)
+		fail_start(d, t, -EIO);
+	cv_d_tenant_close_ctl(t);
+	t->state = CV_STATE_LOST;
+	kill(t->worker_pid, SIGKILL);
+}
+
+static void on_ready(struct cv_d *d, struct cv_d_tenant *t,
+		     const struct cv_ctl_ready *r, int memfd)
+{
+	struct stat st;
+	int fds[2];
+
+	if (t->state != CV_STATE_STARTING || t->ready) {
+		worker_broken(d, t, "W_READY out of turn");
+		return;
+	}
+	if (r->status < 0) {
+		cv_err("tenant %llu: worker pid %d failed to start: %s (%s)",
+		       (unsigned long long)t->id, (int)t->worker_pid, r->msg,
+		       strerror(-r->status));
+		fail_start(d, t, r->status);
+		return;
+	}
+	if (fstat(memfd, &st) < 0 || !S_ISREG(st.st_mode)) {
+		worker_broken(d, t, "W_READY fd is not a memfd");
+		return;
+	}
+	t->ready = true;
+	t->state = CV_STATE_RUNNING;
+	if (t->client) {
+		fds[0] = memfd;
+		fds[1] = t->link_guest_fd;
+		cv_d_attach_reply(d, t->client, 0, t, fds, 2);
+		t->client = NULL;
+		cv_info("tenant %llu: ready", (unsigned long long)t->id);
+	} else {
+		cv_info("tenant %llu: ready, but its guest has gone",
+			(unsigned long long)t->id);
+	}
+	/* Our copies go: from now on the worker sees HUP on the link when
+	 * the guest's copy closes. */
+	close(t->link_guest_fd);
+	t->link_guest_fd = -1;
+}
+
+static void on_stats(struct cv_d_tenant *t, const struct cv_d_msg *m)
+{
+	t->stats_inflight = false;
+	if (m->status < 0) {
+		cv_dbg("tenant %llu: W_STATS failed: %s",
+		       (unsigned long long)t->id, strerror(-m->status));
+		return;
+	}
+	t->stats = m->u.stats;
+	if (t->state != CV_STATE_LOST)
+		t->state = m->u.stats.state;
+}
+
+void cv_d_tenant_hup(struct cv_d *d, struct cv_d_tenant *t)
+{
+	cv_dbg("tenant %llu: worker pid %d closed its control connection",
+	       (unsigned long long)t->id, (int)t->worker_pid);
+	if (t->state == CV_STATE_STARTING) {
+		cv_err("tenant %llu: worker pid %d went away before it was "
+		       "ready", (unsigned long long)t->id, (int)t->worker_pid);
+		fail_start(d, t, -EIO);
+	}
+	cv_d_tenant_close_ctl(t);
+	t->state = CV_STATE_LOST;
+}
+
+void cv_d_tenant_input(struct cv_d *d, struct cv_d_tenant *t)
+{
+	uint8_t buf[512];
+	int fds[CV_CTL_MAX_FDS], nfds = CV_CTL_MAX_FDS, i, r;
+	struct cv_ctl_hdr h;
+	struct cv_d_msg m;
+	const char *why;
+	char what[96];
+
+	r = cv_ctl_recv(t->ctl_fd, &h, buf, sizeof(buf), fds, &nfds, 0);
+	if (r == -EAGAIN || r == -ETIMEDOUT)
+		return;
+	if (r == -ECONNRESET) {
+		cv_d_tenant_hup(d, t);
+		return;
+	}
+	if (r < 0 ||
+	    cv_d_msg_decode(CV_D_PEER_WORKER, &h, buf, (uint32_t)r, nfds, &m,
+			    &why) < 0) {
+		snprintf(what, sizeof(what), "malformed message (type %u): %s",
+			 r < 0 ? 0u : h.type, r < 0 ? strerror(-r) : why);
+		worker_broken(d, t, what);
+		goto out;
+	}
+	switch (m.type) {
+	case CV_CTL_W_READY:
+		on_ready(d, t, &m.u.ready, nfds ? fds[0] : -1);
+		break;
+	case CV_CTL_W_STATS | CV_CTL_REPLY:
+		on_stats(t, &m);
+		break;
+	default: /* W_STOP reply */
+		cv_dbg("tenant %llu: worker acknowledged W_STOP",
+		       (unsigned long long)t->id);
+		break;
+	}
+out:
+	for (i = 0; i < nfds; i++)
+		close(fds[i]);
+}
+
+void cv_d_tenant_timeouts(struct cv_d *d, uint64_t now)
+{
+	struct cv_d_tenant *t;
+	int i;
+
+	for (i = 0; i < d->ntenants; i++) {
+		t = d->tenants[i];
+		if (t->dead || t->state != CV_STATE_STARTING ||
+		    now < t->start_deadline)
+			continue;
+		cv_err("tenant %llu: worker pid %d not ready after %u s; "
+		       "killing it", (unsigned long long)t->id,
+		       (int)t->worker_pid, d->cfg.start_timeout_s);
+		fail_start(d, t, -ETIMEDOUT);
+		kill(t->worker_pid, SIGKILL);
+	}
+}
+
+void cv_d_tenant_ask_stats(struct cv_d *d, struct cv_d_tenant *t)
+{
+	int r;
+
+	if (t->dead || t->ctl_fd < 0 || !t->ready || t->stats_inflight)
+		return;
+	r = cv_ctl_send(t->ctl_fd, CV_CTL_W_STATS, 0, NULL, 0, NULL, 0);
+	if (r == 0) {
+		t->stats_inflight = true;
+	} else if (r != -EAGAIN) {
+		cv_warn("tenant %llu: cannot ask worker pid %d for stats: %s",
+			(unsigned long long)t->id, (int)t->worker_pid,
+			strerror(-r));
+		cv_d_tenant_close_ctl(t);
+		t->state = CV_STATE_LOST;
+	}
+}
+
+void cv_d_tenant_stop(struct cv_d *d, struct cv_d_tenant *t)
+{
+	if (t->dead)
+		return;
+	if (t->state == CV_STATE_STARTING)
+		fail_start(d, t, -ESHUTDOWN);
+	if (t->ctl_fd >= 0)
+		cv_ctl_send(t->ctl_fd, CV_CTL_W_STOP, 0, NULL, 0, NULL, 0);
+}
+
+static struct cv_d_tenant *by_pid(struct cv_d *d, pid_t pid)
+{
+	int i;
+
+	for (i = 0; i < d->ntenants; i++)
+		if (!d->tenants[i]->dead && d->tenants[i]->worker_pid == pid)
+			return d->tenants[i];
+	return NULL;
+}
+
+static void tenant_gone(struct cv_d *d, struct cv_d_tenant *t, int st)
+{
+	char how[48];
+
+	if (WIFEXITED(st))
+		snprintf(how, sizeof(how), "exited with status %d",
+			 WEXITSTATUS(st));
+	else
+		snprintf(how, sizeof(how), "killed by signal %d",
+			 WIFSIGNALED(st) ? WTERMSIG(st) : 0);
+	if (WIFEXITED(st) && WEXITSTATUS(st) == 0)
+		cv_info("tenant %llu (\"%s\"): worker pid %d %s",
+			(unsigned long long)t->id, t->name, (int)t->worker_pid,
+			how);
+	else
+		cv_warn("tenant %llu (\"%s\"): worker pid %d %s",
+			(unsigned long long)t->id, t->name, (int)t->worker_pid,
+			how);
+	if (t->state == CV_STATE_STARTING)
+		fail_start(d, t, -EIO);
+	cv_d_tenant_close_ctl(t);
+	if (t->link_guest_fd >= 0)
+		close(t->link_guest_fd);
+	t->link_guest_fd = -1;
+	d->gpus[t->gpu].ntenants--;
+	d->gpus[t->gpu].quota_sum -= t->quota;
+	t->dead = true;
+}
+
+void cv_d_reap(struct cv_d *d)
+{
+	struct cv_d_tenant *t;
+	pid_t pid;
+	int st;
+
+	while ((pid = waitpid(-1, &st, WNOHANG)) > 0) {
+		t = by_pid(d, pid);
+		if (t)
+			tenant_gone(d, t, st);
+		else
+			cv_dbg("reaped pid %d", (int)pid);
+	}
+}
+
+void cv_d_tenant_free(struct cv_d *d, struct cv_d_tenant *t)
+{
+	if (!t)
+		return;
+	if (t->client && t->client->attaching == t)
+		t->client->attaching = NULL;
+	cv_d_tenant_close_ctl(t);
+	if (t->link_guest_fd >= 0)
+		close(t->link_guest_fd);
+	free(t);
+}

@@ -1,0 +1,281 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Talking to the worker: async submissions, calls that wait for a reply,
+ * staging chunks, and the liveness check that keeps every wait bounded.
+ */
+#include <errno.h>
+#include <poll.h>
+#include <string.h>
+
+#include "../core/futex.h"
+#include "../core/log.h"
+#include "../core/util.h"
+#include "guest.h"
+
+#define REPLY_SPIN_NS 200000ull
+#define WAIT_SLICE_NS 50000000ull
+
+/* ---- liveness ----------------------------------------------------------- */
+
+static void mark_lost(void)
+{
+	if (!g.lost) {
+		g.lost = 1;
+		cv_err("vGPU of tenant %llu lost: its worker is gone",
+		       (unsigned long long)g.tenant);
+	}
+}
+
+int cv_g_alive(void *unused)
+{
+	struct pollfd p = { g.link_fd, POLLIN, 0 };
+
+	if (g.lost)
+		return -ENODEV;
+	if (__atomic_load_n(&g.ctl->lost, __ATOMIC_ACQUIRE)) {
+		mark_lost();
+		return -ENODEV;
+	}
+	/* The worker never writes to the link: any event means it closed. */
+	if (poll(&p, 1, 0) > 0 && p.revents) {
+		mark_lost();
+		return -ENODEV;
+	}
+	return 0;
+}
+
+int cv_err_to_cu(int err)
+{
+	switch (err) {
+	case 0: return CUDA_SUCCESS;
+	case -ENODEV: return CUDA_ERROR_DEVICE_UNAVAILABLE;
+	case -ENOMEM: return CUDA_ERROR_OUT_OF_MEMORY;
+	case -EINVAL: return CUDA_ERROR_INVALID_VALUE;
+	case -ENOENT: return CUDA_ERROR_NOT_FOUND;
+	default: return CUDA_ERROR_UNKNOWN;
+	}
+}
+
+/* ---- submission --------------------------------------------------------- */
+
+void *cv_g_reserve(uint16_t op, uint32_t len, int *err)
+{
+	void *p;
+
+	if (g.lost) {
+		*err = CUDA_ERROR_DEVICE_UNAVAILABLE;
+		return NULL;
+	}
+	pthread_mutex_lock(&g.ring_lock);
+	p = cv_ring_reserve(&g.ring, op, 0, len, CV_NO_REPLY, cv_g_alive,
+			    NULL, err);
+	if (!p) {
+		pthread_mutex_unlock(&g.ring_lock);
+		*err = cv_err_to_cu(*err);
+	}
+	return p;
+}
+
+void cv_g_commit(void)
+{
+	cv_ring_commit(&g.ring);
+	pthread_mutex_unlock(&g.ring_lock);
+}
+
+int cv_g_submit(uint16_t op, const void *payload, uint32_t len)
+{
+	int err = 0;
+	void *p = cv_g_reserve(op, len, &err);
+
+	if (!p)
+		return err;
+	if (len)
+		memcpy(p, payload, len);
+	cv_g_commit();
+	return CUDA_SUCCESS;
+}
+
+/* ---- replies ------------------------------------------------------------ */
+
+static uint32_t slot_get(void)
+{
+	uint32_t i, w;
+	int b;
+
+	pthread_mutex_lock(&g.slot_lock);
+	for (;;) {
+		for (w = 0; w < CV_NREPLY / 64; w++) {
+			if (~g.slot_used[w]) {
+				b = __builtin_ctzll(~g.slot_used[w]);
+				g.slot_used[w] |= 1ull << b;
+				i = w * 64 + (uint32_t)b;
+				pthread_mutex_unlock(&g.slot_lock);
+				return i;
+			}
+		}
+		pthread_cond_wait(&g.slot_cond, &g.slot_lock);
+	}
+}
+
+static void slot_put(uint32_t i)
+{
+	pthread_mutex_lock(&g.slot_lock);
+	g.slot_used[i / 64] &= ~(1ull << (i % 64));
+	pthread_cond_signal(&g.slot_cond);
+	pthread_mutex_unlock(&g.slot_lock);
+}
+
+/* Waits for reply slot r to be DONE; 0 or -ENODEV. */
+static int reply_wait(struct cv_reply *r)
+{
+	uint64_t t0 = cv_now_ns();
+
+	/* Acquire: pairs with the worker's release of DONE, so the data
+	 * and status read after this are the worker's. */
+	while (__atomic_load_n(&r->state, __ATOMIC_ACQUIRE) != CV_REPLY_DONE) {
+		if (cv_now_ns() - t0 < REPLY_SPIN_NS) {
+			cv_cpu_relax();
+			continue;
+		}
+		__atomic_store_n(&r->sleeping, 1, __ATOMIC_RELAXED);
+		/* Full fence: our flag before re-reading state, against the
+		 * worker's DONE store before it reads the flag. */
+		__atomic_thread_fence(__ATOMIC_SEQ_CST);
+		if (__atomic_load_n(&r->state, __ATOMIC_ACQUIRE) ==
+		    CV_REPLY_DONE)
+			break;
+		cv_futex_wait(&r->state, CV_REPLY_PENDING, WAIT_SLICE_NS);
+		__atomic_store_n(&r->sleeping, 0, __ATOMIC_RELAXED);
+		if (cv_g_alive(NULL))
+			return -ENODEV;
+	}
+	return 0;
+}
+
+static int call_parts(uint16_t op, bool collect, const void *p1, uint32_t l1,
+		      const void *p2, uint32_t l2, void *out, uint32_t outlen,
+		      uint32_t *got)
+{
+	uint32_t slot = slot_get();
+	struct cv_reply *r = &g.replies[slot];
+	int err = 0, status;
+	uint8_t *p;
+
+	__atomic_store_n(&r->sleeping, 0, __ATOMIC_RELAXED);
+	__atomic_store_n(&r->state, CV_REPLY_PENDING, __ATOMIC_RELAXED);
+	pthread_mutex_lock(&g.ring_lock);
+	p = cv_ring_reserve(&g.ring, op, collect ? CV_CMDF_COLLECT : 0,
+			    l1 + l2, slot, cv_g_alive, NULL, &err);
+	if (!p) {
+		pthread_mutex_unlock(&g.ring_lock);
+		slot_put(slot);
+		return cv_err_to_cu(err);
+	}
+	if (l1)
+		memcpy(p, p1, l1);
+	if (l2)
+		memcpy(p + l1, p2, l2);
+	cv_ring_commit(&g.ring);
+	pthread_mutex_unlock(&g.ring_lock);
+
+	if (reply_wait(r)) {
+		/* The slot may still be written by a dying worker: leak it. */
+		return CUDA_ERROR_DEVICE_UNAVAILABLE;
+	}
+	status = r->status;
+	/* A deferred error wins over the call's own answer (NOT_READY of a
+	 * query, say): once collected it would be lost otherwise. */
+	if (collect && r->async_err)
+		status = r->async_err;
+	if (got)
+		*got = CV_MIN(r->len, (uint32_t)CV_REPLY_DATA);
+	if (out && outlen)
+		memcpy(out, r->data, CV_MIN(outlen, CV_MIN(r->len,
+			(uint32_t)CV_REPLY_DATA)));
+	__atomic_store_n(&r->state, CV_REPLY_FREE, __ATOMIC_RELAXED);
+	slot_put(slot);
+	return status;
+}
+
+int cv_g_call(uint16_t op, bool collect, const void *payload, uint32_t len,
+	      void *out, uint32_t outlen, uint32_t *got)
+{
+	if (g.lost)
+		return CUDA_ERROR_DEVICE_UNAVAILABLE;
+	return call_parts(op, collect, payload, len, NULL, 0, out, outlen, got);
+}
+
+int cv_g_call2(uint16_t op, const void *p1, uint32_t l1, const void *p2,
+	       uint32_t l2, void *out, uint32_t outlen)
+{
+	if (g.lost)
+		return CUDA_ERROR_DEVICE_UNAVAILABLE;
+	return call_parts(op, false, p1, l1, p2, l2, out, outlen, NULL);
+}
+
+/* ---- staging chunks ----------------------------------------------------- */
+
+static uint32_t chunk_state(uint32_t i)
+{
+	return __atomic_load_n(&g.chunk_state[i], __ATOMIC_ACQUIRE);
+}
+
+int cv_g_chunk_wait(uint32_t i)
+{
+	uint32_t st;
+
+	for (;;) {
+		st = chunk_state(i);
+		if (st != CV_CHUNK_BUSY)
+			return st == CV_CHUNK_FAILED ? CUDA_ERROR_UNKNOWN : 0;
+		/* The worker always wakes after changing a chunk's state. */
+		cv_futex_wait(&g.chunk_state[i], CV_CHUNK_BUSY, WAIT_SLICE_NS);
+		if (chunk_state(i) == CV_CHUNK_BUSY && cv_g_alive(NULL))
+			return CUDA_ERROR_DEVICE_UNAVAILABLE;
+	}
+}
+
+int cv_g_chunk_get(uint32_t *idx)
+{
+	uint32_t i, k, pick = CV_STAGING_CHUNKS;
+	int rc;
+
+	pthread_mutex_lock(&g.chunk_lock);
+	for (;;) {
+		/* Prefer a free chunk whose last copy has completed. */
+		for (k = 0; k < CV_STAGING_CHUNKS; k++) {
+			i = (g.chunk_next + k) % CV_STAGING_CHUNKS;
+			if (g.chunk_owned[i])
+				continue;
+			if (pick == CV_STAGING_CHUNKS)
+				pick = i;
+			if (chunk_state(i) != CV_CHUNK_BUSY) {
+				pick = i;
+				break;
+			}
+		}
+		if (pick < CV_STAGING_CHUNKS)
+			break;
+		pthread_cond_wait(&g.chunk_cond, &g.chunk_lock);
+	}
+	g.chunk_owned[pick] = true;
+	g.chunk_next = (pick + 1) % CV_STAGING_CHUNKS;
+	pthread_mutex_unlock(&g.chunk_lock);
+
+	rc = cv_g_chunk_wait(pick);
+	if (rc == CUDA_ERROR_DEVICE_UNAVAILABLE) {
+		cv_g_chunk_put(pick);
+		return rc;
+	}
+	__atomic_store_n(&g.chunk_state[pick], CV_CHUNK_BUSY, __ATOMIC_RELAXED);
+	*idx = pick;
+	return 0;
+}
+
+void cv_g_chunk_put(uint32_t i)
+{
+	pthread_mutex_lock(&g.chunk_lock);
+	g.chunk_owned[i] = false;
+	pthread_cond_signal(&g.chunk_cond);
+	pthread_mutex_unlock(&g.chunk_lock);
+}

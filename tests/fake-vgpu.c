@@ -1,0 +1,219 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * A stand-in for cuvisor-vgpu that speaks the worker's side of the control
+ * protocol, for the daemon's end-to-end tests (tests/test_daemon.c):
+ *
+ *   fake-vgpu --probe --backend B [--driver D]
+ *	prints FAKE_VGPU_GPUS (default 1) lines "gpu I 17179869184 Fake GPU
+ *	I"; FAKE_VGPU_PROBE=fail exits 1, =nocuda prints nothing for cuda.
+ *   fake-vgpu --tenant ID --gpu N --mem BYTES --backend B [--driver D]
+ *	   --ctl-fd 3 --link-fd 4 [--log SPEC]
+ *	checks that fds 3 and 4 are sockets and nothing above is open,
+ *	sends W_READY with a 1 MiB memfd whose start is a cv_region_hdr,
+ *	answers W_STATS (mem_used = quota / 4, commands = 42) and W_STOP,
+ *	echoes link messages back as replies, exits on HUP of either.
+ *
+ * FAKE_VGPU_MODES="ID:MODE,..." changes tenant ID's behaviour: fail (READY
+ * with -ENOSPC), crash (exit 3 before READY), hang (never READY), nostop
+ * (ignores W_STOP), garbage (a malformed message instead of READY).
+ */
+#include <errno.h>
+#include <poll.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "../core/ctl.h"
+#include "../core/proto.h"
+
+struct args {
+	bool probe;
+	const char *backend, *tenant, *gpu, *mem, *ctl, *link;
+};
+
+static int probe(const char *backend)
+{
+	const char *mode = getenv("FAKE_VGPU_PROBE");
+	const char *n = getenv("FAKE_VGPU_GPUS");
+	int i, count = n ? atoi(n) : 1;
+
+	if (mode && !strcmp(mode, "fail"))
+		return 1;
+	if (mode && !strcmp(mode, "nocuda") && !strcmp(backend, "cuda"))
+		return 0;
+	for (i = 0; i < count; i++)
+		printf("gpu %d 17179869184 Fake GPU %d\n", i, i);
+	return 0;
+}
+
+/* This tenant's mode from FAKE_VGPU_MODES, "" if none. */
+static const char *mode_of(const char *tenant, char *buf, size_t size)
+{
+	const char *m = getenv("FAKE_VGPU_MODES"), *p;
+	size_t n = strlen(tenant);
+
+	buf[0] = 0;
+	for (p = m; p && *p; p = strchr(p, ',') ? strchr(p, ',') + 1 : NULL) {
+		if (!strncmp(p, tenant, n) && p[n] == ':') {
+			snprintf(buf, size, "%.*s", (int)strcspn(p + n + 1, ","),
+				 p + n + 1);
+			break;
+		}
+	}
+	return buf;
+}
+
+static int ready(int ctl, uint64_t id, uint64_t quota, const char *why)
+{
+	struct cv_ctl_ready r = { 0 };
+	struct cv_region_hdr h = { 0 };
+	int fd, e;
+
+	if (why) {
+		r.status = -ENOSPC;
+		snprintf(r.msg, sizeof(r.msg), "%s", why);
+		return cv_ctl_send(ctl, CV_CTL_W_READY, 0, &r, sizeof(r), NULL,
+				   0);
+	}
+	fd = memfd_create("cuvisor-region", MFD_CLOEXEC);
+	if (fd < 0 || ftruncate(fd, 1 << 20) < 0)
+		return -errno;
+	h.magic = CV_PROTO_MAGIC;
+	h.version = CV_PROTO_VERSION;
+	h.tenant_id = id;
+	h.quota = quota;
+	h.worker_pid = (uint32_t)getpid();
+	if (pwrite(fd, &h, sizeof(h), 0) != (ssize_t)sizeof(h))
+		return -EIO;
+	e = cv_ctl_send(ctl, CV_CTL_W_READY, 0, &r, sizeof(r), &fd, 1);
+	close(fd);
+	return e;
+}
+
+/* Returns a reason when the fd layout is not what the daemon promised. */
+static const char *check_fds(void)
+{
+	static char why[64];
+	struct stat st;
+	int fd;
+
+	if (fstat(3, &st) < 0 || !S_ISSOCK(st.st_mode) ||
+	    fstat(4, &st) < 0 || !S_ISSOCK(st.st_mode))
+		return "fds 3 and 4 are not sockets";
+	for (fd = 5; fd < 1024; fd++) {
+		if (fstat(fd, &st) == 0) {
+			snprintf(why, sizeof(why), "fd %d leaked into us", fd);
+			return why;
+		}
+	}
+	return NULL;
+}
+
+static int serve(int ctl, int link, uint64_t quota, bool nostop)
+{
+	struct pollfd p[2] = { { .fd = ctl, .events = POLLIN },
+			       { .fd = link, .events = POLLIN } };
+	struct cv_ctl_w_stats_r s = { .mem_used = quota / 4, .quota = quota,
+				      .commands = 42,
+				      .state = CV_STATE_RUNNING };
+	struct cv_ctl_hdr h;
+	char buf[4096];
+	int n;
+
+	for (;;) {
+		if (poll(p, 2, -1) < 0)
+			continue;
+		if (p[0].revents) {
+			n = cv_ctl_recv(ctl, &h, buf, sizeof(buf), NULL, NULL,
+					0);
+			if (n < 0)
+				return 0;
+			if (h.type == CV_CTL_W_STATS)
+				cv_ctl_send(ctl, CV_CTL_W_STATS | CV_CTL_REPLY,
+					    0, &s, sizeof(s), NULL, 0);
+			if (h.type == CV_CTL_W_STOP && !nostop) {
+				cv_ctl_send(ctl, CV_CTL_W_STOP | CV_CTL_REPLY,
+					    0, NULL, 0, NULL, 0);
+				return 0;
+			}
+		}
+		if (p[1].revents) {
+			n = cv_ctl_recv(link, &h, buf, sizeof(buf), NULL, NULL,
+					0);
+			if (n < 0)
+				return 0;
+			cv_ctl_send(link, h.type | CV_CTL_REPLY, 0, buf,
+				    (uint32_t)n, NULL, 0);
+		}
+	}
+}
+
+static int parse(struct args *a, int argc, char **argv)
+{
+	int i;
+
+	for (i = 1; i < argc; i++) {
+		const char *k = argv[i], *v = i + 1 < argc ? argv[i + 1] : "";
+
+		if (!strcmp(k, "--probe")) {
+			a->probe = true;
+			continue;
+		}
+		i++;
+		if (!strcmp(k, "--backend"))
+			a->backend = v;
+		else if (!strcmp(k, "--tenant"))
+			a->tenant = v;
+		else if (!strcmp(k, "--gpu"))
+			a->gpu = v;
+		else if (!strcmp(k, "--mem"))
+			a->mem = v;
+		else if (!strcmp(k, "--ctl-fd"))
+			a->ctl = v;
+		else if (!strcmp(k, "--link-fd"))
+			a->link = v;
+		else if (strcmp(k, "--driver") && strcmp(k, "--log"))
+			return -1;
+	}
+	return a->backend ? 0 : -1;
+}
+
+int main(int argc, char **argv)
+{
+	struct args a = { 0 };
+	const char *why;
+	char mode[32];
+	uint64_t quota;
+
+	if (parse(&a, argc, argv) < 0) {
+		fprintf(stderr, "fake-vgpu: bad arguments\n");
+		return 2;
+	}
+	if (a.probe)
+		return probe(a.backend);
+	if (!a.tenant || !a.gpu || !a.mem || !a.ctl || !a.link ||
+	    strcmp(a.ctl, "3") || strcmp(a.link, "4")) {
+		fprintf(stderr, "fake-vgpu: missing or wrong arguments\n");
+		return 2;
+	}
+	quota = strtoull(a.mem, NULL, 10);
+	mode_of(a.tenant, mode, sizeof(mode));
+	why = check_fds();
+	if (!strcmp(mode, "crash"))
+		return 3;
+	if (!strcmp(mode, "hang"))
+		for (;;)
+			pause();
+	if (!strcmp(mode, "garbage"))
+		return write(3, "garbage!", 8) == 8 ? serve(3, 4, quota, 0) : 1;
+	if (!strcmp(mode, "fail"))
+		why = "fake failure for the test";
+	if (ready(3, strtoull(a.tenant, NULL, 10), quota, why) < 0)
+		return 1;
+	return why ? 1 : serve(3, 4, quota, !strcmp(mode, "nostop"));
+}

@@ -1,0 +1,123 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The state of one tenant's vGPU inside its worker, and the decoder that
+ * executes ring commands against a backend.
+ *
+ * Threads: the consumer thread owns everything here except what is
+ * marked otherwise; the completion thread touches only the completion
+ * queue; the control thread reads counters.
+ */
+#ifndef CV_VGPU_H
+#define CV_VGPU_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "../core/proto.h"
+#include "../core/ring.h"
+#include "backend.h"
+#include "tables.h"
+
+struct cv_wmodule {
+	cv_bobj obj;
+	struct cv_rangeset globals; /* this module's globals */
+};
+
+struct cv_wfunc {
+	cv_bobj obj;
+	uint32_t module;
+	struct cv_fparams fp;
+};
+
+struct cv_wvmm {
+	cv_bobj mem;
+	uint64_t size;
+	uint32_t maps;     /* live mappings of it */
+	bool released;     /* the guest released its handle */
+};
+
+/* A device mapping (owner of a range in dev). */
+struct cv_wmap {
+	cv_bobj mem;       /* MEM_MAP: owned; VMM_MAP: borrowed */
+	uint32_t vmm;      /* 0 for MEM_MAP */
+	uint64_t size;
+};
+
+/* Completion queue entry: when marker completes, set chunk's state. */
+struct cv_compl {
+	cv_bobj marker;
+	uint32_t chunk;
+	int status;
+};
+
+#define CV_COMPL_MAX 64u
+
+struct cv_vgpu {
+	const struct cv_backend_ops *ops;
+	struct cv_backend *b;
+	uint8_t *region;            /* CV_REGION_ADDR */
+	int memfd;                  /* the region's memfd */
+	struct cv_region_hdr *hdr;
+	struct cv_ring_ctl *ctl;
+	struct cv_reply *replies;
+	uint32_t *chunk_state;
+	struct cv_cb_queue *cbq;
+	struct cv_ring ring;
+
+	uint64_t quota;
+	uint64_t used;              /* device bytes created (alloc + vmm) */
+	uint64_t heap_mapped;       /* heap bytes mapped */
+	uint64_t heap_limit;        /* max heap bytes */
+	int32_t async_err;          /* first deferred error */
+
+	struct cv_htab streams, events, modules, funcs, vmms;
+	struct cv_rangeset dev;     /* mapped device memory */
+	struct cv_rangeset heap;    /* mapped heap, as region addresses */
+
+	uint8_t *blob;              /* module image being received */
+	uint64_t blob_total, blob_len;
+
+	/* completion thread */
+	pthread_t compl_thread;
+	pthread_mutex_t compl_lock;
+	pthread_cond_t compl_cond;   /* work queued or stop */
+	pthread_cond_t compl_space;  /* a slot freed */
+	struct cv_compl compl[CV_COMPL_MAX];
+	uint32_t compl_head, compl_tail;
+	bool compl_stop;
+	bool compl_started;
+	cv_bobj markers[CV_COMPL_MAX * 2]; /* idle markers */
+	uint32_t nmarkers;          /* guarded by compl_lock */
+
+	/* host-function queue (driver callback threads) */
+	pthread_mutex_t cb_lock;
+	uint32_t cb_produced;       /* entries posted, under cb_lock */
+	volatile int guest_gone;    /* set by the control thread */
+
+	/* statistics, read by the control thread */
+	volatile uint64_t ncmds;
+};
+
+/*
+ * Sets up the vGPU over an already mapped region (hdr..staging mapped at
+ * region) and an opened backend: reserves the device window, registers
+ * the staging area, fills the header. 0 or -errno (the message is logged).
+ */
+int cv_vgpu_init(struct cv_vgpu *v, const struct cv_backend_ops *ops,
+		 struct cv_backend *b, uint8_t *region, int memfd,
+		 uint64_t quota, uint64_t tenant);
+void cv_vgpu_exit(struct cv_vgpu *v);
+
+/*
+ * Executes one command whose header and payload have been copied out of
+ * the ring. Never trusts either. Returns 0, or -EPROTO when the guest
+ * broke the protocol so badly that the vGPU cannot go on.
+ */
+int cv_vgpu_exec(struct cv_vgpu *v, const struct cv_cmd_hdr *hdr,
+		 const void *payload);
+
+/* Consumes the ring until the guest is gone or the ring is broken. */
+int cv_vgpu_run(struct cv_vgpu *v);
+
+#endif

@@ -1,0 +1,23 @@
+/* SPDX-License-Identifier: MIT */
+/* Internal interfaces between the decoder and the rest of the worker. */
+#ifndef CV_VGPU_INT_H
+#define CV_VGPU_INT_H
+
+#include "vgpu.h"
+
+/* Sets staging chunk i's state (DONE or FAILED) and wakes the guest. */
+void cv_vgpu_chunk_set(struct cv_vgpu *v, uint32_t i, uint32_t state);
+
+/* Marks chunk i DONE once the work queued on stream s so far has
+ * completed (FAILED if it fails). Returns a CUresult. */
+int cv_vgpu_signal_after(struct cv_vgpu *v, cv_bobj s, uint32_t i);
+
+/* Maps and registers [off, off + len) of the pinned heap; CUresult. */
+int cv_vgpu_heap_map(struct cv_vgpu *v, uint64_t off, uint64_t len);
+int cv_vgpu_heap_unmap(struct cv_vgpu *v, uint64_t off, uint64_t len);
+
+/* Queues a guest host function on stream s; CUresult. */
+int cv_vgpu_host_func(struct cv_vgpu *v, cv_bobj s,
+		      const struct cv_host_func *a);
+
+#endif
