@@ -202,7 +202,9 @@ static void worker_broken(struct cv_d *d, struct cv_d_tenant *t,
 		fail_start(d, t, -EIO);
 	cv_d_tenant_close_ctl(t);
 	t->state = CV_STATE_LOST;
-	kill(t->worker_pid, SIGKILL);
+	/* Once reaped, the pid may belong to someone else. */
+	if (!t->dead)
+		kill(t->worker_pid, SIGKILL);
 }
 
 static void on_ready(struct cv_d *d, struct cv_d_tenant *t,
@@ -270,7 +272,8 @@ void cv_d_tenant_hup(struct cv_d *d, struct cv_d_tenant *t)
 	t->state = CV_STATE_LOST;
 }
 
-void cv_d_tenant_input(struct cv_d *d, struct cv_d_tenant *t)
+/* Handles one message from the worker: 1 if there was one, else 0. */
+static int tenant_input(struct cv_d *d, struct cv_d_tenant *t)
 {
 	uint8_t buf[512];
 	int fds[CV_CTL_MAX_FDS], nfds = CV_CTL_MAX_FDS, i, r;
@@ -281,10 +284,10 @@ void cv_d_tenant_input(struct cv_d *d, struct cv_d_tenant *t)
 
 	r = cv_ctl_recv(t->ctl_fd, &h, buf, sizeof(buf), fds, &nfds, 0);
 	if (r == -EAGAIN || r == -ETIMEDOUT)
-		return;
+		return 0;
 	if (r == -ECONNRESET) {
 		cv_d_tenant_hup(d, t);
-		return;
+		return 0;
 	}
 	if (r < 0 ||
 	    cv_d_msg_decode(CV_D_PEER_WORKER, &h, buf, (uint32_t)r, nfds, &m,
@@ -309,6 +312,12 @@ void cv_d_tenant_input(struct cv_d *d, struct cv_d_tenant *t)
 out:
 	for (i = 0; i < nfds; i++)
 		close(fds[i]);
+	return 1;
+}
+
+void cv_d_tenant_input(struct cv_d *d, struct cv_d_tenant *t)
+{
+	tenant_input(d, t);
 }
 
 void cv_d_tenant_timeouts(struct cv_d *d, uint64_t now)
@@ -370,7 +379,9 @@ static struct cv_d_tenant *by_pid(struct cv_d *d, pid_t pid)
 static void tenant_gone(struct cv_d *d, struct cv_d_tenant *t, int st)
 {
 	char how[48];
+	int i;
 
+	t->dead = true;
 	if (WIFEXITED(st))
 		snprintf(how, sizeof(how), "exited with status %d",
 			 WEXITSTATUS(st));
@@ -385,6 +396,10 @@ static void tenant_gone(struct cv_d *d, struct cv_d_tenant *t, int st)
 		cv_warn("tenant %llu (\"%s\"): worker pid %d %s",
 			(unsigned long long)t->id, t->name, (int)t->worker_pid,
 			how);
+	/* What it said before it died (a W_READY with its reason, often)
+	 * may still wait in the socket: SIGCHLD can overtake it. */
+	for (i = 0; i < 16 && t->ctl_fd >= 0 && tenant_input(d, t); i++)
+		;
 	if (t->state == CV_STATE_STARTING)
 		fail_start(d, t, -EIO);
 	cv_d_tenant_close_ctl(t);
@@ -393,7 +408,6 @@ static void tenant_gone(struct cv_d *d, struct cv_d_tenant *t, int st)
 	t->link_guest_fd = -1;
 	d->gpus[t->gpu].ntenants--;
 	d->gpus[t->gpu].quota_sum -= t->quota;
-	t->dead = true;
 }
 
 void cv_d_reap(struct cv_d *d)

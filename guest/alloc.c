@@ -82,7 +82,7 @@ int cv_vaspace_alloc(struct cv_vaspace *s, uint64_t size, uint64_t align,
 		return -EINVAL;
 	for (i = 0; i < s->n; i++) {
 		a = cv_align_up(s->f[i].base, align);
-		if (!a || a - s->f[i].base >= s->f[i].size)
+		if ((!a && s->f[i].base) || a - s->f[i].base >= s->f[i].size)
 			continue;
 		if (s->f[i].size - (a - s->f[i].base) < size)
 			continue;

@@ -112,49 +112,6 @@ static const struct cv_backend_ops *pick_backend(const char *name)
 	return NULL;
 }
 
-/*
- * Creates the region memfd, sealed against shrinking so that a guest can
- * never make our mappings fault, and maps its fixed part at
- * CV_REGION_ADDR inside a reservation of the whole span. Must run before
- * the driver is loaded, so the driver leaves these addresses alone.
- */
-static int region_create(int *fdp, uint8_t **regionp)
-{
-	void *res, *p;
-	int fd;
-
-	fd = memfd_create("cuvisor-region", MFD_CLOEXEC | MFD_ALLOW_SEALING);
-	if (fd < 0)
-		return -errno;
-	if (ftruncate(fd, (off_t)CV_HEAP_OFF) ||
-	    fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_SEAL))
-		goto err;
-	res = mmap((void *)CV_REGION_ADDR, CV_REGION_SPAN, PROT_NONE,
-		   MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE |
-			   MAP_FIXED_NOREPLACE, -1, 0);
-	if (res == MAP_FAILED)
-		goto err;
-	if (res != (void *)CV_REGION_ADDR) {
-		munmap(res, CV_REGION_SPAN);
-		errno = EEXIST;
-		goto err;
-	}
-	p = mmap(res, CV_HEAP_OFF, PROT_READ | PROT_WRITE,
-		 MAP_SHARED | MAP_FIXED, fd, 0);
-	if (p == MAP_FAILED)
-		goto err;
-	*fdp = fd;
-	*regionp = p;
-	return 0;
-err:
-	{
-		int e = -errno;
-
-		close(fd);
-		return e;
-	}
-}
-
 static void send_ready(int ctl, int status, const char *msg, int memfd)
 {
 	struct cv_ctl_ready r = { .status = status };
@@ -280,7 +237,7 @@ int main(int argc, char **argv)
 	if (o.probe)
 		return probe(&o);
 
-	rc = region_create(&memfd, &region);
+	rc = cv_region_create(&memfd, &region);
 	if (rc) {
 		snprintf(msg, sizeof(msg), "cannot map the shared region at 0x%llx: %s",
 			 (unsigned long long)CV_REGION_ADDR, strerror(-rc));

@@ -237,6 +237,50 @@ int cv_vgpu_host_func(struct cv_vgpu *v, cv_bobj s,
 
 /* ---- set-up and the consumer loop ---------------------------------------- */
 
+/*
+ * Creates the region memfd, sealed against shrinking so that a guest can
+ * never make our mappings fault, and maps its fixed part at
+ * CV_REGION_ADDR inside a reservation of the whole span. Must run before
+ * the driver is loaded, so the driver leaves these addresses alone.
+ */
+int cv_region_create(int *fdp, uint8_t **regionp)
+{
+	void *res, *p;
+	int fd;
+
+	fd = memfd_create("cuvisor-region", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+	if (fd < 0)
+		return -errno;
+	if (ftruncate(fd, (off_t)CV_HEAP_OFF) ||
+	    fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_SEAL))
+		goto err;
+	res = mmap((void *)CV_REGION_ADDR, CV_REGION_SPAN, PROT_NONE,
+		   MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE |
+			   MAP_FIXED_NOREPLACE, -1, 0);
+	if (res == MAP_FAILED)
+		goto err;
+	if (res != (void *)CV_REGION_ADDR) {
+		munmap(res, CV_REGION_SPAN);
+		errno = EEXIST;
+		goto err;
+	}
+	p = mmap(res, CV_HEAP_OFF, PROT_READ | PROT_WRITE,
+		 MAP_SHARED | MAP_FIXED, fd, 0);
+	if (p == MAP_FAILED)
+		goto err;
+	*fdp = fd;
+	*regionp = p;
+	return 0;
+err:
+	{
+		int e = -errno;
+
+		close(fd);
+		return e;
+	}
+}
+
+
 static uint64_t default_heap_limit(void)
 {
 	long pages = sysconf(_SC_PHYS_PAGES);
@@ -309,8 +353,43 @@ int cv_vgpu_init(struct cv_vgpu *v, const struct cv_backend_ops *ops,
 	return 0;
 }
 
+static void free_values(struct cv_htab *t, void (*fn)(void *))
+{
+	uint32_t i;
+
+	for (i = 1; i < t->cap; i++)
+		if (t->v[i])
+			fn(cv_htab_del(t, i));
+}
+
+static void free_module(void *p)
+{
+	struct cv_wmodule *m = p;
+
+	cv_rangeset_exit(&m->globals);
+	free(m);
+}
+
+static void free_func(void *p)
+{
+	struct cv_wfunc *f = p;
+
+	free(f->fp.p);
+	free(f);
+}
+
+static void free_nothing(void *p)
+{
+}
+
+/*
+ * Forgets every object of the decoder. Backend objects are not released
+ * one by one: the backend's close (or the process's exit) does that.
+ */
 void cv_vgpu_exit(struct cv_vgpu *v)
 {
+	uint32_t i;
+
 	if (v->compl_started) {
 		pthread_mutex_lock(&v->compl_lock);
 		v->compl_stop = true;
@@ -321,6 +400,13 @@ void cv_vgpu_exit(struct cv_vgpu *v)
 	}
 	free(v->blob);
 	v->blob = NULL;
+	free_values(&v->modules, free_module);
+	free_values(&v->funcs, free_func);
+	free_values(&v->vmms, free);
+	free_values(&v->streams, free_nothing);
+	free_values(&v->events, free_nothing);
+	for (i = 0; i < v->dev.n; i++)
+		free(v->dev.r[i].owner);
 	cv_htab_exit(&v->streams);
 	cv_htab_exit(&v->events);
 	cv_htab_exit(&v->modules);

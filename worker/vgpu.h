@@ -100,6 +100,15 @@ struct cv_vgpu {
 };
 
 /*
+ * Creates the shared region: a memfd sealed against shrinking (so a guest
+ * can never make our mappings fault), its fixed part mapped at
+ * CV_REGION_ADDR inside a reservation of the whole span. Must run before
+ * the driver is loaded, so the driver leaves these addresses alone.
+ * 0 or -errno.
+ */
+int cv_region_create(int *fd, uint8_t **region);
+
+/*
  * Sets up the vGPU over an already mapped region (hdr..staging mapped at
  * region) and an opened backend: reserves the device window, registers
  * the staging area, fills the header. 0 or -errno (the message is logged).

@@ -41,11 +41,24 @@
 static pthread_mutex_t cvt_lock CVT_UNUSED = PTHREAD_MUTEX_INITIALIZER;
 static int cvt_npass CVT_UNUSED, cvt_nfail CVT_UNUSED, cvt_nskip CVT_UNUSED;
 
+/*
+ * cuGetErrorName for the messages. A program that loads the driver with
+ * dlopen (cu_dlopen.c) defines CVT_DLOPEN before including this header,
+ * links no libcuda and sets this pointer once it has resolved the name.
+ */
+#ifdef CVT_DLOPEN
+static CUresult (*cvt_get_error_name)(CUresult, const char **);
+#else
+static CUresult (*cvt_get_error_name)(CUresult, const char **) CVT_UNUSED =
+	cuGetErrorName;
+#endif
+
 static inline const char *cvt_errname(CUresult r)
 {
 	const char *s = NULL;
 
-	if (cuGetErrorName(r, &s) != CUDA_SUCCESS || !s)
+	if (!cvt_get_error_name || cvt_get_error_name(r, &s) != CUDA_SUCCESS ||
+	    !s)
 		return "unknown error";
 	return s;
 }
@@ -274,9 +287,11 @@ static inline void cvt_module_path(int argc, char **argv, int idx, char *buf,
 	slash = strrchr(exe, '/');
 	if (slash)
 		*slash = 0;
-	snprintf(buf, size, "%s/kernels.fatbin", exe);
-	if (access(buf, R_OK))
-		snprintf(buf, size, "%s/../tests/kernels.fatbin", exe);
+	if (snprintf(buf, size, "%s/kernels.fatbin", exe) >= (int)size ||
+	    access(buf, R_OK))
+		if (snprintf(buf, size, "%s/../tests/kernels.fatbin", exe) >=
+		    (int)size)
+			snprintf(buf, size, "kernels.fatbin");
 }
 
 /* path with its extension replaced by ext ("cubin", "ptx"). */

@@ -1,0 +1,408 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
+#
+# The CI suite (`make test` builds, then runs this). Needs no GPU.
+#
+#   tests/run.sh [--backend host|cuda] [--only LIST] [--keep]
+#
+# Sections (LIST is a comma-separated subset; default: all of them):
+#   unit     every test_* executable in build/tests/ (exit 77 = skipped)
+#   e2e      every build/tests/cu_* program under `cuvisor run` (a private
+#            daemon each, as a user would start it), --mem 1G
+#   kill     a guest killed with SIGKILL while it streams work: its worker
+#            exits within 1 s, the daemon still answers, another tenant
+#            works
+#   garbage  guests that write random bytes over their shared region while
+#            another tenant works: every call returns, the worker exits
+#            without crashing (status 0 or 3 in the daemon log), the other
+#            tenant's results stay right, the daemon still answers
+#   san      the ring test rebuilt with SAN=asan (build-asan/) and
+#            SAN=tsan (build-tsan/)
+#
+# Prints one line per test: PASS|FAIL|SKIP NAME [(detail)], the tail of
+# the log after a failure, and last exactly one line
+# "N passed, N failed, N skipped". Exits 1 if anything failed.
+# Logs are kept (and their directory printed) when something failed, or
+# always with --keep. Environment: O (build dir, default build), MAKE.
+set -u
+cd "$(dirname "$0")/.." || exit 2
+
+O=${O:-build}
+MAKE=${MAKE:-make}
+BACKEND=host
+ONLY=unit,e2e,kill,garbage,san
+KEEP=0
+MEM=1G
+MEM_BYTES=1073741824
+UNIT_TIMEOUT=300
+E2E_TIMEOUT=60
+
+while [ $# -gt 0 ]; do
+	case $1 in
+	--backend) BACKEND=$2; shift 2 ;;
+	--only) ONLY=$2; shift 2 ;;
+	--keep) KEEP=1; shift ;;
+	-h|--help) sed -n '4,27p' "$0"; exit 0 ;;
+	*) echo "tests/run.sh: unknown argument '$1'" >&2; exit 2 ;;
+	esac
+done
+case $BACKEND in host|cuda) ;; *) echo "tests/run.sh: --backend host|cuda" >&2; exit 2 ;; esac
+
+ROOT=$PWD
+BIN=$ROOT/$O/bin
+TB=$ROOT/$O/tests
+LOGS=$(mktemp -d "${TMPDIR:-/tmp}/cuvisor-tests.XXXXXX") || exit 2
+chmod 700 "$LOGS"
+NPASS=0 NFAIL=0 NSKIP=0
+BGPIDS=()
+GUEST=
+DPID=
+SOCK=$LOGS/d.sock
+DLOG=$LOGS/cuvisord.log
+
+want() { case ",$ONLY," in *",$1,"*) return 0 ;; *) return 1 ;; esac; }
+
+# result STATUS NAME [DETAIL] [LOGFILE]
+result() {
+	local st=$1 name=$2 detail=${3:-} log=${4:-}
+	echo "$st $name${detail:+ ($detail)}"
+	case $st in
+	PASS) NPASS=$((NPASS + 1)) ;;
+	SKIP) NSKIP=$((NSKIP + 1)) ;;
+	*) NFAIL=$((NFAIL + 1))
+	   if [ -n "$log" ] && [ -s "$log" ]; then
+		   grep -E '^(not ok|Bail out)|^#   ' "$log" | head -20 | sed 's/^/    | /'
+		   echo "    | ... last lines of $log:"
+		   tail -n 8 "$log" | sed 's/^/    | /'
+	   fi ;;
+	esac
+}
+
+now_ms() { echo $(( $(date +%s%N) / 1000000 )); }
+
+# True while pid exists and is not a zombie.
+alive() {
+	local st
+	[ -r "/proc/$1/stat" ] || return 1
+	st=$(sed 's/^.*) //' "/proc/$1/stat" 2>/dev/null | cut -d' ' -f1)
+	[ -n "$st" ] && [ "$st" != Z ]
+}
+
+cleanup() {
+	local p
+	for p in "${BGPIDS[@]}"; do
+		alive "$p" && kill -KILL "$p" 2>/dev/null
+	done
+	stop_daemon
+	if [ "$NFAIL" -eq 0 ] && [ "$KEEP" -eq 0 ]; then
+		rm -rf "$LOGS"
+	fi
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# The environment every guest and daemon of this run gets.
+export CVT_EXPECT_MEM=$MEM_BYTES
+if [ "$BACKEND" = host ]; then
+	export CUVISOR_HOST_KERNELS=$TB/libtestkernels.so
+else
+	unset CUVISOR_HOST_KERNELS
+fi
+# No daemon from outside this run is used: `cuvisor run` finds none at
+# this socket and starts a private one.
+export CUVISOR_SOCKET=$LOGS/none.sock
+
+have_cuvisor() {
+	[ -x "$BIN/cuvisor" ] && [ -x "$BIN/cuvisord" ] &&
+		[ -x "$BIN/cuvisor-vgpu" ] && [ -r "$ROOT/$O/lib/libcuda.so.1" ]
+}
+
+# ---- unit tests ------------------------------------------------------
+
+run_unit() {
+	local t name rc found=0
+	for t in "$TB"/test_*; do
+		[ -f "$t" ] && [ -x "$t" ] || continue
+		case $t in *.o|*.d|*.so) continue ;; esac
+		found=1
+		name=unit:$(basename "$t")
+		timeout "$UNIT_TIMEOUT" "$t" > "$LOGS/$(basename "$t").log" 2>&1
+		rc=$?
+		case $rc in
+		0) result PASS "$name" ;;
+		77) result SKIP "$name" "the test skipped itself" ;;
+		124) result FAIL "$name" "timed out after ${UNIT_TIMEOUT}s" "$LOGS/$(basename "$t").log" ;;
+		*) result FAIL "$name" "exit $rc" "$LOGS/$(basename "$t").log" ;;
+		esac
+	done
+	[ $found = 1 ] || result SKIP unit "no test_* programs in $TB (make test-programs)"
+}
+
+# ---- end-to-end programs ----------------------------------------------
+
+run_e2e() {
+	local p name rc log
+	if ! have_cuvisor; then
+		result SKIP e2e "cuvisor is not built ($BIN, $O/lib)"
+		return
+	fi
+	for p in "$TB"/cu_*; do
+		[ -f "$p" ] && [ -x "$p" ] || continue
+		name=$(basename "$p")
+		case $name in cu_streamer|cu_garbage) continue ;; esac
+		log=$LOGS/$name.log
+		timeout "$E2E_TIMEOUT" "$BIN/cuvisor" run --backend "$BACKEND" \
+			--mem "$MEM" -- "$p" > "$log" 2>&1
+		rc=$?
+		case $rc in
+		0) result PASS "e2e:$name" ;;
+		77) result SKIP "e2e:$name" "the program skipped itself" ;;
+		124) result FAIL "e2e:$name" "timed out after ${E2E_TIMEOUT}s" "$log" ;;
+		*) result FAIL "e2e:$name" "exit $rc" "$log" ;;
+		esac
+	done
+}
+
+# ---- a shared daemon for the multi-tenant tests ------------------------
+
+start_daemon() {
+	local i
+	[ -n "$DPID" ] && return 0
+	"$BIN/cuvisord" --socket "$SOCK" --backend "$BACKEND" \
+		--log "info:$DLOG" > "$LOGS/cuvisord.out" 2>&1 &
+	DPID=$!
+	for i in $(seq 1 100); do
+		"$BIN/cuvisor" ps --socket "$SOCK" > /dev/null 2>&1 && return 0
+		alive "$DPID" || break
+		sleep 0.1
+	done
+	return 1
+}
+
+stop_daemon() {
+	local i
+	[ -n "$DPID" ] || return 0
+	"$BIN/cuvisor" shutdown --socket "$SOCK" > /dev/null 2>&1
+	for i in $(seq 1 50); do
+		alive "$DPID" || break
+		sleep 0.1
+	done
+	alive "$DPID" && kill -TERM "$DPID" 2>/dev/null
+	sleep 0.2
+	alive "$DPID" && kill -KILL "$DPID" 2>/dev/null
+	wait "$DPID" 2>/dev/null
+	DPID=
+}
+
+daemon_answers() { timeout 10 "$BIN/cuvisor" ps --socket "$SOCK" > "$LOGS/ps.out" 2>&1; }
+
+# guest LOG ARGS...: starts a guest of the shared daemon in the
+# background; its `cuvisor run` pid is left in GUEST.
+guest() {
+	local log=$1
+	shift
+	timeout 120 "$BIN/cuvisor" run --socket "$SOCK" --mem 256M -- "$@" > "$log" 2>&1 &
+	GUEST=$!
+	BGPIDS+=("$GUEST")
+}
+
+# wait_line FILE REGEX SECONDS
+wait_line() {
+	local i
+	for i in $(seq 1 $(($3 * 20))); do
+		grep -qE "$2" "$1" 2>/dev/null && return 0
+		sleep 0.05
+	done
+	return 1
+}
+
+field() { awk -v k="$2" '$1 == "#" && $2 == k { print $3; exit }' "$1"; }
+
+# How the daemon logged worker pid $1's end: "0", "3", "signal N", or "".
+worker_end() {
+	local l
+	l=$(grep -E "worker pid $1 (exited with status|killed by signal)" "$DLOG" 2>/dev/null | tail -n 1)
+	case $l in
+	*"exited with status "*) echo "${l##*exited with status }" ;;
+	*"killed by signal "*) echo "signal ${l##*killed by signal }" ;;
+	esac
+}
+
+run_kill() {
+	local cli gpid wpid t0 t1 gone=0 rc end
+	local log=$LOGS/kill-victim.log
+	guest "$log" "$TB/cu_streamer" -t 0
+	cli=$GUEST
+	if ! wait_line "$log" '^# ready' 30; then
+		result FAIL kill:start "the victim did not start streaming" "$log"
+		return
+	fi
+	gpid=$(field "$log" guest_pid)
+	wpid=$(field "$log" worker_pid)
+	if [ -z "$wpid" ] || [ "$wpid" = 0 ] || ! alive "$wpid"; then
+		result FAIL kill:start "no worker pid (region not at CV_REGION_ADDR?)" "$log"
+		kill -KILL "$gpid" 2>/dev/null
+		return
+	fi
+	t0=$(now_ms)
+	kill -KILL "$gpid"
+	while [ $(( $(now_ms) - t0 )) -lt 5000 ]; do
+		alive "$wpid" || { gone=1; break; }
+		sleep 0.01
+	done
+	t1=$(( $(now_ms) - t0 ))
+	if [ $gone = 1 ] && [ $t1 -le 1000 ]; then
+		result PASS kill:worker-exits "${t1} ms"
+	elif [ $gone = 1 ]; then
+		result FAIL kill:worker-exits "took ${t1} ms, limit 1000" "$DLOG"
+	else
+		result FAIL kill:worker-exits "worker $wpid still alive after 5 s" "$DLOG"
+	fi
+	wait "$cli" 2>/dev/null
+	rc=$?
+	[ $rc = 137 ] || echo "    (cuvisor run exited $rc, expected 137)"
+	sleep 0.2
+	end=$(worker_end "$wpid")
+	case $end in
+	signal*) result FAIL kill:worker-no-crash "worker $wpid: $end" "$DLOG" ;;
+	*) result PASS kill:worker-no-crash "${end:+status $end}" ;;
+	esac
+	if daemon_answers; then
+		result PASS kill:daemon-answers
+	else
+		result FAIL kill:daemon-answers "cuvisor ps failed" "$LOGS/ps.out"
+	fi
+	log=$LOGS/kill-next.log
+	timeout 60 "$BIN/cuvisor" run --socket "$SOCK" --mem 256M -- \
+		"$TB/cu_streamer" -t 1 > "$log" 2>&1
+	rc=$?
+	if [ $rc = 0 ]; then
+		result PASS kill:next-tenant-works
+	else
+		result FAIL kill:next-tenant-works "exit $rc" "$log"
+	fi
+}
+
+run_garbage() {
+	local other olog=$LOGS/garbage-other.log log wpid rc end i part seed
+	guest "$olog" "$TB/cu_streamer" -t 8
+	other=$GUEST
+	if ! wait_line "$olog" '^# ready' 30; then
+		result FAIL garbage:other-tenant "did not start" "$olog"
+		return
+	fi
+	i=0
+	for part in all ctl ring replies all; do
+		i=$((i + 1))
+		seed=$((0x5eed0000 + i))
+		log=$LOGS/garbage-$i.log
+		timeout 90 "$BIN/cuvisor" run --socket "$SOCK" --mem 256M -- \
+			"$TB/cu_garbage" -s "$seed" -p "$part" > "$log" 2>&1
+		rc=$?
+		wpid=$(field "$log" worker_pid)
+		case $rc in
+		0) result PASS "garbage:$part:$i:guest" "seed $seed" ;;
+		124) result FAIL "garbage:$part:$i:guest" "hung (timeout), seed $seed" "$log" ;;
+		*) result FAIL "garbage:$part:$i:guest" "exit $rc, seed $seed" "$log" ;;
+		esac
+		if [ -z "$wpid" ] || [ "$wpid" = 0 ]; then
+			result SKIP "garbage:$part:$i:worker" "no worker pid"
+			continue
+		fi
+		for _ in $(seq 1 100); do
+			alive "$wpid" || break
+			sleep 0.05
+		done
+		sleep 0.2
+		end=$(worker_end "$wpid")
+		case $end in
+		0|3) result PASS "garbage:$part:$i:worker" "exit status $end" ;;
+		"") if alive "$wpid"; then
+			result FAIL "garbage:$part:$i:worker" "worker $wpid still running 5 s after its guest" "$DLOG"
+		    else
+			result FAIL "garbage:$part:$i:worker" "no exit record for worker $wpid" "$DLOG"
+		    fi ;;
+		*) result FAIL "garbage:$part:$i:worker" "worker $wpid: $end" "$DLOG" ;;
+		esac
+	done
+	wait "$other" 2>/dev/null
+	rc=$?
+	if [ $rc = 0 ]; then
+		result PASS garbage:other-tenant-kept-working
+	else
+		result FAIL garbage:other-tenant-kept-working "exit $rc" "$olog"
+	fi
+	if daemon_answers; then
+		result PASS garbage:daemon-answers
+	else
+		result FAIL garbage:daemon-answers "cuvisor ps failed" "$LOGS/ps.out"
+	fi
+}
+
+run_multi() {
+	if ! have_cuvisor; then
+		want kill && result SKIP kill "cuvisor is not built"
+		want garbage && result SKIP garbage "cuvisor is not built"
+		return
+	fi
+	if [ ! -x "$TB/cu_streamer" ] || [ ! -x "$TB/cu_garbage" ]; then
+		result FAIL kill/garbage "test programs missing (make test-programs)"
+		return
+	fi
+	if ! start_daemon; then
+		result FAIL daemon:start "cuvisord did not answer" "$DLOG"
+		return
+	fi
+	want kill && run_kill
+	want garbage && run_garbage
+	stop_daemon
+}
+
+# ---- sanitizers --------------------------------------------------------
+
+# san NAME SANITIZER EXTRA_CFLAGS
+san() {
+	local name=$1 s=$2 extra=$3 dir=build-$2 log=$LOGS/san-$2.log rc
+	if ! $MAKE -j2 O="$dir" SAN="$s" CFLAGS="$extra" "$dir/tests/test_ring" \
+		> "$log.build" 2>&1; then
+		result FAIL "$name" "build failed" "$log.build"
+		return
+	fi
+	timeout "$UNIT_TIMEOUT" "$dir/tests/test_ring" > "$log" 2>&1
+	rc=$?
+	# TSan cannot run with some kernels' high mmap randomisation.
+	if [ $rc != 0 ] && grep -q "unexpected memory mapping" "$log"; then
+		timeout "$UNIT_TIMEOUT" setarch "$(uname -m)" -R \
+			"$dir/tests/test_ring" > "$log" 2>&1
+		rc=$?
+	fi
+	if [ $rc = 0 ] && ! grep -qE "ERROR: (Address|Thread|Leak)Sanitizer|WARNING: ThreadSanitizer|runtime error:" "$log"; then
+		result PASS "$name"
+	else
+		result FAIL "$name" "exit $rc" "$log"
+	fi
+}
+
+run_san() {
+	local cc=${CC:-cc} notsan=
+	# gcc warns that TSan does not model atomic_thread_fence (ring.c uses
+	# them for the futex handshakes, which TSan does not see either).
+	if echo 'int x;' | $cc -Werror -Wno-tsan -fsyntax-only -x c - 2>/dev/null; then
+		notsan=-Wno-tsan
+	fi
+	san san:asan:test_ring asan ""
+	san san:tsan:test_ring tsan "$notsan"
+}
+
+# ------------------------------------------------------------------------
+
+want unit && run_unit
+want e2e && run_e2e
+if want kill || want garbage; then run_multi; fi
+want san && run_san
+
+if [ "$NFAIL" -gt 0 ] || [ "$KEEP" -eq 1 ]; then
+	echo "logs: $LOGS"
+fi
+echo "$NPASS passed, $NFAIL failed, $NSKIP skipped"
+[ "$NFAIL" -eq 0 ]

@@ -1,0 +1,1008 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * End-to-end tests of cuvisord and the cuvisor CLI, with tests/fake-vgpu.c
+ * standing in for the worker (no GPU, no real worker needed):
+ *
+ *   test_daemon BUILD_DIR
+ *
+ * attach (fds, region, link, GPU choice, quotas), ps and info, the error
+ * replies (bad GPU, over quota, protocol, worker failure, crash, garbage,
+ * start timeout), malformed clients, SO_PEERCRED (as root), shutdown and
+ * SIGTERM (with a worker that ignores W_STOP), --private, stale sockets,
+ * the socket directory checks, and the CLI (ps, info, run with a private
+ * daemon, exit statuses, signal forwarding).
+ *
+ * Prints "N passed, N failed"; exits 1 on any failure.
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "../core/ctl.h"
+#include "../core/proto.h"
+#include "../core/util.h"
+
+static int passed, failed;
+static char g_build[PATH_MAX], g_tmp[64], g_self[PATH_MAX];
+static int g_seq;
+
+#define CHECK(cond)                                                    \
+	do {                                                           \
+		if (cond) {                                            \
+			passed++;                                      \
+		} else {                                               \
+			failed++;                                      \
+			fprintf(stderr, "%s:%d: %s: check failed: %s\n",\
+				__FILE__, __LINE__, __func__, #cond);  \
+		}                                                      \
+	} while (0)
+
+#define GIB (1ull << 30)
+
+static void msleep(int ms)
+{
+	nanosleep(&(struct timespec){ ms / 1000, (ms % 1000) * 1000000L },
+		  NULL);
+}
+
+struct daemon {
+	pid_t pid;
+	char dir[96];
+	char sock[108];
+	char log[128];
+};
+
+/*
+ * Starts cuvisord with the fake worker in a fresh directory (or with its
+ * socket at sock, directory not made for it); waits until it answers.
+ */
+static int daemon_start_at(struct daemon *d, const char *sock,
+			   const char *modes, const char *const *extra)
+{
+	char worker[PATH_MAX + 32], daemon[PATH_MAX + 32], logspec[PATH_MAX];
+	const char *argv[32];
+	int n = 0, i, fd;
+
+	snprintf(d->dir, sizeof(d->dir), "%s/d%d", g_tmp, ++g_seq);
+	snprintf(d->sock, sizeof(d->sock), "%s/s.sock", d->dir);
+	snprintf(d->log, sizeof(d->log), "%s/d%d.log", g_tmp, g_seq);
+	if (sock)
+		snprintf(d->sock, sizeof(d->sock), "%s", sock);
+	else
+		mkdir(d->dir, 0700);
+	snprintf(worker, sizeof(worker), "%s/tests/fake-vgpu", g_build);
+	snprintf(daemon, sizeof(daemon), "%s/bin/cuvisord", g_build);
+	snprintf(logspec, sizeof(logspec), "debug:%s", d->log);
+	argv[n++] = daemon;
+	argv[n++] = "--socket";
+	argv[n++] = d->sock;
+	argv[n++] = "--worker";
+	argv[n++] = worker;
+	argv[n++] = "--log";
+	argv[n++] = logspec;
+	for (i = 0; extra && extra[i]; i++)
+		argv[n++] = extra[i];
+	argv[n] = NULL;
+	d->pid = fork();
+	if (d->pid == 0) {
+		if (modes)
+			setenv("FAKE_VGPU_MODES", modes, 1);
+		setenv("FAKE_VGPU_GPUS", "2", 0);
+		execv(daemon, (char *const *)argv);
+		_exit(127);
+	}
+	for (i = 0; i < 500; i++) {
+		fd = cv_ctl_connect(d->sock);
+		if (fd >= 0) {
+			close(fd);
+			return 0;
+		}
+		if (waitpid(d->pid, NULL, WNOHANG) == d->pid) {
+			d->pid = -1;
+			return -1;
+		}
+		msleep(10);
+	}
+	return -1;
+}
+
+static int daemon_start(struct daemon *d, const char *modes,
+			const char *const *extra)
+{
+	return daemon_start_at(d, NULL, modes, extra);
+}
+
+/* The daemon's exit status, or -1 if it did not exit within ms. */
+static int daemon_wait(struct daemon *d, int ms)
+{
+	int st, i;
+
+	for (i = 0; i < ms / 10 + 1; i++) {
+		if (waitpid(d->pid, &st, WNOHANG) == d->pid) {
+			d->pid = -1;
+			return WIFEXITED(st) ? WEXITSTATUS(st)
+					     : 128 + WTERMSIG(st);
+		}
+		msleep(10);
+	}
+	return -1;
+}
+
+static void daemon_kill(struct daemon *d)
+{
+	if (d->pid > 0) {
+		kill(d->pid, SIGKILL);
+		waitpid(d->pid, NULL, 0);
+		d->pid = -1;
+	}
+}
+
+static bool file_has(const char *path, const char *needle)
+{
+	static char buf[1 << 20];
+	ssize_t n;
+	int fd = open(path, O_RDONLY);
+
+	if (fd < 0)
+		return false;
+	n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	buf[n > 0 ? n : 0] = 0;
+	return strstr(buf, needle) != NULL;
+}
+
+/* One request on a fresh connection; payload length or -errno. */
+static int call(const char *sock, uint16_t type, void *buf, uint32_t size)
+{
+	struct cv_ctl_hdr h;
+	int fd, r;
+
+	fd = cv_ctl_connect(sock);
+	if (fd < 0)
+		return fd;
+	r = cv_ctl_send(fd, type, 0, NULL, 0, NULL, 0);
+	if (r == 0)
+		r = cv_ctl_recv(fd, &h, buf, size, NULL, NULL, 5000);
+	if (r >= 0 && h.type != (type | CV_CTL_REPLY))
+		r = -EPROTO;
+	if (r >= 0 && h.status)
+		r = h.status;
+	close(fd);
+	return r;
+}
+
+struct att {
+	int conn;      /* the ATTACH connection, kept open */
+	int memfd, link;
+	struct cv_ctl_attach_r r;
+};
+
+static void att_close(struct att *a)
+{
+	if (a->conn >= 0)
+		close(a->conn);
+	if (a->memfd >= 0)
+		close(a->memfd);
+	if (a->link >= 0)
+		close(a->link);
+	a->conn = a->memfd = a->link = -1;
+}
+
+/* ATTACH; the reply's status. */
+static int attach_ex(const char *sock, int gpu, uint64_t mem, uint32_t proto,
+		     struct att *a)
+{
+	struct cv_ctl_attach req = { .pid = (uint32_t)getpid(), .gpu = gpu,
+				     .mem = mem, .proto = proto,
+				     .name = "e2e-app" };
+	struct cv_ctl_hdr h;
+	int fds[2] = { -1, -1 }, nfds = 2, n;
+
+	*a = (struct att){ .conn = -1, .memfd = -1, .link = -1 };
+	a->conn = cv_ctl_connect(sock);
+	if (a->conn < 0)
+		return a->conn;
+	if (cv_ctl_send(a->conn, CV_CTL_ATTACH, 0, &req, sizeof(req), NULL,
+			0) < 0)
+		return -EIO;
+	n = cv_ctl_recv(a->conn, &h, &a->r, sizeof(a->r), fds, &nfds, 10000);
+	if (n < 0)
+		return n;
+	if (h.type != (CV_CTL_ATTACH | CV_CTL_REPLY))
+		return -EPROTO;
+	if (h.status)
+		return h.status;
+	if (n != sizeof(a->r) || nfds != 2)
+		return -EPROTO;
+	a->memfd = fds[0];
+	a->link = fds[1];
+	return 0;
+}
+
+static int attach(const char *sock, int gpu, uint64_t mem, struct att *a)
+{
+	return attach_ex(sock, gpu, mem, CV_PROTO_VERSION, a);
+}
+
+static int ps(const char *sock, struct cv_ctl_tenant *t, int max)
+{
+	static uint8_t buf[CV_CTL_MAX];
+	struct cv_ctl_ps_r r;
+	int n;
+
+	n = call(sock, CV_CTL_PS, buf, sizeof(buf));
+	if (n < (int)sizeof(r))
+		return n < 0 ? n : -EPROTO;
+	memcpy(&r, buf, sizeof(r));
+	if ((size_t)n != sizeof(r) + r.n * sizeof(*t) || (int)r.n > max)
+		return -EPROTO;
+	memcpy(t, buf + sizeof(r), r.n * sizeof(*t));
+	return (int)r.n;
+}
+
+/* Waits until ps shows n tenants; true if it did within ms. */
+static bool ps_until(const char *sock, int n, int ms)
+{
+	struct cv_ctl_tenant t[16];
+	int i;
+
+	for (i = 0; i < ms / 20 + 1; i++) {
+		if (ps(sock, t, 16) == n)
+			return true;
+		msleep(20);
+	}
+	return false;
+}
+
+static const struct cv_ctl_tenant *find_tenant(const struct cv_ctl_tenant *t,
+					       int n, uint64_t id)
+{
+	int i;
+
+	for (i = 0; i < n; i++)
+		if (t[i].id == id)
+			return &t[i];
+	return NULL;
+}
+
+static int count_fds(pid_t pid)
+{
+	char path[64];
+	struct dirent *e;
+	DIR *d;
+	int n = 0;
+
+	snprintf(path, sizeof(path), "/proc/%d/fd", (int)pid);
+	d = opendir(path);
+	if (!d)
+		return -1;
+	while ((e = readdir(d)))
+		n += e->d_name[0] != '.';
+	closedir(d);
+	return n;
+}
+
+/* The daemon's fds once it has seen our last disconnects. */
+static int settled_fds(pid_t pid, int want)
+{
+	int i, n = -1;
+
+	for (i = 0; i < 100; i++) {
+		n = count_fds(pid);
+		if (n == want)
+			break;
+		msleep(10);
+	}
+	return n;
+}
+
+static bool pid_gone(pid_t pid, int ms)
+{
+	char path[64], st[256];
+	int i, fd;
+	ssize_t n;
+
+	for (i = 0; i < ms / 10 + 1; i++) {
+		if (kill(pid, 0) < 0 && errno == ESRCH)
+			return true;
+		/* a zombie no one has reaped yet counts as gone */
+		snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+		fd = open(path, O_RDONLY);
+		if (fd >= 0) {
+			n = read(fd, st, sizeof(st) - 1);
+			close(fd);
+			st[n > 0 ? n : 0] = 0;
+			if (strstr(st, ") Z "))
+				return true;
+		}
+		msleep(10);
+	}
+	return false;
+}
+
+/* ---- tests -------------------------------------------------------- */
+
+static void test_attach(void)
+{
+	struct daemon d;
+	struct att a[3];
+	struct cv_ctl_tenant t[16];
+	const struct cv_ctl_tenant *e;
+	struct cv_region_hdr *h;
+	struct cv_ctl_hdr mh;
+	uint8_t buf[4096];
+	struct cv_ctl_info_r info;
+	struct cv_ctl_gpu g[2];
+	int n, i;
+	void *map;
+
+	CHECK(daemon_start(&d, NULL, NULL) == 0);
+	CHECK(attach(d.sock, -1, 0, &a[0]) == 0);
+	CHECK(a[0].r.tenant_id == 1 && a[0].r.gpu == 0 &&
+	      a[0].r.quota == 16 * GIB && a[0].r.worker_pid > 0);
+	/* the region the worker made */
+	map = mmap(NULL, 4096, PROT_READ, MAP_SHARED, a[0].memfd, 0);
+	CHECK(map != MAP_FAILED);
+	if (map != MAP_FAILED) {
+		h = map;
+		CHECK(h->magic == CV_PROTO_MAGIC && h->tenant_id == 1 &&
+		      h->quota == 16 * GIB &&
+		      h->worker_pid == a[0].r.worker_pid);
+		munmap(map, 4096);
+	}
+	/* the link reaches the worker (it echoes) */
+	CHECK(cv_ctl_send(a[0].link, 77, 0, "ping", 4, NULL, 0) == 0);
+	n = cv_ctl_recv(a[0].link, &mh, buf, sizeof(buf), NULL, NULL, 2000);
+	CHECK(n == 4 && mh.type == (77 | CV_CTL_REPLY) && !memcmp(buf, "ping",
+								  4));
+	/* -1 picks the GPU with the fewest tenants; explicit GPU and quota */
+	CHECK(attach(d.sock, -1, 0, &a[1]) == 0 && a[1].r.gpu == 1 &&
+	      a[1].r.tenant_id == 2);
+	CHECK(attach(d.sock, 1, GIB, &a[2]) == 0 && a[2].r.gpu == 1 &&
+	      a[2].r.quota == GIB && a[2].r.tenant_id == 3);
+
+	n = ps(d.sock, t, 16);
+	CHECK(n == 3);
+	e = find_tenant(t, n, 3);
+	CHECK(e && e->state == CV_STATE_RUNNING && e->quota == GIB &&
+	      e->mem_used == GIB / 4 && e->pid == (uint32_t)getpid() &&
+	      e->gpu == 1 && !strcmp(e->name, "e2e-app") &&
+	      e->worker_pid == a[2].r.worker_pid);
+
+	n = call(d.sock, CV_CTL_INFO, buf, sizeof(buf));
+	CHECK(n == (int)(sizeof(info) + 2 * sizeof(g[0])));
+	memcpy(&info, buf, sizeof(info));
+	memcpy(g, buf + sizeof(info), sizeof(g));
+	CHECK(info.pid == (uint32_t)d.pid && info.ngpus == 2 &&
+	      info.ntenants == 3 && info.backend == CV_BACKEND_HOST &&
+	      info.default_quota == 0);
+	CHECK(g[0].index == 0 && g[0].ntenants == 1 && g[1].ntenants == 2 &&
+	      g[1].quota_sum == 17 * GIB && g[1].total_mem == 16 * GIB &&
+	      !strcmp(g[1].name, "Fake GPU 1"));
+
+	/* The ATTACH connection closing keeps the tenant. */
+	close(a[0].conn);
+	a[0].conn = -1;
+	msleep(100);
+	CHECK(ps(d.sock, t, 16) == 3);
+	/* The guest's link end closing ends it (the worker exits). */
+	close(a[0].link);
+	a[0].link = -1;
+	CHECK(ps_until(d.sock, 2, 3000));
+	CHECK(file_has(d.log, "tenant 1 (\"e2e-app\"): worker pid"));
+	/* A worker's death removes its tenant, and is logged. */
+	kill((pid_t)a[1].r.worker_pid, SIGKILL);
+	CHECK(ps_until(d.sock, 1, 3000));
+	CHECK(file_has(d.log, "killed by signal 9"));
+	for (i = 0; i < 3; i++)
+		att_close(&a[i]);
+	CHECK(ps_until(d.sock, 0, 3000));
+	kill(d.pid, SIGTERM);
+	CHECK(daemon_wait(&d, 5000) == 0);
+}
+
+static void test_attach_errors(void)
+{
+	const char *extra[] = { "--start-timeout", "1", "--default-mem", "2G",
+				NULL };
+	struct daemon d;
+	struct att a;
+	uint64_t t0;
+	int fds0;
+
+	CHECK(daemon_start(&d, "1:fail,2:crash,3:garbage,4:hang", extra) ==
+	      0);
+	msleep(100);
+	fds0 = count_fds(d.pid);
+	/* refused at admission: no tenant id is used up */
+	CHECK(attach(d.sock, 7, 0, &a) == -ENODEV);
+	att_close(&a);
+	CHECK(attach(d.sock, -5, 0, &a) == -ENODEV);
+	att_close(&a);
+	CHECK(attach(d.sock, 0, 16 * GIB + 1, &a) == -ENOMEM);
+	att_close(&a);
+	CHECK(attach_ex(d.sock, 0, 0, 99, &a) == -EPROTO);
+	att_close(&a);
+	/* the worker says no */
+	CHECK(attach(d.sock, 0, 0, &a) == -ENOSPC);
+	att_close(&a);
+	CHECK(file_has(d.log, "fake failure for the test"));
+	/* the worker dies before READY */
+	CHECK(attach(d.sock, 0, 0, &a) == -EIO);
+	att_close(&a);
+	/* the worker sends garbage */
+	CHECK(attach(d.sock, 0, 0, &a) == -EIO);
+	att_close(&a);
+	CHECK(file_has(d.log, "malformed message"));
+	/* the worker never gets ready */
+	t0 = cv_now_ns();
+	CHECK(attach(d.sock, 0, 0, &a) == -ETIMEDOUT);
+	att_close(&a);
+	CHECK(cv_now_ns() - t0 >= 900000000ull &&
+	      cv_now_ns() - t0 < 3000000000ull);
+	/* and then a good one, with the default quota */
+	CHECK(attach(d.sock, 0, 0, &a) == 0 && a.r.tenant_id == 5 &&
+	      a.r.quota == 2 * GIB);
+	att_close(&a);
+	CHECK(ps_until(d.sock, 0, 3000));
+	CHECK(settled_fds(d.pid, fds0) == fds0);
+	CHECK(call(d.sock, CV_CTL_SHUTDOWN, NULL, 0) == 0);
+	CHECK(daemon_wait(&d, 5000) == 0);
+}
+
+/* Sends raw bytes; true if the daemon then closed the connection. */
+static bool refused(const char *sock, const void *p, size_t n, int fd_extra)
+{
+	union {
+		struct cmsghdr a;
+		char b[CMSG_SPACE(sizeof(int))];
+	} cb;
+	struct iovec iov = { (void *)p, n };
+	struct msghdr m = { .msg_iov = &iov, .msg_iovlen = 1 };
+	struct cv_ctl_hdr h;
+	struct cmsghdr *c;
+	uint8_t buf[256];
+	int fd, r;
+
+	fd = cv_ctl_connect(sock);
+	if (fd < 0)
+		return false;
+	if (fd_extra >= 0) {
+		memset(&cb, 0, sizeof(cb));
+		m.msg_control = cb.b;
+		m.msg_controllen = sizeof(cb.b);
+		c = CMSG_FIRSTHDR(&m);
+		c->cmsg_level = SOL_SOCKET;
+		c->cmsg_type = SCM_RIGHTS;
+		c->cmsg_len = CMSG_LEN(sizeof(int));
+		memcpy(CMSG_DATA(c), &fd_extra, sizeof(int));
+	}
+	if (sendmsg(fd, &m, MSG_NOSIGNAL) < 0) {
+		close(fd);
+		return false;
+	}
+	r = cv_ctl_recv(fd, &h, buf, sizeof(buf), NULL, NULL, 3000);
+	close(fd);
+	return r == -ECONNRESET;
+}
+
+static void test_malformed(void)
+{
+	static uint8_t big[70000];
+	struct cv_ctl_hdr h = { CV_CTL_MAGIC, CV_CTL_ATTACH, 0, 10, 0 };
+	struct cv_ctl_attach at = { .proto = 1 };
+	struct daemon d;
+	uint8_t buf[sizeof(h) + sizeof(at)];
+	int fds0, i, conns[40];
+
+	CHECK(daemon_start(&d, NULL, NULL) == 0);
+	msleep(100);
+	fds0 = count_fds(d.pid);
+	CHECK(refused(d.sock, "garbage", 7, -1));
+	CHECK(refused(d.sock, "VCTL", 4, -1));
+	memcpy(big, &h, sizeof(h));
+	CHECK(refused(d.sock, big, sizeof(h) + 10, -1)); /* wrong length */
+	h = (struct cv_ctl_hdr){ CV_CTL_MAGIC, CV_CTL_PS, 0,
+				 sizeof(big) - sizeof(h), 0 };
+	memcpy(big, &h, sizeof(h));
+	CHECK(refused(d.sock, big, sizeof(big), -1)); /* oversized */
+	h = (struct cv_ctl_hdr){ 0xdeadbeef, CV_CTL_PS, 0, 0, 0 };
+	CHECK(refused(d.sock, &h, sizeof(h), -1)); /* bad magic */
+	h = (struct cv_ctl_hdr){ CV_CTL_MAGIC, CV_CTL_PS, 0, 0, 0 };
+	CHECK(refused(d.sock, &h, sizeof(h), 0)); /* PS with an fd */
+	h.type = 1234;
+	CHECK(refused(d.sock, &h, sizeof(h), -1)); /* unknown type */
+	h.type = CV_CTL_W_READY;
+	CHECK(refused(d.sock, &h, sizeof(h), -1)); /* a worker's message */
+	h = (struct cv_ctl_hdr){ CV_CTL_MAGIC, CV_CTL_ATTACH, 0, sizeof(at),
+				 0 };
+	memset(at.name, 'A', sizeof(at.name)); /* no NUL */
+	memcpy(buf, &h, sizeof(h));
+	memcpy(buf + sizeof(h), &at, sizeof(at));
+	CHECK(refused(d.sock, buf, sizeof(buf), -1));
+	/* many idle clients, then gone */
+	for (i = 0; i < 40; i++)
+		conns[i] = cv_ctl_connect(d.sock);
+	CHECK(call(d.sock, CV_CTL_INFO, big, 4096) > 0);
+	for (i = 0; i < 40; i++)
+		close(conns[i]);
+	msleep(100);
+	CHECK(call(d.sock, CV_CTL_INFO, big, 4096) > 0);
+	CHECK(settled_fds(d.pid, fds0) == fds0);
+	CHECK(file_has(d.log, "malformed message"));
+	kill(d.pid, SIGINT);
+	CHECK(daemon_wait(&d, 5000) == 0);
+}
+
+/* In a child as uid 65534: 0 if INFO worked, 1 if refused, 2 on
+ * SHUTDOWN -EPERM after a working INFO. */
+static int as_nobody(const char *sock, bool try_shutdown)
+{
+	uint8_t buf[4096];
+	pid_t pid;
+	int st;
+
+	pid = fork();
+	if (pid == 0) {
+		if (setgid(65534) < 0 || setuid(65534) < 0)
+			_exit(9);
+		if (call(sock, CV_CTL_INFO, buf, sizeof(buf)) < 0)
+			_exit(1);
+		if (try_shutdown &&
+		    call(sock, CV_CTL_SHUTDOWN, buf, sizeof(buf)) == -EPERM)
+			_exit(2);
+		_exit(0);
+	}
+	waitpid(pid, &st, 0);
+	return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+static void test_peercred(void)
+{
+	const char *deny[] = { "--allow-uid", "12345", NULL };
+	const char *allow[] = { "--allow-uid", "65534", NULL };
+	struct daemon d;
+	struct stat st;
+
+	if (geteuid() != 0) {
+		printf("test_peercred: skipped (needs root)\n");
+		return;
+	}
+	chmod(g_tmp, 0755);
+	snprintf(d.dir, sizeof(d.dir), "%s/d%d", g_tmp, g_seq + 1);
+	mkdir(d.dir, 0755);
+	CHECK(daemon_start(&d, NULL, deny) == 0);
+	CHECK(stat(d.sock, &st) == 0 && (st.st_mode & 0777) == 0666);
+	CHECK(as_nobody(d.sock, false) == 1);
+	CHECK(file_has(d.log, "refused a connection from uid 65534"));
+	kill(d.pid, SIGTERM);
+	CHECK(daemon_wait(&d, 5000) == 0);
+
+	snprintf(d.dir, sizeof(d.dir), "%s/d%d", g_tmp, g_seq + 1);
+	mkdir(d.dir, 0755);
+	CHECK(daemon_start(&d, NULL, allow) == 0);
+	CHECK(as_nobody(d.sock, true) == 2);
+	CHECK(daemon_wait(&d, 100) == -1); /* still running */
+	kill(d.pid, SIGTERM);
+	CHECK(daemon_wait(&d, 5000) == 0);
+	chmod(g_tmp, 0700);
+}
+
+static void test_shutdown(void)
+{
+	const char *extra[] = { "--pidfile", NULL, NULL };
+	char pidfile[PATH_MAX];
+	struct daemon d;
+	struct att a, b;
+	struct stat st;
+	uint64_t t0, dt;
+
+	snprintf(pidfile, sizeof(pidfile), "%s/cuvisord.pid", g_tmp);
+	extra[1] = pidfile;
+	CHECK(daemon_start(&d, "2:nostop", extra) == 0);
+	CHECK(stat(pidfile, &st) == 0);
+	CHECK(attach(d.sock, 0, 0, &a) == 0);
+	CHECK(attach(d.sock, 0, 0, &b) == 0);
+	t0 = cv_now_ns();
+	CHECK(call(d.sock, CV_CTL_SHUTDOWN, NULL, 0) == 0);
+	dt = cv_now_ns() - t0;
+	/* worker 2 ignores W_STOP: killed after 2 s */
+	CHECK(dt >= 1900000000ull && dt < 4000000000ull);
+	CHECK(daemon_wait(&d, 3000) == 0);
+	CHECK(pid_gone((pid_t)a.r.worker_pid, 1000) &&
+	      pid_gone((pid_t)b.r.worker_pid, 1000));
+	CHECK(stat(d.sock, &st) < 0 && errno == ENOENT);
+	CHECK(stat(pidfile, &st) < 0 && errno == ENOENT);
+	CHECK(file_has(d.log, "did not stop in time"));
+	att_close(&a);
+	att_close(&b);
+
+	/* SIGTERM: the same, quickly when workers obey */
+	CHECK(daemon_start(&d, NULL, NULL) == 0);
+	CHECK(attach(d.sock, 1, 0, &a) == 0);
+	t0 = cv_now_ns();
+	kill(d.pid, SIGTERM);
+	CHECK(daemon_wait(&d, 3000) == 0);
+	CHECK(cv_now_ns() - t0 < 1000000000ull);
+	CHECK(pid_gone((pid_t)a.r.worker_pid, 1000));
+	CHECK(stat(d.sock, &st) < 0);
+	att_close(&a);
+}
+
+static void test_private(void)
+{
+	const char *extra[] = { "--private", NULL };
+	struct daemon d;
+	struct att a;
+
+	CHECK(daemon_start(&d, NULL, extra) == 0);
+	msleep(200);
+	CHECK(daemon_wait(&d, 0) == -1); /* no tenant yet: stays */
+	CHECK(attach(d.sock, 0, 0, &a) == 0);
+	close(a.conn);
+	a.conn = -1;
+	msleep(100);
+	CHECK(daemon_wait(&d, 0) == -1);
+	close(a.link); /* the guest "dies": worker exits, daemon follows */
+	a.link = -1;
+	CHECK(daemon_wait(&d, 3000) == 0);
+	att_close(&a);
+}
+
+static void test_socket_rules(void)
+{
+	struct daemon a, b;
+	char path[PATH_MAX];
+	struct stat st;
+	int fd;
+
+	CHECK(daemon_start(&a, NULL, NULL) == 0);
+	/* a second daemon on a live socket refuses to start */
+	b = a;
+	b.pid = fork();
+	if (b.pid == 0) {
+		char w[PATH_MAX + 32], dm[PATH_MAX + 32];
+
+		snprintf(w, sizeof(w), "%s/tests/fake-vgpu", g_build);
+		snprintf(dm, sizeof(dm), "%s/bin/cuvisord", g_build);
+		dup2(open(a.log, O_WRONLY | O_APPEND), 2);
+		execl(dm, dm, "--socket", a.sock, "--worker", w, "--log",
+		      "error", (char *)NULL);
+		_exit(127);
+	}
+	CHECK(daemon_wait(&b, 5000) == 1);
+	CHECK(file_has(a.log, "another cuvisord is listening on"));
+	CHECK(call(a.sock, CV_CTL_INFO, path, sizeof(path)) > 0);
+	/* a stale socket (daemon killed) is replaced */
+	daemon_kill(&a);
+	CHECK(stat(a.sock, &st) == 0);
+	fd = cv_ctl_connect(a.sock);
+	CHECK(fd == -ECONNREFUSED);
+	g_seq--; /* same directory again */
+	CHECK(daemon_start(&b, NULL, NULL) == 0 && !strcmp(a.sock, b.sock));
+	kill(b.pid, SIGTERM);
+	CHECK(daemon_wait(&b, 5000) == 0);
+
+	/* a group/world writable directory is refused */
+	snprintf(path, sizeof(path), "%s/d%d", g_tmp, g_seq + 1);
+	mkdir(path, 0777);
+	chmod(path, 0777);
+	CHECK(daemon_start(&a, NULL, NULL) < 0);
+	if (geteuid() == 0) {
+		/* ...and so is one owned by someone else */
+		snprintf(path, sizeof(path), "%s/d%d", g_tmp, g_seq + 1);
+		mkdir(path, 0700);
+		CHECK(chown(path, 65534, 65534) == 0);
+		CHECK(daemon_start(&a, NULL, NULL) < 0);
+	}
+	/* a missing directory is created 0700 */
+	snprintf(path, sizeof(path), "%s/fresh/s.sock", g_tmp);
+	CHECK(daemon_start_at(&a, path, NULL, NULL) == 0);
+	snprintf(path, sizeof(path), "%s/fresh", g_tmp);
+	CHECK(stat(path, &st) == 0 && S_ISDIR(st.st_mode) &&
+	      (st.st_mode & 0777) == 0700);
+	CHECK(file_has(a.log, "created socket directory"));
+	kill(a.pid, SIGTERM);
+	CHECK(daemon_wait(&a, 5000) == 0);
+}
+
+/*
+ * Runs argv with stdout+stderr into out and up to two more "K=V" in its
+ * environment; its exit status (128+sig).
+ */
+static int run2(const char *const *argv, const char *out, const char *env,
+		const char *env2)
+{
+	pid_t pid;
+	int st, fd;
+
+	pid = fork();
+	if (pid == 0) {
+		fd = open(out, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+		dup2(fd, 1);
+		dup2(fd, 2);
+		if (env)
+			putenv((char *)env);
+		if (env2)
+			putenv((char *)env2);
+		execv(argv[0], (char *const *)argv);
+		_exit(99);
+	}
+	waitpid(pid, &st, 0);
+	return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+}
+
+static int run(const char *const *argv, const char *out, const char *env)
+{
+	return run2(argv, out, env, NULL);
+}
+
+static void test_cli_query(void)
+{
+	char cli[PATH_MAX + 32], out[PATH_MAX];
+	struct daemon d;
+	struct att a;
+
+	snprintf(cli, sizeof(cli), "%s/bin/cuvisor", g_build);
+	snprintf(out, sizeof(out), "%s/cli.out", g_tmp);
+	CHECK(daemon_start(&d, NULL, NULL) == 0);
+	CHECK(attach(d.sock, 1, 8 * GIB, &a) == 0);
+	CHECK(run((const char *[]){ cli, "ps", "--socket", d.sock, NULL }, out,
+		  NULL) == 0);
+	CHECK(file_has(out, "ID     PID      GPU  MEM             STATE      "
+			    "NAME"));
+	CHECK(file_has(out, "2.0G/8.0G") && file_has(out, "running") &&
+	      file_has(out, "e2e-app"));
+	CHECK(run((const char *[]){ cli, "info", "--socket", d.sock, NULL },
+		  out, NULL) == 0);
+	CHECK(file_has(out, "backend:       host") &&
+	      file_has(out, "Fake GPU 1"));
+	CHECK(run((const char *[]){ cli, "ps", "--socket", "/nonexistent/s",
+				    NULL }, out, NULL) == 1);
+	CHECK(file_has(out, "cuvisor: no daemon at /nonexistent/s: No such "
+			    "file or directory; start cuvisord, or use "
+			    "`cuvisor run`"));
+	CHECK(run((const char *[]){ cli, "bogus", NULL }, out, NULL) == 2);
+	CHECK(run((const char *[]){ cli, "ps", "--bogus", NULL }, out, NULL) ==
+	      2);
+	CHECK(run((const char *[]){ cli, "ps", "extra", NULL }, out, NULL) ==
+	      2);
+	CHECK(run((const char *[]){ cli, "run", NULL }, out, NULL) == 2);
+	CHECK(run((const char *[]){ cli, "run", "--mem", "lots", "--", "true",
+				    NULL }, out, NULL) == 2);
+	CHECK(run((const char *[]){ cli, "ps", "--help", NULL }, out, NULL) ==
+	      0 && file_has(out, "Usage: cuvisor ps"));
+	att_close(&a);
+	CHECK(run((const char *[]){ cli, "shutdown", "--socket", d.sock,
+				    NULL }, out, NULL) == 0);
+	CHECK(daemon_wait(&d, 3000) == 0);
+}
+
+static void copy(const char *from, const char *to)
+{
+	char buf[65536];
+	ssize_t n;
+	int in = open(from, O_RDONLY), out;
+
+	out = open(to, O_WRONLY | O_CREAT | O_TRUNC, 0755);
+	while (in >= 0 && out >= 0 && (n = read(in, buf, sizeof(buf))) > 0)
+		if (write(out, buf, (size_t)n) != n)
+			break;
+	close(in);
+	close(out);
+}
+
+static int count_run_dirs(const char *base)
+{
+	struct dirent *e;
+	DIR *d = opendir(base);
+	int n = 0;
+
+	if (!d)
+		return 0;
+	while ((e = readdir(d)))
+		n += !strncmp(e->d_name, "run-", 4);
+	closedir(d);
+	return n;
+}
+
+/* `cuvisor run` from an installed layout: bin/ and lib/ side by side. */
+static void test_cli_run(void)
+{
+	char inst[PATH_MAX], src[PATH_MAX + 64], dst[PATH_MAX + 64];
+	char cli[PATH_MAX + 64], out[PATH_MAX], xdg[PATH_MAX + 16];
+	char base[PATH_MAX + 32], nosock[PATH_MAX + 16];
+	char libdir[PATH_MAX + 16], want[PATH_MAX + 64];
+	struct daemon d;
+	pid_t pid;
+	int st, fd;
+
+	snprintf(inst, sizeof(inst), "%s/inst", g_tmp);
+	mkdir(inst, 0755);
+	snprintf(dst, sizeof(dst), "%s/bin", inst);
+	mkdir(dst, 0755);
+	snprintf(dst, sizeof(dst), "%s/lib", inst);
+	mkdir(dst, 0755);
+	snprintf(src, sizeof(src), "%s/bin/cuvisor", g_build);
+	snprintf(cli, sizeof(cli), "%s/bin/cuvisor", inst);
+	copy(src, cli);
+	snprintf(src, sizeof(src), "%s/bin/cuvisord", g_build);
+	snprintf(dst, sizeof(dst), "%s/bin/cuvisord", inst);
+	copy(src, dst);
+	snprintf(src, sizeof(src), "%s/tests/fake-vgpu", g_build);
+	snprintf(dst, sizeof(dst), "%s/bin/cuvisor-vgpu", inst);
+	copy(src, dst);
+	snprintf(libdir, sizeof(libdir), "%s/lib", inst);
+	snprintf(dst, sizeof(dst), "%s/libcuda.so.1", libdir);
+	fd = open(dst, O_WRONLY | O_CREAT, 0644);
+	close(fd);
+
+	snprintf(xdg, sizeof(xdg), "XDG_RUNTIME_DIR=%s/xdg", g_tmp);
+	mkdir(xdg + 16, 0700);
+	snprintf(base, sizeof(base), "%s/cuvisor", xdg + 16);
+	snprintf(nosock, sizeof(nosock), "%s/none/s.sock", g_tmp);
+	snprintf(out, sizeof(out), "%s/run.out", g_tmp);
+	setenv("CUVISOR_TEST_LIBDIR", libdir, 1);
+
+	/* a private daemon: started, used, stopped, cleaned up */
+	CHECK(run((const char *[]){ cli, "run", "--socket", nosock, "--gpu",
+				    "1", "--mem", "1.5G", "--backend", "host",
+				    "--log", "warn", "--", g_self,
+				    "child-attach", NULL }, out, xdg) == 3);
+	CHECK(file_has(out, "child-attach: ok"));
+	CHECK(count_run_dirs(base) == 0);
+	/* PROG cannot be executed */
+	CHECK(run((const char *[]){ cli, "run", "--socket", nosock, "--",
+				    "/nonexistent/prog", NULL }, out, xdg) ==
+	      127);
+	CHECK(file_has(out, "cannot execute /nonexistent/prog"));
+	CHECK(count_run_dirs(base) == 0);
+	/* killed by a signal */
+	CHECK(run((const char *[]){ cli, "run", "--socket", nosock, "--",
+				    "/bin/sh", "-c", "kill -TERM $$", NULL },
+		  out, xdg) == 128 + SIGTERM);
+	/* the private daemon fails to start: 125 and its log */
+	CHECK(run2((const char *[]){ cli, "run", "--socket", nosock, "--",
+				     "/bin/true", NULL }, out, xdg,
+		   "FAKE_VGPU_PROBE=fail") == 125);
+	CHECK(file_has(out, "exited at start") &&
+	      file_has(out, "probe (backend host) exited with status 1"));
+	/* no guest library */
+	CHECK(run2((const char *[]){ cli, "run", "--socket", nosock, "--",
+				     "/bin/true", NULL }, out, xdg,
+		   "CUVISOR_LIBDIR=/nonexistent") == 125);
+	CHECK(file_has(out, "/nonexistent/libcuda.so.1 is missing"));
+
+	/* an existing daemon is used, not a private one */
+	CHECK(daemon_start(&d, NULL, NULL) == 0);
+	setenv("CUVISOR_TEST_SOCKET", d.sock, 1);
+	CHECK(run((const char *[]){ cli, "run", "--socket", d.sock, "--",
+				    g_self, "child-attach", NULL }, out, xdg) ==
+	      3);
+	unsetenv("CUVISOR_TEST_SOCKET");
+	CHECK(daemon_wait(&d, 0) == -1);
+	CHECK(file_has(d.log, "tenant 1 (\"e2e-app\", pid"));
+
+	/* SIGTERM to cuvisor reaches PROG */
+	pid = fork();
+	if (pid == 0) {
+		fd = open(out, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+		dup2(fd, 1);
+		dup2(fd, 2);
+		execl(cli, cli, "run", "--socket", d.sock, "--", "/bin/sleep",
+		      "30", (char *)NULL);
+		_exit(99);
+	}
+	msleep(300);
+	kill(pid, SIGTERM);
+	st = -1;
+	for (fd = 0; fd < 300 && waitpid(pid, &st, WNOHANG) != pid; fd++)
+		msleep(10);
+	CHECK(fd < 300 && WIFEXITED(st) && WEXITSTATUS(st) == 128 + SIGTERM);
+	if (fd == 300) {
+		kill(pid, SIGKILL);
+		waitpid(pid, NULL, 0);
+	}
+	snprintf(want, sizeof(want), "%s", d.sock);
+	CHECK(call(want, CV_CTL_SHUTDOWN, NULL, 0) == 0);
+	CHECK(daemon_wait(&d, 3000) == 0);
+	unsetenv("CUVISOR_TEST_LIBDIR");
+}
+
+/*
+ * PROG of the `cuvisor run` tests: checks its environment, attaches as a
+ * guest would and exits 3 (so that the caller sees our status).
+ */
+static int child_attach(void)
+{
+	const char *lib = getenv("CUVISOR_TEST_LIBDIR");
+	const char *want_sock = getenv("CUVISOR_TEST_SOCKET");
+	const char *ld = getenv("LD_LIBRARY_PATH");
+	const char *sock = getenv("CUVISOR_SOCKET");
+	const char *gpu = getenv("CUVISOR_GPU");
+	const char *mem = getenv("CUVISOR_MEM");
+	const char *log = getenv("CUVISOR_LOG");
+	char real[PATH_MAX];
+	uint64_t m = 0;
+	struct att a;
+	int r;
+
+	if (!lib || !realpath(lib, real) || !ld ||
+	    strncmp(ld, real, strlen(real)) || !sock) {
+		fprintf(stderr, "child-attach: bad environment: LD_LIBRARY_PATH"
+			"=%s CUVISOR_SOCKET=%s\n", ld ? ld : "",
+			sock ? sock : "");
+		return 1;
+	}
+	if (want_sock ? strcmp(sock, want_sock) != 0
+		      : !strstr(sock, "/cuvisor/run-")) {
+		fprintf(stderr, "child-attach: unexpected socket %s\n", sock);
+		return 1;
+	}
+	if (!want_sock && (!gpu || strcmp(gpu, "1") || !mem ||
+			   strcmp(mem, "1610612736") || !log ||
+			   strcmp(log, "warn"))) {
+		fprintf(stderr, "child-attach: CUVISOR_GPU/MEM/LOG not set\n");
+		return 1;
+	}
+	if (mem)
+		m = strtoull(mem, NULL, 10);
+	r = attach(sock, gpu ? atoi(gpu) : -1, m, &a);
+	if (r < 0 || (mem && a.r.quota != m)) {
+		fprintf(stderr, "child-attach: attach: %s\n", strerror(-r));
+		return 1;
+	}
+	printf("child-attach: ok, tenant %llu\n",
+	       (unsigned long long)a.r.tenant_id);
+	return 3;
+}
+
+int main(int argc, char **argv)
+{
+	if (argc > 1 && !strcmp(argv[1], "child-attach"))
+		return child_attach();
+	if (argc != 2 || !realpath(argv[1], g_build) ||
+	    !realpath("/proc/self/exe", g_self)) {
+		fprintf(stderr, "usage: test_daemon BUILD_DIR\n");
+		return 2;
+	}
+	snprintf(g_tmp, sizeof(g_tmp), "/tmp/cv-test-daemon-XXXXXX");
+	if (!mkdtemp(g_tmp)) {
+		perror("mkdtemp");
+		return 1;
+	}
+	unsetenv("CUVISOR_SOCKET");
+	unsetenv("CUVISOR_LIBDIR");
+	setenv("FAKE_VGPU_GPUS", "2", 1);
+	signal(SIGPIPE, SIG_IGN);
+	test_attach();
+	test_attach_errors();
+	test_malformed();
+	test_peercred();
+	test_shutdown();
+	test_private();
+	test_socket_rules();
+	test_cli_query();
+	test_cli_run();
+	printf("test_daemon: %d passed, %d failed%s%s\n", passed, failed,
+	       failed ? "; logs in " : "", failed ? g_tmp : "");
+	if (!failed) {
+		char cmd[PATH_MAX + 16];
+
+		snprintf(cmd, sizeof(cmd), "rm -rf %s", g_tmp);
+		if (system(cmd) != 0)
+			fprintf(stderr, "could not remove %s\n", g_tmp);
+	}
+	return failed ? 1 : 0;
+}
