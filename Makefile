@@ -111,3 +111,16 @@ clean:
 	rm -rf $(O)
 
 -include $(shell find $(O)/obj -name '*.d' 2>/dev/null)
+
+# ---- the demo (README's first command) ----
+$(O)/examples/demo: $(O)/obj/examples/demo.o
+	@mkdir -p $(dir $@)
+	$(CC) -o $@ $< -L$(CUDA_HOME)/lib64/stubs -lcuda $(LDFLAGS_ALL)
+
+# Runs the demo on a virtual GPU through a private cuvisord: on the GPU when
+# the real driver finds one, else on the host backend (whose kernels are
+# the host twins in build/tests/libtestkernels.so).
+demo: all test-programs $(O)/examples/demo
+	CUVISOR_HOST_KERNELS=$(abspath $(O))/tests/libtestkernels.so \
+		$(O)/bin/cuvisor run -- $(O)/examples/demo
+.PHONY: demo

@@ -170,9 +170,9 @@ struct opt {
 
 static const struct opt options[] = {
 	{ "--socket", "PATH", opt_socket,
-	  "control socket (default: %SOCKET%). Its directory is created 0700 "
-	  "when missing; an existing one must be owned by us and not group or "
-	  "world writable" },
+	  "control socket (default: %SOCKET%). Its directory is created when "
+	  "missing (0700, or 0755 with --allow-uid); an existing one must be "
+	  "owned by us and not group or world writable" },
 	{ "--backend", "cuda|host|auto", opt_backend,
 	  "the workers' device backend (default: auto, i.e. cuda when the "
 	  "probe finds a GPU, else host)" },
@@ -557,8 +557,9 @@ static int build_pollfds(struct cv_d *d, struct pollfd *p, struct slot *s)
 
 	p[n] = (struct pollfd){ .fd = d->sig_fd, .events = POLLIN };
 	s[n++] = (struct slot){ K_SIG, NULL };
-	if (d->listen_fd >= 0 && cv_now_ns() >= d->accept_resume) {
+	if (d->accept_resume && cv_now_ns() >= d->accept_resume)
 		d->accept_resume = 0;
+	if (d->listen_fd >= 0 && !d->accept_resume) {
 		p[n] = (struct pollfd){ .fd = d->listen_fd, .events = POLLIN };
 		s[n++] = (struct slot){ K_LISTEN, NULL };
 	}

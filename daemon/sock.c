@@ -21,7 +21,12 @@
 
 #include "../core/log.h"
 
-static int check_dir(const char *sock_path)
+/*
+ * The socket's directory: created when missing, 0700, or 0755 when other
+ * uids are allowed (they must reach the socket); never group or world
+ * writable, and ours.
+ */
+static int check_dir(const char *sock_path, mode_t mode)
 {
 	char buf[sizeof(((struct sockaddr_un *)0)->sun_path)];
 	struct stat st;
@@ -30,8 +35,9 @@ static int check_dir(const char *sock_path)
 
 	snprintf(buf, sizeof(buf), "%s", sock_path);
 	dir = dirname(buf);
-	if (mkdir(dir, 0700) == 0)
-		cv_info("created socket directory %s", dir);
+	if (mkdir(dir, mode) == 0)
+		cv_info("created socket directory %s (mode %04o)", dir,
+			(unsigned)mode);
 	else if (errno != EEXIST) {
 		r = -errno;
 		cv_err("cannot create socket directory %s: %s", dir,
@@ -124,7 +130,7 @@ int cv_d_listen(struct cv_d *d)
 {
 	int r;
 
-	r = check_dir(d->cfg.socket);
+	r = check_dir(d->cfg.socket, d->cfg.nallow ? 0755 : 0700);
 	if (r < 0)
 		return r;
 	r = clear_stale(d->cfg.socket);

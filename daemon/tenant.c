@@ -224,6 +224,11 @@ static void on_ready(struct cv_d *d, struct cv_d_tenant *t,
 		fail_start(d, t, r->status);
 		return;
 	}
+	if (t->dead) {
+		/* Read while reaping: it said READY, then died. */
+		fail_start(d, t, -EIO);
+		return;
+	}
 	if (fstat(memfd, &st) < 0 || !S_ISREG(st.st_mode)) {
 		worker_broken(d, t, "W_READY fd is not a memfd");
 		return;

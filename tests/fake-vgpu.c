@@ -15,7 +15,8 @@
  *
  * FAKE_VGPU_MODES="ID:MODE,..." changes tenant ID's behaviour: fail (READY
  * with -ENOSPC), crash (exit 3 before READY), hang (never READY), nostop
- * (ignores W_STOP), garbage (a malformed message instead of READY).
+ * (ignores W_STOP), nostats (ignores W_STATS), garbage (a malformed
+ * message instead of READY).
  */
 #include <errno.h>
 #include <poll.h>
@@ -114,7 +115,8 @@ static const char *check_fds(void)
 	return NULL;
 }
 
-static int serve(int ctl, int link, uint64_t quota, bool nostop)
+static int serve(int ctl, int link, uint64_t quota, bool nostop,
+		 bool nostats)
 {
 	struct pollfd p[2] = { { .fd = ctl, .events = POLLIN },
 			       { .fd = link, .events = POLLIN } };
@@ -133,7 +135,7 @@ static int serve(int ctl, int link, uint64_t quota, bool nostop)
 					0);
 			if (n < 0)
 				return 0;
-			if (h.type == CV_CTL_W_STATS)
+			if (h.type == CV_CTL_W_STATS && !nostats)
 				cv_ctl_send(ctl, CV_CTL_W_STATS | CV_CTL_REPLY,
 					    0, &s, sizeof(s), NULL, 0);
 			if (h.type == CV_CTL_W_STOP && !nostop) {
@@ -210,10 +212,11 @@ int main(int argc, char **argv)
 		for (;;)
 			pause();
 	if (!strcmp(mode, "garbage"))
-		return write(3, "garbage!", 8) == 8 ? serve(3, 4, quota, 0) : 1;
+		return write(3, "garbage!", 8) == 8 ? serve(3, 4, quota, 0, 0) : 1;
 	if (!strcmp(mode, "fail"))
 		why = "fake failure for the test";
 	if (ready(3, strtoull(a.tenant, NULL, 10), quota, why) < 0)
 		return 1;
-	return why ? 1 : serve(3, 4, quota, !strcmp(mode, "nostop"));
+	return why ? 1 : serve(3, 4, quota, !strcmp(mode, "nostop"),
+			       !strcmp(mode, "nostats"));
 }

@@ -292,12 +292,15 @@ run_garbage() {
 		return
 	fi
 	i=0
-	for part in all ctl ring replies all; do
+	# PART[+c]: which part of the region; +c scribbles concurrently.
+	for part in all ctl ring replies ring+c all+c replies+c all; do
 		i=$((i + 1))
 		seed=$((0x5eed0000 + i))
 		log=$LOGS/garbage-$i.log
 		timeout 90 "$BIN/cuvisor" run --socket "$SOCK" --mem 256M -- \
-			"$TB/cu_garbage" -s "$seed" -p "$part" > "$log" 2>&1
+			"$TB/cu_garbage" -s "$seed" -p "${part%+c}" \
+			$([ "${part%+c}" != "$part" ] && echo -c -r 100) \
+			> "$log" 2>&1
 		rc=$?
 		wpid=$(field "$log" worker_pid)
 		case $rc in

@@ -3,7 +3,7 @@
  * End-to-end tests of cuvisord and the cuvisor CLI, with tests/fake-vgpu.c
  * standing in for the worker (no GPU, no real worker needed):
  *
- *   test_daemon BUILD_DIR
+ *   test_daemon [BUILD_DIR]     (default: the parent of our directory)
  *
  * attach (fds, region, link, GPU choice, quotas), ps and info, the error
  * replies (bad GPU, over quota, protocol, worker failure, crash, garbage,
@@ -640,6 +640,39 @@ static void test_shutdown(void)
 	att_close(&a);
 }
 
+/* A worker that never answers W_STATS delays ps by 200 ms, no more. */
+static void test_ps_timeout(void)
+{
+	struct cv_ctl_tenant t[16];
+	const struct cv_ctl_tenant *e;
+	struct daemon d;
+	struct att a, b;
+	uint64_t t0, dt;
+	int n, i;
+
+	CHECK(daemon_start(&d, "1:nostats", NULL) == 0);
+	CHECK(attach(d.sock, 0, GIB, &a) == 0 && a.r.tenant_id == 1);
+	CHECK(attach(d.sock, 0, GIB, &b) == 0 && b.r.tenant_id == 2);
+	for (i = 0; i < 2; i++) {
+		t0 = cv_now_ns();
+		n = ps(d.sock, t, 16);
+		dt = cv_now_ns() - t0;
+		CHECK(n == 2 && dt >= 150000000ull && dt < 1000000000ull);
+		e = find_tenant(t, n, 1);
+		CHECK(e && e->mem_used == 0 && e->quota == GIB &&
+		      e->state == CV_STATE_RUNNING);
+		e = find_tenant(t, n, 2);
+		CHECK(e && e->mem_used == GIB / 4);
+	}
+	att_close(&a);
+	att_close(&b);
+	CHECK(ps_until(d.sock, 0, 3000));
+	t0 = cv_now_ns();
+	CHECK(ps(d.sock, t, 16) == 0 && cv_now_ns() - t0 < 100000000ull);
+	kill(d.pid, SIGTERM);
+	CHECK(daemon_wait(&d, 5000) == 0);
+}
+
 static void test_private(void)
 {
 	const char *extra[] = { "--private", NULL };
@@ -970,12 +1003,29 @@ static int child_attach(void)
 
 int main(int argc, char **argv)
 {
+	char need[PATH_MAX + 32];
+	size_t i;
+
 	if (argc > 1 && !strcmp(argv[1], "child-attach"))
 		return child_attach();
-	if (argc != 2 || !realpath(argv[1], g_build) ||
-	    !realpath("/proc/self/exe", g_self)) {
-		fprintf(stderr, "usage: test_daemon BUILD_DIR\n");
+	/* BUILD_DIR defaults to the parent of our own directory. */
+	if (argc > 2 || !realpath("/proc/self/exe", g_self) ||
+	    !realpath(argc == 2 ? argv[1] : g_self, g_build)) {
+		fprintf(stderr, "usage: test_daemon [BUILD_DIR]\n");
 		return 2;
+	}
+	if (argc == 1)
+		for (i = 0; i < 2; i++)
+			*strrchr(g_build, '/') = 0;
+	for (i = 0; i < 3; i++) {
+		snprintf(need, sizeof(need), "%s/%s", g_build,
+			 (const char *[]){ "bin/cuvisord", "bin/cuvisor",
+					   "tests/fake-vgpu" }[i]);
+		if (access(need, X_OK) < 0) {
+			printf("test_daemon: skipped: %s is missing (make "
+			       "test-ctl)\n", need);
+			return 77;
+		}
 	}
 	snprintf(g_tmp, sizeof(g_tmp), "/tmp/cv-test-daemon-XXXXXX");
 	if (!mkdtemp(g_tmp)) {
@@ -991,6 +1041,7 @@ int main(int argc, char **argv)
 	test_malformed();
 	test_peercred();
 	test_shutdown();
+	test_ps_timeout();
 	test_private();
 	test_socket_rules();
 	test_cli_query();
