@@ -224,12 +224,16 @@ static void bench_compute(uint32_t iters, double seconds)
 	CK(cuMemFree(out));
 }
 
-/* The worker's VmRSS in MiB, or -1 (not under cuvisor, or unreadable). */
+/*
+ * The worker's VmRSS in MiB, or -1 (not under cuvisor, or unreadable).
+ * Notes its parts (anonymous, file-backed such as the driver's code,
+ * shared memory such as the region) as "#" lines.
+ */
 static double worker_rss_mib(void)
 {
 	const struct cv_region_hdr *h = cvt_region();
 	char path[64], line[256];
-	double kb = -1;
+	double kb = -1, anon = -1, file = -1, shm = -1;
 	FILE *f;
 
 	if (!h || !h->worker_pid)
@@ -238,10 +242,15 @@ static double worker_rss_mib(void)
 	f = fopen(path, "r");
 	if (!f)
 		return -1;
-	while (fgets(line, sizeof(line), f))
-		if (sscanf(line, "VmRSS: %lf", &kb) == 1)
-			break;
+	while (fgets(line, sizeof(line), f)) {
+		sscanf(line, "VmRSS: %lf", &kb);
+		sscanf(line, "RssAnon: %lf", &anon);
+		sscanf(line, "RssFile: %lf", &file);
+		sscanf(line, "RssShmem: %lf", &shm);
+	}
 	fclose(f);
+	printf("# worker %u VmRSS %.1f MiB: anon %.1f, file %.1f, shmem %.1f\n",
+	       h->worker_pid, kb / 1024, anon / 1024, file / 1024, shm / 1024);
 	return kb < 0 ? -1 : kb / 1024;
 }
 

@@ -446,6 +446,22 @@ struct cv_vmm_map {
 };
 _Static_assert(sizeof(struct cv_vmm_map) == 32, "");
 
+/*
+ * The link socket (AF_UNIX SOCK_SEQPACKET between guest and worker) is the
+ * trusted side channel: the guest's death closes it, and the guest can ask
+ * over it whether the worker still has anything to do. A guest that waits
+ * long for the worker sends one byte; the worker answers with this. If
+ * the worker is idle and has consumed everything the guest committed,
+ * what the guest waits for will never come: its view of the region was
+ * corrupted (by itself), and the vGPU is unusable.
+ */
+struct cv_link_status {
+	uint64_t head;   /* ring bytes consumed and executed */
+	uint32_t idle;   /* nothing queued, executing or in flight */
+	uint32_t pad;
+};
+_Static_assert(sizeof(struct cv_link_status) == 16, "link status");
+
 /* vGPU states as shown to the guest and to `cuvisor ps` */
 enum cv_vgpu_state {
 	CV_STATE_STARTING = 0,

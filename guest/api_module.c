@@ -875,3 +875,14 @@ CV_API CUresult cuOccupancyMaxPotentialBlockSize(int *grid, int *block,
 	return cuOccupancyMaxPotentialBlockSizeWithFlags(grid, block, f, cb,
 							 smem, limit, 0);
 }
+
+/* Modules are loaded when the program asks (the image is shipped and
+ * loaded by cuModuleLoad*); the worker's driver may still load kernels
+ * lazily behind that. */
+CV_API CUresult cuModuleGetLoadingMode(CUmoduleLoadingMode *mode)
+{
+	if (!mode)
+		return CUDA_ERROR_INVALID_VALUE;
+	*mode = CU_MODULE_EAGER_LOADING;
+	return CUDA_SUCCESS;
+}

@@ -5,6 +5,7 @@
  */
 #include <errno.h>
 #include <poll.h>
+#include <sys/socket.h>
 #include <string.h>
 
 #include "../core/futex.h"
@@ -28,7 +29,7 @@ static void mark_lost(void)
 
 int cv_g_alive(void *unused)
 {
-	struct pollfd p = { g.link_fd, POLLIN, 0 };
+	struct pollfd p = { g.link_fd, POLLRDHUP, 0 };
 
 	if (g.lost)
 		return -ENODEV;
@@ -36,12 +37,71 @@ int cv_g_alive(void *unused)
 		mark_lost();
 		return -ENODEV;
 	}
-	/* The worker never writes to the link: any event means it closed. */
-	if (poll(&p, 1, 0) > 0 && p.revents) {
+	/* The worker's end of the link closes when it exits. */
+	if (poll(&p, 1, 0) > 0 &&
+	    (p.revents & (POLLHUP | POLLERR | POLLRDHUP | POLLNVAL))) {
 		mark_lost();
 		return -ENODEV;
 	}
 	return 0;
+}
+
+/*
+ * Asks the worker over the link whether it has executed everything up to
+ * ring position upto and has nothing left in flight. Then whatever the
+ * caller waits for in shared memory will never arrive: the region was
+ * corrupted (only the guest itself can do that), so the vGPU is marked
+ * lost rather than waited on forever. Returns -ENODEV in that case, else
+ * 0 (also when the worker does not answer in time).
+ */
+static int check_stalled(uint64_t upto)
+{
+	static pthread_mutex_t ping_lock = PTHREAD_MUTEX_INITIALIZER;
+	struct pollfd p = { g.link_fd, POLLIN, 0 };
+	struct cv_link_status st;
+	char junk[64];
+	ssize_t n = -1;
+
+	pthread_mutex_lock(&ping_lock);
+	/* Drop answers that came after an earlier caller gave up. */
+	while (recv(g.link_fd, junk, sizeof(junk), MSG_DONTWAIT) > 0)
+		;
+	if (send(g.link_fd, "?", 1, MSG_NOSIGNAL) == 1 &&
+	    poll(&p, 1, 1000) > 0 && (p.revents & POLLIN))
+		n = recv(g.link_fd, &st, sizeof(st), MSG_DONTWAIT);
+	pthread_mutex_unlock(&ping_lock);
+	if (n != (ssize_t)sizeof(st) || !st.idle || st.head < upto)
+		return cv_g_alive(NULL);
+	if (!g.lost) {
+		g.lost = 1;
+		cv_err("vGPU of tenant %llu unusable: the shared region was overwritten (worker idle at ring position %llu)",
+		       (unsigned long long)g.tenant,
+		       (unsigned long long)st.head);
+	}
+	return -ENODEV;
+}
+
+/* Liveness for long waits: every second, also check for a stall. */
+struct waiter {
+	uint64_t upto;
+	uint32_t slices;
+};
+
+static int wait_check(struct waiter *w)
+{
+	if (++w->slices % 20)
+		return cv_g_alive(NULL);
+	return check_stalled(w->upto);
+}
+
+static int ring_space_check(void *arg)
+{
+	return wait_check(arg);
+}
+
+static uint64_t committed(void)
+{
+	return __atomic_load_n(&g.committed, __ATOMIC_ACQUIRE);
 }
 
 int cv_err_to_cu(int err)
@@ -60,6 +120,7 @@ int cv_err_to_cu(int err)
 
 void *cv_g_reserve(uint16_t op, uint32_t len, int *err)
 {
+	struct waiter w;
 	void *p;
 
 	if (g.lost) {
@@ -67,8 +128,9 @@ void *cv_g_reserve(uint16_t op, uint32_t len, int *err)
 		return NULL;
 	}
 	pthread_mutex_lock(&g.ring_lock);
-	p = cv_ring_reserve(&g.ring, op, 0, len, CV_NO_REPLY, cv_g_alive,
-			    NULL, err);
+	w = (struct waiter){ g.ring.tail, 0 };
+	p = cv_ring_reserve(&g.ring, op, 0, len, CV_NO_REPLY, ring_space_check,
+			    &w, err);
 	if (!p) {
 		pthread_mutex_unlock(&g.ring_lock);
 		*err = cv_err_to_cu(*err);
@@ -79,6 +141,7 @@ void *cv_g_reserve(uint16_t op, uint32_t len, int *err)
 void cv_g_commit(void)
 {
 	cv_ring_commit(&g.ring);
+	__atomic_store_n(&g.committed, g.ring.tail, __ATOMIC_RELEASE);
 	pthread_mutex_unlock(&g.ring_lock);
 }
 
@@ -126,8 +189,9 @@ static void slot_put(uint32_t i)
 }
 
 /* Waits for reply slot r to be DONE; 0 or -ENODEV. */
-static int reply_wait(struct cv_reply *r)
+static int reply_wait(struct cv_reply *r, uint64_t upto)
 {
+	struct waiter w = { upto, 0 };
 	uint64_t t0 = cv_now_ns();
 
 	/* Acquire: pairs with the worker's release of DONE, so the data
@@ -146,7 +210,8 @@ static int reply_wait(struct cv_reply *r)
 			break;
 		cv_futex_wait(&r->state, CV_REPLY_PENDING, WAIT_SLICE_NS);
 		__atomic_store_n(&r->sleeping, 0, __ATOMIC_RELAXED);
-		if (cv_g_alive(NULL))
+		if (__atomic_load_n(&r->state, __ATOMIC_ACQUIRE) !=
+		    CV_REPLY_DONE && wait_check(&w))
 			return -ENODEV;
 	}
 	return 0;
@@ -158,14 +223,17 @@ static int call_parts(uint16_t op, bool collect, const void *p1, uint32_t l1,
 {
 	uint32_t slot = slot_get();
 	struct cv_reply *r = &g.replies[slot];
+	struct waiter w;
 	int err = 0, status;
+	uint64_t upto;
 	uint8_t *p;
 
 	__atomic_store_n(&r->sleeping, 0, __ATOMIC_RELAXED);
 	__atomic_store_n(&r->state, CV_REPLY_PENDING, __ATOMIC_RELAXED);
 	pthread_mutex_lock(&g.ring_lock);
+	w = (struct waiter){ g.ring.tail, 0 };
 	p = cv_ring_reserve(&g.ring, op, collect ? CV_CMDF_COLLECT : 0,
-			    l1 + l2, slot, cv_g_alive, NULL, &err);
+			    l1 + l2, slot, ring_space_check, &w, &err);
 	if (!p) {
 		pthread_mutex_unlock(&g.ring_lock);
 		slot_put(slot);
@@ -176,9 +244,11 @@ static int call_parts(uint16_t op, bool collect, const void *p1, uint32_t l1,
 	if (l2)
 		memcpy(p + l1, p2, l2);
 	cv_ring_commit(&g.ring);
+	upto = g.ring.tail;
+	__atomic_store_n(&g.committed, upto, __ATOMIC_RELEASE);
 	pthread_mutex_unlock(&g.ring_lock);
 
-	if (reply_wait(r)) {
+	if (reply_wait(r, upto)) {
 		/* The slot may still be written by a dying worker: leak it. */
 		return CUDA_ERROR_DEVICE_UNAVAILABLE;
 	}
@@ -222,6 +292,7 @@ static uint32_t chunk_state(uint32_t i)
 
 int cv_g_chunk_wait(uint32_t i)
 {
+	struct waiter w = { committed(), 0 };
 	uint32_t st;
 
 	for (;;) {
@@ -230,7 +301,7 @@ int cv_g_chunk_wait(uint32_t i)
 			return st == CV_CHUNK_FAILED ? CUDA_ERROR_UNKNOWN : 0;
 		/* The worker always wakes after changing a chunk's state. */
 		cv_futex_wait(&g.chunk_state[i], CV_CHUNK_BUSY, WAIT_SLICE_NS);
-		if (chunk_state(i) == CV_CHUNK_BUSY && cv_g_alive(NULL))
+		if (chunk_state(i) == CV_CHUNK_BUSY && wait_check(&w))
 			return CUDA_ERROR_DEVICE_UNAVAILABLE;
 	}
 }

@@ -125,6 +125,7 @@ struct cv_guest {
 	uint32_t *chunk_state;
 	struct cv_cb_queue *cbq;
 	struct cv_ring ring;
+	uint64_t committed;          /* ring tail published so far (atomic) */
 	struct cv_devinfo dev;       /* private copy */
 	volatile int lost;
 

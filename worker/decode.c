@@ -228,7 +228,7 @@ static int h_memcpy(struct cv_vgpu *v, const void *p, uint32_t len,
 {
 	struct cv_memcpy c;
 	bool dd, sd;
-	cv_bobj s;
+	cv_bobj s = NULL;
 	int rc;
 
 	memcpy(&c, p, sizeof(c));
@@ -269,7 +269,7 @@ static int h_memcpy2d(struct cv_vgpu *v, const void *p, uint32_t len,
 	struct cv_memcpy2d c;
 	struct cv_copy2d k;
 	bool dd, sd;
-	cv_bobj s;
+	cv_bobj s = NULL;
 	int rc;
 
 	memcpy(&c, p, sizeof(c));

@@ -171,7 +171,8 @@ static void *ctl_main(void *arg)
 {
 	struct ctl_args *a = arg;
 	struct pollfd p[2] = { { a->link, POLLIN, 0 }, { a->ctl, POLLIN, 0 } };
-	char c;
+	struct cv_link_status st;
+	char c[64];
 
 	for (;;) {
 		if (poll(p, 2, -1) < 0) {
@@ -180,7 +181,12 @@ static void *ctl_main(void *arg)
 			break;
 		}
 		if (p[0].revents) {
-			if (read(a->link, &c, 1) <= 0)
+			/* Data is a status request; end of file, the guest's
+			 * death. */
+			if (read(a->link, c, sizeof(c)) <= 0)
+				break;
+			cv_vgpu_link_status(a->v, &st);
+			if (write(a->link, &st, sizeof(st)) < 0)
 				break;
 		}
 		if (p[1].revents & POLLIN)

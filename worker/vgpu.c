@@ -215,7 +215,9 @@ static void hostcall_tramp(void *arg)
 	pthread_mutex_unlock(&v->cb_lock);
 
 	/* The stream must not go on before the guest function returned. */
+	__atomic_fetch_add(&v->cb_pending, 1, __ATOMIC_SEQ_CST);
 	cb_wait_done(v, idx);
+	__atomic_fetch_sub(&v->cb_pending, 1, __ATOMIC_SEQ_CST);
 	free(hc);
 }
 
@@ -416,6 +418,28 @@ void cv_vgpu_exit(struct cv_vgpu *v)
 	cv_rangeset_exit(&v->heap);
 }
 
+/*
+ * Idle means: the consumer waits for commands, no staging signal is in
+ * flight and no host function runs. head is read before and after idle;
+ * if it moved, a batch ran in between and the answer is "busy".
+ */
+void cv_vgpu_link_status(struct cv_vgpu *v, struct cv_link_status *st)
+{
+	uint64_t h1, h2;
+	int idle;
+
+	h1 = __atomic_load_n(&v->done_head, __ATOMIC_SEQ_CST);
+	idle = __atomic_load_n(&v->cons_idle, __ATOMIC_SEQ_CST);
+	pthread_mutex_lock(&v->compl_lock);
+	idle = idle && v->compl_head == v->compl_tail;
+	pthread_mutex_unlock(&v->compl_lock);
+	idle = idle && !__atomic_load_n(&v->cb_pending, __ATOMIC_SEQ_CST);
+	h2 = __atomic_load_n(&v->done_head, __ATOMIC_SEQ_CST);
+	st->head = h2;
+	st->idle = idle && h1 == h2;
+	st->pad = 0;
+}
+
 static uint64_t spin_ns(void)
 {
 	const char *s = getenv("CUVISOR_SPIN_US");
@@ -432,14 +456,19 @@ int cv_vgpu_run(struct cv_vgpu *v)
 	int n;
 
 	while (!v->guest_gone) {
+		__atomic_store_n(&v->cons_idle, 1, __ATOMIC_SEQ_CST);
 		if (!cv_ring_wait(&v->ring, spin, 100000000ull))
 			continue;
+		/* Busy before the first pop: see cv_vgpu_link_status. */
+		__atomic_store_n(&v->cons_idle, 0, __ATOMIC_SEQ_CST);
 		while ((n = cv_ring_pop(&v->ring, &hdr, payload,
 					sizeof(payload))) > 0) {
 			if (cv_vgpu_exec(v, &hdr, payload) < 0) {
 				n = -EPROTO;
 				break;
 			}
+			__atomic_store_n(&v->done_head, v->ring.head,
+					 __ATOMIC_SEQ_CST);
 		}
 		if (n < 0) {
 			cv_err("tenant %llu: the guest broke its command ring (head %llu); giving up",

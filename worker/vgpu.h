@@ -97,6 +97,9 @@ struct cv_vgpu {
 
 	/* statistics, read by the control thread */
 	volatile uint64_t ncmds;
+	uint64_t done_head;         /* ring bytes executed (atomic) */
+	int cons_idle;              /* consumer waits for work (atomic) */
+	uint32_t cb_pending;        /* host functions in the guest (atomic) */
 };
 
 /*
@@ -125,6 +128,9 @@ void cv_vgpu_exit(struct cv_vgpu *v);
  */
 int cv_vgpu_exec(struct cv_vgpu *v, const struct cv_cmd_hdr *hdr,
 		 const void *payload);
+
+/* What the worker tells the guest over the link (control thread). */
+void cv_vgpu_link_status(struct cv_vgpu *v, struct cv_link_status *st);
 
 /* Consumes the ring until the guest is gone or the ring is broken. */
 int cv_vgpu_run(struct cv_vgpu *v);
