@@ -100,7 +100,7 @@ static int blob_send(const uint8_t *p, uint64_t len)
 	return CUDA_SUCCESS;
 }
 
-static CUresult module_load(CUmodule *out, const void *img)
+CUresult cv_module_load(CUmodule *out, const void *img)
 {
 	struct cv_module_load a = { 0 };
 	struct cv_module *m;
@@ -140,7 +140,7 @@ static CUresult module_load(CUmodule *out, const void *img)
 
 CV_API CUresult cuModuleLoadData(CUmodule *m, const void *image)
 {
-	return module_load(m, image);
+	return cv_module_load(m, image);
 }
 
 /* JIT options only tune or report on compilation; the worker compiles
@@ -149,15 +149,20 @@ CV_API CUresult cuModuleLoadDataEx(CUmodule *m, const void *image,
 				   unsigned int n, CUjit_option *opts,
 				   void **vals)
 {
-	return module_load(m, image);
+	return cv_module_load(m, image);
 }
 
 CV_API CUresult cuModuleLoadFatBinary(CUmodule *m, const void *fat)
 {
-	return module_load(m, fat);
+	return cv_module_load(m, fat);
 }
 
 CV_API CUresult cuModuleLoad(CUmodule *m, const char *fname)
+{
+	return cv_module_load_file(m, fname);
+}
+
+CUresult cv_module_load_file(CUmodule *m, const char *fname)
 {
 	struct stat st;
 	uint8_t *buf;
@@ -186,7 +191,7 @@ CV_API CUresult cuModuleLoad(CUmodule *m, const char *fname)
 	       (n = read(fd, buf + got, (size_t)st.st_size - got)) > 0)
 		got += (size_t)n;
 	close(fd);
-	rc = got == (size_t)st.st_size ? module_load(m, buf) :
+	rc = got == (size_t)st.st_size ? cv_module_load(m, buf) :
 					 CUDA_ERROR_FILE_NOT_FOUND;
 	free(buf);
 	return rc;

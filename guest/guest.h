@@ -215,6 +215,12 @@ int cv_stream_wire(CUstream s, bool ptds, uint32_t *id);
 /* Frees a context's resources (streams, events, modules, memory). */
 void cv_ctx_release_objects(struct cv_ctx *c);
 
+/* ---- modules ------------------------------------------------------------ */
+
+/* Loads an image (cubin, fatbin or its wrapper, PTX) or a file of one. */
+CUresult cv_module_load(CUmodule *out, const void *img);
+CUresult cv_module_load_file(CUmodule *out, const char *fname);
+
 /* ---- memory helpers used by copies ---------------------------------- */
 
 enum cv_mkind { CV_M_HOST = 0, CV_M_PINNED = 1, CV_M_DEVICE = 2 };

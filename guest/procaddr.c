@@ -98,7 +98,9 @@ int cv_procaddr_lookup(const char *name, int version, int per_thread,
  * cuGetProcAddress_v2_ptsz); PER_THREAD_DEFAULT_STREAM wins when both
  * flavour bits are set; any other bit is CUDA_ERROR_INVALID_VALUE.
  * A name that is not found (the runtime probes with "") or is too new for
- * cudaVersion answers CUDA_ERROR_NOT_FOUND with *pfn = NULL: never
+ * cudaVersion sets *pfn = NULL and, as the driver does (seen with 580 on
+ * an H100), answers CUDA_SUCCESS with the reason in *status when the
+ * caller passed one, CUDA_ERROR_NOT_FOUND otherwise: never
  * CUDA_ERROR_STUB_LIBRARY, which tells the runtime there is no driver.
  */
 static CUresult get_proc_address(const char *symbol, void **pfn,
@@ -120,8 +122,10 @@ static CUresult get_proc_address(const char *symbol, void **pfn,
 		       per_thread ? " per-thread" : "",
 		       st == CU_GET_PROC_ADDRESS_VERSION_NOT_SUFFICIENT ?
 		       "version not sufficient" : "not found");
-		if (status)
+		if (status) {
 			*status = (CUdriverProcAddressQueryResult)st;
+			return CUDA_SUCCESS;
+		}
 		return CUDA_ERROR_NOT_FOUND;
 	}
 	if (status)

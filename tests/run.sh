@@ -285,6 +285,7 @@ run_kill() {
 
 run_garbage() {
 	local other olog=$LOGS/garbage-other.log log wpid rc end i part seed
+	local -a extra
 	guest "$olog" "$TB/cu_streamer" -t 8
 	other=$GUEST
 	if ! wait_line "$olog" '^# ready' 30; then
@@ -297,9 +298,10 @@ run_garbage() {
 		i=$((i + 1))
 		seed=$((0x5eed0000 + i))
 		log=$LOGS/garbage-$i.log
+		extra=()
+		[ "${part%+c}" != "$part" ] && extra=(-c -r 100)
 		timeout 90 "$BIN/cuvisor" run --socket "$SOCK" --mem 256M -- \
-			"$TB/cu_garbage" -s "$seed" -p "${part%+c}" \
-			$([ "${part%+c}" != "$part" ] && echo -c -r 100) \
+			"$TB/cu_garbage" -s "$seed" -p "${part%+c}" "${extra[@]}" \
 			> "$log" 2>&1
 		rc=$?
 		wpid=$(field "$log" worker_pid)
@@ -365,8 +367,8 @@ run_multi() {
 
 # san NAME SANITIZER EXTRA_CFLAGS
 san() {
-	local name=$1 s=$2 extra=$3 dir=build-$2 log=$LOGS/san-$2.log rc
-	if ! $MAKE -j2 O="$dir" SAN="$s" CFLAGS="$extra" "$dir/tests/test_ring" \
+	local name=$1 s=$2 cflags=$3 dir=build-$2 log=$LOGS/san-$2.log rc
+	if ! $MAKE -j2 O="$dir" SAN="$s" CFLAGS="$cflags" "$dir/tests/test_ring" \
 		> "$log.build" 2>&1; then
 		result FAIL "$name" "build failed" "$log.build"
 		return

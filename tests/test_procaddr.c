@@ -226,9 +226,12 @@ static void test_not_found(void)
 	      "NULL name");
 	/* The runtime's probe: an empty name, anything but STUB_LIBRARY. */
 	fn = &st;
-	CHECK(cuGetProcAddress_v2("", &fn, 13000, 0, &st) ==
-	      CUDA_ERROR_NOT_FOUND && !fn &&
-	      st == CU_GET_PROC_ADDRESS_SYMBOL_NOT_FOUND, "empty name");
+	CHECK(cuGetProcAddress_v2("", &fn, 13000, 0, &st) == CUDA_SUCCESS &&
+	      !fn && st == CU_GET_PROC_ADDRESS_SYMBOL_NOT_FOUND,
+	      "empty name: SUCCESS, NULL, SYMBOL_NOT_FOUND (as the driver)");
+	fn = &st;
+	CHECK(cuGetProcAddress_v2("", &fn, 13000, 0, NULL) ==
+	      CUDA_ERROR_NOT_FOUND && !fn, "empty name without a status");
 	fn = &st;
 	CHECK(cuGetProcAddress("cuNoSuchCall", &fn, 13000, 0) ==
 	      CUDA_ERROR_NOT_FOUND && !fn, "unknown name, 4-argument ABI");
@@ -246,7 +249,7 @@ static void test_version_not_sufficient(void)
 	      "cuCtxCreate@1000: status %d", ist);
 	fn = &st;
 	CHECK(cuGetProcAddress_v2("cuLibraryLoadData", &fn, 11080, 0, &st) ==
-	      CUDA_ERROR_NOT_FOUND && !fn &&
+	      CUDA_SUCCESS && !fn &&
 	      st == CU_GET_PROC_ADDRESS_VERSION_NOT_SUFFICIENT,
 	      "cuLibraryLoadData@11080: status %d", (int)st);
 	expect("cuLibraryLoadData", 12000, 0, "cuLibraryLoadData");

@@ -148,7 +148,8 @@ CVT_PRINTF(2, 3) static inline void cvt_skip(const char *why,
 }
 
 /* Gives up: a step everything else depends on failed. Exits 1. */
-CVT_PRINTF(1, 2) static inline void cvt_bail(const char *fmt, ...)
+CVT_PRINTF(1, 2) __attribute__((noreturn)) static inline void
+cvt_bail(const char *fmt, ...)
 {
 	va_list ap;
 
