@@ -227,9 +227,12 @@ static void bench_compute(uint32_t iters, double seconds)
 /*
  * The worker's VmRSS in MiB, or -1 (not under cuvisor, or unreadable).
  * Notes its parts (anonymous, file-backed such as the driver's code,
- * shared memory such as the region) as "#" lines.
+ * shared memory such as the region) as "#" lines, and sets *priv to the
+ * memory the worker holds for itself beyond the pinned staging area:
+ * anonymous + shared memory - staging. File-backed pages (the driver's
+ * code) are page cache shared by every process that maps the driver.
  */
-static double worker_rss_mib(void)
+static double worker_rss_mib(double *priv)
 {
 	const struct cv_region_hdr *h = cvt_region();
 	char path[64], line[256];
@@ -251,7 +254,9 @@ static double worker_rss_mib(void)
 	fclose(f);
 	printf("# worker %u VmRSS %.1f MiB: anon %.1f, file %.1f, shmem %.1f\n",
 	       h->worker_pid, kb / 1024, anon / 1024, file / 1024, shm / 1024);
-	return kb < 0 ? -1 : kb / 1024;
+	*priv = (anon + shm) / 1024 -
+		(double)(CV_STAGING_CHUNKS * CV_STAGING_CHUNK) / 1048576;
+	return kb < 0 || anon < 0 || shm < 0 ? -1 : kb / 1024;
 }
 
 int main(int argc, char **argv)
@@ -259,7 +264,7 @@ int main(int argc, char **argv)
 	char path[PATH_MAX], name[256];
 	uint64_t max = 1ull << 30;
 	uint32_t iters = 0;
-	double seconds = 1.2, rss;
+	double seconds = 1.2, rss, priv = 0;
 	int n = 100000, opt;
 	CUdevice dev;
 	CUcontext ctx;
@@ -295,15 +300,17 @@ int main(int argc, char **argv)
 	/* Idle: context, module and stream exist; nothing is running. */
 	CK(cuCtxSynchronize());
 	usleep(300000);
-	rss = worker_rss_mib();
-	if (rss >= 0)
+	rss = worker_rss_mib(&priv);
+	if (rss >= 0) {
 		metric("worker_rss_idle_MiB", rss, "MiB");
+		metric("worker_private_idle_MiB", priv, "MiB");
+	}
 
 	bench_launch(n);
 	bench_alloc();
 	bench_copies(max);
 	bench_compute(iters, seconds);
-	rss = worker_rss_mib();
+	rss = worker_rss_mib(&priv);
 	if (rss >= 0)
 		printf("# worker VmRSS at the end: %.1f MiB\n", rss);
 	CK(cuStreamDestroy(stream));

@@ -12,8 +12,10 @@
 # Targets (DESIGN.md): launch <= 1.10x native; launch + sync <= native +
 # 3 us; pinned copies of >= 64 MiB >= 0.95x native bandwidth, pageable
 # >= 0.90x; compute-bound kernel >= 0.99x native speed (time ratio); small
-# cuMemAlloc/cuMemFree no slower than native; idle worker VmRSS <= 64 MiB
-# beyond the 32 MiB pinned staging area (<= 96 MiB).
+# cuMemAlloc/cuMemFree no slower than native; an idle worker's own memory
+# (anonymous + shared, less the 32 MiB pinned staging area) <= 64 MiB. Its
+# VmRSS, which also counts the driver's code pages shared with every
+# process that maps the driver, is reported beside it.
 #
 # The full log (both raw outputs and the table) goes to $OUT/bench.log
 # when OUT is set. Exit status: 0 when both runs completed (targets missed
@@ -127,9 +129,9 @@ END {
 		} else if (m ~ /^alloc_free_ns_/) {
 			target = "<= native"
 			if (hn && hc) met = cv[m] <= nat[m] ? "met" : "NOT MET"
-		} else if (m == "worker_rss_idle_MiB") {
-			target = "<= 96 MiB (64 + staging)"
-			if (hc) met = cv[m] <= 96 ? "met" : "NOT MET"
+		} else if (m == "worker_private_idle_MiB") {
+			target = "<= 64 MiB beyond staging"
+			if (hc) met = cv[m] <= 64 ? "met" : "NOT MET"
 		}
 		printf "%-26s %12s %12s %8s  %-24s %s\n", m, \
 			(hn ? fmt(nat[m], u) : "-"), (hc ? fmt(cv[m], u) : "-"), \

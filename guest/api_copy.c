@@ -13,8 +13,12 @@
 
 #include "../core/util.h"
 #include "guest.h"
+#include "par.h"
 
 #define D2H_DEPTH 4u /* chunks one D2H copy keeps in flight */
+/* From this size on, staged copies spread their pieces over the copy
+ * threads (guest/par.c). */
+#define PAR_MIN (2 * CV_STAGING_CHUNK)
 
 struct copy {
 	uint64_t dst, src, len;
@@ -50,6 +54,32 @@ static int finish_sync(uint32_t stream)
 	return cv_g_call(CV_OP_STREAM_SYNC, true, &a, sizeof(a), NULL, 0, NULL);
 }
 
+static uint32_t npieces(uint64_t len)
+{
+	return (uint32_t)((len + CV_STAGING_CHUNK - 1) / CV_STAGING_CHUNK);
+}
+
+/* Piece i of a large H2D copy: stage it and queue its DMA. */
+static int piece_h2d(void *arg, uint32_t i)
+{
+	const struct copy *c = arg;
+	uint64_t off = (uint64_t)i * CV_STAGING_CHUNK;
+	struct cv_memcpy m = { .dst = c->dst + off,
+			       .len = CV_MIN(c->len - off, CV_STAGING_CHUNK),
+			       .kind = CV_COPY_HTOD, .stream = c->stream };
+	uint32_t ch;
+	int rc;
+
+	if ((rc = cv_g_chunk_get(&ch)))
+		return rc;
+	memcpy(cv_g_chunk_ptr(ch), (const void *)(c->src + off), m.len);
+	m.src = (uint64_t)cv_g_chunk_ptr(ch);
+	m.signal = ch + 1;
+	rc = cv_g_submit(CV_OP_MEMCPY, &m, sizeof(m));
+	cv_g_chunk_put(ch);
+	return rc;
+}
+
 static int staged_h2d(const struct copy *c)
 {
 	struct cv_memcpy m = { .kind = CV_COPY_HTOD, .stream = c->stream };
@@ -57,6 +87,12 @@ static int staged_h2d(const struct copy *c)
 	uint32_t ch;
 	int rc;
 
+	if (c->len >= PAR_MIN) {
+		rc = cv_par_for(npieces(c->len), piece_h2d, (void *)c);
+		if (rc)
+			return rc;
+		return c->async ? CUDA_SUCCESS : finish_sync(c->stream);
+	}
 	for (off = 0; off < c->len; off += n) {
 		n = CV_MIN(c->len - off, CV_STAGING_CHUNK);
 		rc = cv_g_chunk_get(&ch);
@@ -87,11 +123,39 @@ static int d2h_issue(const struct copy *c, uint32_t ch, uint64_t off,
 	return cv_g_submit(CV_OP_MEMCPY, &m, sizeof(m));
 }
 
+/* Piece i of a large D2H copy: DMA it into a chunk, then copy it out. */
+static int piece_d2h(void *arg, uint32_t i)
+{
+	const struct copy *c = arg;
+	uint64_t off = (uint64_t)i * CV_STAGING_CHUNK;
+	uint64_t n = CV_MIN(c->len - off, CV_STAGING_CHUNK);
+	uint32_t ch;
+	int rc;
+
+	if ((rc = cv_g_chunk_get(&ch)))
+		return rc;
+	rc = d2h_issue(c, ch, off, n);
+	if (!rc)
+		rc = cv_g_chunk_wait(ch);
+	if (!rc)
+		memcpy((void *)(c->dst + off), cv_g_chunk_ptr(ch), n);
+	cv_g_chunk_put(ch);
+	return rc;
+}
+
 static int staged_d2h(const struct copy *c)
 {
 	uint32_t ch[D2H_DEPTH], nch = 0, i;
 	uint64_t issued = 0, done = 0, n;
 	int rc = 0, err = 0;
+
+	if (c->len >= PAR_MIN) {
+		err = cv_par_for(npieces(c->len), piece_d2h, (void *)c);
+		if (err == CUDA_ERROR_UNKNOWN) /* a chunk failed: ask why */
+			err = cv_g_call(CV_OP_NOP, true, NULL, 0, NULL, 0,
+					NULL);
+		return err;
+	}
 
 	/* Fill the pipeline. */
 	while (nch < D2H_DEPTH && issued < c->len) {
