@@ -80,6 +80,38 @@ static int piece_h2d(void *arg, uint32_t i)
 	return rc;
 }
 
+/*
+ * A copy that fits one chunk and is waited for anyway: one command that
+ * takes a reply, so the worker answers as soon as the DMA is done (no
+ * trip through its completion thread). The chunk is ours until then.
+ */
+static int staged_one(const struct copy *c, bool h2d)
+{
+	struct cv_memcpy m = { .len = c->len, .stream = c->stream,
+			       .kind = h2d ? CV_COPY_HTOD : CV_COPY_DTOH };
+	uint32_t ch;
+	int rc;
+
+	if ((rc = cv_g_chunk_get(&ch)))
+		return rc;
+	if (h2d) {
+		memcpy(cv_g_chunk_ptr(ch), (const void *)c->src, c->len);
+		m.dst = c->dst;
+		m.src = (uint64_t)cv_g_chunk_ptr(ch);
+	} else {
+		m.dst = (uint64_t)cv_g_chunk_ptr(ch);
+		m.src = c->src;
+	}
+	rc = cv_g_call(CV_OP_MEMCPY, true, &m, sizeof(m), NULL, 0, NULL);
+	if (!rc && !h2d)
+		memcpy((void *)c->dst, cv_g_chunk_ptr(ch), c->len);
+	if (rc != CUDA_ERROR_DEVICE_UNAVAILABLE)
+		__atomic_store_n(&g.chunk_state[ch], CV_CHUNK_IDLE,
+				 __ATOMIC_RELAXED);
+	cv_g_chunk_put(ch);
+	return rc;
+}
+
 static int staged_h2d(const struct copy *c)
 {
 	struct cv_memcpy m = { .kind = CV_COPY_HTOD, .stream = c->stream };
@@ -87,6 +119,8 @@ static int staged_h2d(const struct copy *c)
 	uint32_t ch;
 	int rc;
 
+	if (!c->async && c->len <= CV_STAGING_CHUNK)
+		return staged_one(c, true);
 	if (c->len >= PAR_MIN) {
 		rc = cv_par_for(npieces(c->len), piece_h2d, (void *)c);
 		if (rc)
@@ -149,6 +183,8 @@ static int staged_d2h(const struct copy *c)
 	uint64_t issued = 0, done = 0, n;
 	int rc = 0, err = 0;
 
+	if (c->len <= CV_STAGING_CHUNK)
+		return staged_one(c, false);
 	if (c->len >= PAR_MIN) {
 		err = cv_par_for(npieces(c->len), piece_d2h, (void *)c);
 		if (err == CUDA_ERROR_UNKNOWN) /* a chunk failed: ask why */

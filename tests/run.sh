@@ -17,7 +17,10 @@
 #            without crashing (status 0 or 3 in the daemon log), the other
 #            tenant's results stay right, the daemon still answers
 #   san      the ring test rebuilt with SAN=asan (build-asan/) and
-#            SAN=tsan (build-tsan/)
+#            SAN=tsan (build-tsan/), the decoder and allocator tests with
+#            SAN=asan
+#   fuzz     each libFuzzer harness (decoder, control messages) for
+#            FUZZ_SMOKE_S seconds (default 20)
 #
 # Prints one line per test: PASS|FAIL|SKIP NAME [(detail)], the tail of
 # the log after a failure, and last exactly one line
@@ -30,7 +33,7 @@ cd "$(dirname "$0")/.." || exit 2
 O=${O:-build}
 MAKE=${MAKE:-make}
 BACKEND=host
-ONLY=unit,e2e,kill,garbage,san
+ONLY=unit,e2e,kill,garbage,san,fuzz
 KEEP=0
 MEM=1G
 MEM_BYTES=1073741824
@@ -42,7 +45,7 @@ while [ $# -gt 0 ]; do
 	--backend) BACKEND=$2; shift 2 ;;
 	--only) ONLY=$2; shift 2 ;;
 	--keep) KEEP=1; shift ;;
-	-h|--help) sed -n '4,27p' "$0"; exit 0 ;;
+	-h|--help) sed -n '4,31p' "$0"; exit 0 ;;
 	*) echo "tests/run.sh: unknown argument '$1'" >&2; exit 2 ;;
 	esac
 done
@@ -365,20 +368,22 @@ run_multi() {
 
 # ---- sanitizers --------------------------------------------------------
 
-# san NAME SANITIZER EXTRA_CFLAGS
+# san NAME SANITIZER EXTRA_CFLAGS [TEST]
 san() {
-	local name=$1 s=$2 cflags=$3 dir=build-$2 log=$LOGS/san-$2.log rc
-	if ! $MAKE -j2 O="$dir" SAN="$s" CFLAGS="$cflags" "$dir/tests/test_ring" \
+	local name=$1 s=$2 cflags=$3 t=${4:-test_ring} dir=build-$2
+	local log=$LOGS/san-$2-$t.log rc
+	if ! $MAKE -j2 O="$dir" SAN="$s" CFLAGS="$cflags" "$dir/tests/$t" \
 		> "$log.build" 2>&1; then
 		result FAIL "$name" "build failed" "$log.build"
 		return
 	fi
-	timeout "$UNIT_TIMEOUT" "$dir/tests/test_ring" > "$log" 2>&1
+	CUVISOR_HOST_KERNELS=$TB/libtestkernels.so \
+		timeout "$UNIT_TIMEOUT" "$dir/tests/$t" > "$log" 2>&1
 	rc=$?
 	# TSan cannot run with some kernels' high mmap randomisation.
 	if [ $rc != 0 ] && grep -q "unexpected memory mapping" "$log"; then
 		timeout "$UNIT_TIMEOUT" setarch "$(uname -m)" -R \
-			"$dir/tests/test_ring" > "$log" 2>&1
+			"$dir/tests/$t" > "$log" 2>&1
 		rc=$?
 	fi
 	if [ $rc = 0 ] && ! grep -qE "ERROR: (Address|Thread|Leak)Sanitizer|WARNING: ThreadSanitizer|runtime error:" "$log"; then
@@ -396,7 +401,38 @@ run_san() {
 		notsan=-Wno-tsan
 	fi
 	san san:asan:test_ring asan ""
+	san san:asan:test_decode asan "" test_decode
+	san san:asan:test_alloc asan "" test_alloc
 	san san:tsan:test_ring tsan "$notsan"
+}
+
+# ---- fuzzers --------------------------------------------------------------
+
+# Each libFuzzer harness runs for FUZZ_SMOKE_S seconds (default 20) from
+# its seed corpus; a crash, leak or sanitizer report fails it.
+run_fuzz() {
+	local t=${FUZZ_SMOKE_S:-20} log=$LOGS/fuzz-build.log f c
+	if ! command -v clang > /dev/null; then
+		result SKIP fuzz "clang not installed"
+		return
+	fi
+	if ! $MAKE -j2 fuzz > "$log" 2>&1; then
+		result FAIL fuzz:build "make fuzz failed" "$log"
+		return
+	fi
+	for f in fuzz_decode fuzz_ctl; do
+		c=$LOGS/corpus-$f
+		mkdir -p "$c"
+		[ $f = fuzz_decode ] && python3 fuzz/seeds.py "$c"
+		if timeout $((t + 60)) "$O/fuzz/$f" -max_total_time="$t" \
+			-rss_limit_mb=4096 -malloc_limit_mb=2048 "$c" \
+			> "$LOGS/$f.log" 2>&1; then
+			result PASS "fuzz:$f" "$(grep -o 'Done [0-9]* runs' \
+				"$LOGS/$f.log")"
+		else
+			result FAIL "fuzz:$f" "crash or report" "$LOGS/$f.log"
+		fi
+	done
 }
 
 # ------------------------------------------------------------------------
@@ -405,6 +441,7 @@ want unit && run_unit
 want e2e && run_e2e
 if want kill || want garbage; then run_multi; fi
 want san && run_san
+want fuzz && run_fuzz
 
 if [ "$NFAIL" -gt 0 ] || [ "$KEEP" -eq 1 ]; then
 	echo "logs: $LOGS"

@@ -30,7 +30,8 @@ static int call(uint16_t op, uint16_t flags, const void *p, uint32_t len)
 				.reply = 0 };
 	static uint8_t buf[CV_CMD_MAX_PAYLOAD];
 
-	memcpy(buf, p, len);
+	if (len)
+		memcpy(buf, p, len);
 	v.replies[0].state = CV_REPLY_PENDING;
 	if (cv_vgpu_exec(&v, &h, buf) < 0)
 		return -1000;
@@ -45,7 +46,8 @@ static int post(uint16_t op, const void *p, uint32_t len)
 	struct cv_cmd_hdr h = { .op = op, .len = len, .reply = CV_NO_REPLY };
 	static uint8_t buf[CV_CMD_MAX_PAYLOAD];
 
-	memcpy(buf, p, len);
+	if (len)
+		memcpy(buf, p, len);
 	return cv_vgpu_exec(&v, &h, buf);
 }
 
