@@ -124,3 +124,13 @@ demo: all test-programs $(O)/examples/demo
 	CUVISOR_HOST_KERNELS=$(abspath $(O))/tests/libtestkernels.so \
 		$(O)/bin/cuvisor run -- $(O)/examples/demo
 .PHONY: demo
+
+# ---- install (PREFIX=/usr/local): binaries in bin/, the guest driver in
+# lib/cuvisor/ where only `cuvisor run` points programs at it ----
+PREFIX ?= /usr/local
+install: all
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/lib/cuvisor
+	install -m 0755 $(BINS) $(DESTDIR)$(PREFIX)/bin/
+	install -m 0755 $(LIB) $(DESTDIR)$(PREFIX)/lib/cuvisor/libcuda.so.1
+	ln -sf libcuda.so.1 $(DESTDIR)$(PREFIX)/lib/cuvisor/libcuda.so
+.PHONY: install

@@ -415,18 +415,26 @@ static void stop_private(const struct priv *p)
 
 /* ---- the program -------------------------------------------------- */
 
-/* The directory of the guest libcuda.so.1, resolved; 0 or -1 (printed). */
+/*
+ * The directory of the guest libcuda.so.1, resolved; 0 or -1 (printed).
+ * Installed, it is <prefix>/lib/cuvisor (never a directory the system's
+ * loader searches by itself); in a build tree, <build>/lib.
+ */
 static int find_libdir(char *out)
 {
 	char dir[PATH_MAX], lib[PATH_MAX + 16];
 	const char *env = getenv("CUVISOR_LIBDIR");
 
-	if (env && *env)
+	if (env && *env) {
 		snprintf(dir, sizeof(dir), "%s", env);
-	else if (cv_cli_exe_dir(dir, sizeof(dir) - 8) == 0)
-		strcat(dir, "/../lib");
-	else
+	} else if (cv_cli_exe_dir(dir, sizeof(dir) - 16) == 0) {
+		strcat(dir, "/../lib/cuvisor");
+		snprintf(lib, sizeof(lib), "%s/libcuda.so.1", dir);
+		if (access(lib, R_OK) < 0)
+			dir[strlen(dir) - strlen("/cuvisor")] = 0;
+	} else {
 		dir[0] = 0;
+	}
 	snprintf(lib, sizeof(lib), "%s/libcuda.so.1", dir);
 	if (!dir[0] || access(lib, R_OK) < 0 || !realpath(dir, out)) {
 		fprintf(stderr, "cuvisor run: the guest driver %s/libcuda.so.1 "
@@ -601,8 +609,8 @@ const struct cv_cli_cmd cv_cli_cmd_run = {
 		"to $XDG_RUNTIME_DIR/cuvisor/run-PID/ or /tmp/cuvisor-UID/"
 		"run-PID/) and stops it when PROG exits; its log is kept only "
 		"when it reported problems. PROG finds cuvisor's libcuda.so.1 "
-		"through LD_LIBRARY_PATH (<cuvisor's dir>/../lib, or "
-		"$CUVISOR_LIBDIR). SIGINT, SIGTERM and SIGHUP sent to cuvisor "
+		"through LD_LIBRARY_PATH (<cuvisor's dir>/../lib/cuvisor, "
+		"else <cuvisor's dir>/../lib, or $CUVISOR_LIBDIR). SIGINT, SIGTERM and SIGHUP sent to cuvisor "
 		"are passed on to PROG.\n\nExit status: PROG's (128+N if "
 		"killed by signal N), 127 if PROG cannot be executed, 125 if "
 		"cuvisor run itself fails, 2 on a usage error.",

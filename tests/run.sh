@@ -164,6 +164,25 @@ run_e2e() {
 		*) result FAIL "e2e:$name" "exit $rc" "$log" ;;
 		esac
 	done
+	run_nodaemon
+}
+
+# No daemon reachable: cuInit fails at once with a clear message, and the
+# program is not hung.
+run_nodaemon() {
+	local log=$LOGS/nodaemon.log t0 t1 rc
+	t0=$(date +%s%N)
+	CUVISOR_SOCKET=$LOGS/nobody.sock CUVISOR_LOG=error \
+		LD_LIBRARY_PATH=$ROOT/$O/lib timeout 20 "$TB/cu_device" \
+		> "$log" 2>&1
+	rc=$?
+	t1=$(date +%s%N)
+	if [ $rc != 0 ] && [ $rc != 124 ] &&
+	   grep -q "no cuvisor daemon at $LOGS/nobody.sock" "$log"; then
+		result PASS e2e:no-daemon "$(( (t1 - t0) / 1000000 )) ms"
+	else
+		result FAIL e2e:no-daemon "exit $rc" "$log"
+	fi
 }
 
 # ---- a shared daemon for the multi-tenant tests ------------------------
