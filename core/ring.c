@@ -28,6 +28,8 @@ int cv_ring_init(struct cv_ring *r, struct cv_ring_ctl *ctl, void *buf,
 	r->tail = __atomic_load_n(&ctl->tail, __ATOMIC_ACQUIRE);
 	r->head_cache = __atomic_load_n(&ctl->head, __ATOMIC_ACQUIRE);
 	r->head = r->head_cache;
+	r->tail_cache = r->head;
+	r->released = r->head;
 	return 0;
 }
 
@@ -140,6 +142,7 @@ static void cons_release(struct cv_ring *r)
 {
 	struct cv_ring_ctl *c = r->ctl;
 
+	r->released = r->head;
 	/* Release: our copies out of the ring complete before the producer
 	 * may reuse the space. */
 	__atomic_store_n(&c->head, r->head, __ATOMIC_RELEASE);
@@ -152,19 +155,41 @@ static void cons_release(struct cv_ring *r)
 	}
 }
 
+/*
+ * Reloads the producer's tail once everything up to the cached one is
+ * consumed. Returns 1 with more to read, 0 when empty, -EPROTO when the
+ * tail is impossible. The tail is read once and checked before use.
+ */
+static int cons_refill(struct cv_ring *r)
+{
+	uint64_t tail, avail;
+
+	if (r->head != r->tail_cache)
+		return 1;
+	tail = __atomic_load_n(&r->ctl->tail, __ATOMIC_ACQUIRE);
+	avail = tail - r->head;
+	if (!avail) {
+		if (r->released != r->head)
+			cons_release(r);
+		return 0;
+	}
+	if (avail > r->size || (avail % CV_CMD_ALIGN))
+		return -EPROTO;
+	r->tail_cache = tail;
+	return 1;
+}
+
 int cv_ring_pop(struct cv_ring *r, struct cv_cmd_hdr *hdr, void *buf,
 		uint32_t bufsize)
 {
-	uint64_t tail, avail, off, need;
+	uint64_t avail, off, need;
+	int n;
 
 	for (;;) {
-		/* Read the shared tail once; everything below uses the copy. */
-		tail = __atomic_load_n(&r->ctl->tail, __ATOMIC_ACQUIRE);
-		avail = tail - r->head;
-		if (!avail)
-			return 0;
-		if (avail > r->size || (avail % CV_CMD_ALIGN))
-			return -EPROTO;
+		n = cons_refill(r);
+		if (n <= 0)
+			return n;
+		avail = r->tail_cache - r->head;
 		off = r->head & (r->size - 1);
 		memcpy(hdr, r->buf + off, sizeof(*hdr));
 		if (hdr->len > CV_CMD_MAX_PAYLOAD)
@@ -172,17 +197,16 @@ int cv_ring_pop(struct cv_ring *r, struct cv_cmd_hdr *hdr, void *buf,
 		need = rec_size(hdr->len);
 		if (need > avail || need > r->size - off)
 			return -EPROTO;
-		if (hdr->op == CV_OP_PAD) {
-			r->head += need;
-			cons_release(r);
-			continue;
+		if (hdr->op != CV_OP_PAD) {
+			if (hdr->len > bufsize)
+				return -EPROTO;
+			memcpy(buf, r->buf + off + sizeof(*hdr), hdr->len);
 		}
-		if (hdr->len > bufsize)
-			return -EPROTO;
-		memcpy(buf, r->buf + off + sizeof(*hdr), hdr->len);
 		r->head += need;
-		cons_release(r);
-		return 1;
+		if (r->head - r->released >= CV_RING_RELEASE)
+			cons_release(r);
+		if (hdr->op != CV_OP_PAD)
+			return 1;
 	}
 }
 

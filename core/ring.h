@@ -12,8 +12,11 @@
  * Consumer (worker):
  *	n = cv_ring_pop(r, &hdr, buf, bufsize);   1 got a record, 0 empty,
  *	                                           -EPROTO the guest broke it
- * pop copies the record out of shared memory before anyone looks at it and
- * gives the space back at once.
+ * pop copies the record out of shared memory before anyone looks at it. It
+ * reads the producer's tail only when it has consumed up to the last tail
+ * it saw, and publishes its head every CV_RING_RELEASE bytes and whenever
+ * the ring runs empty: in a stream of small commands the two sides then
+ * touch each other's cache lines rarely, not once per command.
  */
 #ifndef CV_RING_H
 #define CV_RING_H
@@ -22,6 +25,8 @@
 #include <stdint.h>
 
 #include "proto.h"
+
+#define CV_RING_RELEASE (64u << 10)
 
 struct cv_ring {
 	struct cv_ring_ctl *ctl;
@@ -33,6 +38,8 @@ struct cv_ring {
 	uint64_t pending;   /* size of the reserved, uncommitted record */
 	/* consumer side */
 	uint64_t head;
+	uint64_t tail_cache;  /* last validated tail */
+	uint64_t released;    /* head as last published to the producer */
 };
 
 /*

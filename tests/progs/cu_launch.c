@@ -124,6 +124,9 @@ static void check_vec_add(void)
 		cvt_bail("cuMemAlloc");
 	cuMemcpyHtoD(da, a, n * 4);
 	cuMemcpyHtoD(db, b, n * 4);
+	/* A pageable cuMemcpyHtoD may return before its DMA has landed, and
+	 * `stream` does not wait for the legacy stream: order them. */
+	CVT_CU(cuCtxSynchronize(), "copies landed");
 	CVT_CU(cuLaunchKernel(vec_add, 256, 1, 1, 256, 1, 1, 0, stream, args,
 			      NULL), "launch vec_add");
 	CVT_CU(cuMemcpyDtoHAsync(c, dc, n * 4, stream), "copy back");
