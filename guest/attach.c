@@ -20,7 +20,7 @@
 #include "../core/util.h"
 #include "guest.h"
 
-#define ATTACH_TIMEOUT_MS 60000
+#define ATTACH_TIMEOUT_MS 65000 /* a little past the daemon's --start-timeout */
 
 struct cv_guest g = {
 	.lock = PTHREAD_MUTEX_INITIALIZER,

@@ -250,6 +250,13 @@ worker_end() {
 	esac
 }
 
+# MiB of GPU memory that nvidia-smi lists for pid, or nothing.
+gpu_mem_of() {
+	nvidia-smi --query-compute-apps=pid,used_memory \
+		--format=csv,noheader,nounits 2>/dev/null |
+		awk -F', *' -v p="$1" '$1 == p { print $2 }'
+}
+
 run_kill() {
 	local cli gpid wpid t0 t1 gone=0 rc end
 	local log=$LOGS/kill-victim.log
@@ -266,6 +273,11 @@ run_kill() {
 		kill -KILL "$gpid" 2>/dev/null
 		return
 	fi
+	local gpu_before= gpu_check=0
+	if [ "$BACKEND" = cuda ] && command -v nvidia-smi > /dev/null; then
+		gpu_check=1
+		gpu_before=$(gpu_mem_of "$wpid")
+	fi
 	t0=$(now_ms)
 	kill -KILL "$gpid"
 	while [ $(( $(now_ms) - t0 )) -lt 5000 ]; do
@@ -279,6 +291,19 @@ run_kill() {
 		result FAIL kill:worker-exits "took ${t1} ms, limit 1000" "$DLOG"
 	else
 		result FAIL kill:worker-exits "worker $wpid still alive after 5 s" "$DLOG"
+	fi
+	# On a GPU: the worker held device memory, and none is left with it.
+	if [ $gpu_check = 1 ] && [ -z "$gpu_before" ]; then
+		result SKIP kill:gpu-memory-released \
+			"nvidia-smi lists no process memory here"
+	elif [ -n "$gpu_before" ]; then
+		sleep 0.5
+		if [ "$(gpu_mem_of "$wpid")" = "" ]; then
+			result PASS kill:gpu-memory-released "$gpu_before MiB before"
+		else
+			result FAIL kill:gpu-memory-released \
+				"$(gpu_mem_of "$wpid") MiB still held"
+		fi
 	fi
 	wait "$cli" 2>/dev/null
 	rc=$?
