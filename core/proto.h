@@ -260,6 +260,9 @@ enum cv_op {
 	CV_OP_VMM_RELEASE,      /* async; cv_id */
 	CV_OP_VMM_MAP,          /* reply; cv_vmm_map */
 	CV_OP_VMM_UNMAP,        /* reply; cv_mem_range */
+	CV_OP_MODULE_LOAD_CACHED, /* reply; cv_module_cached: bind id to an
+				   * already loaded image of that content
+				   * hash, or CUDA_ERROR_NOT_FOUND */
 	CV_OP_COUNT
 };
 
@@ -338,9 +341,18 @@ struct cv_blob_put {
 };
 _Static_assert(sizeof(struct cv_blob_put) == 32, "");
 
-/* Load the complete blob as module `id`. */
+/*
+ * Load the complete blob as module `id`. The worker hashes the image
+ * itself (core/hash.h) and loads each distinct image once: a second
+ * module with the same content shares the loaded one.
+ */
 struct cv_module_load { uint32_t id; uint32_t flags; uint64_t size; };
 _Static_assert(sizeof(struct cv_module_load) == 16, "");
+
+/* Bind module `id` to the image of content hash `hash` if the worker has
+ * one loaded (so the guest need not ship it again). */
+struct cv_module_cached { uint32_t id; uint32_t pad; uint8_t hash[16]; };
+_Static_assert(sizeof(struct cv_module_cached) == 24, "");
 
 /*
  * Look up a function by name (name_len bytes follow, no NUL, <= 1024)

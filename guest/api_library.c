@@ -4,19 +4,35 @@
  * context, and a CUkernel is a function. Here a CUlibrary is the handle
  * of a module and a CUkernel the handle of a function, so cuLaunchKernel
  * accepts a CUkernel cast to CUfunction, as the runtime expects.
- * Loading is eager for now; the lazy, deduplicated loading that the
- * runtime's thousands of images want is a later step.
+ * Libraries load lazily: cuLibraryLoadData only notes where the image is
+ * (the runtime passes CU_LIBRARY_BINARY_IS_PRESERVED for the fat binaries
+ * it registers, thousands of them for cuBLAS); the image travels to the
+ * worker when a kernel or global of it is first looked up, and not at all
+ * when the worker already holds one of the same content.
  */
 #include "guest.h"
 
-static CUresult lib_opts_ok(unsigned int nlib, CUlibraryOption *opts)
+/*
+ * Checks the library options; *preserved tells whether the caller
+ * promised to keep the image (CU_LIBRARY_BINARY_IS_PRESERVED, as the
+ * runtime does): then it is not copied.
+ */
+static CUresult lib_opts(unsigned int nlib, CUlibraryOption *opts,
+			 void **vals, bool *preserved)
 {
 	unsigned int i;
 
-	for (i = 0; i < nlib; i++)
-		if (opts[i] != CU_LIBRARY_HOST_UNIVERSAL_FUNCTION_AND_DATA_TABLE &&
-		    opts[i] != CU_LIBRARY_BINARY_IS_PRESERVED)
+	*preserved = false;
+	if (nlib && !opts)
+		return CUDA_ERROR_INVALID_VALUE;
+	for (i = 0; i < nlib; i++) {
+		if (opts[i] == CU_LIBRARY_BINARY_IS_PRESERVED)
+			*preserved = !vals || !vals[i] ||
+				     *(unsigned int *)vals[i] != 0;
+		else if (opts[i] !=
+			 CU_LIBRARY_HOST_UNIVERSAL_FUNCTION_AND_DATA_TABLE)
 			return CUDA_ERROR_INVALID_VALUE;
+	}
 	return CUDA_SUCCESS;
 }
 
@@ -25,11 +41,13 @@ CV_API CUresult cuLibraryLoadData(CUlibrary *lib, const void *code,
 				  unsigned int njit, CUlibraryOption *lopts,
 				  void **lvals, unsigned int nlib)
 {
-	int rc = lib_opts_ok(nlib, lopts);
+	bool kept;
+	int rc = lib_opts(nlib, lopts, lvals, &kept);
 
 	if (rc)
 		return rc;
-	return cv_module_load((CUmodule *)lib, code);
+	return cv_module_open((CUmodule *)lib, code,
+			      CV_MOD_LAZY | (kept ? 0 : CV_MOD_COPY));
 }
 
 CV_API CUresult cuLibraryLoadFromFile(CUlibrary *lib, const char *file,
@@ -37,11 +55,12 @@ CV_API CUresult cuLibraryLoadFromFile(CUlibrary *lib, const char *file,
 				      unsigned int njit, CUlibraryOption *lopts,
 				      void **lvals, unsigned int nlib)
 {
-	int rc = lib_opts_ok(nlib, lopts);
+	bool kept;
+	int rc = lib_opts(nlib, lopts, lvals, &kept);
 
 	if (rc)
 		return rc;
-	return cv_module_load_file((CUmodule *)lib, file);
+	return cv_module_open_file((CUmodule *)lib, file, CV_MOD_LAZY);
 }
 
 CV_API CUresult cuLibraryUnload(CUlibrary lib)
@@ -66,13 +85,21 @@ CV_API CUresult cuLibraryGetModule(CUmodule *mod, CUlibrary lib)
 CV_API CUresult cuLibraryGetKernel(CUkernel *k, CUlibrary lib,
 				   const char *name)
 {
-	return cuModuleGetFunction((CUfunction *)k, (CUmodule)lib, name);
+	int rc = cv_g_ready();
+
+	if (rc)
+		return rc;
+	return cv_func_lookup((CUfunction *)k, (CUmodule)lib, name);
 }
 
 CV_API CUresult cuLibraryGetGlobal(CUdeviceptr *dptr, size_t *bytes,
 				   CUlibrary lib, const char *name)
 {
-	return cuModuleGetGlobal_v2(dptr, bytes, (CUmodule)lib, name);
+	int rc = cv_g_ready();
+
+	if (rc)
+		return rc;
+	return cv_global_lookup(dptr, bytes, (CUmodule)lib, name);
 }
 
 CV_API CUresult cuKernelGetFunction(CUfunction *f, CUkernel k)

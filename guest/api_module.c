@@ -14,6 +14,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "../core/hash.h"
 #include "../core/log.h"
 #include "../core/util.h"
 #include "guest.h"
@@ -100,13 +101,59 @@ static int blob_send(const uint8_t *p, uint64_t len)
 	return CUDA_SUCCESS;
 }
 
-CUresult cv_module_load(CUmodule *out, const void *img)
+static pthread_mutex_t load_lock = PTHREAD_MUTEX_INITIALIZER;
+
+/*
+ * Ships m's image unless the worker already holds one of the same content
+ * (loaded by this tenant before: identical images travel once), then has
+ * it loaded as module m. Called under load_lock.
+ */
+static int module_ship(struct cv_module *m)
 {
-	struct cv_module_load a = { 0 };
+	struct cv_module_cached c = { .id = m->h.id };
+	struct cv_module_load a = { .id = m->h.id, .size = m->len };
+	int rc;
+
+	cv_hash128(m->image, m->len, c.hash);
+	rc = cv_g_call(CV_OP_MODULE_LOAD_CACHED, false, &c, sizeof(c), NULL, 0,
+		       NULL);
+	if (rc != CUDA_ERROR_NOT_FOUND)
+		return rc;
+	rc = blob_send(m->image, m->len);
+	if (!rc)
+		rc = cv_g_call(CV_OP_MODULE_LOAD, false, &a, sizeof(a), NULL, 0,
+			       NULL);
+	return rc;
+}
+
+CUresult cv_module_ensure(struct cv_module *m)
+{
+	int rc = CUDA_SUCCESS;
+
+	pthread_mutex_lock(&load_lock);
+	if (!m->loaded) {
+		rc = m->image ? module_ship(m) : CUDA_ERROR_INVALID_HANDLE;
+		m->loaded = rc == CUDA_SUCCESS;
+	}
+	pthread_mutex_unlock(&load_lock);
+	return rc;
+}
+
+static void module_drop_image(struct cv_module *m)
+{
+	if (m->flags & CV_MOD_OWNED)
+		free((void *)m->image);
+	m->image = NULL;
+}
+
+CUresult cv_module_open(CUmodule *out, const void *img, unsigned int flags)
+{
 	struct cv_module *m;
 	const void *p;
 	uint64_t len = 0, h;
-	int rc = cv_ctx_check();
+	uint32_t id;
+	/* Libraries need no context. */
+	int rc = (flags & CV_MOD_LAZY) ? cv_g_ready() : cv_ctx_check();
 
 	if (rc)
 		return rc;
@@ -118,21 +165,35 @@ CUresult cv_module_load(CUmodule *out, const void *img)
 	m = calloc(1, sizeof(*m));
 	if (!m)
 		return CUDA_ERROR_OUT_OF_MEMORY;
-	m->h.ctx = cv_ctx_current();
-	h = cv_handle_new(m, CV_H_MODULE, &a.id);
-	if (!h) {
-		free(m);
-		return CUDA_ERROR_OUT_OF_MEMORY;
+	if ((flags & CV_MOD_COPY) && (flags & CV_MOD_LAZY)) {
+		if (!(img = malloc(len))) {
+			free(m);
+			return CUDA_ERROR_OUT_OF_MEMORY;
+		}
+		memcpy((void *)img, p, len);
+		p = img;
+		flags |= CV_MOD_OWNED;
 	}
-	a.size = len;
-	rc = blob_send(p, len);
-	if (!rc)
-		rc = cv_g_call(CV_OP_MODULE_LOAD, false, &a, sizeof(a), NULL, 0,
-			       NULL);
+	/* A library belongs to no context; a module to the current one. */
+	m->h.ctx = (flags & CV_MOD_LAZY) ? NULL : cv_ctx_current();
+	m->image = p;
+	m->len = len;
+	m->flags = flags;
+	h = cv_handle_new(m, CV_H_MODULE, &id);
+	rc = !h ? CUDA_ERROR_OUT_OF_MEMORY :
+	     (flags & CV_MOD_LAZY) ? CUDA_SUCCESS : cv_module_ensure(m);
 	if (rc) {
-		cv_handle_del(h);
+		if (h)
+			cv_handle_del(h);
+		if (flags & CV_MOD_COPY)
+			free((void *)p);
 		free(m);
 		return rc;
+	}
+	/* An eager module no longer needs its image. */
+	if (!(flags & CV_MOD_LAZY) && (flags & CV_MOD_OWNED)) {
+		free((void *)img);
+		m->image = NULL;
 	}
 	*out = (CUmodule)(uintptr_t)h;
 	return CUDA_SUCCESS;
@@ -140,7 +201,7 @@ CUresult cv_module_load(CUmodule *out, const void *img)
 
 CV_API CUresult cuModuleLoadData(CUmodule *m, const void *image)
 {
-	return cv_module_load(m, image);
+	return cv_module_open(m, image, 0);
 }
 
 /* JIT options only tune or report on compilation; the worker compiles
@@ -149,26 +210,27 @@ CV_API CUresult cuModuleLoadDataEx(CUmodule *m, const void *image,
 				   unsigned int n, CUjit_option *opts,
 				   void **vals)
 {
-	return cv_module_load(m, image);
+	return cv_module_open(m, image, 0);
 }
 
 CV_API CUresult cuModuleLoadFatBinary(CUmodule *m, const void *fat)
 {
-	return cv_module_load(m, fat);
+	return cv_module_open(m, fat, 0);
 }
 
 CV_API CUresult cuModuleLoad(CUmodule *m, const char *fname)
 {
-	return cv_module_load_file(m, fname);
+	return cv_module_open_file(m, fname, 0);
 }
 
-CUresult cv_module_load_file(CUmodule *m, const char *fname)
+CUresult cv_module_open_file(CUmodule *m, const char *fname,
+			     unsigned int flags)
 {
 	struct stat st;
 	uint8_t *buf;
 	ssize_t n;
 	size_t got = 0;
-	int fd, rc = cv_ctx_check();
+	int fd, rc = (flags & CV_MOD_LAZY) ? cv_g_ready() : cv_ctx_check();
 
 	if (rc)
 		return rc;
@@ -191,9 +253,14 @@ CUresult cv_module_load_file(CUmodule *m, const char *fname)
 	       (n = read(fd, buf + got, (size_t)st.st_size - got)) > 0)
 		got += (size_t)n;
 	close(fd);
-	rc = got == (size_t)st.st_size ? cv_module_load(m, buf) :
-					 CUDA_ERROR_FILE_NOT_FOUND;
-	free(buf);
+	if (got != (size_t)st.st_size) {
+		free(buf);
+		return CUDA_ERROR_FILE_NOT_FOUND;
+	}
+	/* The module owns buf once opened; on failure it is still ours. */
+	rc = cv_module_open(m, buf, flags | CV_MOD_OWNED);
+	if (rc)
+		free(buf);
 	return rc;
 }
 
@@ -225,7 +292,12 @@ static CUresult module_unload(CUmodule h)
 	if (!m)
 		return CUDA_ERROR_INVALID_HANDLE;
 	a = (struct cv_id){ m->h.id, 0 };
-	rc = cv_g_submit(CV_OP_MODULE_UNLOAD, &a, sizeof(a));
+	pthread_mutex_lock(&load_lock);
+	rc = m->loaded ? cv_g_submit(CV_OP_MODULE_UNLOAD, &a, sizeof(a)) :
+			 CUDA_SUCCESS;
+	m->loaded = false;
+	pthread_mutex_unlock(&load_lock);
+	module_drop_image(m);
 	for (f = m->funcs; f; f = n) {
 		n = f->next;
 		func_free(f);
@@ -304,16 +376,23 @@ static struct cv_func *func_find(struct cv_module *m, const char *name)
 CV_API CUresult cuModuleGetFunction(CUfunction *out, CUmodule hm,
 				    const char *name)
 {
+	int rc = cv_ctx_check();
+
+	if (rc)
+		return rc;
+	return cv_func_lookup(out, hm, name);
+}
+
+CUresult cv_func_lookup(CUfunction *out, CUmodule hm, const char *name)
+{
 	uint8_t buf[CV_REPLY_DATA];
 	struct cv_get_function a = { 0 };
 	struct cv_module *m;
 	struct cv_func *f;
 	size_t nl;
 	uint64_t h;
-	int rc = cv_ctx_check();
+	int rc;
 
-	if (rc)
-		return rc;
 	if (!out || !name)
 		return CUDA_ERROR_INVALID_VALUE;
 	m = module_obj(hm);
@@ -322,6 +401,8 @@ CV_API CUresult cuModuleGetFunction(CUfunction *out, CUmodule hm,
 	nl = strlen(name);
 	if (!nl || nl > CV_NAME_MAX)
 		return CUDA_ERROR_INVALID_VALUE;
+	if ((rc = cv_module_ensure(m)))
+		return rc;
 	pthread_mutex_lock(&g.lock);
 	f = func_find(m, name);
 	pthread_mutex_unlock(&g.lock);
@@ -392,15 +473,23 @@ static void globals_drop(struct cv_module *m)
 CV_API CUresult cuModuleGetGlobal_v2(CUdeviceptr *dptr, size_t *bytes,
 				     CUmodule hm, const char *name)
 {
+	int rc = cv_ctx_check();
+
+	if (rc)
+		return rc;
+	return cv_global_lookup(dptr, bytes, hm, name);
+}
+
+CUresult cv_global_lookup(CUdeviceptr *dptr, size_t *bytes, CUmodule hm,
+			  const char *name)
+{
 	struct cv_get_global a = { 0 };
 	struct cv_global_r r;
 	struct cv_global *gl;
 	struct cv_module *m;
 	size_t nl;
-	int rc = cv_ctx_check();
+	int rc;
 
-	if (rc)
-		return rc;
 	if (!name)
 		return CUDA_ERROR_INVALID_VALUE;
 	m = module_obj(hm);
@@ -409,6 +498,8 @@ CV_API CUresult cuModuleGetGlobal_v2(CUdeviceptr *dptr, size_t *bytes,
 	nl = strlen(name);
 	if (!nl || nl > CV_NAME_MAX)
 		return CUDA_ERROR_INVALID_VALUE;
+	if ((rc = cv_module_ensure(m)))
+		return rc;
 	a.module = m->h.id;
 	a.name_len = (uint32_t)nl;
 	rc = cv_g_call2(CV_OP_MODULE_GET_GLOBAL, &a, sizeof(a), name,

@@ -66,7 +66,15 @@ struct cv_func;
 struct cv_module {
 	struct cv_hobj h;
 	struct cv_func *funcs; /* list, for lookups by name */
+	const void *image;     /* until shipped (or kept for a library) */
+	uint64_t len;
+	unsigned int flags;    /* CV_MOD_* */
+	bool loaded;           /* the worker has it (under the load lock) */
 };
+
+#define CV_MOD_LAZY 1u   /* ship the image at first use */
+#define CV_MOD_OWNED 2u  /* image is our copy: free it with the module */
+#define CV_MOD_COPY 4u   /* keep a copy: the caller may free the image */
 
 struct cv_func {
 	struct cv_hobj h;
@@ -217,9 +225,24 @@ void cv_ctx_release_objects(struct cv_ctx *c);
 
 /* ---- modules ------------------------------------------------------------ */
 
-/* Loads an image (cubin, fatbin or its wrapper, PTX) or a file of one. */
-CUresult cv_module_load(CUmodule *out, const void *img);
-CUresult cv_module_load_file(CUmodule *out, const char *fname);
+/*
+ * Opens a module from an image (cubin, fatbin or its wrapper, PTX) or a
+ * file of one. Without CV_MOD_LAZY the image is shipped and loaded now;
+ * with it, at the first lookup of a function or global (libraries). With
+ * CV_MOD_OWNED the module takes ownership of img (malloc'ed); a lazy
+ * module whose image is not owned relies on the caller keeping it
+ * (CU_LIBRARY_BINARY_IS_PRESERVED), else it is copied.
+ */
+CUresult cv_module_open(CUmodule *out, const void *img, unsigned int flags);
+CUresult cv_module_open_file(CUmodule *out, const char *fname,
+			     unsigned int flags);
+/* Ships and loads a lazy module if it is not yet; CUresult. */
+CUresult cv_module_ensure(struct cv_module *m);
+/* cuModuleGetFunction / cuModuleGetGlobal without the context check
+ * (the library API needs no current context). */
+CUresult cv_func_lookup(CUfunction *out, CUmodule m, const char *name);
+CUresult cv_global_lookup(CUdeviceptr *dptr, size_t *bytes, CUmodule m,
+			  const char *name);
 
 /* ---- memory helpers used by copies ---------------------------------- */
 

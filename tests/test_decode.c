@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../core/hash.h"
 #include "../core/log.h"
 #include "../core/proto.h"
 #include "../core/ring.h"
@@ -206,6 +207,29 @@ static int load_module(uint32_t id)
 	return call(CV_OP_MODULE_LOAD, 0, &l, sizeof(l));
 }
 
+/* Module 3 is loaded from the 48-byte image of load_module(). */
+static void test_module_cache(void)
+{
+	struct cv_module_cached c = { .id = 5 };
+	uint8_t img[48];
+
+	memcpy(img, region + CV_STAGING_OFF, sizeof(img));
+	cv_hash128(img, sizeof(img), c.hash);
+	CHECK(call(CV_OP_MODULE_LOAD_CACHED, 0, &c, sizeof(c)) == 0,
+	      "an image already received is bound by its hash");
+	CHECK(call(CV_OP_MODULE_LOAD_CACHED, 0, &c, sizeof(c)) ==
+	      CUDA_ERROR_INVALID_VALUE, "an id in use is refused");
+	c.id = 6;
+	c.hash[0] ^= 1;
+	CHECK(call(CV_OP_MODULE_LOAD_CACHED, 0, &c, sizeof(c)) ==
+	      CUDA_ERROR_NOT_FOUND, "an unknown hash is NOT_FOUND");
+	CHECK(v.images && v.images->refs == 2 && !v.images->next,
+	      "two modules share one image");
+	CHECK(post(CV_OP_MODULE_UNLOAD, &(struct cv_id){ 5, 0 },
+		   sizeof(struct cv_id)) == 0 && deferred() == 0 &&
+	      v.images && v.images->refs == 1, "unload drops one reference");
+}
+
 static void test_modules_and_launch(void)
 {
 	uint8_t buf[512];
@@ -264,9 +288,11 @@ static void test_modules_and_launch(void)
 	CHECK(post(CV_OP_LAUNCH, buf, len + sizeof(*at)) == 0 &&
 	      deferred() == CUDA_ERROR_NOT_SUPPORTED,
 	      "attributes naming driver objects are refused");
+	test_module_cache();
 	CHECK(post(CV_OP_MODULE_UNLOAD, &(struct cv_id){ 3, 0 },
 		   sizeof(struct cv_id)) == 0 && deferred() == 0 &&
 	      !v.funcs.count, "unloading drops the module's functions");
+	CHECK(!v.images, "the last module gone, its image is freed");
 }
 
 static void test_ring_garbage(void)

@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "../core/futex.h"
+#include "../core/hash.h"
 #include "../core/log.h"
 #include "../core/util.h"
 #include "vgpu.h"
@@ -384,36 +385,108 @@ static void module_free(struct cv_vgpu *v, struct cv_wmodule *m)
 	free(m);
 }
 
-static int h_module_load(struct cv_vgpu *v, const void *p, uint32_t len,
-			 struct cv_out *out)
+static struct cv_wimage *image_find(struct cv_vgpu *v, const uint8_t *hash)
 {
-	struct cv_module_load a;
-	struct cv_wmodule *m;
+	struct cv_wimage *i;
+
+	for (i = v->images; i; i = i->next)
+		if (!memcmp(i->hash, hash, sizeof(i->hash)))
+			return i;
+	return NULL;
+}
+
+/* Drops a reference to an image; frees it with the last. */
+static void image_put(struct cv_vgpu *v, struct cv_wimage *img)
+{
+	struct cv_wimage **pp;
+
+	if (--img->refs)
+		return;
+	for (pp = &v->images; *pp != img; pp = &(*pp)->next)
+		;
+	*pp = img->next;
+	free(img->data);
+	free(img);
+}
+
+/* Loads img as module id (taking a reference to img); CUresult. */
+static int module_bind(struct cv_vgpu *v, uint32_t id, struct cv_wimage *img)
+{
+	struct cv_wmodule *m = calloc(1, sizeof(*m));
 	int rc;
 
-	memcpy(&a, p, sizeof(a));
-	if (!a.id || a.id >= CV_HTAB_MAX || cv_htab_get(&v->modules, a.id))
-		return CUDA_ERROR_INVALID_VALUE;
-	if (!v->blob || v->blob_len != v->blob_total || a.size != v->blob_len)
-		return CUDA_ERROR_INVALID_VALUE;
-	m = calloc(1, sizeof(*m));
 	if (!m)
 		return CUDA_ERROR_OUT_OF_MEMORY;
 	cv_rangeset_init(&m->globals);
-	rc = v->ops->module_load(v->b, v->blob, v->blob_len, &m->obj);
-	free(v->blob);
-	v->blob = NULL;
-	v->blob_len = v->blob_total = 0;
+	m->img = img;
+	rc = v->ops->module_load(v->b, img->data, img->len, &m->obj);
+	if (!rc && cv_htab_put(&v->modules, id, m)) {
+		v->ops->module_unload(v->b, m->obj);
+		rc = CUDA_ERROR_OUT_OF_MEMORY;
+	}
 	if (rc) {
 		module_free(v, m);
 		return rc;
 	}
-	if (cv_htab_put(&v->modules, a.id, m)) {
-		v->ops->module_unload(v->b, m->obj);
-		module_free(v, m);
-		return CUDA_ERROR_OUT_OF_MEMORY;
-	}
+	img->refs++;
 	return CUDA_SUCCESS;
+}
+
+static bool module_id_free(struct cv_vgpu *v, uint32_t id)
+{
+	return id && id < CV_HTAB_MAX && !cv_htab_get(&v->modules, id);
+}
+
+static int h_module_load(struct cv_vgpu *v, const void *p, uint32_t len,
+			 struct cv_out *out)
+{
+	struct cv_module_load a;
+	struct cv_wimage *img;
+	uint8_t hash[16];
+	int rc;
+
+	memcpy(&a, p, sizeof(a));
+	if (!module_id_free(v, a.id))
+		return CUDA_ERROR_INVALID_VALUE;
+	if (!v->blob || v->blob_len != v->blob_total || a.size != v->blob_len)
+		return CUDA_ERROR_INVALID_VALUE;
+	cv_hash128(v->blob, v->blob_len, hash);
+	img = image_find(v, hash);
+	if (!img) {
+		img = calloc(1, sizeof(*img));
+		if (!img)
+			return CUDA_ERROR_OUT_OF_MEMORY;
+		memcpy(img->hash, hash, sizeof(hash));
+		img->data = v->blob;
+		img->len = v->blob_len;
+		img->next = v->images;
+		v->images = img;
+		v->blob = NULL;
+		img->refs = 1; /* held until bound */
+		rc = module_bind(v, a.id, img);
+		image_put(v, img);
+	} else {
+		rc = module_bind(v, a.id, img);
+	}
+	free(v->blob);
+	v->blob = NULL;
+	v->blob_len = v->blob_total = 0;
+	return rc;
+}
+
+static int h_module_load_cached(struct cv_vgpu *v, const void *p, uint32_t len,
+				struct cv_out *out)
+{
+	struct cv_module_cached a;
+	struct cv_wimage *img;
+
+	memcpy(&a, p, sizeof(a));
+	if (!module_id_free(v, a.id))
+		return CUDA_ERROR_INVALID_VALUE;
+	img = image_find(v, a.hash);
+	if (!img)
+		return CUDA_ERROR_NOT_FOUND;
+	return module_bind(v, a.id, img);
 }
 
 static void func_free(struct cv_wfunc *f)
@@ -442,9 +515,12 @@ static int h_module_unload(struct cv_vgpu *v, const void *p, uint32_t len,
 		if (f && f->module == a.id)
 			func_free(cv_htab_del(&v->funcs, i));
 	}
+	cv_htab_del(&v->modules, a.id);
+	/* Work still queued may use its functions. */
 	v->ops->ctx_sync(v->b);
 	v->ops->module_unload(v->b, m->obj);
-	module_free(v, cv_htab_del(&v->modules, a.id));
+	image_put(v, m->img);
+	module_free(v, m);
 	return CUDA_SUCCESS;
 }
 
@@ -1069,6 +1145,8 @@ static const struct cv_op_desc op_table[CV_OP_COUNT] = {
 	OP(CV_OP_VMM_MAP, sizeof(struct cv_vmm_map), 0, R_REPLY, h_vmm_map),
 	OP(CV_OP_VMM_UNMAP, sizeof(struct cv_mem_range), 0, R_REPLY,
 	   h_vmm_unmap),
+	OP(CV_OP_MODULE_LOAD_CACHED, sizeof(struct cv_module_cached), 0,
+	   R_REPLY, h_module_load_cached),
 };
 
 /*

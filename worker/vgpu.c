@@ -402,6 +402,13 @@ void cv_vgpu_exit(struct cv_vgpu *v)
 	}
 	free(v->blob);
 	v->blob = NULL;
+	while (v->images) {
+		struct cv_wimage *img = v->images;
+
+		v->images = img->next;
+		free(img->data);
+		free(img);
+	}
 	free_values(&v->modules, free_module);
 	free_values(&v->funcs, free_func);
 	free_values(&v->vmms, free);

@@ -19,8 +19,22 @@
 #include "backend.h"
 #include "tables.h"
 
+/*
+ * A module image received from the guest, kept while a module loaded from
+ * it lives, so that the guest ships identical images once. Each module is
+ * loaded on its own (it has its own globals, as CUDA requires).
+ */
+struct cv_wimage {
+	struct cv_wimage *next;
+	uint8_t hash[16];
+	uint8_t *data;
+	uint64_t len;
+	uint32_t refs;
+};
+
 struct cv_wmodule {
 	cv_bobj obj;
+	struct cv_wimage *img;
 	struct cv_rangeset globals; /* this module's globals */
 };
 
@@ -75,6 +89,7 @@ struct cv_vgpu {
 	struct cv_rangeset dev;     /* mapped device memory */
 	struct cv_rangeset heap;    /* mapped heap, as region addresses */
 
+	struct cv_wimage *images;   /* loaded images, by content */
 	uint8_t *blob;              /* module image being received */
 	uint64_t blob_total, blob_len;
 
