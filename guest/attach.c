@@ -47,11 +47,15 @@ int cv_g_ready(void)
 	return g.lost ? CUDA_ERROR_DEVICE_UNAVAILABLE : CUDA_SUCCESS;
 }
 
-static void setup_logging(void)
+/*
+ * Silent unless asked: level off, never stdout. Runs when the library is
+ * loaded, because the runtime calls into the driver (cuGetProcAddress,
+ * cuGetExportTable) before cuInit; it only reads the environment.
+ */
+__attribute__((constructor)) static void setup_logging(void)
 {
 	const char *s = getenv("CUVISOR_LOG");
 
-	/* Silent unless asked: level off, never stdout. */
 	cv_log_init("cuvisor-guest", CV_LOG_OFF, NULL);
 	if (s && *s && cv_log_init_spec("cuvisor-guest", s))
 		cv_log_init("cuvisor-guest", CV_LOG_WARN, NULL);
@@ -213,7 +217,6 @@ CV_API CUresult cuInit(unsigned int flags)
 		return CUDA_ERROR_INVALID_VALUE;
 	pthread_mutex_lock(&init_lock);
 	if (g.init_result < 0) {
-		setup_logging();
 		rc = attach();
 		if (!rc)
 			rc = init_allocators();
