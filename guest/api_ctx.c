@@ -404,6 +404,21 @@ CV_API CUresult cuCtxGetDevice(CUdevice *dev)
 	return CUDA_SUCCESS;
 }
 
+/* CUDA 13: the device of ctx, or of the current context when NULL. */
+CV_API CUresult cuCtxGetDevice_v2(CUdevice *dev, CUcontext ctx)
+{
+	int rc = cv_g_ready();
+
+	if (rc)
+		return rc;
+	if (!dev)
+		return CUDA_ERROR_INVALID_VALUE;
+	if (ctx ? !ctx_get(ctx) : !cv_ctx_current())
+		return CUDA_ERROR_INVALID_CONTEXT;
+	*dev = 0;
+	return CUDA_SUCCESS;
+}
+
 CV_API CUresult cuCtxSynchronize(void)
 {
 	int rc = cv_ctx_check();

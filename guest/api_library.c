@@ -15,7 +15,8 @@
 /*
  * Checks the library options; *preserved tells whether the caller
  * promised to keep the image (CU_LIBRARY_BINARY_IS_PRESERVED, as the
- * runtime does): then it is not copied.
+ * runtime does): then it is not copied. The option's value is the value
+ * itself (in the pointer's place), not a pointer to it.
  */
 static CUresult lib_opts(unsigned int nlib, CUlibraryOption *opts,
 			 void **vals, bool *preserved)
@@ -27,8 +28,7 @@ static CUresult lib_opts(unsigned int nlib, CUlibraryOption *opts,
 		return CUDA_ERROR_INVALID_VALUE;
 	for (i = 0; i < nlib; i++) {
 		if (opts[i] == CU_LIBRARY_BINARY_IS_PRESERVED)
-			*preserved = !vals || !vals[i] ||
-				     *(unsigned int *)vals[i] != 0;
+			*preserved = vals && (uintptr_t)vals[i] != 0;
 		else if (opts[i] !=
 			 CU_LIBRARY_HOST_UNIVERSAL_FUNCTION_AND_DATA_TABLE)
 			return CUDA_ERROR_INVALID_VALUE;

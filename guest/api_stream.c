@@ -14,6 +14,7 @@
 
 #include "../core/futex.h"
 #include "../core/log.h"
+#include "exports.h"
 #include "guest.h"
 
 static __thread uint64_t ptds_handle;
@@ -626,6 +627,8 @@ void cv_module_release_ctx(struct cv_ctx *c);
 
 void cv_ctx_release_objects(struct cv_ctx *c)
 {
+	/* The runtime's destructors first: they may free their own objects. */
+	cv_cls_ctx_release(c);
 	cv_g_call(CV_OP_CTX_SYNC, false, NULL, 0, NULL, 0, NULL);
 	cv_handle_each(CV_H_STREAM, drop_stream, c);
 	cv_handle_each(CV_H_EVENT, drop_event, c);

@@ -6,7 +6,7 @@
 # $CUDA_HOME (default /usr/local/cuda); Debian does not package CUDA 13.
 set -eu
 
-pkgs="build-essential clang libclang-rt-14-dev python3 procps libxxhash-dev"
+pkgs="build-essential clang libclang-rt-14-dev python3 procps libxxhash-dev libssl-dev"
 missing=
 for p in $pkgs; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" ||

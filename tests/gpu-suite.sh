@@ -10,8 +10,10 @@
 # under `cuvisor run --backend cuda` (a private daemon), and compares the
 # exit status and the check lines (ok/not ok + description, numbering and
 # "#" notes ignored, order ignored since threads interleave). PASS needs
-# both runs to exit 0 with the same checks. Then runs the multi-tenant
-# kill and garbage tests of tests/run.sh on the cuda backend.
+# both runs to exit 0 with the same checks. Then the CUDA runtime
+# programs build/tests/rt/* the same way (their "# digest" lines compared
+# too), then the multi-tenant kill and garbage tests of tests/run.sh on
+# the cuda backend.
 #
 # Prints PASS/FAIL/SKIP per program and last "N passed, N failed, N
 # skipped"; exits 1 on any failure. Without a GPU (nvidia-smi -L fails or
@@ -95,6 +97,59 @@ for name in "${progs[@]}"; do
 		grep -E '^[<>]' | head -12 | sed 's/^</    native  |/; s/^>/    cuvisor |/'
 	grep -E '^not ok' -A1 "$LOGS/$name.cuvisor" | head -12 | sed 's/^/    cuvisor | /'
 done
+
+# CUDA runtime programs (build/tests/rt/, tests/rt/): natively and under
+# `cuvisor run --backend cuda`; PASS needs both to exit 0 with the same
+# check lines and the same "# digest" lines (results hashed by the
+# programs). Not run when PROGRAMs were named.
+rt_lines() {
+	{
+		checks "$1"
+		grep -E '^# digest ' "$1" | sort
+	}
+}
+
+if [ $# -eq 0 ]; then
+	if [ $BUILD = 1 ] && ! make -j"$(nproc)" rt-programs > "$LOGS/rt-build.log" 2>&1; then
+		tail -n 30 "$LOGS/rt-build.log"
+		echo "FAIL rt-programs build (see above)"
+		NFAIL=$((NFAIL + 1))
+	fi
+	for p in "$TB"/rt/*; do
+		[ -f "$p" ] && [ -x "$p" ] || continue
+		name=rt:$(basename "$p")
+		log=$LOGS/rt-$(basename "$p")
+		timeout $TIMEOUT "$p" > "$log.native" 2>&1
+		rn=$?
+		CUVISOR_LOG=warn:$log.guest timeout $TIMEOUT "$CUVISOR" run \
+			--backend cuda -- "$p" > "$log.cuvisor" 2>&1
+		rc=$?
+		rt_lines "$log.native" > "$log.native.checks"
+		rt_lines "$log.cuvisor" > "$log.cuvisor.checks"
+		if [ $rn = 0 ] && [ $rc = 0 ] &&
+		   cmp -s "$log.native.checks" "$log.cuvisor.checks"; then
+			echo "PASS $name"
+			NPASS=$((NPASS + 1))
+			continue
+		fi
+		if [ $rn = 77 ] && [ $rc = 77 ]; then
+			echo "SKIP $name (skipped itself natively and under cuvisor)"
+			NSKIP=$((NSKIP + 1))
+			continue
+		fi
+		NFAIL=$((NFAIL + 1))
+		if [ $rn != 0 ]; then
+			echo "FAIL $name (native exit $rn: the test or this machine is wrong; cuvisor exit $rc)"
+			grep -E '^(not ok|Bail)' -A1 "$log.native" | head -12 | sed 's/^/    native | /'
+		else
+			echo "FAIL $name (cuvisor exit $rc)"
+		fi
+		diff "$log.native.checks" "$log.cuvisor.checks" |
+			grep -E '^[<>]' | head -12 | sed 's/^</    native  |/; s/^>/    cuvisor |/'
+		grep -E '^(not ok|Bail)' -A1 "$log.cuvisor" | head -12 | sed 's/^/    cuvisor | /'
+		tail -n 4 "$log.guest" 2>/dev/null | sed 's/^/    guest   | /'
+	done
+fi
 
 # Kill and garbage tests on the cuda backend.
 bash tests/run.sh --backend cuda --only kill,garbage > "$LOGS/multi.log" 2>&1

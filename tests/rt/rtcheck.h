@@ -287,6 +287,8 @@ static inline void rt_start(const char *prog, cudaDeviceProp *out)
 	cudaError_t e;
 	int rv = 0, dv = 0, n = -1;
 
+	/* Line-buffered: the output up to a crash stays in the log. */
+	setvbuf(stdout, NULL, _IOLBF, 0);
 	printf("# %s (built with CUDA runtime %d)\n", prog, CUDART_VERSION);
 	e = cudaRuntimeGetVersion(&rv);
 	rt_note("cudaRuntimeGetVersion: %d (%s)", rv, rt_ename(e));
