@@ -263,6 +263,7 @@ enum cv_op {
 	CV_OP_MODULE_LOAD_CACHED, /* reply; cv_module_cached: bind id to an
 				   * already loaded image of that content
 				   * hash, or CUDA_ERROR_NOT_FOUND */
+	CV_OP_OCC_CLUSTER,      /* reply; cv_occ_cluster + attrs -> cv_i64_r */
 	CV_OP_COUNT
 };
 
@@ -450,6 +451,22 @@ struct cv_occupancy {
 };
 _Static_assert(sizeof(struct cv_occupancy) == 32, "");
 struct cv_occupancy_r { int64_t value; int32_t grid; int32_t block; };
+
+/* Cluster occupancy of a launch configuration: nattrs cv_launch_attr
+ * follow (as in cv_launch). */
+enum cv_occ_cluster_kind {
+	CV_OCC_ACTIVE_CLUSTERS = 1,   /* cuOccupancyMaxActiveClusters */
+	CV_OCC_CLUSTER_SIZE = 2,      /* cuOccupancyMaxPotentialClusterSize */
+};
+struct cv_occ_cluster {
+	uint32_t func;
+	uint32_t kind;
+	uint32_t grid[3];
+	uint32_t block[3];
+	uint32_t shmem;
+	uint32_t nattrs;
+};
+_Static_assert(sizeof(struct cv_occ_cluster) == 40, "");
 
 struct cv_vmm_create { uint32_t id; uint32_t pad; uint64_t size; };
 struct cv_vmm_map {

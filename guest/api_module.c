@@ -134,9 +134,38 @@ CUresult cv_module_ensure(struct cv_module *m)
 	if (!m->loaded) {
 		rc = m->image ? module_ship(m) : CUDA_ERROR_INVALID_HANDLE;
 		m->loaded = rc == CUDA_SUCCESS;
+		m->gen += m->loaded;
 	}
 	pthread_mutex_unlock(&load_lock);
 	return rc;
+}
+
+static void globals_drop(struct cv_module *m);
+
+static void reset_library(void *obj, void *arg)
+{
+	struct cv_module *m = obj;
+	struct cv_id a = { m->h.id, 0 };
+
+	if (m->h.ctx || !(m->flags & CV_MOD_LAZY))
+		return;
+	pthread_mutex_lock(&load_lock);
+	if (m->loaded)
+		cv_g_submit(CV_OP_MODULE_UNLOAD, &a, sizeof(a));
+	m->loaded = false;
+	pthread_mutex_unlock(&load_lock);
+	globals_drop(m);
+}
+
+/*
+ * A library outlives contexts, but its loaded copy (and its globals' values)
+ * belongs to the context: after a reset its kernels and globals come back
+ * as loaded anew. The program's CUkernel handles stay valid; each is bound
+ * again at its next use (see func_bind).
+ */
+void cv_module_reset_libraries(void)
+{
+	cv_handle_each(CV_H_MODULE, reset_library, NULL);
 }
 
 static void module_drop_image(struct cv_module *m)
@@ -277,7 +306,6 @@ static void func_free(struct cv_func *f)
 	free(f);
 }
 
-static void globals_drop(struct cv_module *m);
 
 static CUresult module_unload(CUmodule h)
 {
@@ -433,6 +461,7 @@ CUresult cv_func_lookup(CUfunction *out, CUmodule hm, const char *name)
 		func_free(f);
 		return rc;
 	}
+	f->gen = m->gen;
 	pthread_mutex_lock(&g.lock);
 	f->next = m->funcs;
 	m->funcs = f;
@@ -523,9 +552,55 @@ CUresult cv_global_lookup(CUdeviceptr *dptr, size_t *bytes, CUmodule hm,
 	return CUDA_SUCCESS;
 }
 
-static struct cv_func *func_obj(CUfunction h)
+static struct cv_func *func_obj_any(CUfunction h)
 {
 	return cv_handle_get((uint64_t)(uintptr_t)h, CV_H_FUNC);
+}
+
+/*
+ * Binds f in the worker again if its library was reloaded since (after a
+ * primary context reset); CUresult. The common case is two loads and a
+ * compare.
+ */
+static int func_bind(struct cv_func *f)
+{
+	static pthread_mutex_t bind_lock = PTHREAD_MUTEX_INITIALIZER;
+	struct cv_get_function a = { 0 };
+	uint8_t buf[CV_REPLY_DATA];
+	int rc;
+
+	if (__atomic_load_n(&f->mod->loaded, __ATOMIC_ACQUIRE) &&
+	    f->gen == __atomic_load_n(&f->mod->gen, __ATOMIC_ACQUIRE))
+		return CUDA_SUCCESS;
+	rc = cv_module_ensure(f->mod);
+	if (rc)
+		return rc;
+	pthread_mutex_lock(&bind_lock);
+	if (f->gen != f->mod->gen) {
+		a.module = f->mod->h.id;
+		a.func_id = f->h.id;
+		a.name_len = (uint32_t)strlen(f->name);
+		rc = cv_g_call2(CV_OP_MODULE_GET_FUNCTION, &a, sizeof(a),
+				f->name, a.name_len, buf, sizeof(buf));
+		if (!rc)
+			f->gen = f->mod->gen;
+	}
+	pthread_mutex_unlock(&bind_lock);
+	return rc;
+}
+
+/* The function of a handle, bound in the worker; NULL with *rc set. */
+static struct cv_func *func_use(CUfunction h, int *rc)
+{
+	struct cv_func *f = func_obj_any(h);
+
+	*rc = f ? func_bind(f) : CUDA_ERROR_INVALID_HANDLE;
+	return *rc ? NULL : f;
+}
+
+static struct cv_func *func_obj(CUfunction h)
+{
+	return func_obj_any(h);
 }
 
 CV_API CUresult cuFuncGetAttribute(int *v, CUfunction_attribute attr,
@@ -538,11 +613,11 @@ CV_API CUresult cuFuncGetAttribute(int *v, CUfunction_attribute attr,
 
 	if (rc)
 		return rc;
-	f = func_obj(hf);
-	if (!f)
-		return CUDA_ERROR_INVALID_HANDLE;
 	if (!v)
 		return CUDA_ERROR_INVALID_VALUE;
+	f = func_use(hf, &rc);
+	if (!f)
+		return rc;
 	a.func = f->h.id;
 	rc = cv_g_call(CV_OP_FUNC_GET_ATTR, false, &a, sizeof(a), &val,
 		       sizeof(val), NULL);
@@ -560,9 +635,9 @@ CV_API CUresult cuFuncSetAttribute(CUfunction hf, CUfunction_attribute attr,
 
 	if (rc)
 		return rc;
-	f = func_obj(hf);
+	f = func_use(hf, &rc);
 	if (!f)
-		return CUDA_ERROR_INVALID_HANDLE;
+		return rc;
 	a.func = f->h.id;
 	return cv_g_call(CV_OP_FUNC_SET_ATTR, false, &a, sizeof(a), NULL, 0,
 			 NULL);
@@ -576,11 +651,11 @@ CV_API CUresult cuFuncSetCacheConfig(CUfunction hf, CUfunc_cache config)
 
 	if (rc)
 		return rc;
-	f = func_obj(hf);
-	if (!f)
-		return CUDA_ERROR_INVALID_HANDLE;
 	if ((unsigned)config > 3)
 		return CUDA_ERROR_INVALID_VALUE;
+	f = func_use(hf, &rc);
+	if (!f)
+		return rc;
 	a.func = f->h.id;
 	return cv_g_submit(CV_OP_FUNC_SET_CACHE, &a, sizeof(a));
 }
@@ -662,7 +737,9 @@ static int check_dims(const struct launch *l)
 	    l->block[2] > (uint32_t)a[CU_DEVICE_ATTRIBUTE_MAX_BLOCK_DIM_Z] ||
 	    l->grid[0] > (uint32_t)a[CU_DEVICE_ATTRIBUTE_MAX_GRID_DIM_X] ||
 	    l->grid[1] > (uint32_t)a[CU_DEVICE_ATTRIBUTE_MAX_GRID_DIM_Y] ||
-	    l->grid[2] > (uint32_t)a[CU_DEVICE_ATTRIBUTE_MAX_GRID_DIM_Z])
+	    l->grid[2] > (uint32_t)a[CU_DEVICE_ATTRIBUTE_MAX_GRID_DIM_Z] ||
+	    l->shmem > (uint32_t)
+		    a[CU_DEVICE_ATTRIBUTE_MAX_SHARED_MEMORY_PER_BLOCK_OPTIN])
 		return CUDA_ERROR_INVALID_VALUE;
 	return CUDA_SUCCESS;
 }
@@ -756,9 +833,9 @@ static CUresult launch_kernel(CUfunction hf, unsigned gx, unsigned gy,
 
 	if (rc)
 		return rc;
-	l.f = func_obj(hf);
+	l.f = func_use(hf, &rc);
 	if (!l.f)
-		return CUDA_ERROR_INVALID_HANDLE;
+		return rc;
 	return launch(&l);
 }
 
@@ -799,9 +876,9 @@ static CUresult launch_ex(const CUlaunchConfig *c, CUfunction hf,
 			     .params = params, .extra = extra,
 			     .attrs = c->attrs, .nattrs = c->numAttrs,
 			     .ptds = ptds };
-	l.f = func_obj(hf);
+	l.f = func_use(hf, &rc);
 	if (!l.f)
-		return CUDA_ERROR_INVALID_HANDLE;
+		return rc;
 	return launch(&l);
 }
 
@@ -860,9 +937,9 @@ static int occupancy(CUfunction hf, struct cv_occupancy *a,
 
 	if (rc)
 		return rc;
-	f = func_obj(hf);
+	f = func_use(hf, &rc);
 	if (!f)
-		return CUDA_ERROR_INVALID_HANDLE;
+		return rc;
 	a->func = f->h.id;
 	return cv_g_call(CV_OP_OCCUPANCY, false, a, sizeof(*a), r, sizeof(*r),
 			 NULL);
@@ -961,6 +1038,55 @@ CV_API CUresult cuOccupancyMaxPotentialBlockSizeWithFlags(
 		*block = r.block;
 	}
 	return rc;
+}
+
+static CUresult occ_cluster(int *out, CUfunction hf, const CUlaunchConfig *c,
+			    uint32_t kind)
+{
+	uint8_t buf[sizeof(struct cv_occ_cluster) +
+		    CV_LAUNCH_MAX_ATTRS * sizeof(struct cv_launch_attr)];
+	struct cv_occ_cluster *a = (struct cv_occ_cluster *)buf;
+	struct cv_launch_attr *wa = (struct cv_launch_attr *)(a + 1);
+	struct cv_func *f;
+	int64_t v = 0;
+	uint32_t i;
+	int rc = cv_ctx_check();
+
+	if (rc)
+		return rc;
+	if (!out || !c || c->numAttrs > CV_LAUNCH_MAX_ATTRS ||
+	    (c->numAttrs && !c->attrs))
+		return CUDA_ERROR_INVALID_VALUE;
+	f = func_use(hf, &rc);
+	if (!f)
+		return rc;
+	*a = (struct cv_occ_cluster){ .func = f->h.id, .kind = kind,
+		.grid = { c->gridDimX, c->gridDimY, c->gridDimZ },
+		.block = { c->blockDimX, c->blockDimY, c->blockDimZ },
+		.shmem = c->sharedMemBytes, .nattrs = c->numAttrs };
+	for (i = 0; i < c->numAttrs; i++) {
+		wa[i].id = c->attrs[i].id;
+		wa[i].pad = 0;
+		memcpy(wa[i].value, &c->attrs[i].value, sizeof(wa[i].value));
+	}
+	rc = cv_g_call(CV_OP_OCC_CLUSTER, false, buf,
+		       (uint32_t)(sizeof(*a) + c->numAttrs * sizeof(*wa)), &v,
+		       sizeof(v), NULL);
+	if (!rc)
+		*out = (int)v;
+	return rc;
+}
+
+CV_API CUresult cuOccupancyMaxActiveClusters(int *n, CUfunction f,
+					     const CUlaunchConfig *c)
+{
+	return occ_cluster(n, f, c, CV_OCC_ACTIVE_CLUSTERS);
+}
+
+CV_API CUresult cuOccupancyMaxPotentialClusterSize(int *n, CUfunction f,
+						   const CUlaunchConfig *c)
+{
+	return occ_cluster(n, f, c, CV_OCC_CLUSTER_SIZE);
 }
 
 CV_API CUresult cuOccupancyMaxPotentialBlockSize(int *grid, int *block,

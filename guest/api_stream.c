@@ -633,5 +633,7 @@ void cv_ctx_release_objects(struct cv_ctx *c)
 	cv_handle_each(CV_H_STREAM, drop_stream, c);
 	cv_handle_each(CV_H_EVENT, drop_event, c);
 	cv_module_release_ctx(c);
+	if (c->primary)
+		cv_module_reset_libraries();
 	cv_mem_release_ctx(c);
 }

@@ -264,6 +264,8 @@ static int call_parts(uint16_t op, bool collect, const void *p1, uint32_t l1,
 			(uint32_t)CV_REPLY_DATA)));
 	__atomic_store_n(&r->state, CV_REPLY_FREE, __ATOMIC_RELAXED);
 	slot_put(slot);
+	if (status && status != CUDA_ERROR_NOT_READY)
+		cv_dbg("worker answered op %u with error %d", op, status);
 	return status;
 }
 

@@ -70,6 +70,7 @@ struct cv_module {
 	uint64_t len;
 	unsigned int flags;    /* CV_MOD_* */
 	bool loaded;           /* the worker has it (under the load lock) */
+	uint32_t gen;          /* bumped at every load (under the load lock) */
 };
 
 #define CV_MOD_LAZY 1u   /* ship the image at first use */
@@ -85,6 +86,7 @@ struct cv_func {
 	uint32_t param_size;
 	struct cv_param *params;
 	int max_dyn_smem;
+	uint32_t gen;          /* mod->gen when bound in the worker */
 };
 
 struct cv_memhandle {
@@ -238,6 +240,9 @@ CUresult cv_module_open_file(CUmodule *out, const char *fname,
 			     unsigned int flags);
 /* Ships and loads a lazy module if it is not yet; CUresult. */
 CUresult cv_module_ensure(struct cv_module *m);
+/* Unloads the libraries from the worker (primary context reset): they
+ * load again, with fresh globals, at their next use. */
+void cv_module_reset_libraries(void);
 /* cuModuleGetFunction / cuModuleGetGlobal without the context check
  * (the library API needs no current context). */
 CUresult cv_func_lookup(CUfunction *out, CUmodule m, const char *name);

@@ -140,6 +140,12 @@ struct cv_backend_ops {
 			 const struct cv_occupancy *in,
 			 struct cv_occupancy_r *out);
 
+	/* kind is enum cv_occ_cluster_kind; the answer goes to *value. */
+	int (*occupancy_cluster)(struct cv_backend *b, cv_bobj f, uint32_t kind,
+				 const uint32_t grid[3], const uint32_t block[3],
+				 uint32_t shmem, const struct cv_launch_attr *attrs,
+				 uint32_t nattrs, int *value);
+
 	/* Markers: a cheap event without timing, for completion tracking.
 	 * marker_query: 0 done, 600 (CUDA_ERROR_NOT_READY) pending, else an
 	 * error; marker_wait blocks until done. */

@@ -824,6 +824,52 @@ static int cv_cuda_func_set_cache(struct cv_backend *b, cv_bobj f, int config)
  * The attributes are passed through as the guest gave them (the decoder
  * owns any handle translation inside their values).
  */
+/* Fills cfg (pointing at a) from a launch's parts; CUresult. */
+static int cv_cuda_config(CUlaunchConfig *cfg, CUlaunchAttribute *a,
+			  const uint32_t grid[3], const uint32_t block[3],
+			  uint32_t shmem, CUstream st,
+			  const struct cv_launch_attr *attrs, uint32_t nattrs)
+{
+	if (nattrs > CV_LAUNCH_MAX_ATTRS)
+		return CUDA_ERROR_INVALID_VALUE;
+	memcpy(a, attrs, nattrs * sizeof(a[0]));
+	memset(cfg, 0, sizeof(*cfg));
+	cfg->gridDimX = grid[0];
+	cfg->gridDimY = grid[1];
+	cfg->gridDimZ = grid[2];
+	cfg->blockDimX = block[0];
+	cfg->blockDimY = block[1];
+	cfg->blockDimZ = block[2];
+	cfg->sharedMemBytes = shmem;
+	cfg->hStream = st;
+	cfg->attrs = a;
+	cfg->numAttrs = nattrs;
+	return CUDA_SUCCESS;
+}
+
+static int cv_cuda_occupancy_cluster(struct cv_backend *b, cv_bobj f,
+				     uint32_t kind, const uint32_t grid[3],
+				     const uint32_t block[3], uint32_t shmem,
+				     const struct cv_launch_attr *attrs,
+				     uint32_t nattrs, int *value)
+{
+	CV_CUDA_ENTER(c, b);
+	CUlaunchAttribute a[CV_LAUNCH_MAX_ATTRS];
+	CUlaunchConfig cfg;
+	int r = cv_cuda_config(&cfg, a, grid, block, shmem, NULL, attrs,
+			       nattrs);
+
+	if (r)
+		return r;
+	if (kind == CV_OCC_ACTIVE_CLUSTERS)
+		return c->api.cuOccupancyMaxActiveClusters(value,
+							   (CUfunction)f, &cfg);
+	if (kind == CV_OCC_CLUSTER_SIZE)
+		return c->api.cuOccupancyMaxPotentialClusterSize(
+			value, (CUfunction)f, &cfg);
+	return CUDA_ERROR_INVALID_VALUE;
+}
+
 static int cv_cuda_launch_ex(struct cv_cuda *c, CUfunction f,
 			     const uint32_t grid[3], const uint32_t block[3],
 			     uint32_t shmem, CUstream st, void **params,
@@ -832,21 +878,10 @@ static int cv_cuda_launch_ex(struct cv_cuda *c, CUfunction f,
 {
 	CUlaunchAttribute a[CV_LAUNCH_MAX_ATTRS];
 	CUlaunchConfig cfg;
+	int r = cv_cuda_config(&cfg, a, grid, block, shmem, st, attrs, nattrs);
 
-	if (nattrs > CV_LAUNCH_MAX_ATTRS)
-		return CUDA_ERROR_INVALID_VALUE;
-	memcpy(a, attrs, nattrs * sizeof(a[0]));
-	memset(&cfg, 0, sizeof(cfg));
-	cfg.gridDimX = grid[0];
-	cfg.gridDimY = grid[1];
-	cfg.gridDimZ = grid[2];
-	cfg.blockDimX = block[0];
-	cfg.blockDimY = block[1];
-	cfg.blockDimZ = block[2];
-	cfg.sharedMemBytes = shmem;
-	cfg.hStream = st;
-	cfg.attrs = a;
-	cfg.numAttrs = nattrs;
+	if (r)
+		return r;
 	return c->api.cuLaunchKernelEx(&cfg, f, params, NULL);
 }
 
@@ -987,6 +1022,7 @@ const struct cv_backend_ops cv_backend_cuda = {
 	.ctx_set_limit = cv_cuda_ctx_set_limit,
 	.ctx_get_limit = cv_cuda_ctx_get_limit,
 	.occupancy = cv_cuda_occupancy,
+	.occupancy_cluster = cv_cuda_occupancy_cluster,
 	.marker_create = cv_cuda_marker_create,
 	.marker_destroy = cv_cuda_event_destroy,
 	.marker_record = cv_cuda_marker_record,

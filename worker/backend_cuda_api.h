@@ -82,7 +82,9 @@
 	X(cuLaunchHostFunc, 10000)                                   \
 	X(cuOccupancyMaxActiveBlocksPerMultiprocessorWithFlags, 7000) \
 	X(cuOccupancyAvailableDynamicSMemPerBlock, 10020)            \
-	X(cuOccupancyMaxPotentialBlockSizeWithFlags, 7000)
+	X(cuOccupancyMaxPotentialBlockSizeWithFlags, 7000)            \
+	X(cuOccupancyMaxActiveClusters, 11070)                       \
+	X(cuOccupancyMaxPotentialClusterSize, 11070)
 
 #define CV_CUDA_FIELD(name, ver) PFN_##name##_v##ver name;
 struct cv_cuda_api {

@@ -1271,6 +1271,19 @@ static int cv_host_module_unload(struct cv_backend *b, cv_bobj mod)
 	return 0;
 }
 
+/* One cluster of one block: the host "device" has no clusters. */
+static int cv_host_occupancy_cluster(struct cv_backend *b, cv_bobj f,
+				     uint32_t kind, const uint32_t grid[3],
+				     const uint32_t block[3], uint32_t shmem,
+				     const struct cv_launch_attr *attrs,
+				     uint32_t nattrs, int *value)
+{
+	if (kind != CV_OCC_ACTIVE_CLUSTERS && kind != CV_OCC_CLUSTER_SIZE)
+		return CUDA_ERROR_INVALID_VALUE;
+	*value = 1;
+	return CUDA_SUCCESS;
+}
+
 const struct cv_backend_ops cv_backend_host = {
 	.name = "host",
 	.open = cv_host_open,
@@ -1310,6 +1323,7 @@ const struct cv_backend_ops cv_backend_host = {
 	.ctx_set_limit = cv_host_ctx_set_limit,
 	.ctx_get_limit = cv_host_ctx_get_limit,
 	.occupancy = cv_host_occupancy,
+	.occupancy_cluster = cv_host_occupancy_cluster,
 	.marker_create = cv_host_marker_create,
 	.marker_destroy = cv_host_obj_destroy,
 	.marker_record = cv_host_marker_record,

@@ -983,6 +983,37 @@ static int h_occupancy(struct cv_vgpu *v, const void *p, uint32_t len,
 	return rc;
 }
 
+static int h_occ_cluster(struct cv_vgpu *v, const void *p, uint32_t len,
+			 struct cv_out *out)
+{
+	struct cv_launch_attr attrs[CV_LAUNCH_MAX_ATTRS];
+	struct cv_i64_r r = { 0 };
+	struct cv_occ_cluster a;
+	struct cv_wfunc *f;
+	uint32_t i;
+	int val = 0, rc;
+
+	memcpy(&a, p, sizeof(a));
+	if (a.nattrs > CV_LAUNCH_MAX_ATTRS ||
+	    len != sizeof(a) + a.nattrs * sizeof(attrs[0]))
+		return CUDA_ERROR_INVALID_VALUE;
+	f = cv_htab_get(&v->funcs, a.func);
+	if (!f)
+		return CUDA_ERROR_INVALID_HANDLE;
+	if (a.nattrs)
+		memcpy(attrs, (const uint8_t *)p + sizeof(a),
+		       a.nattrs * sizeof(attrs[0]));
+	for (i = 0; i < a.nattrs; i++)
+		if (!attr_ok(attrs[i].id))
+			return CUDA_ERROR_NOT_SUPPORTED;
+	rc = v->ops->occupancy_cluster(v->b, f->obj, a.kind, a.grid, a.block,
+				       a.shmem, attrs, a.nattrs, &val);
+	r.value = val;
+	memcpy(out->data, &r, sizeof(r));
+	out->len = sizeof(r);
+	return rc;
+}
+
 /* ---- virtual memory management ----------------------------------------- */
 
 static int h_vmm_create(struct cv_vgpu *v, const void *p, uint32_t len,
@@ -1147,6 +1178,8 @@ static const struct cv_op_desc op_table[CV_OP_COUNT] = {
 	   h_vmm_unmap),
 	OP(CV_OP_MODULE_LOAD_CACHED, sizeof(struct cv_module_cached), 0,
 	   R_REPLY, h_module_load_cached),
+	OP(CV_OP_OCC_CLUSTER, sizeof(struct cv_occ_cluster), 1, R_REPLY,
+	   h_occ_cluster),
 };
 
 /*
