@@ -453,6 +453,251 @@ static CUresult integrity_answer(uint32_t version, uint64_t secs,
 	return CUDA_SUCCESS;
 }
 
+/* ---- tables past their size -------------------------------------------- */
+
+/*
+ * Room behind the tables below: their size word declares fewer slots than
+ * the driver's current tables have, so a caller that indexes past the size
+ * without checking it finds a stub that says so instead of whatever
+ * follows the array.
+ */
+#define TAB_ROOM 128
+
+static CUresult past_end(int *seen, const char *table, unsigned int slots)
+{
+	if (!__atomic_exchange_n(seen, 1, __ATOMIC_RELAXED))
+		cv_warn("the program called a slot past the end (%u slots) of the driver's %s table, which cuvisor does not implement",
+			slots, table);
+	return CUDA_ERROR_NOT_SUPPORTED;
+}
+
+/* ---- tools context (21 31 8c 60 ...) ----------------------------------- */
+
+/*
+ * NVIDIA's "tools context" table (CU_ETID_ToolsContext): queries and
+ * controls on a context for profilers and debuggers. cuFFT needs it: its
+ * start-up (libcufft.so.12 of CUDA 13.0) fetches this table and the
+ * tools-module table below right after cuInit and fails with
+ * CUFFT_INTERNAL_ERROR when either is refused; afterwards it calls [4]
+ * with the context of a plan's stream, to notice when that changes.
+ *
+ * The table grows at its end and slot 0 says how long it is. The 60
+ * slots after it are those of an earlier release's declaration of the
+ * table (newer drivers have about 92): slots answered from cuvisor's state
+ * are implemented, the others are stubs. A "tools stream" is the
+ * driver's internal stream object, which tools may read through; cuvisor
+ * has none to give, so every slot taking or returning one is a stub.
+ *
+ *  [1] (ctx, tools stream): synchronize     [2] the same: query
+ *  [3] (ctx, uint32_t *ordinal): the context's device
+ *  [4] (ctx, uint64_t *id): the context's unique id, as cuCtxGetId
+ *  [5] (ctx, tools stream, uint64_t *id)    [6] (ctx): synchronize it
+ *  [7] (uint32_t clear, uint32_t set): default context flags, void
+ *  [8] (ctx, int *api): 1 = a CUDA context (0 = invalid), void
+ *  [9] (ctx, CUlimit, size_t) set, [10] (ctx, CUlimit, size_t *) get
+ *  [11]-[12] the null stream as a tools stream
+ *  [13] (ctx, uint32_t *): as cuCtxGetApiVersion
+ *  [14]-[15] local and shared memory window bases
+ *  [16]-[20] tools stream <-> CUstream, create, destroy, its context
+ *  [21]-[35] dynamic parallelism, power, local-memory layout, constant
+ *       banks, scheduler, barrier stream, stream callbacks, enumeration
+ *  [36] (ctx, int32_t *least, int32_t *greatest): stream priority range,
+ *       both optional
+ *  [37]-[39] stream priority, creation with flags, per-process stream id
+ *  [40] (ctx, CUcontext *parent): the parent of a "dummy" context, NULL
+ *       for an ordinary one (cuvisor has only ordinary contexts)
+ *  [41]-[60] performance counters, event ids, clock boost, calls under
+ *       the context lock, launch errors, MMU faults, tools stream from
+ *       CUstream with a per-thread flag, preemption, capture graph,
+ *       constant-bank pipeline, creation flags
+ */
+#define TCTX_NAME "tools-context"
+#define TCTX_SLOTS 61
+
+/* The context a slot names (its handle, or the current one for NULL). */
+static CUresult tctx_ctx(CUcontext h)
+{
+	struct cv_ctx *c;
+	CUcontext handle;
+	CUresult rc = (CUresult)cv_g_ready();
+
+	return rc ? rc : cls_ctx(h, &c, &handle);
+}
+
+/* [3] (ctx, uint32_t *ordinal) */
+static CUresult tctx_device(CUcontext ctx, uint32_t *ordinal)
+{
+	CUdevice dev = 0;
+	CUresult rc;
+
+	if (!ordinal)
+		return CUDA_ERROR_INVALID_VALUE;
+	rc = cuCtxGetDevice_v2(&dev, ctx);
+	if (!rc)
+		*ordinal = (uint32_t)dev;
+	return rc;
+}
+
+/* [4] (ctx, uint64_t *id): the id cuCtxGetId gives. */
+static CUresult tctx_id(CUcontext ctx, uint64_t *id)
+{
+	unsigned long long v = 0;
+	CUresult rc;
+
+	if (!id)
+		return CUDA_ERROR_INVALID_VALUE;
+	rc = cuCtxGetId(ctx, &v);
+	if (!rc)
+		*id = v;
+	return rc;
+}
+
+/* [6] (ctx) */
+static CUresult tctx_sync(CUcontext ctx)
+{
+	return cuCtxSynchronize_v2(ctx);
+}
+
+/* [8] (ctx, int *api), void: which API made the context. */
+static void tctx_api(CUcontext ctx, int *api)
+{
+	if (api)
+		*api = tctx_ctx(ctx) == CUDA_SUCCESS ? 1 : 0;
+}
+
+/* [13] (ctx, uint32_t *version) */
+static CUresult tctx_api_version(CUcontext ctx, uint32_t *version)
+{
+	unsigned int v = 0;
+	CUresult rc;
+
+	if (!version)
+		return CUDA_ERROR_INVALID_VALUE;
+	rc = cuCtxGetApiVersion(ctx, &v);
+	if (!rc)
+		*version = v;
+	return rc;
+}
+
+/* [36] (ctx, int32_t *least, int32_t *greatest), both optional */
+static CUresult tctx_prio_range(CUcontext ctx, int32_t *least,
+				int32_t *greatest)
+{
+	CUresult rc = tctx_ctx(ctx);
+
+	if (rc)
+		return rc;
+	if (least)
+		*least = g.dev.prio_least;
+	if (greatest)
+		*greatest = g.dev.prio_greatest;
+	return CUDA_SUCCESS;
+}
+
+/* [40] (ctx, CUcontext *parent) */
+static CUresult tctx_parent(CUcontext ctx, CUcontext *parent)
+{
+	CUresult rc;
+
+	if (!parent)
+		return CUDA_ERROR_INVALID_VALUE;
+	rc = tctx_ctx(ctx);
+	if (!rc)
+		*parent = NULL;
+	return rc;
+}
+
+STUB(tctx, 1, TCTX_NAME) STUB(tctx, 2, TCTX_NAME) STUB(tctx, 5, TCTX_NAME)
+STUB(tctx, 7, TCTX_NAME) STUB(tctx, 9, TCTX_NAME) STUB(tctx, 10, TCTX_NAME)
+STUB(tctx, 11, TCTX_NAME) STUB(tctx, 12, TCTX_NAME) STUB(tctx, 14, TCTX_NAME)
+STUB(tctx, 15, TCTX_NAME) STUB(tctx, 16, TCTX_NAME) STUB(tctx, 17, TCTX_NAME)
+STUB(tctx, 18, TCTX_NAME) STUB(tctx, 19, TCTX_NAME) STUB(tctx, 20, TCTX_NAME)
+STUB(tctx, 21, TCTX_NAME) STUB(tctx, 22, TCTX_NAME) STUB(tctx, 23, TCTX_NAME)
+STUB(tctx, 24, TCTX_NAME) STUB(tctx, 25, TCTX_NAME) STUB(tctx, 26, TCTX_NAME)
+STUB(tctx, 27, TCTX_NAME) STUB(tctx, 28, TCTX_NAME) STUB(tctx, 29, TCTX_NAME)
+STUB(tctx, 30, TCTX_NAME) STUB(tctx, 31, TCTX_NAME) STUB(tctx, 32, TCTX_NAME)
+STUB(tctx, 33, TCTX_NAME) STUB(tctx, 34, TCTX_NAME) STUB(tctx, 35, TCTX_NAME)
+STUB(tctx, 37, TCTX_NAME) STUB(tctx, 38, TCTX_NAME) STUB(tctx, 39, TCTX_NAME)
+STUB(tctx, 41, TCTX_NAME) STUB(tctx, 42, TCTX_NAME) STUB(tctx, 43, TCTX_NAME)
+STUB(tctx, 44, TCTX_NAME) STUB(tctx, 45, TCTX_NAME) STUB(tctx, 46, TCTX_NAME)
+STUB(tctx, 47, TCTX_NAME) STUB(tctx, 48, TCTX_NAME) STUB(tctx, 49, TCTX_NAME)
+STUB(tctx, 50, TCTX_NAME) STUB(tctx, 51, TCTX_NAME) STUB(tctx, 52, TCTX_NAME)
+STUB(tctx, 53, TCTX_NAME) STUB(tctx, 54, TCTX_NAME) STUB(tctx, 55, TCTX_NAME)
+STUB(tctx, 56, TCTX_NAME) STUB(tctx, 57, TCTX_NAME) STUB(tctx, 58, TCTX_NAME)
+STUB(tctx, 59, TCTX_NAME) STUB(tctx, 60, TCTX_NAME)
+
+static CUresult tctx_past_end(void)
+{
+	static int seen;
+
+	return past_end(&seen, TCTX_NAME, TCTX_SLOTS);
+}
+
+#define S(n) FN(stub_tctx_##n)
+static const void *const tctx_table[TAB_ROOM] = {
+	TAB_SIZE(TCTX_SLOTS),
+	S(1), S(2), FN(tctx_device), FN(tctx_id), S(5), FN(tctx_sync),
+	S(7), FN(tctx_api), S(9), S(10), S(11), S(12), FN(tctx_api_version),
+	S(14), S(15), S(16), S(17), S(18), S(19), S(20), S(21), S(22),
+	S(23), S(24), S(25), S(26), S(27), S(28), S(29), S(30), S(31),
+	S(32), S(33), S(34), S(35), FN(tctx_prio_range), S(37), S(38),
+	S(39), FN(tctx_parent), S(41), S(42), S(43), S(44), S(45), S(46),
+	S(47), S(48), S(49), S(50), S(51), S(52), S(53), S(54), S(55),
+	S(56), S(57), S(58), S(59), S(60),
+	[TCTX_SLOTS ... TAB_ROOM - 1] = FN(tctx_past_end),
+};
+#undef S
+
+/* ---- tools module (6e 16 3f be ...) ------------------------------------ */
+
+/*
+ * NVIDIA's "tools module" table (CU_ETID_ToolsModule): queries on modules
+ * and functions for tools. cuFFT needs it to exist (above) and checks
+ * that it has more than 7 slots before calling [7]
+ *	(CUcontext, CUmodule, void (*cb)(void *arg, CUfunction f, ...), arg)
+ * which calls cb once per function of the module and returns how many it
+ * called it for; cuFFT uses it to find the kernel of a module whose
+ * kernel name it does not pass, and takes it when the answer is 1.
+ * cuvisor learns a module's functions only by name, so it cannot
+ * enumerate them: [7] logs, calls nothing and returns 0, and cuFFT fails
+ * that plan rather than launch a wrong kernel. Only [7]'s prefix is
+ * declared (the driver's table is longer: tools also use [20]-[22] for
+ * debugger parameters); the other slots are stubs.
+ */
+#define TMOD_NAME "tools-module"
+#define TMOD_SLOTS 8
+
+typedef void (*tmod_fn_cb)(void *arg, CUfunction f);
+
+/* [7] (CUcontext, CUmodule, cb, arg): functions enumerated (none). */
+static uint64_t tmod_functions(CUcontext ctx, CUmodule mod, tmod_fn_cb cb,
+			       void *arg)
+{
+	static int seen;
+
+	if (!__atomic_exchange_n(&seen, 1, __ATOMIC_RELAXED))
+		cv_warn("the program called slot [7] of the driver's %s table (enumerate a module's functions), which cuvisor does not implement: it enumerates none",
+			TMOD_NAME);
+	return 0;
+}
+
+STUB(tmod, 1, TMOD_NAME) STUB(tmod, 2, TMOD_NAME) STUB(tmod, 3, TMOD_NAME)
+STUB(tmod, 4, TMOD_NAME) STUB(tmod, 5, TMOD_NAME) STUB(tmod, 6, TMOD_NAME)
+
+static CUresult tmod_past_end(void)
+{
+	static int seen;
+
+	return past_end(&seen, TMOD_NAME, TMOD_SLOTS);
+}
+
+static const void *const tmod_table[TAB_ROOM] = {
+	TAB_SIZE(TMOD_SLOTS),
+	FN(stub_tmod_1), FN(stub_tmod_2), FN(stub_tmod_3), FN(stub_tmod_4),
+	FN(stub_tmod_5), FN(stub_tmod_6), FN(tmod_functions),
+	[TMOD_SLOTS ... TAB_ROOM - 1] = FN(tmod_past_end),
+};
+
 /* ---- lookup ------------------------------------------------------------ */
 
 struct export {
@@ -485,6 +730,12 @@ static const struct export exports[] = {
 	{ { 0xd4, 0x08, 0x20, 0x55, 0xbd, 0xe6, 0x70, 0x4b,
 	    0x8d, 0x34, 0xba, 0x12, 0x3c, 0x66, 0xe1, 0xf2 },
 	  "integrity check", integrity_table },
+	{ { 0x21, 0x31, 0x8c, 0x60, 0x97, 0x14, 0x32, 0x48,
+	    0x8c, 0xa6, 0x41, 0xff, 0x73, 0x24, 0xc8, 0xf2 },
+	  "tools context", tctx_table },
+	{ { 0x6e, 0x16, 0x3f, 0xbe, 0xb9, 0x58, 0x44, 0x4d,
+	    0x83, 0x5c, 0xe1, 0x82, 0xaf, 0xf1, 0x99, 0x1e },
+	  "tools module", tmod_table },
 };
 
 /* Warns once per unknown UUID (the first 16 distinct ones). */

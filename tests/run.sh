@@ -487,29 +487,24 @@ run_fuzz() {
 # Programs of build/tests/rt/ that fail today because the guest lacks a
 # piece; their failure is reported as XFAIL, not counted as a failure.
 # Set CV_RT_XFAIL (comma-separated names, may be empty) to override.
-# Why each fails on the host backend (2026-11-24, from the programs'
-# output, CUVISOR_LOG and gdb):
-#  - all: SIGSEGV at start-up, in the runtime's first cuLibraryLoadData:
-#    lib_opts() (guest/api_library.c) reads the value of
-#    CU_LIBRARY_BINARY_IS_PRESERVED through a pointer, but the runtime
-#    passes the value itself ((void *)1). Past that (checked with a
-#    private patch), cudaSetDevice fails with cudaErrorNotSupported:
-#    cuCtxGetDevice_v2 is a NOT_SUPPORTED stub. Past both, rt_basic,
-#    rt_basic_shared, rt_streams, rt_streams_ptds, rt_symbols, rt_errors,
-#    rt_rdc, rand and dnn pass; then:
-#  - blas_gemm, blaslt: cublasCreate/cublasLtCreate fail (INTERNAL_ERROR):
-#    cuLibraryGetKernel(cublas::internal::nopClusterDiscoveryTool) is
-#    NOT_FOUND on the host backend (no host twin); with one,
-#    cuOccupancyMaxActiveClusters is a NOT_SUPPORTED stub (also on a GPU),
-#    then cuLibraryGetGlobal(cublas::internal::deviceConstants) is
-#    NOT_FOUND on the host backend (ALLOC_FAILED).
-#  - blaslt: past those, cublasLtMatmulAlgoGetHeuristic gives
-#    NOT_SUPPORTED after the runtime called slot [2] of the tools-TLS
-#    export table, which the guest does not implement.
-#  - fft: cufftCreate/cufftEstimate1d/cufftPlan1d fail (CUFFT_INTERNAL_ERROR):
-#    cuFFT asks cuGetExportTable for table 21 31 8c 60 97 14 32 48 8c a6
-#    41 ff 73 24 c8 f2, which the guest refuses.
-RT_XFAIL_DEFAULT=rt_basic,rt_basic_shared,rt_streams,rt_streams_ptds,rt_symbols,rt_errors,rt_rdc,blas_gemm,blaslt,fft,rand,dnn
+# Why each fails on the host backend (2026-11-24, commit 9b024e0, from
+# the programs' output, CUVISOR_LOG and a gdb trace of the driver calls):
+#  - blas_gemm, blaslt: cublasCreate/cublasLtCreate fail with
+#    CUBLAS_STATUS_INTERNAL_ERROR: cuLibraryGetKernel of
+#    _ZN6cublas8internal23nopClusterDiscoveryToolEv is NOT_FOUND (the host
+#    backend has no twin of it). With a no-op twin, the next refusal is
+#    cuOccupancyMaxActiveClusters (a NOT_SUPPORTED stub, also on a GPU),
+#    then cuLibraryGetGlobal of _ZN6cublas8internal15deviceConstantsE is
+#    NOT_FOUND (host backend: CUBLAS_STATUS_ALLOC_FAILED). Past those,
+#    blas_gemm passes.
+#  - blaslt, past the above: cublasLtMatmulAlgoGetHeuristic returns
+#    CUBLAS_STATUS_NOT_SUPPORTED right after the runtime called slot [2]
+#    of the tools-TLS export table, which the guest does not implement.
+#  - fft: cufftEstimate1d, cufftCreate and cufftPlan1d fail with
+#    CUFFT_INTERNAL_ERROR (5): cuFFT asks cuGetExportTable for table
+#    21 31 8c 60 97 14 32 48 8c a6 41 ff 73 24 c8 f2, which the guest
+#    refuses (logged as "unknown table").
+RT_XFAIL_DEFAULT=blas_gemm,blaslt,fft
 RT_TIMEOUT=120
 
 # rt_xfail NAME: true when NAME is expected to fail.
@@ -527,7 +522,6 @@ rt_result() {
 	0) why= ;;
 	77) result SKIP "rt:$name" "the program skipped itself"; return ;;
 	124) why="timed out after ${RT_TIMEOUT}s" ;;
-	1) why="exit 1" ;;
 	*) why="exit $rc"
 	   [ "$rc" -gt 128 ] && why="$why: $(kill -l $((rc - 128)) 2>/dev/null)" ;;
 	esac
