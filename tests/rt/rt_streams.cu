@@ -171,6 +171,8 @@ static void check_events(void)
 	rt_note("4 copies of 16 MiB: %.3f ms", (double)ms);
 	rt_cuda_fails(cudaEventElapsedTime(&ms, a, c),
 		      "elapsed time to a DisableTiming event fails");
+	/* That error is also the runtime's last error: clear it. */
+	(void)cudaGetLastError();
 
 	if (rt_need_gpu("event timing of a spinning kernel")) {
 		RT_CUDA(cudaEventRecord(a, s), "record before spin");
