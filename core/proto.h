@@ -264,6 +264,7 @@ enum cv_op {
 				   * already loaded image of that content
 				   * hash, or CUDA_ERROR_NOT_FOUND */
 	CV_OP_OCC_CLUSTER,      /* reply; cv_occ_cluster + attrs -> cv_i64_r */
+	CV_OP_MODULE_FUNC_NAME, /* reply; cv_module_func -> cv_module_func_r */
 	CV_OP_COUNT
 };
 
@@ -386,6 +387,15 @@ struct cv_get_global {
 	uint32_t name_len;  /* name follows */
 };
 struct cv_global_r { uint64_t dptr; uint64_t size; };
+
+/* The number of functions of a module, and the name of function `index`
+ * (none when index >= count). */
+struct cv_module_func { uint32_t module; uint32_t index; };
+struct cv_module_func_r {
+	uint32_t count;
+	uint32_t len;   /* name bytes that follow, no NUL, <= CV_NAME_MAX */
+	char name[];
+};
 
 struct cv_func_attr { uint32_t func; int32_t attrib; int64_t value; };
 _Static_assert(sizeof(struct cv_func_attr) == 16, "");

@@ -159,6 +159,6 @@ CV_API CUresult cuCtxGetId(CUcontext h, unsigned long long *out)
 		cv_ctx_current();
 	if (!c || c->destroyed)
 		return CUDA_ERROR_INVALID_CONTEXT;
-	*out = c->h.id;
+	*out = c->uid;
 	return CUDA_SUCCESS;
 }

@@ -52,8 +52,11 @@ static struct cv_ctx *ctx_new(unsigned int flags, bool primary)
 
 	if (!c)
 		return NULL;
+	static uint64_t next_uid = 1;
+
 	c->flags = flags;
 	c->primary = primary;
+	c->uid = __atomic_fetch_add(&next_uid, 1, __ATOMIC_RELAXED);
 	if (!cv_handle_new(c, CV_H_CTX, &id)) {
 		free(c);
 		return NULL;

@@ -552,6 +552,79 @@ CUresult cv_global_lookup(CUdeviceptr *dptr, size_t *bytes, CUmodule hm,
 	return CUDA_SUCCESS;
 }
 
+/* Count, and with index < count the name, of a module's functions. */
+static int module_func_name(struct cv_module *m, uint32_t index,
+			    uint32_t *count, char *name)
+{
+	uint8_t buf[CV_REPLY_DATA];
+	struct cv_module_func a = { m->h.id, index };
+	const struct cv_module_func_r *r = (const void *)buf;
+	uint32_t got = 0;
+	int rc;
+
+	rc = cv_module_ensure(m);
+	if (rc)
+		return rc;
+	rc = cv_g_call(CV_OP_MODULE_FUNC_NAME, false, &a, sizeof(a), buf,
+		       sizeof(buf), &got);
+	if (rc)
+		return rc;
+	if (got < sizeof(*r) || r->len > CV_NAME_MAX ||
+	    got < sizeof(*r) + r->len)
+		return CUDA_ERROR_UNKNOWN;
+	*count = r->count;
+	if (name) {
+		memcpy(name, r->name, r->len);
+		name[r->len] = 0;
+	}
+	return CUDA_SUCCESS;
+}
+
+CV_API CUresult cuModuleGetFunctionCount(unsigned int *count, CUmodule hm)
+{
+	struct cv_module *m;
+	uint32_t n = 0;
+	int rc = cv_g_ready();
+
+	if (rc)
+		return rc;
+	if (!count)
+		return CUDA_ERROR_INVALID_VALUE;
+	m = module_obj(hm);
+	if (!m)
+		return CUDA_ERROR_INVALID_HANDLE;
+	rc = module_func_name(m, UINT32_MAX, &n, NULL);
+	if (!rc)
+		*count = n;
+	return rc;
+}
+
+CV_API CUresult cuModuleEnumerateFunctions(CUfunction *fns, unsigned int num,
+					   CUmodule hm)
+{
+	char name[CV_NAME_MAX + 1];
+	struct cv_module *m;
+	uint32_t n = 0, i;
+	int rc = cv_g_ready();
+
+	if (rc)
+		return rc;
+	m = module_obj(hm);
+	if (!m)
+		return CUDA_ERROR_INVALID_HANDLE;
+	if (!fns)
+		return CUDA_ERROR_INVALID_VALUE;
+	rc = module_func_name(m, UINT32_MAX, &n, NULL);
+	if (!rc && num < n)
+		rc = CUDA_ERROR_INVALID_VALUE;
+	for (i = 0; !rc && i < n; i++) {
+		rc = module_func_name(m, i, &n, name);
+		if (!rc)
+			rc = cv_func_lookup(&fns[i], hm, name);
+	}
+	return rc;
+}
+
 static struct cv_func *func_obj_any(CUfunction h)
 {
 	return cv_handle_get((uint64_t)(uintptr_t)h, CV_H_FUNC);

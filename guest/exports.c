@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * cuGetExportTable: the driver's private tables that the CUDA runtime
- * binds through (docs/cudart-binding.md, "Private tables").
+ * binds through (docs/cudart-binding.md, "Private tables"), and the two
+ * tools tables cuFFT needs (tools context, tools module: see there).
  *
  * Each table is a static array of pointers whose slot 0 holds the table's
  * size in bytes (slots x 8), except the context-local-storage table,
@@ -151,15 +152,31 @@ static const void *const hooks_table[7] = {
 	FN(stub_hooks_5), FN(hooks_buf6),
 };
 
-/* ---- tools thread-local storage (42 d8 5a 81 ...): never seen called -- */
+/* ---- tools thread-local storage (42 d8 5a 81 ...) ---------------------- */
 
 #define TLS_NAME "tools-TLS"
 STUB(tls, 1, TLS_NAME)
-STUB(tls, 2, TLS_NAME)
 STUB(tls, 3, TLS_NAME)
 
+/*
+ * [2]: the calling thread's current context. cuBLAS (cublasSgemm) and
+ * cuBLASLt call it; public reverse engineering names it "get thread
+ * context", and a driver stand-in checked against NVIDIA's returns the
+ * current CUcontext through the pointer.
+ */
+static CUresult tls_thread_context(CUcontext *out)
+{
+	struct cv_ctx *c;
+
+	if (!out)
+		return CUDA_ERROR_INVALID_VALUE;
+	c = cv_ctx_current();
+	*out = c ? (CUcontext)(uintptr_t)cv_handle_of(&c->h) : NULL;
+	return CUDA_SUCCESS;
+}
+
 static const void *const tls_table[4] = {
-	TAB_SIZE(4), FN(stub_tls_1), FN(stub_tls_2), FN(stub_tls_3),
+	TAB_SIZE(4), FN(stub_tls_1), FN(tls_thread_context), FN(stub_tls_3),
 };
 
 /* ---- context-local storage (c6 93 33 6e ...) --------------------------- */
@@ -483,8 +500,9 @@ static CUresult past_end(int *seen, const char *table, unsigned int slots)
  *
  * The table grows at its end and slot 0 says how long it is. The 60
  * slots after it are those of an earlier release's declaration of the
- * table (newer drivers have about 92): slots answered from cuvisor's state
- * are implemented, the others are stubs. A "tools stream" is the
+ * table (drivers for CUDA 13.2 to 13.4 were measured elsewhere at 93 to
+ * 95 slots): slots answered from cuvisor's state are implemented, the
+ * others are stubs. A "tools stream" is the
  * driver's internal stream object, which tools may read through; cuvisor
  * has none to give, so every slot taking or returning one is a stub.
  *
@@ -656,29 +674,45 @@ static const void *const tctx_table[TAB_ROOM] = {
  * that it has more than 7 slots before calling [7]
  *	(CUcontext, CUmodule, void (*cb)(void *arg, CUfunction f, ...), arg)
  * which calls cb once per function of the module and returns how many it
- * called it for; cuFFT uses it to find the kernel of a module whose
- * kernel name it does not pass, and takes it when the answer is 1.
- * cuvisor learns a module's functions only by name, so it cannot
- * enumerate them: [7] logs, calls nothing and returns 0, and cuFFT fails
- * that plan rather than launch a wrong kernel. Only [7]'s prefix is
- * declared (the driver's table is longer: tools also use [20]-[22] for
- * debugger parameters); the other slots are stubs.
+ * called it for: cuFFT loads each of its kernels as a module of its own
+ * (cuModuleLoadData of a fat binary) and takes, when the answer is 1, the
+ * function its callback saw. [7] is answered with the public
+ * cuModuleGetFunctionCount and cuModuleEnumerateFunctions; where those
+ * fail it calls nothing and returns 0, and cuFFT fails that plan. Only
+ * [7]'s prefix is declared (the driver's table is longer: tools also use
+ * [20]-[22] for debugger parameters); the other slots are stubs.
  */
 #define TMOD_NAME "tools-module"
 #define TMOD_SLOTS 8
 
-typedef void (*tmod_fn_cb)(void *arg, CUfunction f);
+/* The callback's third argument is not known; it gets NULL. */
+typedef void (*tmod_fn_cb)(void *arg, CUfunction f, void *unknown);
 
-/* [7] (CUcontext, CUmodule, cb, arg): functions enumerated (none). */
+/* [7] (CUcontext, CUmodule, cb, arg): how many functions cb was given. */
 static uint64_t tmod_functions(CUcontext ctx, CUmodule mod, tmod_fn_cb cb,
 			       void *arg)
 {
 	static int seen;
+	CUfunction *fs = NULL;
+	unsigned int n = 0, i;
+	CUresult rc = cuModuleGetFunctionCount(&n, mod);
 
-	if (!__atomic_exchange_n(&seen, 1, __ATOMIC_RELAXED))
-		cv_warn("the program called slot [7] of the driver's %s table (enumerate a module's functions), which cuvisor does not implement: it enumerates none",
-			TMOD_NAME);
-	return 0;
+	if (!rc && n) {
+		fs = calloc(n, sizeof(*fs));
+		rc = fs ? cuModuleEnumerateFunctions(fs, n, mod) :
+			  CUDA_ERROR_OUT_OF_MEMORY;
+	}
+	if (rc) {
+		if (!__atomic_exchange_n(&seen, 1, __ATOMIC_RELAXED))
+			cv_warn("slot [7] of the driver's %s table (enumerate a module's functions) failed: CUresult %d; it enumerates none",
+				TMOD_NAME, (int)rc);
+		free(fs);
+		return 0;
+	}
+	for (i = 0; i < n && cb; i++)
+		cb(arg, fs[i], NULL);
+	free(fs);
+	return n;
 }
 
 STUB(tmod, 1, TMOD_NAME) STUB(tmod, 2, TMOD_NAME) STUB(tmod, 3, TMOD_NAME)

@@ -46,6 +46,7 @@ struct cv_hobj {
 
 struct cv_ctx {
 	struct cv_hobj h;
+	uint64_t uid;        /* never reused (cuCtxGetId) */
 	unsigned int flags;
 	bool primary;
 	bool destroyed;

@@ -101,6 +101,71 @@ CUresult cuDeviceGetAttribute(int *pi, CUdevice_attribute a, CUdevice dev)
 	return dev ? CUDA_ERROR_INVALID_DEVICE : CUDA_SUCCESS;
 }
 
+/* The context of h, or the current one for NULL, as the guest finds it. */
+static struct cv_ctx *ctx_of(CUcontext h)
+{
+	return h ? cv_handle_get((uint64_t)(uintptr_t)h, CV_H_CTX) : cur;
+}
+
+#define CTX_ID(i) (700u + (i)) /* what cuCtxGetId answers for ctxs[i] */
+static int nsync;
+
+CUresult cuCtxGetId(CUcontext h, unsigned long long *id)
+{
+	struct cv_ctx *c = ctx_of(h);
+
+	if (!c)
+		return CUDA_ERROR_INVALID_CONTEXT;
+	*id = CTX_ID(c - ctxs);
+	return CUDA_SUCCESS;
+}
+
+CUresult cuCtxGetDevice_v2(CUdevice *dev, CUcontext h)
+{
+	if (!ctx_of(h))
+		return CUDA_ERROR_INVALID_CONTEXT;
+	*dev = 0;
+	return CUDA_SUCCESS;
+}
+
+CUresult cuCtxSynchronize_v2(CUcontext h)
+{
+	if (!ctx_of(h))
+		return CUDA_ERROR_INVALID_CONTEXT;
+	nsync++;
+	return CUDA_SUCCESS;
+}
+
+CUresult cuCtxGetApiVersion(CUcontext h, unsigned int *v)
+{
+	if (!ctx_of(h))
+		return CUDA_ERROR_INVALID_CONTEXT;
+	*v = 3020;
+	return CUDA_SUCCESS;
+}
+
+/* Modules 1 and 2 have one and two functions (handles 0xf0 + i). */
+CUresult cuModuleGetFunctionCount(unsigned int *n, CUmodule m)
+{
+	uintptr_t i = (uintptr_t)m;
+
+	if (i != 1 && i != 2)
+		return CUDA_ERROR_INVALID_HANDLE;
+	*n = (unsigned int)i;
+	return CUDA_SUCCESS;
+}
+
+CUresult cuModuleEnumerateFunctions(CUfunction *fs, unsigned int n, CUmodule m)
+{
+	uintptr_t i = (uintptr_t)m;
+
+	if ((i != 1 && i != 2) || n != i)
+		return CUDA_ERROR_INVALID_VALUE;
+	for (unsigned int k = 0; k < n; k++)
+		fs[k] = (CUfunction)(uintptr_t)(0xf0 + k);
+	return CUDA_SUCCESS;
+}
+
 /* ---- helpers -------------------------------------------------------------- */
 
 static void unhex(const char *s, uint8_t *out, size_t n)
@@ -147,6 +212,11 @@ static const uint8_t U_CHECKS[16] = { 0x26, 0x3e, 0x88, 0x60, 0x7c, 0xd2, 0x61,
 	0x43, 0x92, 0xf6, 0xbb, 0xd5, 0x00, 0x6d, 0xfa, 0x7e };
 static const uint8_t U_INTEGRITY[16] = { 0xd4, 0x08, 0x20, 0x55, 0xbd, 0xe6,
 	0x70, 0x4b, 0x8d, 0x34, 0xba, 0x12, 0x3c, 0x66, 0xe1, 0xf2 };
+
+static const uint8_t U_TCTX[16] = { 0x21, 0x31, 0x8c, 0x60, 0x97, 0x14,
+	0x32, 0x48, 0x8c, 0xa6, 0x41, 0xff, 0x73, 0x24, 0xc8, 0xf2 };
+static const uint8_t U_TMOD[16] = { 0x6e, 0x16, 0x3f, 0xbe, 0xb9, 0x58,
+	0x44, 0x4d, 0x83, 0x5c, 0xe1, 0x82, 0xaf, 0xf1, 0x99, 0x1e };
 
 static const uint8_t KEY[16] = { 0x14, 0x6a, 0xdd, 0xae, 0x53, 0xa9, 0xa7,
 	0x52, 0xaa, 0x08, 0x41, 0x36, 0x0b, 0xf5, 0x5a, 0x9f };
@@ -478,6 +548,9 @@ static void test_lookup(const char *logpath)
 	CHECK(table_size(table(U_TLS)) == 4 * 8, "tools TLS: 4 slots");
 	CHECK(table_size(table(U_CHECKS)) == 4 * 8, "context checks: 4 slots");
 	CHECK(table_size(table(U_INTEGRITY)) == 3 * 8, "integrity: 3 slots");
+	CHECK(table_size(table(U_TCTX)) == 61 * 8, "tools context: 61 slots");
+	CHECK(table_size(table(U_TMOD)) == 8 * 8,
+	      "tools module: 8 slots (cuFFT wants more than 7)");
 	t = table(U_CLS);
 	CHECK(t && ((const void *const *)t)[0] && ((const void *const *)t)[1] &&
 	      ((const void *const *)t)[2] && !((const void *const *)t)[3],
@@ -592,6 +665,112 @@ static void test_integrity_slot(void)
 	      "integrity [1](13002) hashes this process, thread, tables, device");
 	CHECK(fn(13002, secs, NULL) == CUDA_ERROR_INVALID_VALUE,
 	      "integrity [1] with NULL out: CUDA_ERROR_INVALID_VALUE");
+}
+
+/* ---- tools context and tools module (cuFFT) ---------------------------- */
+
+typedef CUresult (*dev_fn)(CUcontext, uint32_t *);
+typedef CUresult (*id_fn)(CUcontext, uint64_t *);
+typedef CUresult (*sync_fn)(CUcontext);
+typedef void (*api_fn)(CUcontext, int *);
+typedef CUresult (*u32_fn)(CUcontext, uint32_t *);
+typedef CUresult (*prio_fn)(CUcontext, int32_t *, int32_t *);
+typedef CUresult (*parent_fn)(CUcontext, CUcontext *);
+typedef void (*fn_cb)(void *, CUfunction, void *);
+typedef uint64_t (*enum_fn)(CUcontext, CUmodule, fn_cb, void *);
+
+static int ncb;
+
+/* Keeps the last function, as cuFFT's callback does. */
+static void keep_cb(void *arg, CUfunction f, void *unknown)
+{
+	*(CUfunction *)arg = f;
+	ncb++;
+}
+
+static void test_tools_context(const char *logpath)
+{
+	const void *t = table(U_TCTX), *m = table(U_TMOD);
+	const void *const *slot = t;
+	CUcontext bad = (CUcontext)(uintptr_t)0x1234, parent = HANDLE(1);
+	uint64_t id = 0;
+	uint32_t u = 99;
+	int32_t least = 5, greatest = 5;
+	int api = 7;
+	bool all = true;
+	CUfunction f = NULL;
+
+	if (!t || !m) {
+		CHECK(false, "tools context and tools module tables exist");
+		return;
+	}
+	for (unsigned int i = 1; i < 128; i++)
+		all = all && slot[i];
+	CHECK(all, "tools context: every slot, and the room after, is set");
+	cur = &ctxs[1];
+	CHECK(SLOT(t, 4, id_fn)(HANDLE(2), &id) == CUDA_SUCCESS &&
+	      id == CTX_ID(2), "[4] by handle: cuCtxGetId's id");
+	CHECK(SLOT(t, 4, id_fn)(NULL, &id) == CUDA_SUCCESS && id == CTX_ID(1),
+	      "[4] NULL: the current context's id");
+	CHECK(SLOT(t, 4, id_fn)(bad, &id) == CUDA_ERROR_INVALID_CONTEXT,
+	      "[4] bad handle: CUDA_ERROR_INVALID_CONTEXT");
+	CHECK(SLOT(t, 4, id_fn)(HANDLE(0), NULL) == CUDA_ERROR_INVALID_VALUE,
+	      "[4] NULL out: CUDA_ERROR_INVALID_VALUE");
+	CHECK(SLOT(t, 3, dev_fn)(HANDLE(2), &u) == CUDA_SUCCESS && u == 0,
+	      "[3] the context's device: 0");
+	CHECK(SLOT(t, 3, dev_fn)(bad, &u) == CUDA_ERROR_INVALID_CONTEXT,
+	      "[3] bad handle: CUDA_ERROR_INVALID_CONTEXT");
+	CHECK(SLOT(t, 6, sync_fn)(HANDLE(0)) == CUDA_SUCCESS && nsync == 1,
+	      "[6] synchronizes the context");
+	SLOT(t, 8, api_fn)(HANDLE(0), &api);
+	CHECK(api == 1, "[8] a CUDA context");
+	SLOT(t, 8, api_fn)(bad, &api);
+	CHECK(api == 0, "[8] bad handle: invalid");
+	CHECK(SLOT(t, 13, u32_fn)(HANDLE(0), &u) == CUDA_SUCCESS && u == 3020,
+	      "[13] API version, as cuCtxGetApiVersion");
+	g.dev.prio_least = 0;
+	g.dev.prio_greatest = -5;
+	CHECK(SLOT(t, 36, prio_fn)(NULL, &least, &greatest) == CUDA_SUCCESS &&
+	      least == 0 && greatest == -5 &&
+	      SLOT(t, 36, prio_fn)(NULL, NULL, NULL) == CUDA_SUCCESS,
+	      "[36] stream priority range, outputs optional");
+	CHECK(SLOT(t, 40, parent_fn)(HANDLE(2), &parent) == CUDA_SUCCESS &&
+	      parent == NULL, "[40] no parent context");
+	CHECK(SLOT(t, 40, parent_fn)(bad, &parent) ==
+	      CUDA_ERROR_INVALID_CONTEXT, "[40] bad handle");
+	cur = NULL;
+	CHECK(SLOT(t, 4, id_fn)(NULL, &id) == CUDA_ERROR_INVALID_CONTEXT,
+	      "[4] NULL without a current context: CUDA_ERROR_INVALID_CONTEXT");
+	CHECK(SLOT(t, 51, any_fn)() == CUDA_ERROR_NOT_SUPPORTED &&
+	      SLOT(t, 51, any_fn)() == CUDA_ERROR_NOT_SUPPORTED &&
+	      SLOT(t, 1, any_fn)() == CUDA_ERROR_NOT_SUPPORTED,
+	      "tools context stubs: CUDA_ERROR_NOT_SUPPORTED");
+	CHECK(count_in(logpath, "slot [51] of the driver's tools-context") == 1,
+	      "a tools-context stub is logged once, with its slot");
+	CHECK(SLOT(t, 61, any_fn)() == CUDA_ERROR_NOT_SUPPORTED &&
+	      SLOT(t, 127, any_fn)() == CUDA_ERROR_NOT_SUPPORTED &&
+	      count_in(logpath, "past the end (61 slots) of the driver's tools-context") == 1,
+	      "tools context past its size: a stub, logged once");
+
+	ncb = 0;
+	CHECK(SLOT(m, 7, enum_fn)(HANDLE(0), (CUmodule)(uintptr_t)1, keep_cb,
+				  &f) == 1 && ncb == 1 && f == (CUfunction)0xf0,
+	      "tools module [7]: a one-kernel module gives 1, its function");
+	ncb = 0;
+	CHECK(SLOT(m, 7, enum_fn)(NULL, (CUmodule)(uintptr_t)2, keep_cb,
+				  &f) == 2 && ncb == 2 && f == (CUfunction)0xf1,
+	      "tools module [7]: every function, once each");
+	ncb = 0;
+	CHECK(SLOT(m, 7, enum_fn)(NULL, (CUmodule)(uintptr_t)9, keep_cb,
+				  &f) == 0 && ncb == 0 &&
+	      SLOT(m, 7, enum_fn)(NULL, (CUmodule)(uintptr_t)9, keep_cb,
+				  &f) == 0,
+	      "tools module [7]: a module it cannot enumerate gives 0");
+	CHECK(count_in(logpath, "slot [7] of the driver's tools-module table (enumerate a module's functions) failed: CUresult 400") == 1,
+	      "tools module [7]: a failure is logged once");
+	CHECK(SLOT(m, 1, any_fn)() == CUDA_ERROR_NOT_SUPPORTED &&
+	      SLOT(m, 8, any_fn)() == CUDA_ERROR_NOT_SUPPORTED,
+	      "tools module: other slots and the room after are stubs");
 }
 
 /* ---- context-local storage ----------------------------------------------- */
@@ -782,6 +961,7 @@ int main(void)
 	test_runtime_interface(logpath);
 	test_hooks_and_checks();
 	test_integrity_slot();
+	test_tools_context(logpath);
 
 	cls = table(U_CLS);
 	cls_put = SLOT(cls, 0, put_fn);

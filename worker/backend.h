@@ -117,6 +117,12 @@ struct cv_backend_ops {
 			    cv_bobj *out, struct cv_fparams *params);
 	int (*get_global)(struct cv_backend *b, cv_bobj mod, const char *name,
 			  uint64_t *dptr, uint64_t *size);
+	/* Sets *count to the module's number of functions and, when
+	 * index < *count, writes function index's name (NUL-terminated,
+	 * truncated to size). */
+	int (*module_function_name)(struct cv_backend *b, cv_bobj mod,
+				    uint32_t index, char *name, size_t size,
+				    uint32_t *count);
 	int (*func_get_attr)(struct cv_backend *b, cv_bobj f, int attrib,
 			     int *value);
 	int (*func_set_attr)(struct cv_backend *b, cv_bobj f, int attrib,

@@ -847,6 +847,34 @@ static int cv_cuda_config(CUlaunchConfig *cfg, CUlaunchAttribute *a,
 	return CUDA_SUCCESS;
 }
 
+static int cv_cuda_module_function_name(struct cv_backend *b, cv_bobj mod,
+					uint32_t index, char *name, size_t size,
+					uint32_t *count)
+{
+	CV_CUDA_ENTER(c, b);
+	CUfunction *fns;
+	const char *n = NULL;
+	unsigned int cnt = 0;
+	CUresult r;
+
+	r = c->api.cuModuleGetFunctionCount(&cnt, (CUmodule)mod);
+	if (r)
+		return r;
+	*count = cnt;
+	if (index >= cnt)
+		return CUDA_SUCCESS;
+	fns = calloc(cnt, sizeof(*fns));
+	if (!fns)
+		return CUDA_ERROR_OUT_OF_MEMORY;
+	r = c->api.cuModuleEnumerateFunctions(fns, cnt, (CUmodule)mod);
+	if (!r)
+		r = c->api.cuFuncGetName(&n, fns[index]);
+	if (!r)
+		snprintf(name, size, "%s", n ? n : "");
+	free(fns);
+	return r;
+}
+
 static int cv_cuda_occupancy_cluster(struct cv_backend *b, cv_bobj f,
 				     uint32_t kind, const uint32_t grid[3],
 				     const uint32_t block[3], uint32_t shmem,
@@ -1023,6 +1051,7 @@ const struct cv_backend_ops cv_backend_cuda = {
 	.ctx_get_limit = cv_cuda_ctx_get_limit,
 	.occupancy = cv_cuda_occupancy,
 	.occupancy_cluster = cv_cuda_occupancy_cluster,
+	.module_function_name = cv_cuda_module_function_name,
 	.marker_create = cv_cuda_marker_create,
 	.marker_destroy = cv_cuda_event_destroy,
 	.marker_record = cv_cuda_marker_record,

@@ -72,6 +72,9 @@
 	X(cuModuleLoadDataEx, 2010)                                  \
 	X(cuModuleUnload, 2000)                                      \
 	X(cuModuleGetFunction, 2000)                                 \
+	X(cuModuleGetFunctionCount, 12040)                           \
+	X(cuModuleEnumerateFunctions, 12040)                         \
+	X(cuFuncGetName, 12030)                                      \
 	X(cuModuleGetGlobal, 3020)                                   \
 	X(cuFuncGetParamInfo, 12040)                                 \
 	X(cuFuncGetAttribute, 2020)                                  \

@@ -1271,6 +1271,18 @@ static int cv_host_module_unload(struct cv_backend *b, cv_bobj mod)
 	return 0;
 }
 
+/*
+ * A host module has no functions of its own: its kernels are looked up by
+ * name in the kernel libraries, so enumeration finds none.
+ */
+static int cv_host_module_function_name(struct cv_backend *b, cv_bobj mod,
+					uint32_t index, char *name, size_t size,
+					uint32_t *count)
+{
+	*count = 0;
+	return CUDA_SUCCESS;
+}
+
 /* One cluster of one block: the host "device" has no clusters. */
 static int cv_host_occupancy_cluster(struct cv_backend *b, cv_bobj f,
 				     uint32_t kind, const uint32_t grid[3],
@@ -1324,6 +1336,7 @@ const struct cv_backend_ops cv_backend_host = {
 	.ctx_get_limit = cv_host_ctx_get_limit,
 	.occupancy = cv_host_occupancy,
 	.occupancy_cluster = cv_host_occupancy_cluster,
+	.module_function_name = cv_host_module_function_name,
 	.marker_create = cv_host_marker_create,
 	.marker_destroy = cv_host_obj_destroy,
 	.marker_record = cv_host_marker_record,

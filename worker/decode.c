@@ -635,6 +635,34 @@ static int h_get_global(struct cv_vgpu *v, const void *p, uint32_t len,
 	return CUDA_SUCCESS;
 }
 
+static int h_module_func_name(struct cv_vgpu *v, const void *p, uint32_t len,
+			      struct cv_out *out)
+{
+	struct cv_module_func_r *r = (struct cv_module_func_r *)out->data;
+	char name[CV_NAME_MAX + 1];
+	struct cv_module_func a;
+	struct cv_wmodule *m;
+	uint32_t count = 0;
+	size_t n;
+	int rc;
+
+	memcpy(&a, p, sizeof(a));
+	m = cv_htab_get(&v->modules, a.module);
+	if (!m)
+		return CUDA_ERROR_INVALID_HANDLE;
+	name[0] = 0;
+	rc = v->ops->module_function_name(v->b, m->obj, a.index, name,
+					  sizeof(name), &count);
+	if (rc)
+		return rc;
+	n = a.index < count ? strnlen(name, CV_NAME_MAX) : 0;
+	r->count = count;
+	r->len = (uint32_t)n;
+	memcpy(r->name, name, n);
+	out->len = (uint32_t)(sizeof(*r) + n);
+	return CUDA_SUCCESS;
+}
+
 static int h_func_get_attr(struct cv_vgpu *v, const void *p, uint32_t len,
 			   struct cv_out *out)
 {
@@ -1180,6 +1208,8 @@ static const struct cv_op_desc op_table[CV_OP_COUNT] = {
 	   R_REPLY, h_module_load_cached),
 	OP(CV_OP_OCC_CLUSTER, sizeof(struct cv_occ_cluster), 1, R_REPLY,
 	   h_occ_cluster),
+	OP(CV_OP_MODULE_FUNC_NAME, sizeof(struct cv_module_func), 0, R_REPLY,
+	   h_module_func_name),
 };
 
 /*

@@ -146,6 +146,58 @@ static void check_hooks_and_checks(void)
 		  "context checks [3] returns 0");
 }
 
+/* ---- tools context and tools module (what cuFFT needs) --------------- */
+
+typedef CUresult (*tctx_dev_fn)(CUcontext, uint32_t *);
+typedef CUresult (*tctx_id_fn)(CUcontext, uint64_t *);
+
+static const uint8_t tctx_uuid[16] = { 0x21, 0x31, 0x8c, 0x60, 0x97, 0x14,
+	0x32, 0x48, 0x8c, 0xa6, 0x41, 0xff, 0x73, 0x24, 0xc8, 0xf2 };
+static const uint8_t tmod_uuid[16] = { 0x6e, 0x16, 0x3f, 0xbe, 0xb9, 0x58,
+	0x44, 0x4d, 0x83, 0x5c, 0xe1, 0x82, 0xaf, 0xf1, 0x99, 0x1e };
+
+/*
+ * cuFFT fetches both tables at start-up, calls the tools context's [4]
+ * (the context id) and, after checking that the tools module has more
+ * than 7 slots, its [7]. Their sizes differ by driver: "#" lines.
+ */
+static void check_tools_tables(CUdevice dev, CUcontext primary)
+{
+	const void *t = NULL, *m = NULL;
+	unsigned long long want = 0;
+	uint64_t id = 0;
+	uint32_t ord = 99;
+	CUcontext c = NULL;
+
+	if (!CVT_CU(get_table(tctx_uuid, &t), "cuGetExportTable(tools context)") ||
+	    !CVT_CU(get_table(tmod_uuid, &m), "cuGetExportTable(tools module)") ||
+	    !t || !m) {
+		cvt_check(false, "tools context and tools module tables exist");
+		return;
+	}
+	cvt_check(SLOT(t, 0, uintptr_t) >= 5 * sizeof(void *),
+		  "tools context: at least 5 slots");
+	cvt_note("tools context: %zu slots",
+		 SLOT(t, 0, uintptr_t) / sizeof(void *));
+	cvt_check(SLOT(m, 0, uintptr_t) > 7 * sizeof(void *),
+		  "tools module: more than 7 slots");
+	cvt_note("tools module: %zu slots",
+		 SLOT(m, 0, uintptr_t) / sizeof(void *));
+	CVT_CU(cuCtxGetId(primary, &want), "cuCtxGetId(primary)");
+	CVT_CU(SLOT(t, 4, tctx_id_fn)(primary, &id), "tools context [4] (primary)");
+	cvt_check(id == want, "tools context [4] is cuCtxGetId's id");
+	CVT_CU(SLOT(t, 3, tctx_dev_fn)(primary, &ord), "tools context [3]");
+	cvt_check(ord == (uint32_t)dev, "tools context [3] is the device");
+	if (!CVT_CU(cuCtxCreate(&c, NULL, 0, dev), "cuCtxCreate"))
+		return;
+	CVT_CU(cuCtxGetId(c, &want), "cuCtxGetId(created)");
+	CVT_CU(SLOT(t, 4, tctx_id_fn)(NULL, &id),
+	       "tools context [4] (current context)");
+	cvt_check(id == want, "tools context [4] of NULL: the current context");
+	CVT_CU(cuCtxDestroy(c), "cuCtxDestroy");
+	CVT_CU(cuCtxSetCurrent(primary), "primary current again");
+}
+
 /* ---- integrity --------------------------------------------------------- */
 
 typedef CUresult (*integrity_fn)(uint32_t, uint64_t, uint64_t *);
@@ -368,6 +420,7 @@ int main(void)
 	cuCtxGetCurrent(&primary);
 	check_hooks_and_checks();
 	check_integrity();
+	check_tools_tables(dev, primary);
 	check_cls(dev, primary);
 	return cvt_done();
 }
