@@ -625,21 +625,83 @@ static CUresult tctx_parent(CUcontext ctx, CUcontext *parent)
 	return rc;
 }
 
-STUB(tctx, 1, TCTX_NAME) STUB(tctx, 2, TCTX_NAME) STUB(tctx, 5, TCTX_NAME)
+/*
+ * Tools stream handles. cuvisor has no internal stream objects, so the
+ * tools handle of a stream is its public handle; the legacy stream's is
+ * CU_STREAM_LEGACY and a per-thread default stream's CU_STREAM_PER_THREAD.
+ * cuBLAS turns the stream of each call into a tools handle ([51]) and
+ * then asks for its unique id ([39]).
+ */
+static CUresult tstream_check(CUstream s)
+{
+	if (s == CU_STREAM_LEGACY || s == CU_STREAM_PER_THREAD)
+		return CUDA_SUCCESS;
+	return cv_handle_get((uint64_t)(uintptr_t)s, CV_H_STREAM) ?
+		       CUDA_SUCCESS : CUDA_ERROR_INVALID_HANDLE;
+}
+
+/* [51] StreamGetToolsHandleEx(ctx, stream, *tools, per_thread) */
+static CUresult tctx_stream_handle(CUcontext ctx, CUstream s, void **out,
+				   uint8_t per_thread)
+{
+	CUresult rc = tctx_ctx(ctx);
+
+	if (rc)
+		return rc;
+	if (!out)
+		return CUDA_ERROR_INVALID_VALUE;
+	if (!s)
+		s = per_thread ? CU_STREAM_PER_THREAD : CU_STREAM_LEGACY;
+	rc = tstream_check(s);
+	if (!rc)
+		*out = (void *)s;
+	return rc;
+}
+
+/* [5] and [39]: (ctx, tools stream, *id): the handle is unique (it carries
+ * a generation), so it serves as the id. */
+static CUresult tctx_stream_id(CUcontext ctx, void *ts, uint64_t *id)
+{
+	CUresult rc = tctx_ctx(ctx);
+
+	if (rc)
+		return rc;
+	if (!id)
+		return CUDA_ERROR_INVALID_VALUE;
+	rc = tstream_check((CUstream)ts);
+	if (!rc)
+		*id = (uint64_t)(uintptr_t)ts;
+	return rc;
+}
+
+/* [16] StreamGetPublicHandle(tools stream, *stream) */
+static CUresult tctx_stream_public(void *ts, CUstream *out)
+{
+	CUresult rc;
+
+	if (!ts || !out)
+		return CUDA_ERROR_INVALID_VALUE;
+	rc = tstream_check((CUstream)ts);
+	if (!rc)
+		*out = (CUstream)ts;
+	return rc;
+}
+
+STUB(tctx, 1, TCTX_NAME) STUB(tctx, 2, TCTX_NAME)
 STUB(tctx, 7, TCTX_NAME) STUB(tctx, 9, TCTX_NAME) STUB(tctx, 10, TCTX_NAME)
 STUB(tctx, 11, TCTX_NAME) STUB(tctx, 12, TCTX_NAME) STUB(tctx, 14, TCTX_NAME)
-STUB(tctx, 15, TCTX_NAME) STUB(tctx, 16, TCTX_NAME) STUB(tctx, 17, TCTX_NAME)
+STUB(tctx, 15, TCTX_NAME) STUB(tctx, 17, TCTX_NAME)
 STUB(tctx, 18, TCTX_NAME) STUB(tctx, 19, TCTX_NAME) STUB(tctx, 20, TCTX_NAME)
 STUB(tctx, 21, TCTX_NAME) STUB(tctx, 22, TCTX_NAME) STUB(tctx, 23, TCTX_NAME)
 STUB(tctx, 24, TCTX_NAME) STUB(tctx, 25, TCTX_NAME) STUB(tctx, 26, TCTX_NAME)
 STUB(tctx, 27, TCTX_NAME) STUB(tctx, 28, TCTX_NAME) STUB(tctx, 29, TCTX_NAME)
 STUB(tctx, 30, TCTX_NAME) STUB(tctx, 31, TCTX_NAME) STUB(tctx, 32, TCTX_NAME)
 STUB(tctx, 33, TCTX_NAME) STUB(tctx, 34, TCTX_NAME) STUB(tctx, 35, TCTX_NAME)
-STUB(tctx, 37, TCTX_NAME) STUB(tctx, 38, TCTX_NAME) STUB(tctx, 39, TCTX_NAME)
+STUB(tctx, 37, TCTX_NAME) STUB(tctx, 38, TCTX_NAME)
 STUB(tctx, 41, TCTX_NAME) STUB(tctx, 42, TCTX_NAME) STUB(tctx, 43, TCTX_NAME)
 STUB(tctx, 44, TCTX_NAME) STUB(tctx, 45, TCTX_NAME) STUB(tctx, 46, TCTX_NAME)
 STUB(tctx, 47, TCTX_NAME) STUB(tctx, 48, TCTX_NAME) STUB(tctx, 49, TCTX_NAME)
-STUB(tctx, 50, TCTX_NAME) STUB(tctx, 51, TCTX_NAME) STUB(tctx, 52, TCTX_NAME)
+STUB(tctx, 50, TCTX_NAME) STUB(tctx, 52, TCTX_NAME)
 STUB(tctx, 53, TCTX_NAME) STUB(tctx, 54, TCTX_NAME) STUB(tctx, 55, TCTX_NAME)
 STUB(tctx, 56, TCTX_NAME) STUB(tctx, 57, TCTX_NAME) STUB(tctx, 58, TCTX_NAME)
 STUB(tctx, 59, TCTX_NAME) STUB(tctx, 60, TCTX_NAME)
@@ -654,13 +716,14 @@ static CUresult tctx_past_end(void)
 #define S(n) FN(stub_tctx_##n)
 static const void *const tctx_table[TAB_ROOM] = {
 	TAB_SIZE(TCTX_SLOTS),
-	S(1), S(2), FN(tctx_device), FN(tctx_id), S(5), FN(tctx_sync),
+	S(1), S(2), FN(tctx_device), FN(tctx_id), FN(tctx_stream_id),
+	FN(tctx_sync),
 	S(7), FN(tctx_api), S(9), S(10), S(11), S(12), FN(tctx_api_version),
-	S(14), S(15), S(16), S(17), S(18), S(19), S(20), S(21), S(22),
+	S(14), S(15), FN(tctx_stream_public), S(17), S(18), S(19), S(20), S(21), S(22),
 	S(23), S(24), S(25), S(26), S(27), S(28), S(29), S(30), S(31),
 	S(32), S(33), S(34), S(35), FN(tctx_prio_range), S(37), S(38),
-	S(39), FN(tctx_parent), S(41), S(42), S(43), S(44), S(45), S(46),
-	S(47), S(48), S(49), S(50), S(51), S(52), S(53), S(54), S(55),
+	FN(tctx_stream_id), FN(tctx_parent), S(41), S(42), S(43), S(44), S(45), S(46),
+	S(47), S(48), S(49), S(50), FN(tctx_stream_handle), S(52), S(53), S(54), S(55),
 	S(56), S(57), S(58), S(59), S(60),
 	[TCTX_SLOTS ... TAB_ROOM - 1] = FN(tctx_past_end),
 };

@@ -741,11 +741,29 @@ static void test_tools_context(const char *logpath)
 	cur = NULL;
 	CHECK(SLOT(t, 4, id_fn)(NULL, &id) == CUDA_ERROR_INVALID_CONTEXT,
 	      "[4] NULL without a current context: CUDA_ERROR_INVALID_CONTEXT");
-	CHECK(SLOT(t, 51, any_fn)() == CUDA_ERROR_NOT_SUPPORTED &&
-	      SLOT(t, 51, any_fn)() == CUDA_ERROR_NOT_SUPPORTED &&
+	{
+		typedef CUresult (*tsh_fn)(CUcontext, CUstream, void **,
+					   uint8_t);
+		typedef CUresult (*tsid_fn)(CUcontext, void *, uint64_t *);
+		void *ts = NULL;
+		uint64_t sid = 0;
+
+		CHECK(SLOT(t, 51, tsh_fn)(HANDLE(2), NULL, &ts, 0) ==
+		      CUDA_SUCCESS && ts == (void *)CU_STREAM_LEGACY &&
+		      SLOT(t, 51, tsh_fn)(HANDLE(2), NULL, &ts, 1) ==
+		      CUDA_SUCCESS && ts == (void *)CU_STREAM_PER_THREAD,
+		      "[51] the NULL stream's tools handle, both flavours");
+		CHECK(SLOT(t, 39, tsid_fn)(HANDLE(2), ts, &sid) ==
+		      CUDA_SUCCESS && sid == (uint64_t)(uintptr_t)ts &&
+		      SLOT(t, 39, tsid_fn)(HANDLE(2), (void *)0x1234, &sid) ==
+		      CUDA_ERROR_INVALID_HANDLE,
+		      "[39] a tools stream's id; a made-up stream refused");
+	}
+	CHECK(SLOT(t, 52, any_fn)() == CUDA_ERROR_NOT_SUPPORTED &&
+	      SLOT(t, 52, any_fn)() == CUDA_ERROR_NOT_SUPPORTED &&
 	      SLOT(t, 1, any_fn)() == CUDA_ERROR_NOT_SUPPORTED,
 	      "tools context stubs: CUDA_ERROR_NOT_SUPPORTED");
-	CHECK(count_in(logpath, "slot [51] of the driver's tools-context") == 1,
+	CHECK(count_in(logpath, "slot [52] of the driver's tools-context") == 1,
 	      "a tools-context stub is logged once, with its slot");
 	CHECK(SLOT(t, 61, any_fn)() == CUDA_ERROR_NOT_SUPPORTED &&
 	      SLOT(t, 127, any_fn)() == CUDA_ERROR_NOT_SUPPORTED &&
