@@ -63,11 +63,20 @@ static void check_tables(void)
 		if (!CVT_CU(get_table(tables[i].uuid, &tab[i]),
 			    "cuGetExportTable(%s)", tables[i].name) || !tab[i])
 			cvt_bail("no %s table", tables[i].name);
-		if (tables[i].slots)
-			cvt_check(SLOT(tab[i], 0, uintptr_t) ==
-					  tables[i].slots * sizeof(void *),
-				  "%s: slot 0 is its size, %u slots",
+		/* Tables grow at their end: NVIDIA's driver may have more
+		 * slots than the runtime uses (it does for the tools-TLS and
+		 * context-check tables with driver 580). */
+		if (tables[i].slots) {
+			cvt_check(SLOT(tab[i], 0, uintptr_t) >=
+					  tables[i].slots * sizeof(void *) &&
+				  SLOT(tab[i], 0, uintptr_t) %
+					  sizeof(void *) == 0,
+				  "%s: slot 0 is its size, at least %u slots",
 				  tables[i].name, tables[i].slots);
+			cvt_note("%s: %zu slots", tables[i].name,
+				 (size_t)(SLOT(tab[i], 0, uintptr_t) /
+					  sizeof(void *)));
+		}
 	}
 	cvt_check(SLOT(tab[T_CLS], 0, void *) && SLOT(tab[T_CLS], 1, void *) &&
 		  SLOT(tab[T_CLS], 2, void *),
@@ -191,9 +200,12 @@ static void check_tools_tables(CUdevice dev, CUcontext primary)
 	if (!CVT_CU(cuCtxCreate(&c, NULL, 0, dev), "cuCtxCreate"))
 		return;
 	CVT_CU(cuCtxGetId(c, &want), "cuCtxGetId(created)");
-	CVT_CU(SLOT(t, 4, tctx_id_fn)(NULL, &id),
-	       "tools context [4] (current context)");
-	cvt_check(id == want, "tools context [4] of NULL: the current context");
+	/* What [4] answers for NULL differs: cuvisor takes the current
+	 * context, the driver does not (seen with 580). A note, not a check. */
+	id = 0;
+	cvt_note("tools context [4] of NULL: result %d, %s the current context",
+		 (int)SLOT(t, 4, tctx_id_fn)(NULL, &id),
+		 id == want ? "is" : "is not");
 	CVT_CU(cuCtxDestroy(c), "cuCtxDestroy");
 	CVT_CU(cuCtxSetCurrent(primary), "primary current again");
 }
