@@ -156,7 +156,6 @@ static const void *const hooks_table[7] = {
 
 #define TLS_NAME "tools-TLS"
 STUB(tls, 1, TLS_NAME)
-STUB(tls, 3, TLS_NAME)
 
 /*
  * [2]: the calling thread's current context. cuBLAS (cublasSgemm) and
@@ -175,8 +174,9 @@ static CUresult tls_thread_context(CUcontext *out)
 	return CUDA_SUCCESS;
 }
 
-static const void *const tls_table[4] = {
-	TAB_SIZE(4), FN(stub_tls_1), FN(tls_thread_context), FN(stub_tls_3),
+/* Three slots, as NVIDIA's driver 580 has it (size word and two). */
+static const void *const tls_table[3] = {
+	TAB_SIZE(3), FN(stub_tls_1), FN(tls_thread_context),
 };
 
 /* ---- context-local storage (c6 93 33 6e ...) --------------------------- */

@@ -545,7 +545,7 @@ static void test_lookup(const char *logpath)
 
 	CHECK(table_size(table(U_RT)) == 13 * 8, "runtime interface: 13 slots");
 	CHECK(table_size(table(U_HOOKS)) == 7 * 8, "tools hooks: 7 slots");
-	CHECK(table_size(table(U_TLS)) == 4 * 8, "tools TLS: 4 slots");
+	CHECK(table_size(table(U_TLS)) == 3 * 8, "tools TLS: 3 slots");
 	CHECK(table_size(table(U_CHECKS)) == 4 * 8, "context checks: 4 slots");
 	CHECK(table_size(table(U_INTEGRITY)) == 3 * 8, "integrity: 3 slots");
 	CHECK(table_size(table(U_TCTX)) == 61 * 8, "tools context: 61 slots");
@@ -633,7 +633,7 @@ static void test_hooks_and_checks(void)
 	CHECK(buf && n == 14 && all_zero(buf, n), "hooks [6]: 14 zero entries");
 	for (unsigned int i = 1; i < 7; i++)
 		CHECK(((const void *const *)hooks)[i], "hooks [%u] is set", i);
-	for (unsigned int i = 1; i < 4; i++)
+	for (unsigned int i = 1; i < 3; i++)
 		CHECK(((const void *const *)tls)[i], "tools TLS [%u] is set", i);
 	CHECK(SLOT(checks, 2, check_fn)(HANDLE(0), &out, &p2) == CUDA_SUCCESS &&
 	      out == 0, "context checks [2]: *out = 0, success");
