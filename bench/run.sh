@@ -55,15 +55,17 @@ if [ $SMOKE = 0 ]; then
 	unset CUVISOR_HOST_KERNELS
 	log "# $(nvidia-smi -L | head -n 1)"
 	run_native() {
-		log "# native run $1"
-		if ! "$BENCH" "$@" > "$TMP/native.$1.txt" 2> "$TMP/native.err"; then
-			cat "$TMP/native.$1.txt" "$TMP/native.err" >> "$LOG"
+		local r=$1
+		shift
+		log "# native run $r"
+		if ! "$BENCH" "$@" > "$TMP/native.$r.txt" 2> "$TMP/native.err"; then
+			cat "$TMP/native.$r.txt" "$TMP/native.err" >> "$LOG"
 			echo "bench/run.sh: the native run failed:" >&2
 			tail -n 5 "$TMP/native.err" >&2
 			[ -n "${OUT:-}" ] && mkdir -p "$OUT" && cp "$LOG" "$OUT/bench.log"
 			exit 1
 		fi
-		cat "$TMP/native.$1.txt" >> "$LOG"
+		cat "$TMP/native.$r.txt" >> "$LOG"
 	}
 	backend=cuda
 else
