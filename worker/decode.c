@@ -67,6 +67,12 @@ static bool side_ok(struct cv_vgpu *v, bool dev, uint64_t a, uint64_t len)
 	return dev ? dev_ok(v, a, len) : host_ok(v, a, len);
 }
 
+/* True when id may name a new object of table t. */
+static bool id_free(const struct cv_htab *t, uint32_t id)
+{
+	return id && id < CV_HTAB_MAX && !cv_htab_get(t, id);
+}
+
 /* Looks up a stream id; 0 is the legacy stream (NULL object). */
 static bool stream_get(struct cv_vgpu *v, uint32_t id, cv_bobj *out)
 {
@@ -432,10 +438,6 @@ static int module_bind(struct cv_vgpu *v, uint32_t id, struct cv_wimage *img)
 	return CUDA_SUCCESS;
 }
 
-static bool module_id_free(struct cv_vgpu *v, uint32_t id)
-{
-	return id && id < CV_HTAB_MAX && !cv_htab_get(&v->modules, id);
-}
 
 static int h_module_load(struct cv_vgpu *v, const void *p, uint32_t len,
 			 struct cv_out *out)
@@ -446,7 +448,7 @@ static int h_module_load(struct cv_vgpu *v, const void *p, uint32_t len,
 	int rc;
 
 	memcpy(&a, p, sizeof(a));
-	if (!module_id_free(v, a.id))
+	if (!id_free(&v->modules, a.id))
 		return CUDA_ERROR_INVALID_VALUE;
 	if (!v->blob || v->blob_len != v->blob_total || a.size != v->blob_len)
 		return CUDA_ERROR_INVALID_VALUE;
@@ -481,7 +483,7 @@ static int h_module_load_cached(struct cv_vgpu *v, const void *p, uint32_t len,
 	struct cv_wimage *img;
 
 	memcpy(&a, p, sizeof(a));
-	if (!module_id_free(v, a.id))
+	if (!id_free(&v->modules, a.id))
 		return CUDA_ERROR_INVALID_VALUE;
 	img = image_find(v, a.hash);
 	if (!img)
@@ -589,7 +591,7 @@ static int h_get_function(struct cv_vgpu *v, const void *p, uint32_t len,
 	m = cv_htab_get(&v->modules, a.module);
 	if (!m)
 		return CUDA_ERROR_INVALID_HANDLE;
-	if (a.func_id >= CV_HTAB_MAX || cv_htab_get(&v->funcs, a.func_id))
+	if (!id_free(&v->funcs, a.func_id))
 		return CUDA_ERROR_INVALID_VALUE;
 	f = calloc(1, sizeof(*f));
 	if (!f)
@@ -789,8 +791,7 @@ static int h_stream_create(struct cv_vgpu *v, const void *p, uint32_t len,
 	int rc;
 
 	memcpy(&a, p, sizeof(a));
-	if (!a.id || a.id >= CV_HTAB_MAX || cv_htab_get(&v->streams, a.id) ||
-	    (a.flags & ~1u))
+	if (!id_free(&v->streams, a.id) || (a.flags & ~1u))
 		return CUDA_ERROR_INVALID_VALUE;
 	rc = v->ops->stream_create(v->b, a.flags, a.priority, &s);
 	if (rc)
@@ -860,8 +861,7 @@ static int h_event_create(struct cv_vgpu *v, const void *p, uint32_t len,
 	int rc;
 
 	memcpy(&a, p, sizeof(a));
-	if (!a.id || a.id >= CV_HTAB_MAX || cv_htab_get(&v->events, a.id) ||
-	    (a.flags & ~0xfu))
+	if (!id_free(&v->events, a.id) || (a.flags & ~0xfu))
 		return CUDA_ERROR_INVALID_VALUE;
 	rc = v->ops->event_create(v->b, a.flags, &e);
 	if (rc)
@@ -1052,8 +1052,7 @@ static int h_vmm_create(struct cv_vgpu *v, const void *p, uint32_t len,
 	int rc;
 
 	memcpy(&a, p, sizeof(a));
-	if (!a.id || a.id >= CV_HTAB_MAX || cv_htab_get(&v->vmms, a.id) ||
-	    !a.size || (a.size % CV_GRANULE))
+	if (!id_free(&v->vmms, a.id) || !a.size || (a.size % CV_GRANULE))
 		return CUDA_ERROR_INVALID_VALUE;
 	if (a.size > v->quota - v->used)
 		return CUDA_ERROR_OUT_OF_MEMORY;
