@@ -43,6 +43,16 @@ enum cv_ctl_type {
 	/* cli -> daemon. No payload. Reply cv_ctl_info_r, then ngpus
 	 * cv_ctl_gpu entries. */
 	CV_CTL_INFO = 4,
+	/* cli -> daemon: revoke and restore a tenant's vGPU. Payload
+	 * cv_ctl_tenant_op. Reply cv_ctl_op_r once the worker has done it
+	 * (status -ENOENT: no such tenant; -EBUSY: wrong state for it).
+	 *   SUSPEND  stop taking commands, let in-flight GPU work finish
+	 *   RESUME   take commands again (after SUSPEND or EVICT); gpu must
+	 *            be -1 or the tenant's GPU today
+	 *   EVICT    suspend, copy device memory to host memory, release it */
+	CV_CTL_SUSPEND = 5,
+	CV_CTL_RESUME = 6,
+	CV_CTL_EVICT = 7,
 
 	/* worker -> daemon, once, when the vGPU is ready or failed to start.
 	 * Payload cv_ctl_ready; on success one fd: the region memfd. */
@@ -51,6 +61,11 @@ enum cv_ctl_type {
 	CV_CTL_W_STATS = 33,
 	/* daemon -> worker. No payload. The worker exits (reply first). */
 	CV_CTL_W_STOP = 34,
+	/* daemon -> worker. Payload cv_ctl_tenant_op (tenant ignored). Reply
+	 * cv_ctl_op_r when done, status 0 or -errno. */
+	CV_CTL_W_SUSPEND = 35,
+	CV_CTL_W_RESUME = 36,
+	CV_CTL_W_EVICT = 37,
 };
 
 #define CV_CTL_NAME_LEN 64
@@ -89,6 +104,22 @@ struct cv_ctl_w_stats_r {
 	uint32_t pad;
 };
 _Static_assert(sizeof(struct cv_ctl_w_stats_r) == 40, "w_stats_r");
+
+struct cv_ctl_tenant_op {
+	uint64_t tenant;
+	int32_t gpu;        /* RESUME: -1, or the GPU to resume on */
+	uint32_t flags;     /* 0 */
+};
+_Static_assert(sizeof(struct cv_ctl_tenant_op) == 16, "tenant_op");
+
+/* What an operation did: its state afterwards, bytes moved, time taken. */
+struct cv_ctl_op_r {
+	uint32_t state;     /* enum cv_vgpu_state */
+	uint32_t pad;
+	uint64_t bytes;     /* device bytes copied (evict, resume) */
+	uint64_t ns;        /* time the worker spent */
+};
+_Static_assert(sizeof(struct cv_ctl_op_r) == 24, "op_r");
 
 struct cv_ctl_tenant {
 	uint64_t id;
