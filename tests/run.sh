@@ -450,6 +450,7 @@ run_san() {
 	san san:asan:test_ring asan ""
 	san san:asan:test_decode asan "" test_decode
 	san san:asan:test_alloc asan "" test_alloc
+	san san:asan:test_revoke asan "" test_revoke
 	san san:tsan:test_ring tsan "$notsan"
 }
 

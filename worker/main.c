@@ -19,6 +19,7 @@
 #include <getopt.h>
 #include <poll.h>
 #include <signal.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -123,6 +124,111 @@ static void send_ready(int ctl, int status, const char *msg, int memfd)
 			strerror(errno));
 }
 
+/* One operation at a time; its thread replies when it is done. */
+struct op_args {
+	struct cv_vgpu *v;
+	int ctl;
+	uint16_t type;
+};
+
+static pthread_mutex_t op_lock = PTHREAD_MUTEX_INITIALIZER;
+static bool op_busy;
+static pthread_mutex_t send_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static void ctl_reply(int ctl, uint16_t type, int status, const void *p,
+		      uint32_t len)
+{
+	pthread_mutex_lock(&send_lock);
+	cv_ctl_send(ctl, type | CV_CTL_REPLY, status, p, len, NULL, 0);
+	pthread_mutex_unlock(&send_lock);
+}
+
+static const char *op_name(uint16_t type)
+{
+	return type == CV_CTL_W_SUSPEND ? "suspend" :
+	       type == CV_CTL_W_EVICT ? "evict" : "resume";
+}
+
+static void *op_main(void *arg)
+{
+	struct op_args a = *(struct op_args *)arg;
+	struct cv_vgpu *v = a.v;
+	struct cv_ctl_op_r r = { 0 };
+	uint64_t t0 = cv_now_ns();
+	int rc;
+
+	free(arg);
+	if (a.type == CV_CTL_W_RESUME) {
+		rc = cv_vgpu_resume(v, &r.bytes);
+	} else {
+		rc = cv_vgpu_suspend(v);
+		if (!rc && a.type == CV_CTL_W_EVICT)
+			rc = cv_vgpu_evict(v, &r.bytes);
+	}
+	r.ns = cv_now_ns() - t0;
+	r.state = __atomic_load_n(&v->ctl->state, __ATOMIC_ACQUIRE);
+	if (rc)
+		cv_warn("tenant %llu: %s failed: %s",
+			(unsigned long long)v->hdr->tenant_id,
+			op_name(a.type), strerror(-rc));
+	else
+		cv_info("tenant %llu: %s done: %llu bytes in %.3f ms",
+			(unsigned long long)v->hdr->tenant_id, op_name(a.type),
+			(unsigned long long)r.bytes, r.ns / 1e6);
+	ctl_reply(a.ctl, a.type, rc, &r, sizeof(r));
+	pthread_mutex_lock(&op_lock);
+	op_busy = false;
+	pthread_mutex_unlock(&op_lock);
+	return NULL;
+}
+
+static void start_op(struct cv_vgpu *v, int ctl, uint16_t type,
+		     const void *p, int n)
+{
+	struct cv_ctl_tenant_op op;
+	struct cv_ctl_op_r r = { 0 };
+	struct op_args *a;
+	pthread_attr_t at;
+	pthread_t th;
+	bool took = false;
+	int rc = 0;
+
+	if (n != (int)sizeof(op))
+		rc = -EINVAL;
+	if (!rc) {
+		memcpy(&op, p, sizeof(op));
+		if (type == CV_CTL_W_RESUME && op.gpu != -1)
+			rc = -EOPNOTSUPP; /* another GPU: not yet */
+	}
+	pthread_mutex_lock(&op_lock);
+	if (!rc && op_busy)
+		rc = -EBUSY;
+	if (!rc)
+		op_busy = took = true;
+	pthread_mutex_unlock(&op_lock);
+	a = rc ? NULL : malloc(sizeof(*a));
+	if (!rc && !a)
+		rc = -ENOMEM;
+	if (!rc) {
+		*a = (struct op_args){ v, ctl, type };
+		pthread_attr_init(&at);
+		pthread_attr_setdetachstate(&at, PTHREAD_CREATE_DETACHED);
+		if (pthread_create(&th, &at, op_main, a))
+			rc = -EAGAIN;
+		pthread_attr_destroy(&at);
+	}
+	if (rc) {
+		free(a);
+		if (took) {
+			pthread_mutex_lock(&op_lock);
+			op_busy = false;
+			pthread_mutex_unlock(&op_lock);
+		}
+		r.state = __atomic_load_n(&v->ctl->state, __ATOMIC_ACQUIRE);
+		ctl_reply(ctl, type, rc, &r, sizeof(r));
+	}
+}
+
 static void ctl_message(struct cv_vgpu *v, int ctl)
 {
 	uint8_t buf[CV_CTL_MAX];
@@ -141,12 +247,15 @@ static void ctl_message(struct cv_vgpu *v, int ctl)
 			.state = __atomic_load_n(&v->ctl->state,
 						 __ATOMIC_RELAXED),
 		};
-		cv_ctl_send(ctl, CV_CTL_W_STATS | CV_CTL_REPLY, 0, &st,
-			    sizeof(st), NULL, 0);
+		ctl_reply(ctl, CV_CTL_W_STATS, 0, &st, sizeof(st));
+		break;
+	case CV_CTL_W_SUSPEND:
+	case CV_CTL_W_RESUME:
+	case CV_CTL_W_EVICT:
+		start_op(v, ctl, h.type, buf, n);
 		break;
 	case CV_CTL_W_STOP:
-		cv_ctl_send(ctl, CV_CTL_W_STOP | CV_CTL_REPLY, 0, NULL, 0,
-			    NULL, 0);
+		ctl_reply(ctl, CV_CTL_W_STOP, 0, NULL, 0);
 		cv_info("tenant %llu: stopped by the daemon",
 			(unsigned long long)v->hdr->tenant_id);
 		_exit(0);

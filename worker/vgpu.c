@@ -320,6 +320,8 @@ int cv_vgpu_init(struct cv_vgpu *v, const struct cv_backend_ops *ops,
 	pthread_cond_init(&v->compl_cond, NULL);
 	pthread_cond_init(&v->compl_space, NULL);
 	pthread_mutex_init(&v->cb_lock, NULL);
+	pthread_mutex_init(&v->rev_lock, NULL);
+	pthread_cond_init(&v->rev_cond, NULL);
 
 	rc = cv_ring_init(&v->ring, v->ctl, region + CV_RING_OFF, CV_RING_SIZE);
 	if (rc)
@@ -463,6 +465,8 @@ int cv_vgpu_run(struct cv_vgpu *v)
 	int n;
 
 	while (!v->guest_gone) {
+		if (__atomic_load_n(&v->rev_stop, __ATOMIC_ACQUIRE))
+			cv_vgpu_park(v);
 		__atomic_store_n(&v->cons_idle, 1, __ATOMIC_SEQ_CST);
 		if (!cv_ring_wait(&v->ring, spin, 100000000ull))
 			continue;
@@ -476,6 +480,9 @@ int cv_vgpu_run(struct cv_vgpu *v)
 			}
 			__atomic_store_n(&v->done_head, v->ring.head,
 					 __ATOMIC_SEQ_CST);
+			/* Stop between two commands when asked. */
+			if (__atomic_load_n(&v->rev_stop, __ATOMIC_ACQUIRE))
+				break;
 		}
 		if (n < 0) {
 			cv_err("tenant %llu: the guest broke its command ring (head %llu); giving up",

@@ -32,6 +32,8 @@ struct cv_wimage {
 	uint32_t refs;
 };
 
+struct cv_saved;
+
 struct cv_wmodule {
 	cv_bobj obj;
 	struct cv_wimage *img;
@@ -110,6 +112,16 @@ struct cv_vgpu {
 	uint32_t cb_produced;       /* entries posted, under cb_lock */
 	volatile int guest_gone;    /* set by the control thread */
 
+	/* revocation (worker/revoke.c): the control side sets rev_stop,
+	 * the consumer parks between commands; all under rev_lock */
+	pthread_mutex_t rev_lock;
+	pthread_cond_t rev_cond;
+	bool rev_stop;              /* a suspend is wanted */
+	bool parked;                /* the consumer is parked */
+	bool evicted;               /* device memory lives in saved[] */
+	struct cv_saved *saved;
+	uint32_t nsaved;
+
 	/* statistics, read by the control thread */
 	volatile uint64_t ncmds;
 	uint64_t done_head;         /* ring bytes executed (atomic) */
@@ -143,6 +155,19 @@ void cv_vgpu_exit(struct cv_vgpu *v);
  */
 int cv_vgpu_exec(struct cv_vgpu *v, const struct cv_cmd_hdr *hdr,
 		 const void *payload);
+
+/*
+ * Revocation, called from a control-side thread (never the consumer).
+ * suspend returns once the consumer is parked and the GPU drained;
+ * evict (of a suspended vGPU) moves device memory to host memory and
+ * releases it; resume restores evicted memory and lets the consumer go.
+ * 0 or -errno; *bytes is the device memory moved.
+ */
+int cv_vgpu_suspend(struct cv_vgpu *v);
+int cv_vgpu_evict(struct cv_vgpu *v, uint64_t *bytes);
+int cv_vgpu_resume(struct cv_vgpu *v, uint64_t *bytes);
+/* Consumer side: parks until resumed. */
+void cv_vgpu_park(struct cv_vgpu *v);
 
 /* What the worker tells the guest over the link (control thread). */
 void cv_vgpu_link_status(struct cv_vgpu *v, struct cv_link_status *st);
