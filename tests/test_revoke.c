@@ -41,7 +41,8 @@ static int call(uint16_t op, const void *p, uint32_t len)
 	dst = cv_ring_reserve(&prod, op, 0, len, 0, NULL, NULL, &err);
 	if (!dst)
 		return -1;
-	memcpy(dst, p, len);
+	if (len)
+		memcpy(dst, p, len);
 	cv_ring_commit(&prod);
 	while (__atomic_load_n(&r->state, __ATOMIC_ACQUIRE) != CV_REPLY_DONE) {
 		if (cv_now_ns() - t0 > 5000000000ull)
@@ -62,7 +63,10 @@ static bool answered_within(uint16_t op, const void *p, uint32_t len,
 
 	r->state = CV_REPLY_PENDING;
 	dst = cv_ring_reserve(&prod, op, 0, len, 1, NULL, NULL, &err);
-	memcpy(dst, p, len);
+	if (!dst)
+		return false;
+	if (len)
+		memcpy(dst, p, len);
 	cv_ring_commit(&prod);
 	for (i = 0; i < wait_ms; i++) {
 		if (__atomic_load_n(&r->state, __ATOMIC_ACQUIRE) ==
