@@ -21,9 +21,9 @@
 #include "../worker/vgpu.h"
 #include "unit.h"
 
-#define QUOTA (64ull << 20)
+#define QUOTA (128ull << 20)
 #define WIN CV_WINDOW_ADDR
-#define SIZE (4 * CV_GRANULE)
+#define SIZE (36 * CV_GRANULE) /* three staging chunks and a bit */
 
 static struct cv_vgpu v;
 static struct cv_ring prod; /* the "guest" side of the ring */
@@ -114,7 +114,7 @@ int main(void)
 		printf("Bail out! cannot set up a host vGPU\n");
 		return 1;
 	}
-	CHECK(call(CV_OP_MEM_MAP, &m, sizeof(m)) == 0, "map 8 MiB");
+	CHECK(call(CV_OP_MEM_MAP, &m, sizeof(m)) == 0, "map 72 MiB");
 	/* the host backend's device memory is ours to write directly */
 	for (i = 0; i < SIZE / 4; i++)
 		p[i] = (uint32_t)(i * 2654435761u + 7);

@@ -18,6 +18,7 @@
 #include "../core/log.h"
 #include "../core/util.h"
 #include "vgpu.h"
+#include "xfer.h"
 
 /* Device memory saved by an eviction: one buffer per MEM_MAP range. */
 struct cv_saved {
@@ -77,7 +78,11 @@ static void *big_alloc(uint64_t size)
 	void *p = mmap(NULL, size, PROT_READ | PROT_WRITE,
 		       MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
 
-	return p == MAP_FAILED ? NULL : p;
+	if (p == MAP_FAILED)
+		return NULL;
+	/* Fewer page faults while the copy threads fill it. */
+	madvise(p, size, MADV_HUGEPAGE);
+	return p;
 }
 
 static void saved_free(struct cv_vgpu *v)
@@ -100,10 +105,7 @@ static int evict_range(struct cv_vgpu *v, struct cv_saved *s)
 	s->buf = big_alloc(s->size);
 	if (!s->buf)
 		return -ENOMEM;
-	rc = v->ops->memcpy(v->b, CV_COPY_DTOH, (uint64_t)s->buf, s->va,
-			    s->size, NULL);
-	if (!rc)
-		rc = v->ops->stream_sync(v->b, NULL);
+	rc = cv_xfer_d2h(v, s->buf, s->va, s->size) ? CUDA_ERROR_UNKNOWN : 0;
 	if (!rc)
 		rc = v->ops->mem_unmap(v->b, s->va, s->size);
 	if (rc) {
@@ -130,11 +132,8 @@ static int restore_range(struct cv_vgpu *v, struct cv_saved *s)
 	if (rc)
 		return rc == CUDA_ERROR_OUT_OF_MEMORY ? -ENOMEM : -EIO;
 	rc = v->ops->mem_map(v->b, s->va, s->size, mem, 0);
-	if (!rc)
-		rc = v->ops->memcpy(v->b, CV_COPY_HTOD, s->va, (uint64_t)s->buf,
-				    s->size, NULL);
-	if (!rc)
-		rc = v->ops->stream_sync(v->b, NULL);
+	if (!rc && cv_xfer_h2d(v, s->va, s->buf, s->size))
+		rc = CUDA_ERROR_UNKNOWN;
 	if (rc) {
 		v->ops->mem_unmap(v->b, s->va, s->size);
 		v->ops->mem_release(v->b, mem);

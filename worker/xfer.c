@@ -1,0 +1,188 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Bulk moves between device memory and ordinary host memory for evict and
+ * resume. The host side is pageable memory of any size, which DMA cannot
+ * reach at full speed, so the bytes go through a few registered staging
+ * buffers: each of XFER_THREADS threads owns one buffer and one stream and
+ * moves one chunk at a time (DMA, then a CPU copy, or the reverse), so the
+ * threads' DMAs and copies overlap.
+ *
+ * The buffers are registered once, at the first move, and kept for the
+ * worker's life (XFER_THREADS x XFER_CHUNK bytes of pinned memory).
+ */
+#include <cuda.h>
+#include <errno.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+
+#include "../core/log.h"
+#include "../core/util.h"
+#include "vgpu.h"
+#include "xfer.h"
+
+#define XFER_THREADS 4u
+#define XFER_CHUNK (32ull << 20)
+
+struct xfer_lane {
+	void *buf;
+	cv_bobj stream;
+	bool registered;
+};
+
+static struct {
+	pthread_mutex_t lock;      /* one move at a time; set-up */
+	struct xfer_lane lane[XFER_THREADS];
+	bool ready;
+} X = { .lock = PTHREAD_MUTEX_INITIALIZER };
+
+struct xfer_job {
+	struct cv_vgpu *v;
+	bool to_device;
+	uint64_t dev;
+	uint8_t *host;
+	uint64_t len;
+	uint64_t next;             /* next chunk offset (atomic) */
+	int err;                   /* first error (atomic) */
+};
+
+struct xfer_arg {
+	struct xfer_job *job;
+	struct xfer_lane *lane;
+};
+
+static void lanes_free(struct cv_vgpu *v)
+{
+	uint32_t i;
+
+	for (i = 0; i < XFER_THREADS; i++) {
+		struct xfer_lane *l = &X.lane[i];
+
+		if (l->registered)
+			v->ops->host_unregister(v->b, l->buf);
+		if (l->stream)
+			v->ops->stream_destroy(v->b, l->stream);
+		if (l->buf)
+			munmap(l->buf, XFER_CHUNK);
+		memset(l, 0, sizeof(*l));
+	}
+}
+
+static int lanes_setup(struct cv_vgpu *v)
+{
+	uint32_t i;
+	int rc = 0;
+
+	for (i = 0; i < XFER_THREADS && !rc; i++) {
+		struct xfer_lane *l = &X.lane[i];
+
+		l->buf = mmap(NULL, XFER_CHUNK, PROT_READ | PROT_WRITE,
+			      MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
+		if (l->buf == MAP_FAILED) {
+			l->buf = NULL;
+			rc = -ENOMEM;
+			break;
+		}
+		if (v->ops->host_register(v->b, l->buf, XFER_CHUNK))
+			rc = -ENOMEM;
+		else
+			l->registered = true;
+		if (!rc && v->ops->stream_create(v->b, 1, 0, &l->stream))
+			rc = -EIO;
+	}
+	if (rc)
+		lanes_free(v);
+	return rc;
+}
+
+/* One chunk through a lane; a CUresult. */
+static int move_chunk(struct xfer_job *j, struct xfer_lane *l, uint64_t off,
+		      uint64_t n)
+{
+	const struct cv_backend_ops *ops = j->v->ops;
+	struct cv_backend *b = j->v->b;
+	int rc;
+
+	if (j->to_device) {
+		memcpy(l->buf, j->host + off, n);
+		rc = ops->memcpy(b, CV_COPY_HTOD, j->dev + off,
+				 (uint64_t)l->buf, n, l->stream);
+		return rc ? rc : ops->stream_sync(b, l->stream);
+	}
+	rc = ops->memcpy(b, CV_COPY_DTOH, (uint64_t)l->buf, j->dev + off, n,
+			 l->stream);
+	if (!rc)
+		rc = ops->stream_sync(b, l->stream);
+	if (!rc)
+		memcpy(j->host + off, l->buf, n);
+	return rc;
+}
+
+static void *lane_main(void *arg)
+{
+	struct xfer_arg *a = arg;
+	struct xfer_job *j = a->job;
+	uint64_t off;
+	int rc, zero;
+
+	while ((off = __atomic_fetch_add(&j->next, XFER_CHUNK,
+					 __ATOMIC_RELAXED)) < j->len) {
+		rc = move_chunk(j, a->lane, off,
+				CV_MIN(XFER_CHUNK, j->len - off));
+		if (rc) {
+			zero = 0;
+			__atomic_compare_exchange_n(&j->err, &zero, rc, false,
+						    __ATOMIC_RELAXED,
+						    __ATOMIC_RELAXED);
+			break;
+		}
+	}
+	return NULL;
+}
+
+static int run(struct xfer_job *j)
+{
+	struct xfer_arg args[XFER_THREADS];
+	pthread_t th[XFER_THREADS];
+	bool started[XFER_THREADS] = { false };
+	uint32_t i;
+	int rc = 0;
+
+	pthread_mutex_lock(&X.lock);
+	if (!X.ready) {
+		rc = lanes_setup(j->v);
+		X.ready = !rc;
+	}
+	for (i = 0; !rc && i < XFER_THREADS; i++) {
+		args[i] = (struct xfer_arg){ j, &X.lane[i] };
+		started[i] = !pthread_create(&th[i], NULL, lane_main, &args[i]);
+	}
+	for (i = 0; !rc && i < XFER_THREADS; i++)
+		if (started[i])
+			pthread_join(th[i], NULL);
+	pthread_mutex_unlock(&X.lock);
+	if (rc)
+		return rc;
+	for (i = 0; i < XFER_THREADS && !started[i]; i++)
+		;
+	if (i == XFER_THREADS)
+		return -EAGAIN;
+	return j->err ? -EIO : 0;
+}
+
+int cv_xfer_d2h(struct cv_vgpu *v, void *dst, uint64_t src, uint64_t len)
+{
+	struct xfer_job j = { .v = v, .dev = src, .host = dst, .len = len };
+
+	return run(&j);
+}
+
+int cv_xfer_h2d(struct cv_vgpu *v, uint64_t dst, const void *src,
+		uint64_t len)
+{
+	struct xfer_job j = { .v = v, .to_device = true, .dev = dst,
+			      .host = (uint8_t *)src, .len = len };
+
+	return run(&j);
+}
