@@ -35,6 +35,10 @@ struct cv_cli_cmd {
 	/* argv[0] is the subcommand; rest is what follows the options */
 	int (*run)(void *ctx, int argc, char **argv);
 	size_t ctx_size;
+	/* Options end at the first argument; run() parses the rest (PROG's
+	 * arguments for `run`, options after the tenant ID for the
+	 * operations). */
+	bool stop_at_arg;
 };
 
 /*
@@ -63,8 +67,17 @@ int cv_cli_call(int fd, uint16_t type, const void *p, uint32_t len, void *buf,
 /* The directory of our own executable (/proc/self/exe); 0 or -errno. */
 int cv_cli_exe_dir(char *buf, size_t size);
 
+/* "running", "suspended"... for an enum cv_vgpu_state; "?" if unknown. */
+const char *cv_cli_state_name(uint32_t state);
+/*
+ * The state of tenant id as the daemon at path lists it (PS). 0, -ENOENT
+ * when it lists no such tenant, or -errno. Prints nothing.
+ */
+int cv_cli_tenant_state(const char *path, uint64_t id, uint32_t *state);
+
 /* Subcommands. */
 extern const struct cv_cli_cmd cv_cli_cmd_run, cv_cli_cmd_ps,
-	cv_cli_cmd_info, cv_cli_cmd_shutdown;
+	cv_cli_cmd_info, cv_cli_cmd_shutdown, cv_cli_cmd_suspend,
+	cv_cli_cmd_resume, cv_cli_cmd_evict;
 
 #endif

@@ -16,6 +16,7 @@
 
 static const struct cv_cli_cmd *const commands[] = {
 	&cv_cli_cmd_run, &cv_cli_cmd_ps, &cv_cli_cmd_info,
+	&cv_cli_cmd_suspend, &cv_cli_cmd_resume, &cv_cli_cmd_evict,
 	&cv_cli_cmd_shutdown,
 };
 
@@ -241,8 +242,7 @@ int main(int argc, char **argv)
 		fprintf(stderr, "cuvisor: out of memory\n");
 		return CV_CLI_EXIT_ERR;
 	}
-	first = cv_cli_parse(cmd, ctx, argc - 1, argv + 1,
-			     cmd == &cv_cli_cmd_run);
+	first = cv_cli_parse(cmd, ctx, argc - 1, argv + 1, cmd->stop_at_arg);
 	if (first <= 0) {
 		free(ctx);
 		return first == 0 ? CV_CLI_EXIT_OK : CV_CLI_EXIT_USAGE;

@@ -1,8 +1,9 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * `cuvisor ps`, `cuvisor info` and `cuvisor shutdown`: one request to the
- * daemon each. Replies are checked like any peer input (exact lengths,
- * counts in range, strings terminated) before anything is printed.
+ * daemon each, and the PS lookup that the operations' messages use.
+ * Replies are checked like any peer input (exact lengths, counts in
+ * range, strings terminated) before anything is printed.
  */
 #include "cli.h"
 
@@ -61,12 +62,52 @@ static int query(const struct query_ctx *q, const char *cmd, uint16_t type,
 	return r;
 }
 
-static const char *state_name(uint32_t s)
+const char *cv_cli_state_name(uint32_t s)
 {
 	static const char *const names[] = { "starting", "running",
 					     "suspended", "evicted", "lost" };
 
 	return s < sizeof(names) / sizeof(names[0]) ? names[s] : "?";
+}
+
+/* A PS reply's payload of n bytes: its count, or -EBADMSG. */
+static int ps_count(const uint8_t *buf, int n)
+{
+	struct cv_ctl_ps_r r;
+
+	if (n < (int)sizeof(r))
+		return -EBADMSG;
+	memcpy(&r, buf, sizeof(r));
+	if (r.n > (CV_CTL_MAX - sizeof(r)) / sizeof(struct cv_ctl_tenant) ||
+	    (size_t)n != sizeof(r) + r.n * sizeof(struct cv_ctl_tenant))
+		return -EBADMSG;
+	return (int)r.n;
+}
+
+int cv_cli_tenant_state(const char *path, uint64_t id, uint32_t *state)
+{
+	static uint8_t buf[CV_CTL_MAX];
+	struct cv_ctl_tenant t;
+	int fd, n, i;
+
+	fd = cv_cli_connect(path, true);
+	if (fd < 0)
+		return fd;
+	n = cv_cli_call(fd, CV_CTL_PS, NULL, 0, buf, sizeof(buf),
+			REPLY_TIMEOUT_MS);
+	close(fd);
+	if (n < 0)
+		return n;
+	n = ps_count(buf, n);
+	for (i = 0; i < n; i++) {
+		memcpy(&t, buf + sizeof(struct cv_ctl_ps_r) + i * sizeof(t),
+		       sizeof(t));
+		if (t.id == id) {
+			*state = t.state;
+			return 0;
+		}
+	}
+	return n < 0 ? n : -ENOENT;
 }
 
 /* A peer's string for the terminal: terminated, printable. */
@@ -83,11 +124,9 @@ static void clean(char *s, size_t size)
 static int run_ps(void *ctx, int argc, char **argv)
 {
 	static uint8_t buf[CV_CTL_MAX];
-	struct cv_ctl_ps_r r;
 	struct cv_ctl_tenant t;
 	char used[16], quota[16], mem[40];
-	uint32_t i;
-	int n;
+	int n, count, i;
 
 	if (argc > 1) {
 		fprintf(stderr, "cuvisor ps: unexpected argument '%s'\n",
@@ -97,24 +136,24 @@ static int run_ps(void *ctx, int argc, char **argv)
 	n = query(ctx, "ps", CV_CTL_PS, buf, sizeof(buf), REPLY_TIMEOUT_MS);
 	if (n < 0)
 		return CV_CLI_EXIT_ERR;
-	memcpy(&r, buf, CV_MIN(sizeof(r), (size_t)n));
-	if ((size_t)n < sizeof(r) ||
-	    r.n > (CV_CTL_MAX - sizeof(r)) / sizeof(t) ||
-	    (size_t)n != sizeof(r) + r.n * sizeof(t)) {
-		fprintf(stderr, "cuvisor ps: malformed reply from the daemon\n");
+	count = ps_count(buf, n);
+	if (count < 0) {
+		fprintf(stderr,
+			"cuvisor ps: malformed reply from the daemon\n");
 		return CV_CLI_EXIT_ERR;
 	}
 	printf("%-6s %-8s %-4s %-15s %-10s %s\n", "ID", "PID", "GPU", "MEM",
 	       "STATE", "NAME");
-	for (i = 0; i < r.n; i++) {
-		memcpy(&t, buf + sizeof(r) + i * sizeof(t), sizeof(t));
+	for (i = 0; i < count; i++) {
+		memcpy(&t, buf + sizeof(struct cv_ctl_ps_r) + i * sizeof(t),
+		       sizeof(t));
 		clean(t.name, sizeof(t.name));
 		snprintf(mem, sizeof(mem), "%s/%s",
 			 cv_ctl_fmt_size(t.mem_used, used, sizeof(used)),
 			 cv_ctl_fmt_size(t.quota, quota, sizeof(quota)));
 		printf("%-6llu %-8u %-4d %-15s %-10s %s\n",
 		       (unsigned long long)t.id, t.pid, t.gpu, mem,
-		       state_name(t.state), t.name);
+		       cv_cli_state_name(t.state), t.name);
 	}
 	return CV_CLI_EXIT_OK;
 }

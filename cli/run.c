@@ -615,5 +615,5 @@ const struct cv_cli_cmd cv_cli_cmd_run = {
 		"killed by signal N), 127 if PROG cannot be executed, 125 if "
 		"cuvisor run itself fails, 2 on a usage error.",
 	.opts = run_opts, .nopts = CV_ARRAY_SIZE(run_opts), .run = run_run,
-	.ctx_size = sizeof(struct run_ctx),
+	.ctx_size = sizeof(struct run_ctx), .stop_at_arg = true,
 };

@@ -1,8 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * Clients of the control socket: guests (ATTACH) and the CLI (PS, INFO,
- * SHUTDOWN). Every connection is authenticated with SO_PEERCRED when it is
- * accepted. A client has at most one request in progress; until it is
+ * SHUTDOWN; SUSPEND, RESUME and EVICT in ops.c). Every connection is
+ * authenticated with SO_PEERCRED when it is accepted. A client has at most one request in progress; until it is
  * answered the daemon does not read from it (its next requests wait in the
  * socket). A malformed message closes the connection.
  *
@@ -20,8 +20,7 @@
 
 #include "../core/log.h"
 
-/* Our own uid and root: may see every tenant and stop the daemon. */
-static bool privileged(uid_t uid)
+bool cv_d_privileged(uid_t uid)
 {
 	return uid == 0 || uid == geteuid();
 }
@@ -30,7 +29,7 @@ static bool allowed(const struct cv_d *d, uid_t uid)
 {
 	int i;
 
-	if (privileged(uid))
+	if (cv_d_privileged(uid))
 		return true;
 	for (i = 0; i < d->cfg.nallow; i++)
 		if (d->cfg.allow[i] == uid)
@@ -112,6 +111,11 @@ void cv_d_client_kill(struct cv_d *d, struct cv_d_client *c)
 		c->attaching->client = NULL;
 		c->attaching = NULL;
 	}
+	if (c->op_tenant) {
+		/* The operation goes on; its result is only logged. */
+		c->op_tenant->op_client = NULL;
+		c->op_tenant = NULL;
+	}
 	close(c->fd);
 	c->fd = -1;
 	c->dead = true;
@@ -132,6 +136,12 @@ static void reply(struct cv_d *d, struct cv_d_client *c, uint16_t type,
 			"closing", (int)c->pid, type, strerror(-r));
 		cv_d_client_kill(d, c);
 	}
+}
+
+void cv_d_reply(struct cv_d *d, struct cv_d_client *c, uint16_t type,
+		int status, const void *p, uint32_t len)
+{
+	reply(d, c, type, status, p, len, NULL, 0);
 }
 
 void cv_d_attach_reply(struct cv_d *d, struct cv_d_client *c, int status,
@@ -203,7 +213,7 @@ static void ps_reply(struct cv_d *d, struct cv_d_client *c)
 
 	for (i = 0; i < d->ntenants; i++) {
 		t = d->tenants[i];
-		if (t->dead || (!privileged(c->uid) && t->uid != c->uid))
+		if (t->dead || (!cv_d_privileged(c->uid) && t->uid != c->uid))
 			continue;
 		memset(&e, 0, sizeof(e));
 		e.id = t->id;
@@ -272,7 +282,7 @@ static void handle_shutdown(struct cv_d *d, struct cv_d_client *c)
 {
 	char why[96];
 
-	if (!privileged(c->uid)) {
+	if (!cv_d_privileged(c->uid)) {
 		cv_warn("SHUTDOWN from pid %d uid %u refused: only uid %u or "
 			"root may stop the daemon", (int)c->pid,
 			(unsigned)c->uid, (unsigned)geteuid());
@@ -301,6 +311,11 @@ static void dispatch(struct cv_d *d, struct cv_d_client *c,
 		break;
 	case CV_CTL_SHUTDOWN:
 		handle_shutdown(d, c);
+		break;
+	case CV_CTL_SUSPEND:
+	case CV_CTL_RESUME:
+	case CV_CTL_EVICT:
+		cv_d_op_request(d, c, m->type, &m->u.op);
 		break;
 	}
 }

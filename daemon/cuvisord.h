@@ -32,6 +32,10 @@ _Static_assert(sizeof(struct cv_ctl_hdr) + sizeof(struct cv_ctl_info_r) +
 		       CV_CTL_MAX, "info reply fits");
 
 #define CV_D_PS_TIMEOUT_MS 200
+/* How long a worker may take to suspend or resume a tenant (--op-timeout);
+ * eviction copies all of its device memory and gets 10 times that. */
+#define CV_D_OP_TIMEOUT_S 60
+#define CV_D_EVICT_FACTOR 10
 #define CV_D_STOP_TIMEOUT_MS 2000
 #define CV_D_START_TIMEOUT_S 60
 #define CV_D_PROBE_TIMEOUT_S 60
@@ -50,14 +54,20 @@ struct cv_d_gpu {
 	uint64_t quota_sum;
 };
 
-/* A validated message. type is the header's type (CV_CTL_REPLY kept). */
+/*
+ * A validated message. type is the header's type (CV_CTL_REPLY kept), len
+ * its payload length (an operation's error reply may carry no op_r).
+ */
 struct cv_d_msg {
 	uint16_t type;
 	int32_t status;
+	uint32_t len;
 	union {
 		struct cv_ctl_attach attach;   /* name sanitised, NUL-ended */
 		struct cv_ctl_ready ready;     /* msg sanitised, NUL-ended */
 		struct cv_ctl_w_stats_r stats;
+		struct cv_ctl_tenant_op op;    /* SUSPEND, RESUME, EVICT */
+		struct cv_ctl_op_r op_r;       /* reply to W_SUSPEND... */
 	} u;
 };
 
@@ -94,6 +104,33 @@ int cv_d_probe_parse(const char *out, size_t n, struct cv_d_gpu *gpus, int max,
 /* Replaces bytes that are not printable ASCII with '?' (log hygiene). */
 void cv_d_sanitize(char *s, size_t size);
 
+/*
+ * The fields of a decoded SUSPEND/RESUME/EVICT that do not depend on the
+ * tenant: flags 0; gpu -1 for SUSPEND and EVICT, -1 or a GPU index in
+ * [0, 65536) for RESUME. 0 or -EINVAL with *why set.
+ */
+int cv_d_op_check(uint16_t type, const struct cv_ctl_tenant_op *op,
+		  const char **why);
+
+/* The worker's message for a client's operation (CV_CTL_SUSPEND ->
+ * CV_CTL_W_SUSPEND...) and back; 0 for any other type. */
+uint16_t cv_d_op_to_worker(uint16_t type);
+uint16_t cv_d_op_from_worker(uint16_t wtype);
+/* "suspend", "resume", "evict" for either kind of type; "?" otherwise. */
+const char *cv_d_op_name(uint16_t type);
+
+/*
+ * What an operation did, for the log: "suspended in 0.4 ms", "evicted,
+ * 512.0 MiB in 23.1 ms (23.2 GB/s)", "resumed, 512.0 MiB restored in
+ * 20.0 ms (26.8 GB/s)". wtype is the worker's message type. Returns buf.
+ */
+char *cv_d_op_describe(char *buf, size_t size, uint16_t wtype,
+		       const struct cv_ctl_op_r *r);
+/* Bytes for humans with one decimal and a binary unit: "512.0 MiB". */
+char *cv_d_fmt_bytes(uint64_t bytes, char *buf, size_t size);
+/* Nanoseconds as milliseconds: "23.1 ms", below 0.1 ms "0.034 ms". */
+char *cv_d_fmt_ms(uint64_t ns, char *buf, size_t size);
+
 /* ---- daemon state ------------------------------------------------- */
 
 struct cv_d_tenant;
@@ -107,6 +144,7 @@ struct cv_d_client {
 	struct cv_d_tenant *attaching; /* ATTACH waiting for READY */
 	bool ps_pending;
 	uint64_t ps_deadline;          /* cv_now_ns() */
+	struct cv_d_tenant *op_tenant; /* SUSPEND/RESUME/EVICT waiting on it */
 	bool shutdown_pending;         /* answered when the daemon exits */
 };
 
@@ -127,6 +165,13 @@ struct cv_d_tenant {
 	uint64_t start_deadline; /* cv_now_ns() */
 	bool stats_inflight;
 	struct cv_ctl_w_stats_r stats; /* last known */
+	/* The operation sent to the worker and not answered yet (ops.c):
+	 * CV_CTL_W_SUSPEND/RESUME/EVICT, 0 when none. It stays pending
+	 * after its client's timeout, until the worker answers or goes. */
+	uint16_t op;
+	struct cv_d_client *op_client; /* who waits for it, or NULL */
+	uint64_t op_start;             /* cv_now_ns() */
+	uint64_t op_deadline;          /* 0 once the client had its timeout */
 };
 
 struct cv_d_cfg {
@@ -141,6 +186,7 @@ struct cv_d_cfg {
 	char log_level[16];      /* level name, passed to workers */
 	char pidfile[4096];
 	unsigned start_timeout_s;
+	unsigned op_timeout_s;   /* suspend, resume; evict: 10 times it */
 };
 
 struct cv_d {
@@ -186,6 +232,28 @@ void cv_d_attach_reply(struct cv_d *d, struct cv_d_client *c, int status,
 		       const struct cv_d_tenant *t, const int *fds, int nfds);
 /* Answers PS requests whose stats are in or whose time is up. */
 void cv_d_ps_poll(struct cv_d *d, uint64_t now);
+/* Sends a reply to c; on failure logs and drops the client. */
+void cv_d_reply(struct cv_d *d, struct cv_d_client *c, uint16_t type,
+		int status, const void *p, uint32_t len);
+/* Our own uid and root: may see every tenant, stop the daemon and
+ * suspend, resume or evict tenants. */
+bool cv_d_privileged(uid_t uid);
+
+/* ops.c: suspend, resume and evict */
+/* A client's decoded SUSPEND/RESUME/EVICT: forwarded or refused. */
+void cv_d_op_request(struct cv_d *d, struct cv_d_client *c, uint16_t type,
+		     const struct cv_ctl_tenant_op *op);
+/* The worker's reply to the pending operation; -EPROTO if there is none
+ * of that type (the caller treats the worker as broken). */
+int cv_d_op_reply(struct cv_d *d, struct cv_d_tenant *t,
+		  const struct cv_d_msg *m);
+/* Answers the pending operation's client with status (the worker went
+ * away or cannot be told); the operation is over. */
+void cv_d_op_abort(struct cv_d *d, struct cv_d_tenant *t, int status);
+/* Answers -ETIMEDOUT to clients whose worker took too long. */
+void cv_d_op_timeouts(struct cv_d *d, uint64_t now);
+/* The earliest operation deadline, 0 if none. */
+uint64_t cv_d_op_next_deadline(const struct cv_d *d);
 
 /* tenant.c */
 int cv_d_tenant_start(struct cv_d *d, struct cv_d_client *c, int gpu,
@@ -197,7 +265,9 @@ void cv_d_tenant_hup(struct cv_d *d, struct cv_d_tenant *t);
 void cv_d_tenant_timeouts(struct cv_d *d, uint64_t now);
 void cv_d_tenant_ask_stats(struct cv_d *d, struct cv_d_tenant *t);
 void cv_d_tenant_stop(struct cv_d *d, struct cv_d_tenant *t);
-void cv_d_tenant_close_ctl(struct cv_d_tenant *t);
+/* Closes the worker's control connection; a pending operation's client
+ * gets -EIO (-ESHUTDOWN while the daemon stops). */
+void cv_d_tenant_close_ctl(struct cv_d *d, struct cv_d_tenant *t);
 void cv_d_reap(struct cv_d *d);
 void cv_d_tenant_free(struct cv_d *d, struct cv_d_tenant *t);
 

@@ -139,7 +139,8 @@ static int opt_pidfile(struct opts *o, const char *v)
 		       v);
 }
 
-static int opt_start_timeout(struct opts *o, const char *v)
+/* 1 to 3600 seconds into *out; 0 or -EINVAL after saying why. */
+static int parse_seconds(const char *name, const char *v, unsigned *out)
 {
 	char *end;
 	unsigned long s;
@@ -147,12 +148,22 @@ static int opt_start_timeout(struct opts *o, const char *v)
 	errno = 0;
 	s = strtoul(v, &end, 10);
 	if (!*v || *end || errno || s == 0 || s > 3600) {
-		fprintf(stderr, "cuvisord: --start-timeout: '%s' is not 1 to "
-			"3600 seconds\n", v);
+		fprintf(stderr, "cuvisord: %s: '%s' is not 1 to 3600 seconds\n",
+			name, v);
 		return -EINVAL;
 	}
-	o->cfg->start_timeout_s = (unsigned)s;
+	*out = (unsigned)s;
 	return 0;
+}
+
+static int opt_start_timeout(struct opts *o, const char *v)
+{
+	return parse_seconds("--start-timeout", v, &o->cfg->start_timeout_s);
+}
+
+static int opt_op_timeout(struct opts *o, const char *v)
+{
+	return parse_seconds("--op-timeout", v, &o->cfg->op_timeout_s);
 }
 
 static int opt_help(struct opts *o, const char *v)
@@ -198,6 +209,10 @@ static const struct opt options[] = {
 	  "write our pid there once listening; removed on exit" },
 	{ "--start-timeout", "SECONDS", opt_start_timeout,
 	  "how long a worker may take to become ready (default: 60)" },
+	{ "--op-timeout", "SECONDS", opt_op_timeout,
+	  "how long a worker may take to suspend or resume its tenant before "
+	  "the client is told it timed out (default: 60); evicting may take "
+	  "10 times as long" },
 	{ "--help", NULL, opt_help, "show this help and exit" },
 };
 
@@ -348,6 +363,7 @@ static void set_defaults(struct cv_d_cfg *cfg)
 	snprintf(cfg->worker, sizeof(cfg->worker), "%s/cuvisor-vgpu",
 		 n > 0 ? dirname(exe) : ".");
 	cfg->start_timeout_s = CV_D_START_TIMEOUT_S;
+	cfg->op_timeout_s = CV_D_OP_TIMEOUT_S;
 	snprintf(cfg->log_level, sizeof(cfg->log_level), "info");
 }
 
@@ -532,6 +548,7 @@ static int next_timeout(const struct cv_d *d, uint64_t now)
 	for (i = 0; i < d->nclients && waiting; i++)
 		if (d->clients[i]->ps_pending)
 			min_deadline(&best, d->clients[i]->ps_deadline);
+	min_deadline(&best, cv_d_op_next_deadline(d));
 	if (d->stopping)
 		min_deadline(&best, d->stop_deadline ? d->stop_deadline : 1);
 	if (d->accept_resume)
@@ -568,7 +585,8 @@ static int build_pollfds(struct cv_d *d, struct pollfd *p, struct slot *s)
 		p[n] = (struct pollfd){ .fd = c->fd };
 		/* One request at a time: a busy client is only watched for
 		 * hang-up. */
-		if (!c->attaching && !c->ps_pending && !c->shutdown_pending)
+		if (!c->attaching && !c->ps_pending && !c->shutdown_pending &&
+		    !c->op_tenant)
 			p[n].events = POLLIN;
 		s[n++] = (struct slot){ K_CLIENT, c };
 	}
@@ -631,6 +649,7 @@ static void loop(struct cv_d *d)
 	for (;;) {
 		now = cv_now_ns();
 		cv_d_tenant_timeouts(d, now);
+		cv_d_op_timeouts(d, now);
 		cv_d_ps_poll(d, now);
 		sweep(d);
 		if (d->cfg.private_mode && d->had_tenant && !d->ntenants)

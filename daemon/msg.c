@@ -1,13 +1,15 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * Everything in the daemon that reads peer input without doing I/O:
- * control message validation, ATTACH admission and the probe output
- * parser. Pure functions, so that tests/test_ctl.c and fuzz/fuzz_ctl.c can
- * drive them with arbitrary bytes.
+ * control message validation, ATTACH admission, the fields of SUSPEND,
+ * RESUME and EVICT (and how their results are worded in the log) and the
+ * probe output parser. Pure functions, so that tests/test_ctl.c and
+ * fuzz/fuzz_ctl.c can drive them with arbitrary bytes.
  */
 #include "cuvisord.h"
 
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -67,6 +69,13 @@ static int decode_client(const struct cv_ctl_hdr *hdr, const void *payload,
 		if (len)
 			BAD("request takes no payload");
 		return 0;
+	case CV_CTL_SUSPEND:
+	case CV_CTL_RESUME:
+	case CV_CTL_EVICT:
+		if (len != sizeof(m->u.op))
+			BAD("operation request has the wrong length");
+		memcpy(&m->u.op, payload, sizeof(m->u.op));
+		return 0;
 	default:
 		BAD("unknown request type");
 	}
@@ -89,6 +98,25 @@ static int decode_ready(const void *payload, uint32_t len, int nfds,
 	if (r.status < 0 && nfds != 0)
 		BAD("W_READY failure must carry no fd");
 	m->u.ready.status = r.status;
+	return 0;
+}
+
+/* An operation's reply: op_r, which an error reply may leave out. */
+static int decode_op_r(const struct cv_ctl_hdr *hdr, const void *payload,
+		       uint32_t len, int nfds, struct cv_d_msg *m,
+		       const char **why)
+{
+	if (nfds)
+		BAD("operation reply carries file descriptors");
+	if (hdr->status < 0 && len == 0)
+		return 0;
+	if (len != sizeof(m->u.op_r))
+		BAD("operation reply has the wrong length");
+	memcpy(&m->u.op_r, payload, sizeof(m->u.op_r));
+	/* A worker that answers has started: never STARTING. */
+	if (m->u.op_r.state < CV_STATE_RUNNING ||
+	    m->u.op_r.state > CV_STATE_LOST)
+		BAD("operation reply has an unknown state");
 	return 0;
 }
 
@@ -116,6 +144,10 @@ static int decode_worker(const struct cv_ctl_hdr *hdr, const void *payload,
 		if (nfds || len)
 			BAD("W_STOP reply takes no payload");
 		return 0;
+	case CV_CTL_W_SUSPEND | CV_CTL_REPLY:
+	case CV_CTL_W_RESUME | CV_CTL_REPLY:
+	case CV_CTL_W_EVICT | CV_CTL_REPLY:
+		return decode_op_r(hdr, payload, len, nfds, m, why);
 	default:
 		BAD("unexpected message type from a worker");
 	}
@@ -135,9 +167,122 @@ int cv_d_msg_decode(enum cv_d_peer from, const struct cv_ctl_hdr *hdr,
 		BAD("too many file descriptors");
 	m->type = hdr->type;
 	m->status = hdr->status;
+	m->len = len;
 	if (from == CV_D_PEER_CLIENT)
 		return decode_client(hdr, payload, len, nfds, m, why);
 	return decode_worker(hdr, payload, len, nfds, m, why);
+}
+
+int cv_d_op_check(uint16_t type, const struct cv_ctl_tenant_op *op,
+		  const char **why)
+{
+	*why = NULL;
+	if (op->flags) {
+		*why = "flags must be 0";
+		return -EINVAL;
+	}
+	if (type == CV_CTL_RESUME) {
+		if (op->gpu < -1 || op->gpu >= 65536) {
+			*why = "gpu must be -1 or a GPU index";
+			return -EINVAL;
+		}
+		return 0;
+	}
+	if (op->gpu != -1) {
+		*why = "gpu must be -1 (only RESUME takes a GPU)";
+		return -EINVAL;
+	}
+	return 0;
+}
+
+uint16_t cv_d_op_to_worker(uint16_t type)
+{
+	switch (type) {
+	case CV_CTL_SUSPEND: return CV_CTL_W_SUSPEND;
+	case CV_CTL_RESUME: return CV_CTL_W_RESUME;
+	case CV_CTL_EVICT: return CV_CTL_W_EVICT;
+	default: return 0;
+	}
+}
+
+uint16_t cv_d_op_from_worker(uint16_t wtype)
+{
+	switch (wtype & ~CV_CTL_REPLY) {
+	case CV_CTL_W_SUSPEND: return CV_CTL_SUSPEND;
+	case CV_CTL_W_RESUME: return CV_CTL_RESUME;
+	case CV_CTL_W_EVICT: return CV_CTL_EVICT;
+	default: return 0;
+	}
+}
+
+const char *cv_d_op_name(uint16_t type)
+{
+	uint16_t t = type & ~CV_CTL_REPLY;
+
+	if (cv_d_op_from_worker(t))
+		t = cv_d_op_from_worker(t);
+	switch (t) {
+	case CV_CTL_SUSPEND: return "suspend";
+	case CV_CTL_RESUME: return "resume";
+	case CV_CTL_EVICT: return "evict";
+	default: return "?";
+	}
+}
+
+char *cv_d_fmt_bytes(uint64_t bytes, char *buf, size_t size)
+{
+	static const char *const unit[] = { "KiB", "MiB", "GiB", "TiB",
+					    "PiB", "EiB" };
+	double v = (double)bytes;
+	int u = -1;
+
+	if (bytes < 1024) {
+		snprintf(buf, size, "%llu B", (unsigned long long)bytes);
+		return buf;
+	}
+	while (v >= 1024 && u + 1 < (int)CV_ARRAY_SIZE(unit)) {
+		v /= 1024;
+		u++;
+	}
+	snprintf(buf, size, "%.1f %s", v, unit[u]);
+	return buf;
+}
+
+char *cv_d_fmt_ms(uint64_t ns, char *buf, size_t size)
+{
+	double ms = (double)ns / 1e6;
+
+	snprintf(buf, size, ms < 0.1 ? "%.3f ms" : "%.1f ms", ms);
+	return buf;
+}
+
+char *cv_d_op_describe(char *buf, size_t size, uint16_t wtype,
+		       const struct cv_ctl_op_r *r)
+{
+	char sz[32], rate[32] = "", ms[32];
+
+	/* bytes per ns are GB/s */
+	if (r->bytes && r->ns)
+		snprintf(rate, sizeof(rate), " (%.1f GB/s)",
+			 (double)r->bytes / (double)r->ns);
+	cv_d_fmt_bytes(r->bytes, sz, sizeof(sz));
+	cv_d_fmt_ms(r->ns, ms, sizeof(ms));
+	switch (wtype & ~CV_CTL_REPLY) {
+	case CV_CTL_W_EVICT:
+		snprintf(buf, size, "evicted, %s in %s%s", sz, ms, rate);
+		break;
+	case CV_CTL_W_RESUME:
+		if (r->bytes)
+			snprintf(buf, size, "resumed, %s restored in %s%s", sz,
+				 ms, rate);
+		else
+			snprintf(buf, size, "resumed in %s", ms);
+		break;
+	default:
+		snprintf(buf, size, "suspended in %s", ms);
+		break;
+	}
+	return buf;
 }
 
 int cv_d_admit(const struct cv_d_gpu *gpus, int ngpus,

@@ -169,12 +169,13 @@ int cv_d_tenant_start(struct cv_d *d, struct cv_d_client *c, int gpu,
 	return 0;
 }
 
-void cv_d_tenant_close_ctl(struct cv_d_tenant *t)
+void cv_d_tenant_close_ctl(struct cv_d *d, struct cv_d_tenant *t)
 {
 	if (t->ctl_fd >= 0)
 		close(t->ctl_fd);
 	t->ctl_fd = -1;
 	t->stats_inflight = false;
+	cv_d_op_abort(d, t, d->stopping ? -ESHUTDOWN : -EIO);
 }
 
 /*
@@ -188,7 +189,7 @@ static void fail_start(struct cv_d *d, struct cv_d_tenant *t, int status)
 	if (t->link_guest_fd >= 0)
 		close(t->link_guest_fd);
 	t->link_guest_fd = -1;
-	cv_d_tenant_close_ctl(t);
+	cv_d_tenant_close_ctl(d, t);
 	t->state = CV_STATE_LOST;
 }
 
@@ -200,7 +201,7 @@ static void worker_broken(struct cv_d *d, struct cv_d_tenant *t,
 		(unsigned long long)t->id, (int)t->worker_pid, why);
 	if (t->state == CV_STATE_STARTING)
 		fail_start(d, t, -EIO);
-	cv_d_tenant_close_ctl(t);
+	cv_d_tenant_close_ctl(d, t);
 	t->state = CV_STATE_LOST;
 	/* Once reaped, the pid may belong to someone else. */
 	if (!t->dead)
@@ -251,6 +252,7 @@ static void on_ready(struct cv_d *d, struct cv_d_tenant *t,
 	t->link_guest_fd = -1;
 }
 
+/* Stats may say the state too, except while an operation changes it. */
 static void on_stats(struct cv_d_tenant *t, const struct cv_d_msg *m)
 {
 	t->stats_inflight = false;
@@ -260,7 +262,7 @@ static void on_stats(struct cv_d_tenant *t, const struct cv_d_msg *m)
 		return;
 	}
 	t->stats = m->u.stats;
-	if (t->state != CV_STATE_LOST)
+	if (t->state != CV_STATE_LOST && !t->op)
 		t->state = m->u.stats.state;
 }
 
@@ -273,7 +275,7 @@ void cv_d_tenant_hup(struct cv_d *d, struct cv_d_tenant *t)
 		       "ready", (unsigned long long)t->id, (int)t->worker_pid);
 		fail_start(d, t, -EIO);
 	}
-	cv_d_tenant_close_ctl(t);
+	cv_d_tenant_close_ctl(d, t);
 	t->state = CV_STATE_LOST;
 }
 
@@ -308,6 +310,12 @@ static int tenant_input(struct cv_d *d, struct cv_d_tenant *t)
 		break;
 	case CV_CTL_W_STATS | CV_CTL_REPLY:
 		on_stats(t, &m);
+		break;
+	case CV_CTL_W_SUSPEND | CV_CTL_REPLY:
+	case CV_CTL_W_RESUME | CV_CTL_REPLY:
+	case CV_CTL_W_EVICT | CV_CTL_REPLY:
+		if (cv_d_op_reply(d, t, &m) < 0)
+			worker_broken(d, t, "an operation's reply out of turn");
 		break;
 	default: /* W_STOP reply */
 		cv_dbg("tenant %llu: worker acknowledged W_STOP",
@@ -356,7 +364,7 @@ void cv_d_tenant_ask_stats(struct cv_d *d, struct cv_d_tenant *t)
 		cv_warn("tenant %llu: cannot ask worker pid %d for stats: %s",
 			(unsigned long long)t->id, (int)t->worker_pid,
 			strerror(-r));
-		cv_d_tenant_close_ctl(t);
+		cv_d_tenant_close_ctl(d, t);
 		t->state = CV_STATE_LOST;
 	}
 }
@@ -407,7 +415,7 @@ static void tenant_gone(struct cv_d *d, struct cv_d_tenant *t, int st)
 		;
 	if (t->state == CV_STATE_STARTING)
 		fail_start(d, t, -EIO);
-	cv_d_tenant_close_ctl(t);
+	cv_d_tenant_close_ctl(d, t);
 	if (t->link_guest_fd >= 0)
 		close(t->link_guest_fd);
 	t->link_guest_fd = -1;
@@ -436,7 +444,7 @@ void cv_d_tenant_free(struct cv_d *d, struct cv_d_tenant *t)
 		return;
 	if (t->client && t->client->attaching == t)
 		t->client->attaching = NULL;
-	cv_d_tenant_close_ctl(t);
+	cv_d_tenant_close_ctl(d, t);
 	if (t->link_guest_fd >= 0)
 		close(t->link_guest_fd);
 	free(t);

@@ -10,13 +10,21 @@
  *	   --ctl-fd 3 --link-fd 4 [--log SPEC]
  *	checks that fds 3 and 4 are sockets and nothing above is open,
  *	sends W_READY with a 1 MiB memfd whose start is a cv_region_hdr,
- *	answers W_STATS (mem_used = quota / 4, commands = 42) and W_STOP,
- *	echoes link messages back as replies, exits on HUP of either.
+ *	answers W_STATS (mem_used = quota / 4, 0 while evicted, commands =
+ *	42, the state) and W_STOP, W_SUSPEND, W_RESUME and W_EVICT like a
+ *	worker would (evict and the resume after it move quota / 4 bytes at
+ *	10 GB/s; the wrong state gets -EBUSY; a payload that is not 16 bytes
+ *	-EINVAL, gpu other than -1 -EOPNOTSUPP; every error reply carries
+ *	cv_ctl_op_r with the state), echoes link messages back as replies,
+ *	exits on HUP of either.
  *
  * FAKE_VGPU_MODES="ID:MODE,..." changes tenant ID's behaviour: fail (READY
  * with -ENOSPC), crash (exit 3 before READY), hang (never READY), nostop
  * (ignores W_STOP), nostats (ignores W_STATS), garbage (a malformed
- * message instead of READY).
+ * message instead of READY); and for the operations: noop (never answers
+ * them), opdie (exits 3 on one), opfail (answers -ENOMEM, state kept),
+ * opgarbage (answers with a 5-byte payload), slowop (answers after
+ * 500 ms, still answering W_STATS meanwhile), lateop (after 1500 ms).
  */
 #include <errno.h>
 #include <poll.h>
@@ -31,6 +39,7 @@
 
 #include "../core/ctl.h"
 #include "../core/proto.h"
+#include "../core/util.h"
 
 struct args {
 	bool probe;
@@ -115,34 +124,137 @@ static const char *check_fds(void)
 	return NULL;
 }
 
-static int serve(int ctl, int link, uint64_t quota, bool nostop,
-		 bool nostats)
+/* The fake vGPU's state and its one operation in progress. */
+struct fake {
+	const char *mode;
+	uint64_t quota;
+	uint32_t state;
+	uint16_t op_type;           /* W_* being "done", 0: none */
+	int op_status;
+	struct cv_ctl_op_r op_r;
+	int op_delay_ms;            /* until the reply goes out */
+};
+
+static bool is(const struct fake *f, const char *mode)
+{
+	return !strcmp(f->mode, mode);
+}
+
+/* Does an operation (instantly); fills op_status and op_r. */
+static void do_op(struct fake *f, uint16_t type, const void *p, int n)
+{
+	struct cv_ctl_tenant_op op;
+	uint64_t moved = f->quota / 4;
+	bool ok;
+
+	f->op_type = type;
+	f->op_status = 0;
+	f->op_r = (struct cv_ctl_op_r){ .ns = 400000 };
+	memcpy(&op, p, n == (int)sizeof(op) ? sizeof(op) : 0);
+	if (n != (int)sizeof(op))
+		f->op_status = -EINVAL;
+	else if (op.gpu != -1)
+		f->op_status = -EOPNOTSUPP;
+	ok = type == CV_CTL_W_SUSPEND ? f->state == CV_STATE_RUNNING :
+	     type == CV_CTL_W_EVICT ? f->state == CV_STATE_RUNNING ||
+				      f->state == CV_STATE_SUSPENDED :
+				      f->state == CV_STATE_SUSPENDED ||
+				      f->state == CV_STATE_EVICTED;
+	if (!f->op_status && !ok)
+		f->op_status = -EBUSY;
+	if (!f->op_status && is(f, "opfail"))
+		f->op_status = -ENOMEM;
+	if (!f->op_status) {
+		/* 10 GB/s: 10 bytes per ns */
+		if (type == CV_CTL_W_EVICT ||
+		    (type == CV_CTL_W_RESUME && f->state == CV_STATE_EVICTED)) {
+			f->op_r.bytes = moved;
+			f->op_r.ns = moved / 10 + 1;
+		}
+		f->state = type == CV_CTL_W_SUSPEND ? CV_STATE_SUSPENDED :
+			   type == CV_CTL_W_EVICT ? CV_STATE_EVICTED :
+			   CV_STATE_RUNNING;
+	}
+	f->op_r.state = f->state;
+	f->op_delay_ms = is(f, "slowop") ? 500 : is(f, "lateop") ? 1500 : 0;
+}
+
+static void op_reply(struct fake *f, int ctl)
+{
+	if (is(f, "opgarbage"))
+		cv_ctl_send(ctl, f->op_type | CV_CTL_REPLY, 0, "junk!", 5,
+			    NULL, 0);
+	else
+		cv_ctl_send(ctl, f->op_type | CV_CTL_REPLY, f->op_status,
+			    &f->op_r, sizeof(f->op_r), NULL, 0);
+	f->op_type = 0;
+}
+
+/* One message from the daemon; 1 when we are to exit. */
+static int ctl_input(struct fake *f, int ctl, const struct cv_ctl_hdr *h,
+		     const void *buf, int n)
+{
+	struct cv_ctl_w_stats_r s = {
+		.mem_used = f->state == CV_STATE_EVICTED ? 0 : f->quota / 4,
+		.quota = f->quota, .commands = 42, .state = f->state,
+	};
+
+	switch (h->type) {
+	case CV_CTL_W_STATS:
+		if (!is(f, "nostats"))
+			cv_ctl_send(ctl, CV_CTL_W_STATS | CV_CTL_REPLY, 0, &s,
+				    sizeof(s), NULL, 0);
+		return 0;
+	case CV_CTL_W_STOP:
+		if (is(f, "nostop"))
+			return 0;
+		cv_ctl_send(ctl, CV_CTL_W_STOP | CV_CTL_REPLY, 0, NULL, 0,
+			    NULL, 0);
+		return 1;
+	case CV_CTL_W_SUSPEND:
+	case CV_CTL_W_RESUME:
+	case CV_CTL_W_EVICT:
+		if (is(f, "opdie"))
+			exit(3);
+		if (is(f, "noop") || f->op_type)
+			return 0;
+		do_op(f, h->type, buf, n);
+		if (!f->op_delay_ms)
+			op_reply(f, ctl);
+		return 0;
+	default:
+		return 0;
+	}
+}
+
+static int serve(int ctl, int link, uint64_t quota, const char *mode)
 {
 	struct pollfd p[2] = { { .fd = ctl, .events = POLLIN },
 			       { .fd = link, .events = POLLIN } };
-	struct cv_ctl_w_stats_r s = { .mem_used = quota / 4, .quota = quota,
-				      .commands = 42,
-				      .state = CV_STATE_RUNNING };
+	struct fake f = { .mode = mode, .quota = quota,
+			  .state = CV_STATE_RUNNING };
 	struct cv_ctl_hdr h;
 	char buf[4096];
+	uint64_t due = 0, now;
 	int n;
 
 	for (;;) {
-		if (poll(p, 2, -1) < 0)
+		now = cv_now_ns();
+		if (f.op_type && f.op_delay_ms && !due)
+			due = now + (uint64_t)f.op_delay_ms * 1000000ull;
+		if (due && now >= due) {
+			op_reply(&f, ctl);
+			due = 0;
+		}
+		if (poll(p, 2, due ? (int)((due - now) / 1000000 + 1) : -1) < 0)
 			continue;
 		if (p[0].revents) {
 			n = cv_ctl_recv(ctl, &h, buf, sizeof(buf), NULL, NULL,
 					0);
-			if (n < 0)
+			if (n == -ETIMEDOUT || n == -EAGAIN)
+				continue;
+			if (n < 0 || ctl_input(&f, ctl, &h, buf, n))
 				return 0;
-			if (h.type == CV_CTL_W_STATS && !nostats)
-				cv_ctl_send(ctl, CV_CTL_W_STATS | CV_CTL_REPLY,
-					    0, &s, sizeof(s), NULL, 0);
-			if (h.type == CV_CTL_W_STOP && !nostop) {
-				cv_ctl_send(ctl, CV_CTL_W_STOP | CV_CTL_REPLY,
-					    0, NULL, 0, NULL, 0);
-				return 0;
-			}
 		}
 		if (p[1].revents) {
 			n = cv_ctl_recv(link, &h, buf, sizeof(buf), NULL, NULL,
@@ -212,11 +324,11 @@ int main(int argc, char **argv)
 		for (;;)
 			pause();
 	if (!strcmp(mode, "garbage"))
-		return write(3, "garbage!", 8) == 8 ? serve(3, 4, quota, 0, 0) : 1;
+		return write(3, "garbage!", 8) == 8 ? serve(3, 4, quota, "")
+						    : 1;
 	if (!strcmp(mode, "fail"))
 		why = "fake failure for the test";
 	if (ready(3, strtoull(a.tenant, NULL, 10), quota, why) < 0)
 		return 1;
-	return why ? 1 : serve(3, 4, quota, !strcmp(mode, "nostop"),
-			       !strcmp(mode, "nostats"));
+	return why ? 1 : serve(3, 4, quota, mode);
 }

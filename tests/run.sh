@@ -24,6 +24,12 @@
 #   rt       every CUDA runtime program build/tests/rt/* (nvcc-built,
 #            tests/rt/) under `cuvisor run`, like e2e; those named in
 #            CV_RT_XFAIL (comma-separated; default below) fail as XFAIL
+#   ops      `cuvisor suspend`, `resume` and `evict` of a tenant of a
+#            shared daemon that counts rounds in every page of 64 MiB
+#            (cu_pagecount), 3 times suspend/resume and evict/resume: `ps`
+#            shows each state, no progress while suspended or evicted,
+#            progress after resume, every page right at the end (exit 0);
+#            an unknown tenant and resuming a running one fail clearly
 #
 # Prints one line per test: PASS|FAIL|SKIP NAME [(detail)], the tail of
 # the log after a failure, and last exactly one line
@@ -36,7 +42,7 @@ cd "$(dirname "$0")/.." || exit 2
 O=${O:-build}
 MAKE=${MAKE:-make}
 BACKEND=host
-ONLY=unit,e2e,kill,garbage,san,fuzz,rt
+ONLY=unit,e2e,kill,garbage,san,fuzz,rt,ops
 KEEP=0
 MEM=1G
 MEM_BYTES=1073741824
@@ -48,7 +54,7 @@ while [ $# -gt 0 ]; do
 	--backend) BACKEND=$2; shift 2 ;;
 	--only) ONLY=$2; shift 2 ;;
 	--keep) KEEP=1; shift ;;
-	-h|--help) sed -n '4,34p' "$0"; exit 0 ;;
+	-h|--help) sed -n '4,38p' "$0"; exit 0 ;;
 	*) echo "tests/run.sh: unknown argument '$1'" >&2; exit 2 ;;
 	esac
 done
@@ -413,6 +419,188 @@ run_multi() {
 	stop_daemon
 }
 
+# ---- suspend, resume, evict ----------------------------------------------
+
+OPS_ID=
+OPS_LOG=
+OPS_DETAIL=
+OPS_MIB=64
+
+# ops_cli NAME ARGS...: `cuvisor ARGS --socket $SOCK`, its output in
+# $LOGS/ops-NAME.out; its exit status. Evicting may take long.
+ops_cli() {
+	local name=$1
+	shift
+	timeout 700 "$BIN/cuvisor" "$@" --socket "$SOCK" > "$LOGS/ops-$name.out" 2>&1
+}
+
+# The STATE column of `cuvisor ps` for tenant $1.
+ops_state() {
+	timeout 10 "$BIN/cuvisor" ps --socket "$SOCK" 2>/dev/null |
+		awk -v id="$1" '$1 == id { print $5 }'
+}
+
+# The last "# rounds N" the counting tenant printed.
+ops_rounds() {
+	awk '$1 == "#" && $2 == "rounds" { n = $3 } END { print n + 0 }' "$OPS_LOG"
+}
+
+# No round for 0.5 s (after 0.2 s in which a round under way may finish).
+ops_frozen() {
+	local a b
+	sleep 0.2
+	a=$(ops_rounds)
+	sleep 0.5
+	b=$(ops_rounds)
+	OPS_DETAIL="rounds $a -> $b in 0.5 s"
+	[ "$a" = "$b" ]
+}
+
+# A new round within 5 s.
+ops_moves() {
+	local a b i
+	a=$(ops_rounds)
+	for i in $(seq 1 100); do
+		b=$(ops_rounds)
+		if [ "$b" -gt "$a" ]; then
+			OPS_DETAIL="rounds $a -> $b"
+			return 0
+		fi
+		sleep 0.05
+	done
+	OPS_DETAIL="rounds still $a after 5 s"
+	return 1
+}
+
+# True when an evict's output says it moved at least the tenant's buffer.
+ops_moved_all() {
+	awk -v mib="$OPS_MIB" '
+		/evicted [0-9.]+ (B|KiB|MiB|GiB|TiB)/ {
+			for (i = 1; i < NF; i++)
+				if ($i == "evicted") { v = $(i + 1); u = $(i + 2) }
+		}
+		END {
+			f = u == "GiB" ? 1024 : u == "TiB" ? 1048576 : u == "MiB" ? 1 : 0
+			exit !(v * f >= mib)
+		}' "$1"
+}
+
+# ops_step NAME VERB STATE frozen|moves: `cuvisor VERB ID`, after which
+# `cuvisor ps` must say STATE and the tenant must make no progress
+# (frozen) or make progress again (moves). Prints PASS or FAIL.
+ops_step() {
+	local name=$1 verb=$2 want=$3 motion=$4 out=$LOGS/ops-$1.out st rc
+	ops_cli "$name" "$verb" "$OPS_ID"
+	rc=$?
+	if [ $rc != 0 ]; then
+		result FAIL "ops:$name" "cuvisor $verb $OPS_ID: exit $rc: $(tail -n 1 "$out")" "$DLOG"
+		return 1
+	fi
+	st=$(ops_state "$OPS_ID")
+	if [ "$st" != "$want" ]; then
+		result FAIL "ops:$name" "cuvisor ps says '$st', not $want" "$DLOG"
+		return 1
+	fi
+	if [ "$verb" = evict ] && ! ops_moved_all "$out"; then
+		result FAIL "ops:$name" "evicted less than the tenant's $OPS_MIB MiB: $(head -n 1 "$out")" "$DLOG"
+		return 1
+	fi
+	if [ "$motion" = frozen ] && ! ops_frozen; then
+		result FAIL "ops:$name" "progress while $want: $OPS_DETAIL" "$OPS_LOG"
+		return 1
+	fi
+	if [ "$motion" = moves ] && ! ops_moves; then
+		result FAIL "ops:$name" "no progress after resume: $OPS_DETAIL" "$OPS_LOG"
+		return 1
+	fi
+	result PASS "ops:$name" "$(head -n 1 "$out"); $OPS_DETAIL"
+}
+
+ops_cycles() {
+	local i
+	for i in 1 2 3; do
+		ops_step "suspend:$i" suspend suspended frozen || return 1
+		ops_step "resume:$i" resume running moves || return 1
+		ops_step "evict:$i" evict evicted frozen || return 1
+		ops_step "resume-evicted:$i" resume running moves || return 1
+	done
+}
+
+# Refusals the daemon answers by itself: clear messages, exit 1.
+ops_refusals() {
+	local rc out=$LOGS/ops-unknown.out
+	ops_cli unknown suspend 999999
+	rc=$?
+	if [ $rc = 1 ] && grep -q "no tenant 999999" "$out"; then
+		result PASS ops:unknown-tenant "$(head -n 1 "$out")"
+	else
+		result FAIL ops:unknown-tenant "exit $rc: $(head -n 1 "$out")"
+	fi
+	out=$LOGS/ops-resume-running.out
+	ops_cli resume-running resume "$OPS_ID"
+	rc=$?
+	if [ $rc = 1 ] && grep -q "tenant $OPS_ID is running" "$out"; then
+		result PASS ops:resume-running "$(head -n 1 "$out")"
+	else
+		result FAIL ops:resume-running "exit $rc: $(head -n 1 "$out")"
+	fi
+}
+
+ops_tenant() {
+	local cli gpid rc
+	OPS_LOG=$LOGS/ops-tenant.log
+	guest "$OPS_LOG" "$TB/cu_pagecount" -t 0 -m "$OPS_MIB"
+	cli=$GUEST
+	if ! wait_line "$OPS_LOG" '^# ready' 30; then
+		result FAIL ops:start "the tenant did not start counting" "$OPS_LOG"
+		kill -KILL "$cli" 2>/dev/null
+		return
+	fi
+	gpid=$(field "$OPS_LOG" guest_pid)
+	OPS_ID=$(timeout 10 "$BIN/cuvisor" ps --socket "$SOCK" 2>/dev/null |
+		awk -v p="$gpid" '$2 == p { print $1 }')
+	if [ -z "$OPS_ID" ]; then
+		result FAIL ops:start "cuvisor ps lists no tenant of pid $gpid" "$DLOG"
+		kill -KILL "$gpid" 2>/dev/null
+		return
+	fi
+	ops_refusals
+	if ! ops_cycles; then
+		# Let it go on, so that its own checks still say something.
+		ops_cli unstick resume "$OPS_ID"
+	fi
+	kill -TERM "$gpid" 2>/dev/null
+	wait "$cli" 2>/dev/null
+	rc=$?
+	if [ $rc = 0 ]; then
+		result PASS ops:tenant-checks "$(ops_rounds) rounds, every page right"
+	else
+		result FAIL ops:tenant-checks "exit $rc" "$OPS_LOG"
+	fi
+}
+
+run_ops() {
+	if ! have_cuvisor; then
+		result SKIP ops "cuvisor is not built"
+		return
+	fi
+	if [ ! -x "$TB/cu_pagecount" ]; then
+		result FAIL ops "test programs missing (make test-programs)"
+		return
+	fi
+	if ! start_daemon; then
+		result FAIL ops:daemon-start "cuvisord did not answer" "$DLOG"
+		return
+	fi
+	ops_tenant
+	if daemon_answers; then
+		result PASS ops:daemon-answers
+	else
+		result FAIL ops:daemon-answers "cuvisor ps failed" "$LOGS/ps.out"
+	fi
+	stop_daemon
+}
+
 # ---- sanitizers --------------------------------------------------------
 
 # san NAME SANITIZER EXTRA_CFLAGS [TEST]
@@ -571,6 +759,7 @@ if want kill || want garbage; then run_multi; fi
 want san && run_san
 want fuzz && run_fuzz
 want rt && run_rt
+want ops && run_ops
 
 if [ "$NFAIL" -gt 0 ] || [ "$KEEP" -eq 1 ]; then
 	echo "logs: $LOGS"

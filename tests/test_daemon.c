@@ -9,8 +9,11 @@
  * replies (bad GPU, over quota, protocol, worker failure, crash, garbage,
  * start timeout), malformed clients, SO_PEERCRED (as root), shutdown and
  * SIGTERM (with a worker that ignores W_STOP), --private, stale sockets,
- * the socket directory checks, and the CLI (ps, info, run with a private
- * daemon, exit statuses, signal forwarding).
+ * the socket directory checks, suspend/resume/evict (forwarding, states,
+ * refusals, a worker that is slow, silent, dies, fails or answers
+ * garbage, timeouts, late answers), and the CLI (ps, info, suspend,
+ * resume, evict, run with a private daemon, exit statuses, signal
+ * forwarding).
  *
  * Prints "N passed, N failed"; exits 1 on any failure.
  */
@@ -822,6 +825,380 @@ static void test_cli_query(void)
 	CHECK(daemon_wait(&d, 3000) == 0);
 }
 
+/* ---- suspend, resume, evict ------------------------------------------ */
+
+/* Sends an operation on a fresh connection; the connection or -errno. */
+static int op_send(const char *sock, uint16_t type, uint64_t id, int32_t gpu,
+		   uint32_t flags)
+{
+	struct cv_ctl_tenant_op op = { .tenant = id, .gpu = gpu,
+				       .flags = flags };
+	int fd, r;
+
+	fd = cv_ctl_connect(sock);
+	if (fd < 0)
+		return fd;
+	r = cv_ctl_send(fd, type, 0, &op, sizeof(op), NULL, 0);
+	if (r < 0) {
+		close(fd);
+		return r;
+	}
+	return fd;
+}
+
+/*
+ * The reply to an operation sent on fd (closed here): its status, with
+ * *r filled when it carried a cv_ctl_op_r (else r->state is 0 and
+ * r->pad 1); -EPROTO for a wrong reply, or the transport's -errno.
+ */
+static int op_recv(int fd, uint16_t type, int ms, struct cv_ctl_op_r *r)
+{
+	struct cv_ctl_hdr h;
+	uint8_t buf[256];
+	int n;
+
+	memset(r, 0, sizeof(*r));
+	r->pad = 1;
+	n = cv_ctl_recv(fd, &h, buf, sizeof(buf), NULL, NULL, ms);
+	close(fd);
+	if (n < 0)
+		return n;
+	if (h.type != (type | CV_CTL_REPLY) || (n && n != sizeof(*r)) ||
+	    (!h.status && !n))
+		return -EPROTO;
+	if (n)
+		memcpy(r, buf, sizeof(*r));
+	return h.status;
+}
+
+static int op(const char *sock, uint16_t type, uint64_t id, int32_t gpu,
+	      struct cv_ctl_op_r *r)
+{
+	int fd = op_send(sock, type, id, gpu, 0);
+
+	return fd < 0 ? fd : op_recv(fd, type, 10000, r);
+}
+
+static uint32_t state_of(const char *sock, uint64_t id)
+{
+	struct cv_ctl_tenant t[16];
+	const struct cv_ctl_tenant *e;
+	int n = ps(sock, t, 16);
+
+	e = n > 0 ? find_tenant(t, n, id) : NULL;
+	return e ? e->state : 99;
+}
+
+/* Waits until ps shows tenant id in state want (99: not at all). */
+static bool state_until(const char *sock, uint64_t id, uint32_t want, int ms)
+{
+	int i;
+
+	for (i = 0; i < ms / 20 + 1; i++) {
+		if (state_of(sock, id) == want)
+			return true;
+		msleep(20);
+	}
+	return false;
+}
+
+/* Tenant 1 behaves; states, refusals, what is logged. */
+static void test_ops_basic(const struct daemon *d)
+{
+	struct cv_ctl_op_r r;
+	struct att a;
+	int fd;
+
+	CHECK(attach(d->sock, 0, GIB, &a) == 0 && a.r.tenant_id == 1);
+	CHECK(op(d->sock, CV_CTL_SUSPEND, 1, -1, &r) == 0 &&
+	      r.state == CV_STATE_SUSPENDED && r.bytes == 0 && r.ns == 400000);
+	CHECK(state_of(d->sock, 1) == CV_STATE_SUSPENDED);
+	CHECK(file_has(d->log, "tenant 1: suspended in 0.4 ms"));
+	/* the daemon refuses what the state rules out: no reply payload */
+	CHECK(op(d->sock, CV_CTL_SUSPEND, 1, -1, &r) == -EBUSY && r.pad == 1);
+	CHECK(op(d->sock, CV_CTL_EVICT, 1, -1, &r) == 0 &&
+	      r.state == CV_STATE_EVICTED && r.bytes == GIB / 4);
+	CHECK(state_of(d->sock, 1) == CV_STATE_EVICTED);
+	CHECK(file_has(d->log, "tenant 1: evicted, 256.0 MiB in 26.8 ms "
+			       "(10.0 GB/s)"));
+	CHECK(op(d->sock, CV_CTL_EVICT, 1, -1, &r) == -EBUSY);
+	CHECK(op(d->sock, CV_CTL_SUSPEND, 1, -1, &r) == -EBUSY);
+	/* GPUs: another one is not done yet, an unknown one is refused */
+	CHECK(op(d->sock, CV_CTL_RESUME, 1, 1, &r) == -EOPNOTSUPP);
+	CHECK(file_has(d->log, "resume on another GPU is not implemented yet "
+			       "(gpu 1 asked, the tenant is on gpu 0)"));
+	CHECK(op(d->sock, CV_CTL_RESUME, 1, 7, &r) == -ENODEV);
+	/* fields: flags, gpu where none is taken, gpu out of range */
+	fd = op_send(d->sock, CV_CTL_RESUME, 1, -1, 1);
+	CHECK(fd >= 0 && op_recv(fd, CV_CTL_RESUME, 5000, &r) == -EINVAL);
+	CHECK(op(d->sock, CV_CTL_SUSPEND, 1, 0, &r) == -EINVAL);
+	CHECK(op(d->sock, CV_CTL_RESUME, 1, -2, &r) == -EINVAL);
+	CHECK(op(d->sock, CV_CTL_RESUME, 1, 65536, &r) == -EINVAL);
+	CHECK(state_of(d->sock, 1) == CV_STATE_EVICTED);
+	/* its own GPU is fine (the worker hears -1) */
+	CHECK(op(d->sock, CV_CTL_RESUME, 1, 0, &r) == 0 &&
+	      r.state == CV_STATE_RUNNING && r.bytes == GIB / 4);
+	CHECK(file_has(d->log, "tenant 1: resumed, 256.0 MiB restored in "
+			       "26.8 ms (10.0 GB/s)"));
+	CHECK(state_of(d->sock, 1) == CV_STATE_RUNNING);
+	CHECK(op(d->sock, CV_CTL_RESUME, 1, -1, &r) == -EBUSY);
+	/* evict straight from running, then resume */
+	CHECK(op(d->sock, CV_CTL_EVICT, 1, -1, &r) == 0 &&
+	      r.state == CV_STATE_EVICTED);
+	CHECK(op(d->sock, CV_CTL_RESUME, 1, -1, &r) == 0 &&
+	      r.state == CV_STATE_RUNNING);
+	CHECK(op(d->sock, CV_CTL_SUSPEND, 1, -1, &r) == 0);
+	CHECK(op(d->sock, CV_CTL_RESUME, 1, -1, &r) == 0 && r.bytes == 0 &&
+	      r.state == CV_STATE_RUNNING);
+	CHECK(file_has(d->log, "tenant 1: resumed in 0.4 ms"));
+	/* no such tenant */
+	CHECK(op(d->sock, CV_CTL_SUSPEND, 99, -1, &r) == -ENOENT);
+	CHECK(op(d->sock, CV_CTL_EVICT, 0, -1, &r) == -ENOENT);
+	att_close(&a);
+}
+
+/* A SUSPEND/RESUME/EVICT whose payload is not exactly 16 bytes. */
+static void test_ops_malformed(const struct daemon *d)
+{
+	struct cv_ctl_hdr h = { CV_CTL_MAGIC, CV_CTL_SUSPEND, 0, 15, 0 };
+	uint8_t buf[sizeof(h) + 17] = { 0 };
+
+	memcpy(buf, &h, sizeof(h));
+	CHECK(refused(d->sock, buf, sizeof(h) + 15, -1));
+	h.type = CV_CTL_EVICT;
+	h.len = 17;
+	memcpy(buf, &h, sizeof(h));
+	CHECK(refused(d->sock, buf, sizeof(h) + 17, -1));
+	h.type = CV_CTL_RESUME;
+	h.len = 0;
+	memcpy(buf, &h, sizeof(h));
+	CHECK(refused(d->sock, buf, sizeof(h), -1));
+	/* a worker's message from a client */
+	h.type = CV_CTL_W_SUSPEND;
+	h.len = 16;
+	memcpy(buf, &h, sizeof(h));
+	CHECK(refused(d->sock, buf, sizeof(h) + 16, -1));
+}
+
+/* Tenant 2 answers after 500 ms: the daemon carries on meanwhile. */
+static void test_ops_slow(const struct daemon *d)
+{
+	struct cv_ctl_op_r r;
+	struct att a;
+	uint64_t t0, dt;
+	int fd;
+
+	CHECK(attach(d->sock, 1, GIB, &a) == 0 && a.r.tenant_id == 2);
+	t0 = cv_now_ns();
+	fd = op_send(d->sock, CV_CTL_EVICT, 2, -1, 0);
+	CHECK(fd >= 0);
+	msleep(50);
+	/* one operation at a time; ps and info answer at once */
+	CHECK(op(d->sock, CV_CTL_SUSPEND, 2, -1, &r) == -EBUSY);
+	CHECK(file_has(d->log, "its evict is still in progress"));
+	CHECK(state_of(d->sock, 2) == CV_STATE_RUNNING);
+	CHECK(cv_now_ns() - t0 < 400000000ull);
+	CHECK(op_recv(fd, CV_CTL_EVICT, 5000, &r) == 0 &&
+	      r.state == CV_STATE_EVICTED);
+	dt = cv_now_ns() - t0;
+	CHECK(dt >= 450000000ull && dt < 3000000000ull);
+	CHECK(state_of(d->sock, 2) == CV_STATE_EVICTED);
+	/* the client leaves before the answer: the result is still kept */
+	fd = op_send(d->sock, CV_CTL_RESUME, 2, -1, 0);
+	CHECK(fd >= 0);
+	msleep(50);
+	close(fd);
+	msleep(700);
+	CHECK(state_of(d->sock, 2) == CV_STATE_RUNNING);
+	CHECK(file_has(d->log, "(nobody waits for it)"));
+	att_close(&a);
+}
+
+/* Workers that die, fail or answer garbage during an operation. */
+static void test_ops_failing(const struct daemon *d)
+{
+	struct cv_ctl_op_r r;
+	struct att a[3];
+
+	CHECK(attach(d->sock, 0, GIB, &a[0]) == 0 && a[0].r.tenant_id == 3);
+	CHECK(attach(d->sock, 0, GIB, &a[1]) == 0 && a[1].r.tenant_id == 4);
+	CHECK(attach(d->sock, 0, GIB, &a[2]) == 0 && a[2].r.tenant_id == 5);
+	/* opdie: the worker exits instead of answering */
+	CHECK(op(d->sock, CV_CTL_SUSPEND, 3, -1, &r) == -EIO);
+	CHECK(file_has(d->log, "went away during suspend"));
+	CHECK(pid_gone((pid_t)a[0].r.worker_pid, 2000));
+	CHECK(state_until(d->sock, 3, 99, 2000));
+	/* opfail: its error and state reach the client */
+	CHECK(op(d->sock, CV_CTL_EVICT, 4, -1, &r) == -ENOMEM &&
+	      r.pad == 0 && r.state == CV_STATE_RUNNING);
+	CHECK(file_has(d->log, "tenant 4: evict failed after 0.4 ms: Cannot "
+			       "allocate memory; state running"));
+	CHECK(state_of(d->sock, 4) == CV_STATE_RUNNING);
+	/* opgarbage: a malformed reply; the worker is killed */
+	CHECK(op(d->sock, CV_CTL_SUSPEND, 5, -1, &r) == -EIO);
+	CHECK(pid_gone((pid_t)a[2].r.worker_pid, 2000));
+	CHECK(file_has(d->log, "operation reply has the wrong length"));
+	att_close(&a[0]);
+	att_close(&a[1]);
+	att_close(&a[2]);
+}
+
+/* Only our uid and root: as uid 65534 (allowed to connect) -EPERM. */
+static void test_ops_perm(const struct daemon *d, uint64_t id)
+{
+	struct cv_ctl_op_r r;
+	pid_t pid;
+	int st;
+
+	pid = fork();
+	if (pid == 0) {
+		if (setgid(65534) < 0 || setuid(65534) < 0)
+			_exit(9);
+		_exit(op(d->sock, CV_CTL_SUSPEND, id, -1, &r) == -EPERM &&
+		      op(d->sock, CV_CTL_EVICT, id, -1, &r) == -EPERM ? 0 : 1);
+	}
+	waitpid(pid, &st, 0);
+	CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+	CHECK(file_has(d->log, "only uid 0 or root may suspend, resume or "
+			       "evict tenants"));
+	CHECK(state_of(d->sock, id) == CV_STATE_RUNNING);
+}
+
+static void test_ops(void)
+{
+	const char *allow[] = { "--allow-uid", "65534", NULL };
+	const char *quick[] = { "--op-timeout", "1", NULL };
+	struct cv_ctl_op_r r;
+	struct daemon d;
+	struct att a, b;
+	uint64_t t0, dt;
+	int fd;
+
+	if (geteuid() == 0) {
+		chmod(g_tmp, 0755);
+		snprintf(d.dir, sizeof(d.dir), "%s/d%d", g_tmp, g_seq + 1);
+		mkdir(d.dir, 0755);
+	}
+	CHECK(daemon_start(&d, "2:slowop,3:opdie,4:opfail,5:opgarbage",
+			   geteuid() == 0 ? allow : NULL) == 0);
+	test_ops_basic(&d);
+	test_ops_malformed(&d);
+	test_ops_slow(&d);
+	test_ops_failing(&d);
+	if (geteuid() == 0) {
+		CHECK(attach(d.sock, 0, GIB, &a) == 0 && a.r.tenant_id == 6);
+		test_ops_perm(&d, a.r.tenant_id);
+		att_close(&a);
+		chmod(g_tmp, 0700);
+	}
+	CHECK(call(d.sock, CV_CTL_SHUTDOWN, NULL, 0) == 0);
+	CHECK(daemon_wait(&d, 5000) == 0);
+
+	/* timeouts: tenant 1 never answers, tenant 2 answers after 1.5 s */
+	CHECK(daemon_start(&d, "1:noop,2:lateop", quick) == 0);
+	CHECK(attach(d.sock, 0, GIB, &a) == 0 && a.r.tenant_id == 1);
+	CHECK(attach(d.sock, 0, GIB, &b) == 0 && b.r.tenant_id == 2);
+	t0 = cv_now_ns();
+	CHECK(op(d.sock, CV_CTL_SUSPEND, 1, -1, &r) == -ETIMEDOUT);
+	dt = cv_now_ns() - t0;
+	CHECK(dt >= 900000000ull && dt < 3000000000ull);
+	CHECK(file_has(d.log, "tenant 1: worker pid") &&
+	      file_has(d.log, "did not suspend within 1 s"));
+	/* still pending with the worker: busy */
+	CHECK(op(d.sock, CV_CTL_SUSPEND, 1, -1, &r) == -EBUSY);
+	CHECK(op(d.sock, CV_CTL_SUSPEND, 2, -1, &r) == -ETIMEDOUT);
+	/* the late answer still counts */
+	CHECK(state_until(d.sock, 2, CV_STATE_SUSPENDED, 2000));
+	CHECK(file_has(d.log, "tenant 2: suspended in 0.4 ms (nobody waits "
+			      "for it)"));
+	/* the worker dies while a client waits: -EIO at once */
+	fd = op_send(d.sock, CV_CTL_RESUME, 2, -1, 0);
+	msleep(100);
+	kill((pid_t)b.r.worker_pid, SIGKILL);
+	CHECK(fd >= 0 && op_recv(fd, CV_CTL_RESUME, 5000, &r) == -EIO);
+	CHECK(ps_until(d.sock, 1, 3000));
+	att_close(&a);
+	att_close(&b);
+	CHECK(ps_until(d.sock, 0, 3000));
+	kill(d.pid, SIGTERM);
+	CHECK(daemon_wait(&d, 5000) == 0);
+}
+
+/* The CLI's suspend, resume and evict: output and exit statuses. */
+static void test_cli_ops(void)
+{
+	const char *quick[] = { "--op-timeout", "1", NULL };
+	char cli[PATH_MAX + 32], out[PATH_MAX];
+	struct daemon d;
+	struct att a, b;
+
+	snprintf(cli, sizeof(cli), "%s/bin/cuvisor", g_build);
+	snprintf(out, sizeof(out), "%s/cli-ops.out", g_tmp);
+	CHECK(daemon_start(&d, "2:noop", quick) == 0);
+	CHECK(attach(d.sock, 0, GIB, &a) == 0);
+	CHECK(attach(d.sock, 0, GIB, &b) == 0);
+	CHECK(run((const char *[]){ cli, "suspend", "1", "--socket", d.sock,
+				    NULL }, out, NULL) == 0);
+	CHECK(file_has(out, "tenant 1: suspended (0.4 ms)"));
+	CHECK(run((const char *[]){ cli, "ps", "--socket", d.sock, NULL }, out,
+		  NULL) == 0 && file_has(out, "suspended"));
+	CHECK(run((const char *[]){ cli, "suspend", "--socket", d.sock, "1",
+				    NULL }, out, NULL) == 1);
+	CHECK(file_has(out, "cuvisor suspend: tenant 1 is suspended: only a "
+			    "running tenant can be suspended"));
+	CHECK(run((const char *[]){ cli, "resume", "1", "--gpu", "1",
+				    "--socket", d.sock, NULL }, out, NULL) ==
+	      1);
+	CHECK(file_has(out, "resume on another GPU is not implemented yet"));
+	CHECK(run((const char *[]){ cli, "evict", "1", "--socket", d.sock,
+				    NULL }, out, NULL) == 0);
+	CHECK(file_has(out, "tenant 1: evicted 256.0 MiB in 26.8 ms "
+			    "(10.0 GB/s)"));
+	CHECK(run((const char *[]){ cli, "ps", "--socket", d.sock, NULL }, out,
+		  NULL) == 0 && file_has(out, "evicted") &&
+	      file_has(out, "0B/1.0G"));
+	CHECK(run((const char *[]){ cli, "resume", "--gpu=0", "1", "--socket",
+				    d.sock, NULL }, out, NULL) == 0);
+	CHECK(file_has(out, "tenant 1: resumed, 256.0 MiB restored in "
+			    "26.8 ms"));
+	CHECK(run((const char *[]){ cli, "resume", "1", "--socket", d.sock,
+				    NULL }, out, NULL) == 1);
+	CHECK(file_has(out, "cuvisor resume: tenant 1 is running: only a "
+			    "suspended or evicted tenant can be resumed"));
+	CHECK(run((const char *[]){ cli, "suspend", "42", "--socket", d.sock,
+				    NULL }, out, NULL) == 1);
+	CHECK(file_has(out, "cuvisor suspend: no tenant 42 (see `cuvisor "
+			    "ps`)"));
+	/* the worker does not answer: the daemon's timeout */
+	CHECK(run((const char *[]){ cli, "suspend", "2", "--socket", d.sock,
+				    NULL }, out, NULL) == 1);
+	CHECK(file_has(out, "cuvisor suspend: tenant 2's worker did not "
+			    "answer in time"));
+	CHECK(run((const char *[]){ cli, "evict", "2", "--socket", d.sock,
+				    NULL }, out, NULL) == 1);
+	CHECK(file_has(out, "tenant 2 is busy: another operation on it is "
+			    "still in progress"));
+	/* usage errors */
+	CHECK(run((const char *[]){ cli, "suspend", NULL }, out, NULL) == 2);
+	CHECK(file_has(out, "which tenant?"));
+	CHECK(run((const char *[]){ cli, "evict", "x1", NULL }, out, NULL) ==
+	      2);
+	CHECK(run((const char *[]){ cli, "evict", "1", "2", NULL }, out,
+		  NULL) == 2);
+	CHECK(run((const char *[]){ cli, "resume", "1", "--gpu", "-1", NULL },
+		  out, NULL) == 2);
+	CHECK(run((const char *[]){ cli, "evict", "--help", NULL }, out,
+		  NULL) == 0 && file_has(out, "Usage: cuvisor evict"));
+	CHECK(run((const char *[]){ cli, "--help", NULL }, out, NULL) == 0 &&
+	      file_has(out, "  suspend ") && file_has(out, "  resume ") &&
+	      file_has(out, "  evict "));
+	att_close(&a);
+	att_close(&b);
+	CHECK(run((const char *[]){ cli, "shutdown", "--socket", d.sock,
+				    NULL }, out, NULL) == 0);
+	CHECK(daemon_wait(&d, 3000) == 0);
+}
+
 static void copy(const char *from, const char *to)
 {
 	char buf[65536];
@@ -1044,7 +1421,9 @@ int main(int argc, char **argv)
 	test_ps_timeout();
 	test_private();
 	test_socket_rules();
+	test_ops();
 	test_cli_query();
+	test_cli_ops();
 	test_cli_run();
 	printf("test_daemon: %d passed, %d failed%s%s\n", passed, failed,
 	       failed ? "; logs in " : "", failed ? g_tmp : "");

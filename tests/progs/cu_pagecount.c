@@ -1,0 +1,209 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Counts rounds in every page of a device buffer: the tenant that the ops
+ * tests (tests/run.sh) suspend, evict and resume while it works.
+ *
+ *	cu_pagecount [-m MIB] [-t SECONDS] [-v ROUNDS] [MODULE]
+ *
+ * Allocates -m MiB (default 64) of device memory and fills it with a
+ * pattern whose first word in every 4 KiB page is a counter, 0. Then, for
+ * -t seconds (default 2; 0: until SIGTERM or SIGINT), each round launches
+ * page_inc (every page's counter + 1) and synchronises; after the first
+ * round and every -v rounds (default 16) everything is copied back and
+ * checked: every counter equals the rounds done (no increment lost or
+ * doubled) and every other word still holds the pattern. At the end, one
+ * more full check. SIGTERM and SIGINT end the loop early; that is a normal
+ * end, not a failure.
+ *
+ * Prints "# guest_pid N", "# worker_pid N" (0 when not under cuvisor),
+ * "# ready" after the first verified round and "# rounds N" about every
+ * 100 ms while rounds complete. Exits 0 only if every check passed.
+ */
+#include <signal.h>
+
+#include "cvtest.h"
+
+#define PAGE_BYTES (CVK_PAGE_WORDS * 4u)
+#define SEED 0x9a9ec0u
+#define PRINT_NS 100000000ull
+
+static volatile sig_atomic_t g_stop;
+
+static void on_signal(int sig)
+{
+	g_stop = 1;
+}
+
+struct pc {
+	CUdeviceptr d;
+	uint32_t *h;
+	uint64_t words;
+	uint64_t npages;
+	CUfunction inc;
+};
+
+/* The word i should hold after `rounds` rounds. */
+static uint32_t want_word(uint64_t i, uint64_t rounds)
+{
+	return i % CVK_PAGE_WORDS ? cvk_pattern(SEED, i) : (uint32_t)rounds;
+}
+
+/*
+ * Copies the buffer back and checks it against `rounds`; true when right.
+ * Notes the first wrong word and how many there are.
+ */
+static bool verify(struct pc *p, uint64_t rounds)
+{
+	uint64_t i, nbad = 0, first = 0;
+	CUresult r;
+
+	r = cuMemcpyDtoH(p->h, p->d, p->words * 4);
+	if (r != CUDA_SUCCESS) {
+		cvt_note("cuMemcpyDtoH after %llu rounds: %s",
+			 (unsigned long long)rounds, cvt_errname(r));
+		return false;
+	}
+	for (i = 0; i < p->words; i++) {
+		if (p->h[i] == want_word(i, rounds))
+			continue;
+		if (!nbad++)
+			first = i;
+	}
+	if (nbad)
+		cvt_note("after %llu rounds: %llu wrong words; the first is "
+			 "word %llu of page %llu: got %u (0x%08x), want %u "
+			 "(0x%08x)", (unsigned long long)rounds,
+			 (unsigned long long)nbad,
+			 (unsigned long long)(first % CVK_PAGE_WORDS),
+			 (unsigned long long)(first / CVK_PAGE_WORDS),
+			 p->h[first], p->h[first], want_word(first, rounds),
+			 want_word(first, rounds));
+	return nbad == 0;
+}
+
+static CUresult round_once(struct pc *p)
+{
+	uint64_t blocks = (p->npages + 255) / 256;
+	unsigned grid = blocks < 4096 ? (unsigned)blocks : 4096;
+	void *args[] = { &p->d, &p->npages };
+	CUresult r;
+
+	r = cvt_launch(p->inc, grid, 256, NULL, args);
+	if (r == CUDA_SUCCESS)
+		r = cuCtxSynchronize();
+	return r;
+}
+
+static void setup(struct pc *p, uint64_t mib, const char *module)
+{
+	uint64_t i;
+
+	p->words = mib * CVT_MiB / 4;
+	p->npages = mib * CVT_MiB / PAGE_BYTES;
+	p->inc = cvt_func(cvt_load(module), "page_inc");
+	p->h = malloc(p->words * 4);
+	if (!p->h)
+		cvt_bail("malloc of %llu MiB failed", (unsigned long long)mib);
+	for (i = 0; i < p->words; i++)
+		p->h[i] = want_word(i, 0);
+	if (!CVT_CU(cuMemAlloc(&p->d, p->words * 4), "cuMemAlloc of %llu MiB",
+		    (unsigned long long)mib) ||
+	    !CVT_CU(cuMemcpyHtoD(p->d, p->h, p->words * 4),
+		    "cuMemcpyHtoD of the initial pattern"))
+		cvt_bail("cannot set up the buffer");
+}
+
+static int usage(const char *argv0)
+{
+	fprintf(stderr, "usage: %s [-m MIB] [-t SECONDS] [-v ROUNDS] "
+		"[MODULE]\n", argv0);
+	return 2;
+}
+
+int main(int argc, char **argv)
+{
+	struct sigaction sa = { .sa_handler = on_signal,
+				.sa_flags = SA_RESTART };
+	char path[PATH_MAX];
+	const struct cv_region_hdr *rh;
+	struct pc p = { 0 };
+	double seconds = 2;
+	uint64_t mib = 64, every = 16, rounds = 0, fails = 0, bad = 0;
+	uint64_t t_end, next_print, now;
+	CUdevice dev;
+	CUcontext ctx;
+	CUresult r;
+	char *end;
+	int opt;
+
+	while ((opt = getopt(argc, argv, "m:t:v:")) != -1) {
+		errno = 0;
+		if (opt == 'm')
+			mib = strtoull(optarg, &end, 10);
+		else if (opt == 't')
+			seconds = strtod(optarg, &end);
+		else if (opt == 'v')
+			every = strtoull(optarg, &end, 10);
+		else
+			return usage(argv[0]);
+		if (*end || errno || mib < 1 || mib > 65536 || every < 1 ||
+		    every > 1000000 || !(seconds >= 0 && seconds < 1e7))
+			return usage(argv[0]);
+	}
+	cvt_module_path(argc, argv, optind, path, sizeof(path));
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGTERM, &sa, NULL);
+	sigaction(SIGINT, &sa, NULL);
+	printf("# guest_pid %d\n", (int)getpid());
+	fflush(stdout);
+	cvt_setup(&dev, &ctx);
+	rh = cvt_region();
+	printf("# worker_pid %u\n", rh ? rh->worker_pid : 0);
+	fflush(stdout);
+	setup(&p, mib, path);
+
+	now = cvt_now_ns();
+	t_end = now + (uint64_t)(seconds * 1e9);
+	next_print = now + PRINT_NS;
+	while (!g_stop && (seconds <= 0 || now < t_end)) {
+		r = round_once(&p);
+		if (r != CUDA_SUCCESS) {
+			cvt_note("round %llu: %s (%d)",
+				 (unsigned long long)rounds + 1, cvt_errname(r),
+				 (int)r);
+			fails++;
+			break;
+		}
+		rounds++;
+		if (rounds == 1 || rounds % every == 0) {
+			if (!verify(&p, rounds)) {
+				bad++;
+				break;
+			}
+			if (rounds == 1) {
+				printf("# ready\n");
+				fflush(stdout);
+			}
+		}
+		now = cvt_now_ns();
+		if (now >= next_print) {
+			printf("# rounds %llu\n", (unsigned long long)rounds);
+			fflush(stdout);
+			next_print = now + PRINT_NS;
+		}
+	}
+
+	printf("# rounds %llu\n", (unsigned long long)rounds);
+	cvt_note("%llu rounds over %llu pages%s", (unsigned long long)rounds,
+		 (unsigned long long)p.npages, g_stop ? ", stopped by a signal"
+						      : "");
+	cvt_check(!fails, "no call failed while counting");
+	cvt_check(!bad, "every periodic check found every page counted once "
+		  "per round");
+	cvt_check(rounds > 0, "at least one round completed");
+	cvt_check(!fails && verify(&p, rounds), "the final check found every "
+		  "page counted once per round and the pattern intact");
+	CVT_CU(cuMemFree(p.d), "cuMemFree");
+	free(p.h);
+	return cvt_done();
+}
