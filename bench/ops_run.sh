@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
+#
+# Suspend, resume, evict and resume a tenant holding SIZES (MiB, default
+# "1024 8192") of device memory that it keeps updating (cu_pagecount), on
+# the cuda backend, and print what each operation took. The tenant checks
+# every page after each operation; its exit status says whether all were
+# right. Comparison with NVIDIA's own checkpoint is not here yet.
+#
+#   make all test-programs && bench/ops_run.sh [SIZES...]
+set -u
+cd "$(dirname "$0")/.." || exit 2
+O=${O:-build}
+BIN=$PWD/$O/bin
+SIZES=${*:-1024 8192}
+if ! nvidia-smi -L > /dev/null 2>&1; then
+	echo "SKIP ops bench: no NVIDIA GPU"
+	exit 0
+fi
+TMP=$(mktemp -d "${TMPDIR:-/tmp}/cuvisor-ops.XXXXXX") || exit 2
+SOCK=$TMP/s
+"$BIN/cuvisord" --socket "$SOCK" --backend cuda --log info:"$TMP/d.log" &
+DPID=$!
+trap 'kill $DPID 2>/dev/null; rm -rf "$TMP"' EXIT
+for i in $(seq 50); do [ -S "$SOCK" ] && break; sleep 0.1; done
+rc_all=0
+for mib in $SIZES; do
+	log=$TMP/t$mib.log
+	"$BIN/cuvisor" run --socket "$SOCK" -- "$PWD/$O/tests/cu_pagecount" \
+		-m "$mib" -t 0 -v 4 > "$log" 2>&1 &
+	cli=$!
+	for i in $(seq 600); do grep -q '^# ready' "$log" && break; sleep 0.1; done
+	id=$("$BIN/cuvisor" ps --socket "$SOCK" | awk 'NR > 1 { print $1 }' | tail -1)
+	echo "== $mib MiB (tenant $id)"
+	for op in suspend resume evict resume suspend resume evict resume; do
+		"$BIN/cuvisor" $op "$id" --socket "$SOCK"
+		sleep 0.3
+	done
+	pid=$(awk '/^# guest_pid/ { print $3 }' "$log")
+	kill -TERM "$pid" 2>/dev/null
+	wait "$cli"
+	rc=$?
+	echo "tenant exit $rc; $(grep -E '^# rounds' "$log" | tail -1)"
+	[ $rc = 0 ] || { rc_all=1; tail -5 "$log"; }
+done
+exit $rc_all
