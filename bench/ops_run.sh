@@ -5,7 +5,8 @@
 # "1024 8192") of device memory that it keeps updating (cu_pagecount), on
 # the cuda backend, and print what each operation took. The tenant checks
 # every page after each operation; its exit status says whether all were
-# right. Comparison with NVIDIA's own checkpoint is not here yet.
+# right. Then, for each size, NVIDIA's own stop-the-world process
+# checkpoint of a native process holding the same memory (ckpt_native).
 #
 #   make all test-programs && bench/ops_run.sh [SIZES...]
 set -u
@@ -42,5 +43,9 @@ for mib in $SIZES; do
 	rc=$?
 	echo "tenant exit $rc; $(grep -E '^# rounds' "$log" | tail -1)"
 	[ $rc = 0 ] || { rc_all=1; tail -5 "$log"; }
+done
+for mib in $SIZES; do
+	echo "== NVIDIA process checkpoint, $mib MiB"
+	"$PWD/$O/bench/ckpt_native" "$mib" || rc_all=1
 done
 exit $rc_all
