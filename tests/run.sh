@@ -579,6 +579,54 @@ ops_tenant() {
 	fi
 }
 
+# A worker killed with SIGKILL (while idle, then in the middle of an
+# evict): its guest's calls fail with a CUDA error instead of hanging, the
+# evict reports an error, and the daemon goes on.
+ops_worker_killed() {
+	local what=$1 cli gpid wpid rc t0 log=$LOGS/ops-killed-$1.log op=
+	guest "$log" "$TB/cu_pagecount" -t 0 -m "$OPS_MIB"
+	cli=$GUEST
+	if ! wait_line "$log" '^# ready' 30; then
+		result FAIL "ops:worker-killed-$what" "the tenant did not start" "$log"
+		kill -KILL "$cli" 2>/dev/null
+		return
+	fi
+	gpid=$(field "$log" guest_pid)
+	wpid=$(field "$log" worker_pid)
+	if [ "$what" = during-evict ]; then
+		timeout 30 "$BIN/cuvisor" evict "$(timeout 10 "$BIN/cuvisor" ps \
+			--socket "$SOCK" 2>/dev/null | awk -v p="$gpid" \
+			'$2 == p { print $1 }')" --socket "$SOCK" \
+			> "$LOGS/ops-killed-evict.out" 2>&1 &
+		op=$!
+		sleep 0.02
+	fi
+	t0=$(now_ms)
+	kill -KILL "$wpid" 2>/dev/null
+	for _ in $(seq 100); do alive "$gpid" || break; sleep 0.1; done
+	if alive "$gpid"; then
+		result FAIL "ops:worker-killed-$what" "the guest still runs 10 s after its worker died" "$log"
+		kill -KILL "$gpid" 2>/dev/null
+	fi
+	wait "$cli" 2>/dev/null
+	rc=$?
+	if [ $rc != 0 ] && [ $rc != 124 ] && grep -q "CUDA_ERROR" "$log"; then
+		result PASS "ops:worker-killed-$what" "guest failed with a CUDA error after $(( $(now_ms) - t0 )) ms"
+	else
+		result FAIL "ops:worker-killed-$what" "guest exit $rc" "$log"
+	fi
+	if [ -n "$op" ]; then
+		wait "$op"
+		rc=$?
+		# the evict either finished before the kill or reports the loss
+		if [ $rc = 0 ] || grep -qiE "went away|error|lost|exited" "$LOGS/ops-killed-evict.out"; then
+			result PASS "ops:evict-of-killed-worker-returns" "exit $rc"
+		else
+			result FAIL "ops:evict-of-killed-worker-returns" "exit $rc" "$LOGS/ops-killed-evict.out"
+		fi
+	fi
+}
+
 run_ops() {
 	if ! have_cuvisor; then
 		result SKIP ops "cuvisor is not built"
@@ -593,6 +641,8 @@ run_ops() {
 		return
 	fi
 	ops_tenant
+	ops_worker_killed idle
+	ops_worker_killed during-evict
 	if daemon_answers; then
 		result PASS ops:daemon-answers
 	else
