@@ -192,6 +192,16 @@ void cv_rtree_remove(struct cv_rtree *t, struct cv_rnode *n)
 		t->n--;
 }
 
+struct cv_rnode *cv_rtree_take(struct cv_rtree *t, uint64_t base)
+{
+	struct cv_rnode *n = cv_rtree_find(t, base);
+
+	if (!n || n->base != base)
+		return NULL;
+	cv_rtree_remove(t, n);
+	return n;
+}
+
 static __thread void (*walk_fn)(struct cv_rnode *, void *);
 static __thread void *walk_arg;
 

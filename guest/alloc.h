@@ -43,6 +43,8 @@ int cv_rtree_insert(struct cv_rtree *t, struct cv_rnode *n);
 /* The node containing addr, or NULL. */
 struct cv_rnode *cv_rtree_find(const struct cv_rtree *t, uint64_t addr);
 void cv_rtree_remove(struct cv_rtree *t, struct cv_rnode *n);
+/* Removes and returns the node that starts exactly at base, or NULL. */
+struct cv_rnode *cv_rtree_take(struct cv_rtree *t, uint64_t base);
 /* Visits every node in address order; fn may not modify the tree. */
 void cv_rtree_walk(const struct cv_rtree *t,
 		   void (*fn)(struct cv_rnode *n, void *arg), void *arg);

@@ -287,11 +287,7 @@ static struct cv_dalloc *take_alloc(uint64_t base)
 	struct cv_dalloc *a;
 
 	pthread_mutex_lock(&g.lock);
-	a = (struct cv_dalloc *)cv_rtree_find(&g.allocs, base);
-	if (a && a->r.base == base)
-		cv_rtree_remove(&g.allocs, &a->r);
-	else
-		a = NULL;
+	a = (struct cv_dalloc *)cv_rtree_take(&g.allocs, base);
 	pthread_mutex_unlock(&g.lock);
 	return a;
 }
@@ -597,11 +593,7 @@ CV_API CUresult cuMemFreeHost(void *p)
 	if (rc)
 		return rc;
 	pthread_mutex_lock(&g.lock);
-	a = (struct cv_halloc *)cv_rtree_find(&g.hallocs, (uint64_t)p);
-	if (a && a->r.base == (uint64_t)p)
-		cv_rtree_remove(&g.hallocs, &a->r);
-	else
-		a = NULL;
+	a = (struct cv_halloc *)cv_rtree_take(&g.hallocs, (uint64_t)p);
 	pthread_mutex_unlock(&g.lock);
 	if (!a)
 		return CUDA_ERROR_INVALID_VALUE;
@@ -704,11 +696,7 @@ CV_API CUresult cuMemHostUnregister(void *p)
 	if (rc)
 		return rc;
 	pthread_mutex_lock(&g.lock);
-	r = (struct cv_hreg *)cv_rtree_find(&g.registered, (uint64_t)p);
-	if (r && r->r.base == (uint64_t)p)
-		cv_rtree_remove(&g.registered, &r->r);
-	else
-		r = NULL;
+	r = (struct cv_hreg *)cv_rtree_take(&g.registered, (uint64_t)p);
 	pthread_mutex_unlock(&g.lock);
 	free(r);
 	return r ? CUDA_SUCCESS : CUDA_ERROR_HOST_MEMORY_NOT_REGISTERED;

@@ -401,6 +401,24 @@ static struct cv_func *func_find(struct cv_module *m, const char *name)
 	return NULL;
 }
 
+/*
+ * The loaded module for a lookup of `name` in hm: checks the name's length
+ * and ships a lazy module's image first. CUresult.
+ */
+static int module_for_name(CUmodule hm, const char *name,
+			   struct cv_module **m, size_t *nl)
+{
+	if (!name)
+		return CUDA_ERROR_INVALID_VALUE;
+	*m = module_obj(hm);
+	if (!*m)
+		return CUDA_ERROR_INVALID_HANDLE;
+	*nl = strlen(name);
+	if (!*nl || *nl > CV_NAME_MAX)
+		return CUDA_ERROR_INVALID_VALUE;
+	return cv_module_ensure(*m);
+}
+
 CV_API CUresult cuModuleGetFunction(CUfunction *out, CUmodule hm,
 				    const char *name)
 {
@@ -421,15 +439,9 @@ CUresult cv_func_lookup(CUfunction *out, CUmodule hm, const char *name)
 	uint64_t h;
 	int rc;
 
-	if (!out || !name)
+	if (!out)
 		return CUDA_ERROR_INVALID_VALUE;
-	m = module_obj(hm);
-	if (!m)
-		return CUDA_ERROR_INVALID_HANDLE;
-	nl = strlen(name);
-	if (!nl || nl > CV_NAME_MAX)
-		return CUDA_ERROR_INVALID_VALUE;
-	if ((rc = cv_module_ensure(m)))
+	if ((rc = module_for_name(hm, name, &m, &nl)))
 		return rc;
 	pthread_mutex_lock(&g.lock);
 	f = func_find(m, name);
@@ -519,15 +531,7 @@ CUresult cv_global_lookup(CUdeviceptr *dptr, size_t *bytes, CUmodule hm,
 	size_t nl;
 	int rc;
 
-	if (!name)
-		return CUDA_ERROR_INVALID_VALUE;
-	m = module_obj(hm);
-	if (!m)
-		return CUDA_ERROR_INVALID_HANDLE;
-	nl = strlen(name);
-	if (!nl || nl > CV_NAME_MAX)
-		return CUDA_ERROR_INVALID_VALUE;
-	if ((rc = cv_module_ensure(m)))
+	if ((rc = module_for_name(hm, name, &m, &nl)))
 		return rc;
 	a.module = m->h.id;
 	a.name_len = (uint32_t)nl;

@@ -23,18 +23,28 @@ static pthread_once_t ptds_once = PTHREAD_ONCE_INIT;
 
 /* ---- wire ids ------------------------------------------------------------ */
 
+/*
+ * Tells the worker to destroy object o (op names its kind), then frees
+ * its handle h and the object. The order matters: the id may be reused
+ * once the handle is freed, and the ring keeps the destroy first.
+ */
+static int obj_destroy(uint16_t op, struct cv_hobj *o, uint64_t h)
+{
+	struct cv_id a = { o->id, 0 };
+	int rc = cv_g_submit(op, &a, sizeof(a));
+
+	cv_handle_del(h);
+	free(o);
+	return rc;
+}
+
 static void ptds_destroy(void *arg)
 {
 	uint64_t h = (uint64_t)(uintptr_t)arg;
 	struct cv_stream *s = cv_handle_get(h, CV_H_STREAM);
-	struct cv_id a;
 
-	if (!s || g.lost)
-		return;
-	a = (struct cv_id){ s->h.id, 0 };
-	cv_g_submit(CV_OP_STREAM_DESTROY, &a, sizeof(a));
-	cv_handle_del(h);
-	free(s);
+	if (s && !g.lost)
+		obj_destroy(CV_OP_STREAM_DESTROY, &s->h, h);
 }
 
 static void ptds_key_init(void)
@@ -162,7 +172,6 @@ CV_API CUresult cuStreamCreateWithPriority(CUstream *out, unsigned int flags,
 static CUresult stream_destroy(CUstream h)
 {
 	struct cv_stream *s;
-	struct cv_id a;
 	int rc = cv_g_ready();
 
 	if (rc)
@@ -170,11 +179,7 @@ static CUresult stream_destroy(CUstream h)
 	s = stream_obj(h);
 	if (!s)
 		return CUDA_ERROR_INVALID_HANDLE;
-	a = (struct cv_id){ s->h.id, 0 };
-	rc = cv_g_submit(CV_OP_STREAM_DESTROY, &a, sizeof(a));
-	cv_handle_del((uint64_t)(uintptr_t)h);
-	free(s);
-	return rc;
+	return obj_destroy(CV_OP_STREAM_DESTROY, &s->h, (uint64_t)(uintptr_t)h);
 }
 
 CV_API CUresult cuStreamDestroy(CUstream s)
@@ -580,7 +585,6 @@ CV_API CUresult cuEventElapsedTime_v2(float *ms, CUevent start, CUevent end)
 static CUresult event_destroy(CUevent ev)
 {
 	struct cv_event *e;
-	struct cv_id a;
 	int rc = cv_g_ready();
 
 	if (rc)
@@ -588,11 +592,7 @@ static CUresult event_destroy(CUevent ev)
 	e = event_obj(ev);
 	if (!e)
 		return CUDA_ERROR_INVALID_HANDLE;
-	a = (struct cv_id){ e->h.id, 0 };
-	rc = cv_g_submit(CV_OP_EVENT_DESTROY, &a, sizeof(a));
-	cv_handle_del((uint64_t)(uintptr_t)ev);
-	free(e);
-	return rc;
+	return obj_destroy(CV_OP_EVENT_DESTROY, &e->h, (uint64_t)(uintptr_t)ev);
 }
 
 CV_API CUresult cuEventDestroy(CUevent e)

@@ -102,7 +102,9 @@ static void test_rtree(void)
 	      "find at both ends");
 	CHECK(cv_rtree_find(&t, 110) == &n[2] && !cv_rtree_find(&t, 115) &&
 	      !cv_rtree_find(&t, 99), "adjacent and outside");
-	cv_rtree_remove(&t, &n[0]);
+	CHECK(!cv_rtree_take(&t, 105) && cv_rtree_find(&t, 105) == &n[0],
+	      "take needs a range's exact start and leaves others alone");
+	CHECK(cv_rtree_take(&t, 100) == &n[0], "take by its start");
 	CHECK(!cv_rtree_find(&t, 105) && t.n == 2, "removed");
 	cv_rtree_remove(&t, &n[1]);
 	cv_rtree_remove(&t, &n[2]);
