@@ -207,6 +207,42 @@ static int load_module(uint32_t id)
 	return call(CV_OP_MODULE_LOAD, 0, &l, sizeof(l));
 }
 
+/*
+ * A host kernel handed a wild pointer faults in the worker: that must be
+ * CUDA_ERROR_ILLEGAL_ADDRESS for the launch, as on a GPU, and the worker
+ * goes on.
+ */
+static void test_wild_kernel(void)
+{
+	uint8_t buf[256];
+	struct cv_get_function *gf = (struct cv_get_function *)buf;
+	struct cv_launch *l = (struct cv_launch *)buf;
+	const struct cv_function_r *fr;
+	uint64_t wild = 0x10, idx = 0;
+	uint32_t val = 1, psize;
+
+	memset(buf, 0, sizeof(buf));
+	*gf = (struct cv_get_function){ .module = 3, .func_id = 6,
+					.name_len = 8 };
+	memcpy(buf + sizeof(*gf), "write_at", 8);
+	if (call(CV_OP_MODULE_GET_FUNCTION, 0, buf, sizeof(*gf) + 8)) {
+		CHECK(0, "look up write_at");
+		return;
+	}
+	fr = (const struct cv_function_r *)v.replies[0].data;
+	psize = fr->param_size;
+	memset(buf, 0, sizeof(buf));
+	*l = (struct cv_launch){ .func = 6, .grid = { 1, 1, 1 },
+				 .block = { 1, 1, 1 }, .param_size = psize };
+	memcpy(buf + sizeof(*l), &wild, 8);
+	memcpy(buf + sizeof(*l) + 8, &idx, 8);
+	memcpy(buf + sizeof(*l) + 16, &val, 4);
+	CHECK(psize == 20 && post(CV_OP_LAUNCH, buf, sizeof(*l) + psize) == 0 &&
+	      deferred() == CUDA_ERROR_ILLEGAL_ADDRESS,
+	      "a kernel's wild pointer is CUDA_ERROR_ILLEGAL_ADDRESS, not a crash");
+	CHECK(call(CV_OP_NOP, 0, NULL, 0) == 0, "the worker goes on");
+}
+
 /* Module 3 is loaded from the 48-byte image of load_module(). */
 static void test_module_cache(void)
 {
@@ -288,6 +324,7 @@ static void test_modules_and_launch(void)
 	CHECK(post(CV_OP_LAUNCH, buf, len + sizeof(*at)) == 0 &&
 	      deferred() == CUDA_ERROR_NOT_SUPPORTED,
 	      "attributes naming driver objects are refused");
+	test_wild_kernel();
 	test_module_cache();
 	CHECK(post(CV_OP_MODULE_UNLOAD, &(struct cv_id){ 3, 0 },
 		   sizeof(struct cv_id)) == 0 && deferred() == 0 &&

@@ -26,6 +26,9 @@
 #include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
+#include <setjmp.h>
+#include <signal.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -1147,6 +1150,54 @@ static bool cv_host_dims_ok(const uint32_t grid[3], const uint32_t block[3])
  * Runs the kernel at once, after pointing its library at this module's
  * globals; launch attributes are accepted and ignored.
  */
+/*
+ * A host "kernel" runs in the worker, and a kernel given a wild pointer
+ * (by a buggy or hostile guest) must not take the worker down: a fault
+ * inside a kernel becomes CUDA_ERROR_ILLEGAL_ADDRESS, as on a GPU. Faults
+ * anywhere else go to whatever handler was there before (the default, or
+ * a sanitizer's).
+ */
+static __thread sigjmp_buf *kernel_jmp;
+static struct sigaction old_segv, old_bus;
+
+static void kernel_fault(int sig, siginfo_t *si, void *uc)
+{
+	if (kernel_jmp)
+		siglongjmp(*kernel_jmp, 1);
+	/* Not ours: put the old handler back; the faulting instruction runs
+	 * again and meets it. */
+	sigaction(sig, sig == SIGSEGV ? &old_segv : &old_bus, NULL);
+}
+
+static void kernel_fault_init(void)
+{
+	struct sigaction sa;
+
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_sigaction = kernel_fault;
+	sa.sa_flags = SA_SIGINFO | SA_NODEFER;
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGSEGV, &sa, &old_segv);
+	sigaction(SIGBUS, &sa, &old_bus);
+}
+
+static int run_kernel(const struct cv_hk_kernel *k, const struct cv_hk_dims *d,
+		      void **params)
+{
+	static pthread_once_t once = PTHREAD_ONCE_INIT;
+	sigjmp_buf env;
+
+	pthread_once(&once, kernel_fault_init);
+	if (sigsetjmp(env, 1)) {
+		kernel_jmp = NULL;
+		return CUDA_ERROR_ILLEGAL_ADDRESS;
+	}
+	kernel_jmp = &env;
+	k->fn(d, params);
+	kernel_jmp = NULL;
+	return 0;
+}
+
 static int cv_host_launch(struct cv_backend *b, cv_bobj fn,
 			  const uint32_t grid[3], const uint32_t block[3],
 			  uint32_t shmem, cv_bobj s, void **params,
@@ -1164,8 +1215,7 @@ static int cv_host_launch(struct cv_backend *b, cv_bobj fn,
 	memcpy(d.block, block, sizeof(d.block));
 	d.shmem = shmem;
 	cv_hk_bind(to_host(b), f->lib, f->mod);
-	f->k->fn(&d, params);
-	return 0;
+	return run_kernel(f->k, &d, params);
 }
 
 static int cv_host_host_func(struct cv_backend *b, cv_bobj s, cv_bhostfn fn,
