@@ -299,6 +299,23 @@ static bool daemon_gone(pid_t pid, int pidfd)
 	return kill(pid, 0) < 0 && errno == ESRCH;
 }
 
+/* Waits up to ms for pid to exit; true when it has. */
+static bool wait_gone(pid_t pid, int ms)
+{
+	uint64_t until = cv_now_ns() + (uint64_t)ms * 1000000ull;
+	int pidfd = -1;
+	bool gone;
+
+#ifdef SYS_pidfd_open
+	pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
+#endif
+	while (!(gone = daemon_gone(pid, pidfd)) && cv_now_ns() < until)
+		nanosleep(&(struct timespec){ 0, 2000000 }, NULL);
+	if (pidfd >= 0)
+		close(pidfd);
+	return gone;
+}
+
 static int wait_daemon(struct priv *p)
 {
 	uint64_t until = cv_now_ns() + START_TIMEOUT_MS * 1000000ull;
@@ -402,6 +419,15 @@ static void stop_private(const struct priv *p)
 		fprintf(stderr, "cuvisor run: could not stop the private "
 			"daemon (pid %d): %s; its log is %s\n", (int)p->pid,
 			strerror(-r), p->log);
+		return;
+	}
+	/* The daemon answers SHUTDOWN before it stops its workers and
+	 * removes its socket: wait for it, so that the directory is empty
+	 * and nothing of it outlives us. */
+	if (!wait_gone(p->pid, 15000)) {
+		fprintf(stderr, "cuvisor run: the private daemon (pid %d) is "
+			"still running 15 s after it was asked to stop; its "
+			"log is %s\n", (int)p->pid, p->log);
 		return;
 	}
 	if (log_has_trouble(p->log)) {
