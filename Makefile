@@ -24,6 +24,11 @@ endif
 CFLAGS_ALL := $(CFLAGS_BASE) $(CFLAGS)
 LDFLAGS_ALL := -pthread $(LDSAN) $(LDFLAGS)
 
+# libzstd, for checkpoint images (core/image.c). A program links it when it
+# calls the image writer or reader; cv_img_peek (core/image_hdr.c) needs
+# none, and the guest library must never pull core/image.o in.
+ZSTD_LIBS := -lzstd
+
 CORE_SRC := $(wildcard core/*.c)
 GUEST_SRC := $(wildcard guest/*.c) $(O)/gen/stubs.c $(O)/gen/procaddr_table.c \
 	$(O)/gen/errors.c
@@ -57,7 +62,7 @@ $(LIB): $(call obj,$(GUEST_SRC)) $(O)/core.a $(O)/gen/libcuda.map
 
 $(O)/bin/cuvisor-vgpu: $(call obj,$(WORKER_SRC)) $(O)/core.a
 	@mkdir -p $(dir $@)
-	$(CC) -o $@ $^ $(LDFLAGS_ALL) -ldl -lm
+	$(CC) -o $@ $^ $(LDFLAGS_ALL) $(ZSTD_LIBS) -ldl -lm
 
 $(O)/bin/cuvisord: $(call obj,$(DAEMON_SRC)) $(O)/core.a
 	@mkdir -p $(dir $@)

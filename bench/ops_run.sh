@@ -3,10 +3,13 @@
 #
 # Suspend, resume, evict and resume a tenant holding SIZES (MiB, default
 # "1024 8192") of device memory that it keeps updating (cu_pagecount), on
-# the cuda backend, and print what each operation took. The tenant checks
-# every page after each operation; its exit status says whether all were
-# right. Then, for each size, NVIDIA's own stop-the-world process
+# the cuda backend, then checkpoint it to an image file with --stop and
+# restore it (twice), and print what each operation took. The tenant
+# checks every page after each operation; its exit status says whether
+# all were right. Then, for each size, NVIDIA's own stop-the-world process
 # checkpoint of a native process holding the same memory (ckpt_native).
+# Images go to IMGDIR (default /dev/shm: memory, as NVIDIA's checkpoint
+# keeps its copy in host memory too).
 #
 #   make all test-programs && bench/ops_run.sh [SIZES...]
 set -u
@@ -14,6 +17,7 @@ cd "$(dirname "$0")/.." || exit 2
 O=${O:-build}
 BIN=$PWD/$O/bin
 SIZES=${*:-1024 8192}
+IMGDIR=${IMGDIR:-/dev/shm}
 if ! nvidia-smi -L > /dev/null 2>&1; then
 	echo "SKIP ops bench: no NVIDIA GPU"
 	exit 0
@@ -37,6 +41,15 @@ for mib in $SIZES; do
 		"$BIN/cuvisor" $op "$id" --socket "$SOCK"
 		sleep 0.3
 	done
+	for round in 1 2; do
+		img=$IMGDIR/cuvisor-bench-$$.img
+		"$BIN/cuvisor" checkpoint "$id" -o "$img" --stop --socket "$SOCK"
+		"$BIN/cuvisor" restore "$img" --socket "$SOCK"
+		rm -f "$img"
+		sleep 0.5
+	done
+	grep -E "restored [0-9]+ bytes" "$TMP/d.log" | tail -2 |
+		sed 's/^.*info: /worker: /'
 	pid=$(awk '/^# guest_pid/ { print $3 }' "$log")
 	kill -TERM "$pid" 2>/dev/null
 	wait "$cli"

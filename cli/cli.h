@@ -74,10 +74,13 @@ const char *cv_cli_state_name(uint32_t state);
  * when it lists no such tenant, or -errno. Prints nothing.
  */
 int cv_cli_tenant_state(const char *path, uint64_t id, uint32_t *state);
+/* The same, its whole PS entry. */
+int cv_cli_tenant_get(const char *path, uint64_t id, struct cv_ctl_tenant *out);
 
 /* Subcommands. */
 extern const struct cv_cli_cmd cv_cli_cmd_run, cv_cli_cmd_ps,
 	cv_cli_cmd_info, cv_cli_cmd_shutdown, cv_cli_cmd_suspend,
+	cv_cli_cmd_checkpoint, cv_cli_cmd_restore,
 	cv_cli_cmd_resume, cv_cli_cmd_evict;
 
 #endif

@@ -137,7 +137,7 @@ static int op_call(int fd, const struct op_kind *k,
 		return -EBADMSG;
 	if (*has_r) {
 		memcpy(r, buf, sizeof(*r));
-		if (r->state < CV_STATE_RUNNING || r->state > CV_STATE_LOST)
+		if (r->state < CV_STATE_RUNNING || r->state > CV_STATE_MAX)
 			return -EBADMSG;
 	}
 	*status = h.status;

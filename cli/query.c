@@ -65,7 +65,8 @@ static int query(const struct query_ctx *q, const char *cmd, uint16_t type,
 const char *cv_cli_state_name(uint32_t s)
 {
 	static const char *const names[] = { "starting", "running",
-					     "suspended", "evicted", "lost" };
+					     "suspended", "evicted", "lost",
+					     "stopped" };
 
 	return s < sizeof(names) / sizeof(names[0]) ? names[s] : "?";
 }
@@ -86,6 +87,16 @@ static int ps_count(const uint8_t *buf, int n)
 
 int cv_cli_tenant_state(const char *path, uint64_t id, uint32_t *state)
 {
+	struct cv_ctl_tenant t;
+	int r = cv_cli_tenant_get(path, id, &t);
+
+	if (!r)
+		*state = t.state;
+	return r;
+}
+
+int cv_cli_tenant_get(const char *path, uint64_t id, struct cv_ctl_tenant *out)
+{
 	static uint8_t buf[CV_CTL_MAX];
 	struct cv_ctl_tenant t;
 	int fd, n, i;
@@ -103,7 +114,7 @@ int cv_cli_tenant_state(const char *path, uint64_t id, uint32_t *state)
 		memcpy(&t, buf + sizeof(struct cv_ctl_ps_r) + i * sizeof(t),
 		       sizeof(t));
 		if (t.id == id) {
-			*state = t.state;
+			*out = t;
 			return 0;
 		}
 	}

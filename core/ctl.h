@@ -53,6 +53,15 @@ enum cv_ctl_type {
 	CV_CTL_SUSPEND = 5,
 	CV_CTL_RESUME = 6,
 	CV_CTL_EVICT = 7,
+	/* cli -> daemon. Payload cv_ctl_ckpt and one fd: the image file,
+	 * open for writing. Reply cv_ctl_op_r (bytes: the image's size). With
+	 * CV_CKPT_STOP the tenant ends STOPPED, its GPU memory released. */
+	CV_CTL_CHECKPOINT = 8,
+	/* cli -> daemon. Payload cv_ctl_restore and one fd: the image, open
+	 * for reading. The daemon finds the STOPPED tenant the image is for
+	 * and starts a new worker from it. Reply cv_ctl_restore_r (also on
+	 * failure: msg says what is wrong with the image). */
+	CV_CTL_RESTORE = 9,
 
 	/* worker -> daemon, once, when the vGPU is ready or failed to start.
 	 * Payload cv_ctl_ready; on success one fd: the region memfd. */
@@ -66,7 +75,22 @@ enum cv_ctl_type {
 	CV_CTL_W_SUSPEND = 35,
 	CV_CTL_W_RESUME = 36,
 	CV_CTL_W_EVICT = 37,
+	/* daemon -> worker. Payload cv_ctl_ckpt, one fd (the image). Reply
+	 * cv_ctl_op_r. With CV_CKPT_STOP the worker then becomes a holder
+	 * (state STOPPED): no GPU, only the guest's region and link. */
+	CV_CTL_W_CHECKPOINT = 38,
+	/* daemon -> holder. No payload. Reply with two fds, [0] the region
+	 * memfd and [1] the worker's end of the link, for a restoring worker;
+	 * the holder keeps its copies until W_STOP. */
+	CV_CTL_W_HANDOVER = 39,
+	/* worker -> daemon, first message on a connection it made to the
+	 * daemon's socket after its daemon went away. Payload cv_ctl_hello.
+	 * Reply cv_ctl_hello_r: the tenant id it goes by from now on. */
+	CV_CTL_W_HELLO = 40,
 };
+
+#define CV_CKPT_STOP 0x1u    /* cv_ctl_ckpt.flags */
+#define CV_CKPT_LEVEL_MAX 19 /* zstd levels; 0: not compressed */
 
 #define CV_CTL_NAME_LEN 64
 
@@ -102,8 +126,47 @@ struct cv_ctl_w_stats_r {
 	uint64_t commands;  /* commands executed */
 	uint32_t state;     /* enum cv_vgpu_state */
 	uint32_t pad;
+	uint64_t op_done;   /* progress of a long operation, in bytes */
+	uint64_t op_total;  /* 0: none running */
 };
-_Static_assert(sizeof(struct cv_ctl_w_stats_r) == 40, "w_stats_r");
+_Static_assert(sizeof(struct cv_ctl_w_stats_r) == 56, "w_stats_r");
+
+struct cv_ctl_ckpt {
+	uint64_t tenant;
+	uint32_t flags;     /* CV_CKPT_STOP */
+	int32_t level;      /* 0..CV_CKPT_LEVEL_MAX */
+};
+_Static_assert(sizeof(struct cv_ctl_ckpt) == 16, "ckpt");
+
+struct cv_ctl_restore {
+	int32_t gpu;        /* -1: the GPU it was on */
+	uint32_t flags;     /* 0 */
+};
+_Static_assert(sizeof(struct cv_ctl_restore) == 8, "restore");
+
+struct cv_ctl_restore_r {
+	uint64_t tenant;
+	uint64_t bytes;     /* device memory restored */
+	uint64_t ns;
+	int32_t gpu;
+	uint32_t pad;
+	char msg[256];      /* why it failed, NUL-terminated */
+};
+_Static_assert(sizeof(struct cv_ctl_restore_r) == 288, "restore_r");
+
+struct cv_ctl_hello {
+	uint64_t tenant;
+	uint32_t worker_pid;
+	uint32_t guest_pid;
+	int32_t gpu;         /* device ordinal */
+	uint32_t state;      /* enum cv_vgpu_state */
+	uint64_t quota;
+	uint8_t token[16];
+	char name[CV_CTL_NAME_LEN];
+};
+_Static_assert(sizeof(struct cv_ctl_hello) == 112, "hello");
+
+struct cv_ctl_hello_r { uint64_t tenant; };
 
 struct cv_ctl_tenant_op {
 	uint64_t tenant;
@@ -130,8 +193,10 @@ struct cv_ctl_tenant {
 	uint64_t mem_used;
 	uint64_t quota;
 	char name[CV_CTL_NAME_LEN];
+	uint64_t op_done;    /* progress of a long operation, bytes */
+	uint64_t op_total;   /* 0: none */
 };
-_Static_assert(sizeof(struct cv_ctl_tenant) == 104, "tenant");
+_Static_assert(sizeof(struct cv_ctl_tenant) == 120, "tenant");
 
 struct cv_ctl_ps_r { uint32_t n; uint32_t pad; };
 _Static_assert(sizeof(struct cv_ctl_ps_r) == 8, "ps_r");

@@ -508,6 +508,38 @@ enum cv_vgpu_state {
 	CV_STATE_SUSPENDED = 2,
 	CV_STATE_EVICTED = 3,
 	CV_STATE_LOST = 4,
+	/* checkpointed with --stop: device state only in the image, the
+	 * worker a holder of the guest's region and link until a restore */
+	CV_STATE_STOPPED = 5,
+	CV_STATE_MAX = CV_STATE_STOPPED,
+};
+
+/*
+ * Checkpoint images (docs/image-format.md): the identity block of the
+ * image header, which the daemon reads to find the tenant an image is
+ * for, and the section types of a vGPU image.
+ */
+#define CV_CKPT_KIND 0x55504756u /* "VGPU" */
+
+struct cv_ckpt_ident {
+	uint32_t kind;        /* CV_CKPT_KIND */
+	uint32_t proto;       /* CV_PROTO_VERSION of the worker */
+	uint64_t tenant_id;
+	uint8_t token[16];    /* the tenant's, from the daemon */
+	uint64_t ring_head;   /* commands executed before the image */
+	uint64_t mem_bytes;   /* device memory in the image */
+	uint32_t backend;     /* enum cv_backend_kind */
+	uint16_t cc_major, cc_minor;
+	uint64_t reserved;    /* 0 */
+};
+_Static_assert(sizeof(struct cv_ckpt_ident) == 64, "ident fits the header");
+
+enum cv_ckpt_section {
+	CV_SEC_META = 1,      /* quota, heap and device ranges, limits */
+	CV_SEC_OBJECTS = 2,   /* modules, functions, globals, streams, events */
+	CV_SEC_MODIMG = 3,    /* a module image (aux: its index), in parts */
+	CV_SEC_MEM = 4,       /* device memory (aux: its address) */
+	CV_SEC_GLOBAL = 5,    /* a module global's bytes (aux: its address) */
 };
 
 #endif

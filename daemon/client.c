@@ -116,7 +116,13 @@ void cv_d_client_kill(struct cv_d *d, struct cv_d_client *c)
 		c->op_tenant->op_client = NULL;
 		c->op_tenant = NULL;
 	}
-	close(c->fd);
+	if (c->restoring) {
+		/* The restore goes on; nobody hears how it ended. */
+		c->restoring->restore_client = NULL;
+		c->restoring = NULL;
+	}
+	if (c->fd >= 0)
+		close(c->fd);
 	c->fd = -1;
 	c->dead = true;
 }
@@ -213,7 +219,8 @@ static void ps_reply(struct cv_d *d, struct cv_d_client *c)
 
 	for (i = 0; i < d->ntenants; i++) {
 		t = d->tenants[i];
-		if (t->dead || (!cv_d_privileged(c->uid) && t->uid != c->uid))
+		if (t->dead || t->hidden ||
+		    (!cv_d_privileged(c->uid) && t->uid != c->uid))
 			continue;
 		memset(&e, 0, sizeof(e));
 		e.id = t->id;
@@ -223,6 +230,12 @@ static void ps_reply(struct cv_d *d, struct cv_d_client *c)
 		e.state = t->state;
 		e.mem_used = t->stats.mem_used;
 		e.quota = t->quota;
+		e.op_done = t->stats.op_done;
+		e.op_total = t->stats.op_total;
+		if (t->replaced_by) { /* restoring: the new worker's */
+			e.op_done = t->replaced_by->stats.op_done;
+			e.op_total = t->replaced_by->stats.op_total;
+		}
 		memcpy(e.name, t->name, sizeof(e.name));
 		memcpy(buf + sizeof(hdr) + hdr.n * sizeof(e), &e, sizeof(e));
 		hdr.n++;
@@ -296,8 +309,10 @@ static void handle_shutdown(struct cv_d *d, struct cv_d_client *c)
 	cv_d_stop(d, why);
 }
 
+/* fd: the request's one fd (CHECKPOINT, RESTORE) or -1; set to -1 when
+ * the handler keeps it. */
 static void dispatch(struct cv_d *d, struct cv_d_client *c,
-		     const struct cv_d_msg *m)
+		     const struct cv_d_msg *m, int *fd)
 {
 	switch (m->type) {
 	case CV_CTL_ATTACH:
@@ -316,6 +331,16 @@ static void dispatch(struct cv_d *d, struct cv_d_client *c,
 	case CV_CTL_RESUME:
 	case CV_CTL_EVICT:
 		cv_d_op_request(d, c, m->type, &m->u.op);
+		break;
+	case CV_CTL_CHECKPOINT:
+		cv_d_checkpoint_request(d, c, &m->u.ckpt, *fd);
+		break;
+	case CV_CTL_RESTORE:
+		cv_d_restore_request(d, c, &m->u.restore, *fd);
+		*fd = -1; /* its own now */
+		break;
+	case CV_CTL_W_HELLO:
+		cv_d_adopt(d, c, &m->u.hello);
 		break;
 	}
 }
@@ -343,15 +368,16 @@ void cv_d_client_input(struct cv_d *d, struct cv_d_client *c)
 		cv_d_client_kill(d, c);
 		return;
 	}
-	for (i = 0; i < nfds; i++)
-		close(fds[i]);
 	if (cv_d_msg_decode(CV_D_PEER_CLIENT, &h, buf, (uint32_t)r, nfds, &m,
 			    &why) < 0) {
 		cv_warn("client pid %d uid %u: malformed message (type %u, "
 			"%d bytes): %s; closing", (int)c->pid,
 			(unsigned)c->uid, h.type, r, why);
 		cv_d_client_kill(d, c);
-		return;
+	} else {
+		dispatch(d, c, &m, nfds ? &fds[0] : &(int){ -1 });
 	}
-	dispatch(d, c, &m);
+	for (i = 0; i < nfds; i++)
+		if (fds[i] >= 0)
+			close(fds[i]);
 }

@@ -68,6 +68,9 @@ struct cv_d_msg {
 		struct cv_ctl_w_stats_r stats;
 		struct cv_ctl_tenant_op op;    /* SUSPEND, RESUME, EVICT */
 		struct cv_ctl_op_r op_r;       /* reply to W_SUSPEND... */
+		struct cv_ctl_ckpt ckpt;       /* CHECKPOINT */
+		struct cv_ctl_restore restore; /* RESTORE */
+		struct cv_ctl_hello hello;     /* name sanitised, NUL-ended */
 	} u;
 };
 
@@ -145,6 +148,7 @@ struct cv_d_client {
 	bool ps_pending;
 	uint64_t ps_deadline;          /* cv_now_ns() */
 	struct cv_d_tenant *op_tenant; /* SUSPEND/RESUME/EVICT waiting on it */
+	struct cv_d_tenant *restoring; /* RESTORE waiting on it */
 	bool shutdown_pending;         /* answered when the daemon exits */
 };
 
@@ -172,6 +176,18 @@ struct cv_d_tenant {
 	struct cv_d_client *op_client; /* who waits for it, or NULL */
 	uint64_t op_start;             /* cv_now_ns() */
 	uint64_t op_deadline;          /* 0 once the client had its timeout */
+	uint8_t token[16];       /* names its checkpoint images */
+	bool adopted;            /* not our child: ends with its ctl socket */
+	/* Restore (adopt.c). On the STOPPED tenant: the request in
+	 * progress. On the new worker's record: the tenant it replaces
+	 * (hidden until it is ready). */
+	struct cv_d_client *restore_client;
+	int restore_fd;          /* the image, until handed to the worker */
+	int restore_gpu;         /* index into d->gpus */
+	uint64_t restore_start;
+	struct cv_d_tenant *replaces;
+	struct cv_d_tenant *replaced_by;
+	bool hidden;             /* restoring, or replaced: not in ps */
 };
 
 struct cv_d_cfg {
@@ -211,6 +227,7 @@ struct cv_d {
 
 /* main.c */
 void cv_d_stop(struct cv_d *d, const char *why);
+void cv_d_stop_listening(struct cv_d *d);
 /* In a forked child before exec: default signal mask and dispositions. */
 void cv_d_child_reset(void);
 
@@ -243,6 +260,10 @@ bool cv_d_privileged(uid_t uid);
 /* A client's decoded SUSPEND/RESUME/EVICT: forwarded or refused. */
 void cv_d_op_request(struct cv_d *d, struct cv_d_client *c, uint16_t type,
 		     const struct cv_ctl_tenant_op *op);
+/* A client's CHECKPOINT: forwarded with the image fd (still the
+ * caller's to close) or refused. */
+void cv_d_checkpoint_request(struct cv_d *d, struct cv_d_client *c,
+			     const struct cv_ctl_ckpt *ck, int fd);
 /* The worker's reply to the pending operation; -EPROTO if there is none
  * of that type (the caller treats the worker as broken). */
 int cv_d_op_reply(struct cv_d *d, struct cv_d_tenant *t,
@@ -255,7 +276,37 @@ void cv_d_op_timeouts(struct cv_d *d, uint64_t now);
 /* The earliest operation deadline, 0 if none. */
 uint64_t cv_d_op_next_deadline(const struct cv_d *d);
 
+/* adopt.c: workers that outlived their daemon, and restores */
+/* A W_HELLO on a client connection: the client becomes the tenant's
+ * control connection, or is refused and dropped. */
+void cv_d_adopt(struct cv_d *d, struct cv_d_client *c,
+		const struct cv_ctl_hello *h);
+/* A client's RESTORE with the image's fd (ours from now on). */
+void cv_d_restore_request(struct cv_d *d, struct cv_d_client *c,
+			  const struct cv_ctl_restore *r, int fd);
+/* The holder's reply to W_HANDOVER (fds: region memfd, link). */
+void cv_d_restore_handover(struct cv_d *d, struct cv_d_tenant *t, int status,
+			   const int *fds, int nfds);
+/* A restoring worker's W_READY, or its end before it (status < 0). */
+void cv_d_restore_done(struct cv_d *d, struct cv_d_tenant *nt, int status,
+		       const char *msg);
+/* Drops a pending restore of t (its holder went away, the daemon stops). */
+void cv_d_restore_abort(struct cv_d *d, struct cv_d_tenant *t, int status,
+			const char *msg);
+
 /* tenant.c */
+/* Extra fds and arguments of a worker: a restore's region and image. */
+struct cv_d_spawn {
+	int region_fd;           /* -1: a fresh vGPU */
+	int link_fd;             /* with region_fd: the guest's link */
+	int image_fd;
+};
+int cv_d_tenant_spawn(struct cv_d *d, struct cv_d_tenant *t,
+		      const struct cv_d_spawn *x);
+/* Adds t to the daemon's table and its GPU's accounting. */
+void cv_d_tenant_add(struct cv_d *d, struct cv_d_tenant *t);
+/* A tenant record with no worker yet: fds -1, token random. */
+struct cv_d_tenant *cv_d_tenant_new(void);
 int cv_d_tenant_start(struct cv_d *d, struct cv_d_client *c, int gpu,
 		      uint64_t quota, const struct cv_ctl_attach *a,
 		      struct cv_d_tenant **out);

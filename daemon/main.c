@@ -447,6 +447,38 @@ static int setup_signals(struct cv_d *d)
 	return 0;
 }
 
+static int live_tenants(const struct cv_d *d);
+
+/*
+ * A signal ends the daemon, not its tenants (a restart must not cost
+ * them their GPU state): their workers keep serving their guests, and
+ * the next daemon on our socket adopts them (adopt.c). Only tenants
+ * still starting are stopped. `cuvisor shutdown` stops everything.
+ */
+static void detach(struct cv_d *d, const char *why)
+{
+	struct cv_d_tenant *t;
+	int i, n = 0;
+
+	cv_d_stop_listening(d);
+	for (i = 0; i < d->ntenants; i++) {
+		t = d->tenants[i];
+		if (t->dead)
+			continue;
+		if (t->state == CV_STATE_STARTING || t->replaces) {
+			cv_d_tenant_stop(d, t);
+			continue;
+		}
+		cv_d_tenant_close_ctl(d, t);
+		t->dead = true;
+		n++;
+	}
+	cv_info("exiting (%s): %d tenant(s) keep running for the next "
+		"cuvisord to adopt", why, n);
+	d->stopping = true;
+	d->stop_deadline = cv_now_ns() + CV_D_STOP_TIMEOUT_MS * 1000000ull;
+}
+
 static void on_signals(struct cv_d *d)
 {
 	struct signalfd_siginfo si;
@@ -462,7 +494,12 @@ static void on_signals(struct cv_d *d)
 			d->stop_deadline = 0;
 			continue;
 		}
-		cv_d_stop(d, si.ssi_signo == SIGTERM ? "SIGTERM" : "SIGINT");
+		if (d->cfg.private_mode)
+			cv_d_stop(d, si.ssi_signo == SIGTERM ? "SIGTERM" :
+							      "SIGINT");
+		else
+			detach(d, si.ssi_signo == SIGTERM ? "SIGTERM" :
+							   "SIGINT");
 	}
 }
 
@@ -498,10 +535,15 @@ void cv_d_stop(struct cv_d *d, const char *why)
 	cv_info("stopping (%s): %d tenant(s)", why, live_tenants(d));
 	d->stopping = true;
 	d->stop_deadline = cv_now_ns() + CV_D_STOP_TIMEOUT_MS * 1000000ull;
-	/* New clients get ECONNREFUSED, not a daemon on its way out. */
-	cv_d_unlink_socket(d);
+	cv_d_stop_listening(d);
 	for (i = 0; i < d->ntenants; i++)
 		cv_d_tenant_stop(d, d->tenants[i]);
+}
+
+/* New clients get ECONNREFUSED, not a daemon on its way out. */
+void cv_d_stop_listening(struct cv_d *d)
+{
+	cv_d_unlink_socket(d);
 }
 
 /* Frees the objects marked dead during the last iteration. */
@@ -586,7 +628,7 @@ static int build_pollfds(struct cv_d *d, struct pollfd *p, struct slot *s)
 		/* One request at a time: a busy client is only watched for
 		 * hang-up. */
 		if (!c->attaching && !c->ps_pending && !c->shutdown_pending &&
-		    !c->op_tenant)
+		    !c->op_tenant && !c->restoring)
 			p[n].events = POLLIN;
 		s[n++] = (struct slot){ K_CLIENT, c };
 	}

@@ -46,8 +46,12 @@ static int decode_client(const struct cv_ctl_hdr *hdr, const void *payload,
 {
 	struct cv_ctl_attach a;
 
-	if (nfds)
-		BAD("a request carries file descriptors");
+	bool one_fd = hdr->type == CV_CTL_CHECKPOINT ||
+		      hdr->type == CV_CTL_RESTORE;
+
+	if (nfds != (one_fd ? 1 : 0))
+		BAD(one_fd ? "CHECKPOINT and RESTORE carry exactly one fd" :
+			     "a request carries file descriptors");
 	if (hdr->status)
 		BAD("a request has a nonzero status");
 	switch (hdr->type) {
@@ -75,6 +79,38 @@ static int decode_client(const struct cv_ctl_hdr *hdr, const void *payload,
 		if (len != sizeof(m->u.op))
 			BAD("operation request has the wrong length");
 		memcpy(&m->u.op, payload, sizeof(m->u.op));
+		return 0;
+	case CV_CTL_CHECKPOINT:
+		if (len != sizeof(m->u.ckpt))
+			BAD("CHECKPOINT payload has the wrong length");
+		memcpy(&m->u.ckpt, payload, sizeof(m->u.ckpt));
+		if ((m->u.ckpt.flags & ~CV_CKPT_STOP) || m->u.ckpt.level < 0 ||
+		    m->u.ckpt.level > CV_CKPT_LEVEL_MAX)
+			BAD("CHECKPOINT has unknown flags or a bad level");
+		return 0;
+	case CV_CTL_RESTORE:
+		if (len != sizeof(m->u.restore))
+			BAD("RESTORE payload has the wrong length");
+		memcpy(&m->u.restore, payload, sizeof(m->u.restore));
+		if (m->u.restore.flags || m->u.restore.gpu < -1 ||
+		    m->u.restore.gpu >= 65536)
+			BAD("RESTORE has flags or a bad gpu");
+		return 0;
+	case CV_CTL_W_HELLO:
+		if (len != sizeof(m->u.hello))
+			BAD("W_HELLO payload has the wrong length");
+		memcpy(&m->u.hello, payload, sizeof(m->u.hello));
+		if (take_string(m->u.hello.name, ((const struct cv_ctl_hello *)
+						  payload)->name,
+				sizeof(m->u.hello.name)))
+			BAD("W_HELLO name is not NUL-terminated");
+		if (m->u.hello.state < CV_STATE_RUNNING ||
+		    m->u.hello.state > CV_STATE_MAX ||
+		    m->u.hello.state == CV_STATE_LOST)
+			BAD("W_HELLO has a bad state");
+		if (m->u.hello.gpu < 0 || m->u.hello.gpu >= 65536 ||
+		    !m->u.hello.quota || !m->u.hello.tenant)
+			BAD("W_HELLO has a bad gpu, quota or tenant");
 		return 0;
 	default:
 		BAD("unknown request type");
@@ -115,7 +151,7 @@ static int decode_op_r(const struct cv_ctl_hdr *hdr, const void *payload,
 	memcpy(&m->u.op_r, payload, sizeof(m->u.op_r));
 	/* A worker that answers has started: never STARTING. */
 	if (m->u.op_r.state < CV_STATE_RUNNING ||
-	    m->u.op_r.state > CV_STATE_LOST)
+	    m->u.op_r.state > CV_STATE_MAX)
 		BAD("operation reply has an unknown state");
 	return 0;
 }
@@ -137,7 +173,7 @@ static int decode_worker(const struct cv_ctl_hdr *hdr, const void *payload,
 		if (hdr->status < 0 || len != sizeof(m->u.stats))
 			BAD("W_STATS reply has the wrong length");
 		memcpy(&m->u.stats, payload, sizeof(m->u.stats));
-		if (m->u.stats.state > CV_STATE_LOST)
+		if (m->u.stats.state > CV_STATE_MAX)
 			BAD("W_STATS reply has an unknown state");
 		return 0;
 	case CV_CTL_W_STOP | CV_CTL_REPLY:
@@ -147,7 +183,16 @@ static int decode_worker(const struct cv_ctl_hdr *hdr, const void *payload,
 	case CV_CTL_W_SUSPEND | CV_CTL_REPLY:
 	case CV_CTL_W_RESUME | CV_CTL_REPLY:
 	case CV_CTL_W_EVICT | CV_CTL_REPLY:
+	case CV_CTL_W_CHECKPOINT | CV_CTL_REPLY:
 		return decode_op_r(hdr, payload, len, nfds, m, why);
+	case CV_CTL_W_HANDOVER | CV_CTL_REPLY:
+		if (len)
+			BAD("W_HANDOVER reply takes no payload");
+		if (hdr->status == 0 && nfds != 2)
+			BAD("W_HANDOVER success must carry two fds");
+		if (hdr->status < 0 && nfds)
+			BAD("W_HANDOVER failure must carry no fd");
+		return 0;
 	default:
 		BAD("unexpected message type from a worker");
 	}
@@ -201,6 +246,7 @@ uint16_t cv_d_op_to_worker(uint16_t type)
 	case CV_CTL_SUSPEND: return CV_CTL_W_SUSPEND;
 	case CV_CTL_RESUME: return CV_CTL_W_RESUME;
 	case CV_CTL_EVICT: return CV_CTL_W_EVICT;
+	case CV_CTL_CHECKPOINT: return CV_CTL_W_CHECKPOINT;
 	default: return 0;
 	}
 }
@@ -211,6 +257,7 @@ uint16_t cv_d_op_from_worker(uint16_t wtype)
 	case CV_CTL_W_SUSPEND: return CV_CTL_SUSPEND;
 	case CV_CTL_W_RESUME: return CV_CTL_RESUME;
 	case CV_CTL_W_EVICT: return CV_CTL_EVICT;
+	case CV_CTL_W_CHECKPOINT: return CV_CTL_CHECKPOINT;
 	default: return 0;
 	}
 }
@@ -225,6 +272,7 @@ const char *cv_d_op_name(uint16_t type)
 	case CV_CTL_SUSPEND: return "suspend";
 	case CV_CTL_RESUME: return "resume";
 	case CV_CTL_EVICT: return "evict";
+	case CV_CTL_CHECKPOINT: return "checkpoint";
 	default: return "?";
 	}
 }
@@ -270,6 +318,10 @@ char *cv_d_op_describe(char *buf, size_t size, uint16_t wtype,
 	switch (wtype & ~CV_CTL_REPLY) {
 	case CV_CTL_W_EVICT:
 		snprintf(buf, size, "evicted, %s in %s%s", sz, ms, rate);
+		break;
+	case CV_CTL_W_CHECKPOINT:
+		snprintf(buf, size, "checkpointed, %s image in %s%s%s", sz, ms,
+			 rate, r->state == CV_STATE_STOPPED ? ", stopped" : "");
 		break;
 	case CV_CTL_W_RESUME:
 		if (r->bytes)

@@ -29,7 +29,8 @@
 static const char *state_name(uint32_t s)
 {
 	static const char *const names[] = { "starting", "running",
-					     "suspended", "evicted", "lost" };
+					     "suspended", "evicted", "lost",
+					     "stopped" };
 
 	return s < CV_ARRAY_SIZE(names) ? names[s] : "unknown";
 }
@@ -39,7 +40,8 @@ static struct cv_d_tenant *by_id(struct cv_d *d, uint64_t id)
 	int i;
 
 	for (i = 0; i < d->ntenants; i++)
-		if (!d->tenants[i]->dead && d->tenants[i]->id == id)
+		if (!d->tenants[i]->dead && !d->tenants[i]->hidden &&
+		    d->tenants[i]->id == id)
 			return d->tenants[i];
 	return NULL;
 }
@@ -61,6 +63,9 @@ static int state_allows(const struct cv_d_tenant *t, uint16_t type,
 		ok = s == CV_STATE_RUNNING;
 	else if (type == CV_CTL_EVICT)
 		ok = s == CV_STATE_RUNNING || s == CV_STATE_SUSPENDED;
+	else if (type == CV_CTL_CHECKPOINT)
+		ok = s == CV_STATE_RUNNING || s == CV_STATE_SUSPENDED ||
+		     s == CV_STATE_EVICTED;
 	else
 		ok = s == CV_STATE_SUSPENDED || s == CV_STATE_EVICTED;
 	if (!ok) {
@@ -91,8 +96,9 @@ static int gpu_allows(const struct cv_d *d, const struct cv_d_tenant *t,
 	return -EOPNOTSUPP;
 }
 
-/* Everything that may refuse the request before the worker hears of it. */
-static int admit(struct cv_d *d, uint16_t type,
+/* Everything that may refuse the request before the worker hears of it
+ * (op is NULL for CHECKPOINT, whose fields msg.c checked). */
+static int admit(struct cv_d *d, uint16_t type, uint64_t tenant,
 		 const struct cv_ctl_tenant_op *op, struct cv_d_tenant **out,
 		 char *why, size_t size)
 {
@@ -104,12 +110,12 @@ static int admit(struct cv_d *d, uint16_t type,
 		snprintf(why, size, "the daemon is stopping");
 		return -ESHUTDOWN;
 	}
-	r = cv_d_op_check(type, op, &w);
+	r = op ? cv_d_op_check(type, op, &w) : 0;
 	if (r < 0) {
 		snprintf(why, size, "%s", w);
 		return r;
 	}
-	t = by_id(d, op->tenant);
+	t = by_id(d, tenant);
 	if (!t) {
 		snprintf(why, size, "no such tenant");
 		return -ENOENT;
@@ -120,7 +126,7 @@ static int admit(struct cv_d *d, uint16_t type,
 		return -EBUSY;
 	}
 	r = state_allows(t, type, why, size);
-	if (r == 0 && type == CV_CTL_RESUME)
+	if (r == 0 && type == CV_CTL_RESUME && op)
 		r = gpu_allows(d, t, op->gpu, why, size);
 	if (r == 0)
 		*out = t;
@@ -129,16 +135,14 @@ static int admit(struct cv_d *d, uint16_t type,
 
 /* Sends the worker its message; the operation is pending on success. */
 static int forward(struct cv_d *d, struct cv_d_tenant *t, uint16_t type,
-		   const struct cv_ctl_tenant_op *op, char *why, size_t size)
+		   const void *p, uint32_t len, int fd, char *why, size_t size)
 {
-	struct cv_ctl_tenant_op w = *op;
 	uint16_t wtype = cv_d_op_to_worker(type);
 	uint64_t now = cv_now_ns(), s = d->cfg.op_timeout_s;
 	int r;
 
-	/* The tenant's own GPU and -1 mean the same: where it is. */
-	w.gpu = -1;
-	r = cv_ctl_send(t->ctl_fd, wtype, 0, &w, sizeof(w), NULL, 0);
+	r = cv_ctl_send(t->ctl_fd, wtype, 0, p, len, fd >= 0 ? &fd : NULL,
+			fd >= 0);
 	if (r == -EAGAIN) {
 		snprintf(why, size, "the worker does not read its control "
 			 "socket");
@@ -151,7 +155,7 @@ static int forward(struct cv_d *d, struct cv_d_tenant *t, uint16_t type,
 		t->state = CV_STATE_LOST;
 		return -EIO;
 	}
-	if (wtype == CV_CTL_W_EVICT)
+	if (wtype == CV_CTL_W_EVICT || wtype == CV_CTL_W_CHECKPOINT)
 		s *= CV_D_EVICT_FACTOR;
 	t->op = wtype;
 	t->op_start = now;
@@ -159,27 +163,39 @@ static int forward(struct cv_d *d, struct cv_d_tenant *t, uint16_t type,
 	return 0;
 }
 
-void cv_d_op_request(struct cv_d *d, struct cv_d_client *c, uint16_t type,
-		     const struct cv_ctl_tenant_op *op)
+/* Admits and forwards SUSPEND, RESUME, EVICT (op) or CHECKPOINT (ck,
+ * with the image's fd, which stays the caller's). */
+static void request(struct cv_d *d, struct cv_d_client *c, uint16_t type,
+		    const struct cv_ctl_tenant_op *op,
+		    const struct cv_ctl_ckpt *ck, int fd)
 {
+	uint64_t tenant = op ? op->tenant : ck->tenant;
+	struct cv_ctl_tenant_op w;
 	struct cv_d_tenant *t = NULL;
 	char why[160] = "";
 	int r;
 
 	if (!cv_d_privileged(c->uid)) {
 		cv_warn("%s of tenant %llu from pid %d uid %u refused: only "
-			"uid %u or root may suspend, resume or evict tenants",
-			cv_d_op_name(type), (unsigned long long)op->tenant,
-			(int)c->pid, (unsigned)c->uid, (unsigned)geteuid());
+			"uid %u or root may suspend, resume, evict or "
+			"checkpoint tenants", cv_d_op_name(type),
+			(unsigned long long)tenant, (int)c->pid,
+			(unsigned)c->uid, (unsigned)geteuid());
 		cv_d_reply(d, c, type, -EPERM, NULL, 0);
 		return;
 	}
-	r = admit(d, type, op, &t, why, sizeof(why));
-	if (r == 0)
-		r = forward(d, t, type, op, why, sizeof(why));
+	r = admit(d, type, tenant, op, &t, why, sizeof(why));
+	if (r == 0 && op) {
+		/* The tenant's own GPU and -1 mean the same: where it is. */
+		w = *op;
+		w.gpu = -1;
+		r = forward(d, t, type, &w, sizeof(w), -1, why, sizeof(why));
+	} else if (r == 0) {
+		r = forward(d, t, type, ck, sizeof(*ck), fd, why, sizeof(why));
+	}
 	if (r < 0) {
 		cv_info("tenant %llu: %s from pid %d refused: %s (%s)",
-			(unsigned long long)op->tenant, cv_d_op_name(type),
+			(unsigned long long)tenant, cv_d_op_name(type),
 			(int)c->pid, why, strerror(-r));
 		cv_d_reply(d, c, type, r, NULL, 0);
 		return;
@@ -189,6 +205,18 @@ void cv_d_op_request(struct cv_d *d, struct cv_d_client *c, uint16_t type,
 	cv_info("tenant %llu: %s asked by pid %d uid %u",
 		(unsigned long long)t->id, cv_d_op_name(type), (int)c->pid,
 		(unsigned)c->uid);
+}
+
+void cv_d_op_request(struct cv_d *d, struct cv_d_client *c, uint16_t type,
+		     const struct cv_ctl_tenant_op *op)
+{
+	request(d, c, type, op, NULL, -1);
+}
+
+void cv_d_checkpoint_request(struct cv_d *d, struct cv_d_client *c,
+			     const struct cv_ctl_ckpt *ck, int fd)
+{
+	request(d, c, CV_CTL_CHECKPOINT, NULL, ck, fd);
 }
 
 /* The operation is over: nobody waits any more. */
@@ -207,6 +235,16 @@ static uint32_t expected_state(uint16_t wtype)
 	       wtype == CV_CTL_W_EVICT ? CV_STATE_EVICTED : CV_STATE_RUNNING;
 }
 
+/* What a tenant may be in after the operation succeeded. */
+static bool state_expected(uint16_t wtype, uint32_t st)
+{
+	/* A checkpoint leaves the tenant as it was, or stopped. */
+	if (wtype == CV_CTL_W_CHECKPOINT)
+		return st == CV_STATE_RUNNING || st == CV_STATE_SUSPENDED ||
+		       st == CV_STATE_EVICTED || st == CV_STATE_STOPPED;
+	return st == expected_state(wtype);
+}
+
 static void log_result(const struct cv_d_tenant *t, uint16_t wtype,
 		       const struct cv_d_msg *m, bool has)
 {
@@ -217,7 +255,7 @@ static void log_result(const struct cv_d_tenant *t, uint16_t wtype,
 		cv_info("tenant %llu: %s%s", (unsigned long long)t->id,
 			cv_d_op_describe(what, sizeof(what), wtype, &m->u.op_r),
 			late);
-		if (m->u.op_r.state != expected_state(wtype))
+		if (!state_expected(wtype, m->u.op_r.state))
 			cv_warn("tenant %llu: the worker says %s after %s",
 				(unsigned long long)t->id,
 				state_name(m->u.op_r.state),

@@ -21,6 +21,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/random.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -44,15 +45,15 @@ static void close_from(int lowfd)
 }
 
 /*
- * In the child: fds 3 and 4 become the worker ends of ctl and link, 0 is
- * /dev/null, 1 and 2 are inherited (2 is the daemon's log), nothing else
- * stays open. Own process group, so that a terminal's ^C reaches only the
- * daemon, which stops the workers in order. Never returns.
+ * In the child: fds[i] becomes fd 3 + i (ctl, link, then a restore's
+ * region and image), 0 is /dev/null, 1 and 2 are inherited (2 is the
+ * daemon's log), nothing else stays open. Own process group, so that a
+ * terminal's ^C reaches only the daemon. Never returns.
  */
-static void exec_worker(const char *path, const char *const *argv, int ctl,
-			int link)
+static void exec_worker(const char *path, const char *const *argv,
+			const int *fds, int n)
 {
-	int nul, a, b;
+	int nul, tmp[4], i;
 
 	cv_d_child_reset();
 	setpgid(0, 0);
@@ -61,28 +62,42 @@ static void exec_worker(const char *path, const char *const *argv, int ctl,
 		dup2(nul, 0);
 		close(nul);
 	}
-	/* Above 4 first, so that neither dup2 below clobbers the other's
+	/* Above the targets first, so that no dup2 below clobbers another's
 	 * source; dup2 also clears O_CLOEXEC. */
-	a = fcntl(ctl, F_DUPFD, 5);
-	b = fcntl(link, F_DUPFD, 5);
-	if (a < 0 || b < 0 || dup2(a, 3) < 0 || dup2(b, 4) < 0)
-		_exit(127);
-	close_from(5);
+	for (i = 0; i < n; i++)
+		if ((tmp[i] = fcntl(fds[i], F_DUPFD, 3 + n)) < 0)
+			_exit(127);
+	for (i = 0; i < n; i++)
+		if (dup2(tmp[i], 3 + i) < 0)
+			_exit(127);
+	close_from(3 + n);
 	execv(path, (char *const *)argv);
 	cv_err("cannot execute worker %s: %s", path, strerror(errno));
 	_exit(127);
 }
 
-static int spawn(struct cv_d *d, struct cv_d_tenant *t)
+static void hex(const uint8_t *p, size_t n, char *out)
 {
-	char id[24], gpu[16], mem[24];
-	const char *argv[24];
-	int ctl[2] = { -1, -1 }, link[2] = { -1, -1 }, n = 0, r;
+	size_t i;
+
+	for (i = 0; i < n; i++)
+		sprintf(out + 2 * i, "%02x", p[i]);
+}
+
+int cv_d_tenant_spawn(struct cv_d *d, struct cv_d_tenant *t,
+		      const struct cv_d_spawn *x)
+{
+	char id[24], gpu[16], mem[24], token[33], gpid[16];
+	const char *argv[40];
+	int ctl[2] = { -1, -1 }, link[2] = { -1, -1 }, fds[4], n = 0, r;
+	bool restore = x && x->region_fd >= 0;
 	pid_t pid;
 
 	snprintf(id, sizeof(id), "%llu", (unsigned long long)t->id);
 	snprintf(gpu, sizeof(gpu), "%d", d->gpus[t->gpu].index);
 	snprintf(mem, sizeof(mem), "%llu", (unsigned long long)t->quota);
+	snprintf(gpid, sizeof(gpid), "%d", (int)t->guest_pid);
+	hex(t->token, sizeof(t->token), token);
 	argv[n++] = d->cfg.worker;
 	argv[n++] = "--tenant"; argv[n++] = id;
 	argv[n++] = "--gpu"; argv[n++] = gpu;
@@ -95,23 +110,37 @@ static int spawn(struct cv_d *d, struct cv_d_tenant *t)
 	argv[n++] = "--ctl-fd"; argv[n++] = "3";
 	argv[n++] = "--link-fd"; argv[n++] = "4";
 	argv[n++] = "--log"; argv[n++] = d->cfg.log_level;
+	argv[n++] = "--token"; argv[n++] = token;
+	argv[n++] = "--guest-pid"; argv[n++] = gpid;
+	argv[n++] = "--name"; argv[n++] = t->name;
+	argv[n++] = "--daemon-socket"; argv[n++] = d->cfg.socket;
+	if (restore) {
+		argv[n++] = "--region-fd"; argv[n++] = "5";
+		argv[n++] = "--restore-fd"; argv[n++] = "6";
+	}
 	argv[n] = NULL;
 
 	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, ctl) < 0 ||
-	    socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, link) < 0 ||
+	    (!restore &&
+	     socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, link) < 0) ||
 	    fcntl(ctl[0], F_SETFL, O_NONBLOCK) < 0) {
 		r = -errno;
 		goto fail;
 	}
+	fds[0] = ctl[1];
+	fds[1] = restore ? x->link_fd : link[1];
+	fds[2] = restore ? x->region_fd : -1;
+	fds[3] = restore ? x->image_fd : -1;
 	pid = fork();
 	if (pid < 0) {
 		r = -errno;
 		goto fail;
 	}
 	if (pid == 0)
-		exec_worker(d->cfg.worker, argv, ctl[1], link[1]);
+		exec_worker(d->cfg.worker, argv, fds, restore ? 4 : 2);
 	close(ctl[1]);
-	close(link[1]);
+	if (!restore)
+		close(link[1]);
 	t->worker_pid = pid;
 	t->ctl_fd = ctl[0];
 	t->link_guest_fd = link[0];
@@ -128,6 +157,33 @@ fail:
 	return r;
 }
 
+struct cv_d_tenant *cv_d_tenant_new(void)
+{
+	struct cv_d_tenant *t = calloc(1, sizeof(*t));
+
+	if (!t)
+		return NULL;
+	t->ctl_fd = -1;
+	t->link_guest_fd = -1;
+	t->restore_fd = -1;
+	t->state = CV_STATE_STARTING;
+	/* Unguessable: an image names its tenant by it. */
+	if (getrandom(t->token, sizeof(t->token), 0) !=
+	    (ssize_t)sizeof(t->token)) {
+		free(t);
+		return NULL;
+	}
+	return t;
+}
+
+void cv_d_tenant_add(struct cv_d *d, struct cv_d_tenant *t)
+{
+	d->tenants[d->ntenants++] = t;
+	d->gpus[t->gpu].ntenants++;
+	d->gpus[t->gpu].quota_sum += t->quota;
+	d->had_tenant = true;
+}
+
 int cv_d_tenant_start(struct cv_d *d, struct cv_d_client *c, int gpu,
 		      uint64_t quota, const struct cv_ctl_attach *a,
 		      struct cv_d_tenant **out)
@@ -136,7 +192,7 @@ int cv_d_tenant_start(struct cv_d *d, struct cv_d_client *c, int gpu,
 	char sz[32];
 	int r;
 
-	t = calloc(1, sizeof(*t));
+	t = cv_d_tenant_new();
 	if (!t)
 		return -ENOMEM;
 	t->id = d->next_id++;
@@ -144,12 +200,9 @@ int cv_d_tenant_start(struct cv_d *d, struct cv_d_client *c, int gpu,
 	t->uid = c->uid;
 	t->gpu = gpu;
 	t->quota = quota;
-	t->ctl_fd = -1;
-	t->link_guest_fd = -1;
-	t->state = CV_STATE_STARTING;
 	t->stats.quota = quota;
 	memcpy(t->name, a->name, sizeof(t->name));
-	r = spawn(d, t);
+	r = cv_d_tenant_spawn(d, t, NULL);
 	if (r < 0) {
 		free(t);
 		return r;
@@ -157,10 +210,7 @@ int cv_d_tenant_start(struct cv_d *d, struct cv_d_client *c, int gpu,
 	t->client = c;
 	t->start_deadline = cv_now_ns() +
 			    d->cfg.start_timeout_s * 1000000000ull;
-	d->tenants[d->ntenants++] = t;
-	d->gpus[gpu].ntenants++;
-	d->gpus[gpu].quota_sum += quota;
-	d->had_tenant = true;
+	cv_d_tenant_add(d, t);
 	cv_info("tenant %llu (\"%s\", pid %d uid %u): worker pid %d on gpu %d, "
 		"quota %s", (unsigned long long)t->id, t->name,
 		(int)t->guest_pid, (unsigned)t->uid, (int)t->worker_pid,
@@ -184,6 +234,8 @@ void cv_d_tenant_close_ctl(struct cv_d *d, struct cv_d_tenant *t)
  */
 static void fail_start(struct cv_d *d, struct cv_d_tenant *t, int status)
 {
+	if (t->replaces)
+		cv_d_restore_done(d, t, status, NULL);
 	cv_d_attach_reply(d, t->client, status, t, NULL, 0);
 	t->client = NULL;
 	if (t->link_guest_fd >= 0)
@@ -218,11 +270,22 @@ static void on_ready(struct cv_d *d, struct cv_d_tenant *t,
 		worker_broken(d, t, "W_READY out of turn");
 		return;
 	}
+	if (r->status < 0 && t->replaces) {
+		cv_d_restore_done(d, t, r->status, r->msg);
+		fail_start(d, t, r->status);
+		return;
+	}
 	if (r->status < 0) {
 		cv_err("tenant %llu: worker pid %d failed to start: %s (%s)",
 		       (unsigned long long)t->id, (int)t->worker_pid, r->msg,
 		       strerror(-r->status));
 		fail_start(d, t, r->status);
+		return;
+	}
+	if (t->replaces && !t->dead) {
+		t->ready = true;
+		t->state = CV_STATE_RUNNING;
+		cv_d_restore_done(d, t, 0, NULL);
 		return;
 	}
 	if (t->dead) {
@@ -262,7 +325,9 @@ static void on_stats(struct cv_d_tenant *t, const struct cv_d_msg *m)
 		return;
 	}
 	t->stats = m->u.stats;
-	if (t->state != CV_STATE_LOST && !t->op)
+	/* A restoring worker is STARTING until its W_READY. */
+	if (t->state != CV_STATE_LOST && t->state != CV_STATE_STARTING &&
+	    !t->op)
 		t->state = m->u.stats.state;
 }
 
@@ -270,6 +335,20 @@ void cv_d_tenant_hup(struct cv_d *d, struct cv_d_tenant *t)
 {
 	cv_dbg("tenant %llu: worker pid %d closed its control connection",
 	       (unsigned long long)t->id, (int)t->worker_pid);
+	if (t->restore_client)
+		cv_d_restore_abort(d, t, -EIO, "the stopped tenant's holder "
+				   "went away");
+	if (t->adopted && !t->dead) {
+		/* Not our child: no SIGCHLD will say it ended. */
+		cv_info("tenant %llu (\"%s\"): worker pid %d went away",
+			(unsigned long long)t->id, t->name, (int)t->worker_pid);
+		cv_d_tenant_close_ctl(d, t);
+		t->state = CV_STATE_LOST;
+		t->dead = true;
+		d->gpus[t->gpu].ntenants--;
+		d->gpus[t->gpu].quota_sum -= t->quota;
+		return;
+	}
 	if (t->state == CV_STATE_STARTING) {
 		cv_err("tenant %llu: worker pid %d went away before it was "
 		       "ready", (unsigned long long)t->id, (int)t->worker_pid);
@@ -314,8 +393,12 @@ static int tenant_input(struct cv_d *d, struct cv_d_tenant *t)
 	case CV_CTL_W_SUSPEND | CV_CTL_REPLY:
 	case CV_CTL_W_RESUME | CV_CTL_REPLY:
 	case CV_CTL_W_EVICT | CV_CTL_REPLY:
+	case CV_CTL_W_CHECKPOINT | CV_CTL_REPLY:
 		if (cv_d_op_reply(d, t, &m) < 0)
 			worker_broken(d, t, "an operation's reply out of turn");
+		break;
+	case CV_CTL_W_HANDOVER | CV_CTL_REPLY:
+		cv_d_restore_handover(d, t, m.status, fds, nfds);
 		break;
 	default: /* W_STOP reply */
 		cv_dbg("tenant %llu: worker acknowledged W_STOP",
@@ -355,7 +438,9 @@ void cv_d_tenant_ask_stats(struct cv_d *d, struct cv_d_tenant *t)
 {
 	int r;
 
-	if (t->dead || t->ctl_fd < 0 || !t->ready || t->stats_inflight)
+	/* A restoring worker answers before it is ready: its progress. */
+	if (t->dead || t->ctl_fd < 0 || (!t->ready && !t->replaces) ||
+	    t->stats_inflight)
 		return;
 	r = cv_ctl_send(t->ctl_fd, CV_CTL_W_STATS, 0, NULL, 0, NULL, 0);
 	if (r == 0) {

@@ -92,7 +92,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *d, size_t n)
 				 &b))
 		abort();
 	if (cv_vgpu_init(&v, &cv_backend_host, b, region, memfd, FUZZ_QUOTA,
-			 1))
+			 1, &((struct cv_region_hdr *)region)->dev, false))
 		abort();
 	/* No guest runs host functions here: never wait for one. */
 	v.guest_gone = 1;

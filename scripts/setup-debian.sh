@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: MIT
 # Installs what cuvisor needs to build and test on Debian 12, when it is
-# missing: a C toolchain, clang with libFuzzer and the sanitizers, python3.
+# missing: a C toolchain, clang with libFuzzer and the sanitizers, python3,
+# the xxhash, OpenSSL (tests) and zstd (checkpoint images) headers.
 # The CUDA 13 toolkit (headers, nvcc, lib64/stubs) is expected at
 # $CUDA_HOME (default /usr/local/cuda); Debian does not package CUDA 13.
 set -eu
 
-pkgs="build-essential clang libclang-rt-14-dev python3 procps libxxhash-dev libssl-dev"
+pkgs="build-essential clang libclang-rt-14-dev python3 procps libxxhash-dev libssl-dev libzstd-dev"
 missing=
 for p in $pkgs; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" ||

@@ -253,7 +253,13 @@ static int serve(int ctl, int link, uint64_t quota, const char *mode)
 					0);
 			if (n == -ETIMEDOUT || n == -EAGAIN)
 				continue;
-			if (n < 0 || ctl_input(&f, ctl, &h, buf, n))
+			/* Like the real worker: a daemon's going does not
+			 * end the tenant; its guest's does. */
+			if (n < 0) {
+				p[0].fd = -1;
+				continue;
+			}
+			if (ctl_input(&f, ctl, &h, buf, n))
 				return 0;
 		}
 		if (p[1].revents) {
@@ -291,7 +297,9 @@ static int parse(struct args *a, int argc, char **argv)
 			a->ctl = v;
 		else if (!strcmp(k, "--link-fd"))
 			a->link = v;
-		else if (strcmp(k, "--driver") && strcmp(k, "--log"))
+		else if (strcmp(k, "--driver") && strcmp(k, "--log") &&
+			 strcmp(k, "--token") && strcmp(k, "--guest-pid") &&
+			 strcmp(k, "--name") && strcmp(k, "--daemon-socket"))
 			return -1;
 	}
 	return a->backend ? 0 : -1;

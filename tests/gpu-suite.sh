@@ -12,8 +12,10 @@
 # "#" notes ignored, order ignored since threads interleave). PASS needs
 # both runs to exit 0 with the same checks. Then the CUDA runtime
 # programs build/tests/rt/* the same way (their "# digest" lines compared
-# too), then the multi-tenant kill and garbage tests of tests/run.sh on
-# the cuda backend.
+# too), then the multi-tenant kill and garbage tests and the ops and
+# ckpt sections (suspend, evict, checkpoint, restore, daemon restart; a
+# tenant of GPU_OPS_MIB, default 4096 MiB) of tests/run.sh on the cuda
+# backend.
 #
 # Prints PASS/FAIL/SKIP per program and last "N passed, N failed, N
 # skipped"; exits 1 on any failure. Without a GPU (nvidia-smi -L fails or
@@ -151,8 +153,11 @@ if [ $# -eq 0 ]; then
 	done
 fi
 
-# Kill and garbage tests on the cuda backend.
-bash tests/run.sh --backend cuda --only kill,garbage > "$LOGS/multi.log" 2>&1
+# Kill and garbage tests, then suspend/resume/evict and checkpoint/restore
+# (ops, ckpt) of a tenant updating every page of GPU_OPS_MIB (default
+# 4096) MiB, on the cuda backend.
+OPS_MIB=${GPU_OPS_MIB:-4096} bash tests/run.sh --backend cuda \
+	--only kill,garbage,ops,ckpt > "$LOGS/multi.log" 2>&1
 grep -E '^(PASS|FAIL|SKIP|    )' "$LOGS/multi.log"
 read -r mp mf ms < <(awk '/ passed, .* failed, .* skipped$/ { print $1, $3, $5 }' "$LOGS/multi.log")
 NPASS=$((NPASS + ${mp:-0}))

@@ -17,10 +17,10 @@
 #            without crashing (status 0 or 3 in the daemon log), the other
 #            tenant's results stay right, the daemon still answers
 #   san      the ring test rebuilt with SAN=asan (build-asan/) and
-#            SAN=tsan (build-tsan/), the decoder and allocator tests with
-#            SAN=asan
-#   fuzz     each libFuzzer harness (decoder, control messages) for
-#            FUZZ_SMOKE_S seconds (default 20)
+#            SAN=tsan (build-tsan/), the decoder, allocator, revocation
+#            and image tests with SAN=asan, the image test with SAN=tsan
+#   fuzz     each libFuzzer harness (decoder, control messages, image
+#            reader) for FUZZ_SMOKE_S seconds (default 20)
 #   rt       every CUDA runtime program build/tests/rt/* (nvcc-built,
 #            tests/rt/) under `cuvisor run`, like e2e; those named in
 #            CV_RT_XFAIL (comma-separated; default below) fail as XFAIL
@@ -30,6 +30,12 @@
 #            shows each state, no progress while suspended or evicted,
 #            progress after resume, every page right at the end (exit 0);
 #            an unknown tenant and resuming a running one fail clearly
+#   ckpt     tests/ckpt.sh: checkpoint to a file and go on, checkpoint
+#            --stop, every refused image (truncated, corrupted, foreign
+#            version, not an image, stale, restored twice, tenant gone),
+#            restore after a daemon restart, a full disk, the daemon
+#            restarted under load (tenant adopted), kill -9 of the worker
+#            during a checkpoint. OPS_MIB (default 64) sizes the tenant.
 #
 # Prints one line per test: PASS|FAIL|SKIP NAME [(detail)], the tail of
 # the log after a failure, and last exactly one line
@@ -42,7 +48,7 @@ cd "$(dirname "$0")/.." || exit 2
 O=${O:-build}
 MAKE=${MAKE:-make}
 BACKEND=host
-ONLY=unit,e2e,kill,garbage,san,fuzz,rt,ops
+ONLY=unit,e2e,kill,garbage,san,fuzz,rt,ops,ckpt
 KEEP=0
 MEM=1G
 MEM_BYTES=1073741824
@@ -54,7 +60,7 @@ while [ $# -gt 0 ]; do
 	--backend) BACKEND=$2; shift 2 ;;
 	--only) ONLY=$2; shift 2 ;;
 	--keep) KEEP=1; shift ;;
-	-h|--help) sed -n '4,38p' "$0"; exit 0 ;;
+	-h|--help) sed -n '4,45p' "$0"; exit 0 ;;
 	*) echo "tests/run.sh: unknown argument '$1'" >&2; exit 2 ;;
 	esac
 done
@@ -232,7 +238,8 @@ daemon_answers() { timeout 10 "$BIN/cuvisor" ps --socket "$SOCK" > "$LOGS/ps.out
 guest() {
 	local log=$1
 	shift
-	timeout 120 "$BIN/cuvisor" run --socket "$SOCK" --mem 256M -- "$@" > "$log" 2>&1 &
+	timeout 120 "$BIN/cuvisor" run --socket "$SOCK" --mem "${GUEST_MEM:-256M}" \
+		-- "$@" > "$log" 2>&1 &
 	GUEST=$!
 	BGPIDS+=("$GUEST")
 }
@@ -424,7 +431,7 @@ run_multi() {
 OPS_ID=
 OPS_LOG=
 OPS_DETAIL=
-OPS_MIB=64
+OPS_MIB=${OPS_MIB:-64}
 
 # ops_cli NAME ARGS...: `cuvisor ARGS --socket $SOCK`, its output in
 # $LOGS/ops-NAME.out; its exit status. Evicting may take long.
@@ -640,9 +647,11 @@ run_ops() {
 		result FAIL ops:daemon-start "cuvisord did not answer" "$DLOG"
 		return
 	fi
+	GUEST_MEM=$((OPS_MIB * 2 + 64))M
 	ops_tenant
 	ops_worker_killed idle
 	ops_worker_killed during-evict
+	GUEST_MEM=
 	if daemon_answers; then
 		result PASS ops:daemon-answers
 	else
@@ -689,7 +698,9 @@ run_san() {
 	san san:asan:test_decode asan "" test_decode
 	san san:asan:test_alloc asan "" test_alloc
 	san san:asan:test_revoke asan "" test_revoke
+	san san:asan:test_image asan "" test_image
 	san san:tsan:test_ring tsan "$notsan"
+	san san:tsan:test_image tsan "$notsan" test_image
 }
 
 # ---- fuzzers --------------------------------------------------------------
@@ -706,10 +717,13 @@ run_fuzz() {
 		result FAIL fuzz:build "make fuzz failed" "$log"
 		return
 	fi
-	for f in fuzz_decode fuzz_ctl; do
+	for f in fuzz_decode fuzz_ctl fuzz_image; do
 		c=$LOGS/corpus-$f
 		mkdir -p "$c"
 		[ $f = fuzz_decode ] && python3 fuzz/seeds.py "$c"
+		# small images, written by the image library itself
+		[ $f = fuzz_image ] && [ -x "$TB/test_image" ] &&
+			"$TB/test_image" --seeds "$c"
 		if timeout $((t + 60)) "$O/fuzz/$f" -max_total_time="$t" \
 			-rss_limit_mb=4096 -malloc_limit_mb=2048 "$c" \
 			> "$LOGS/$f.log" 2>&1; then
@@ -810,6 +824,9 @@ want san && run_san
 want fuzz && run_fuzz
 want rt && run_rt
 want ops && run_ops
+# shellcheck source=tests/ckpt.sh
+. "$ROOT/tests/ckpt.sh"
+want ckpt && run_ckpt
 
 if [ "$NFAIL" -gt 0 ] || [ "$KEEP" -eq 1 ]; then
 	echo "logs: $LOGS"

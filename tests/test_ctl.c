@@ -433,7 +433,7 @@ static void test_decode_worker(void)
 		     sizeof(s) - 1, 0, &m) < 0);
 	CHECK(decode(CV_D_PEER_WORKER, CV_CTL_W_STATS | CV_CTL_REPLY, 0, &s,
 		     sizeof(s), 1, &m) < 0);
-	s.state = CV_STATE_LOST + 1;
+	s.state = CV_STATE_MAX + 1;
 	CHECK(decode(CV_D_PEER_WORKER, CV_CTL_W_STATS | CV_CTL_REPLY, 0, &s,
 		     sizeof(s), 0, &m) < 0);
 	CHECK(decode(CV_D_PEER_WORKER, CV_CTL_W_STOP | CV_CTL_REPLY, 0, NULL,

@@ -108,7 +108,8 @@ int main(void)
 	if (cv_region_create(&fd, &region) ||
 	    cv_backend_host.open(&cfg, &((struct cv_region_hdr *)region)->dev,
 				 &b) ||
-	    cv_vgpu_init(&v, &cv_backend_host, b, region, fd, QUOTA, 1) ||
+	    cv_vgpu_init(&v, &cv_backend_host, b, region, fd, QUOTA, 1,
+			 &((struct cv_region_hdr *)region)->dev, false) ||
 	    cv_ring_init(&prod, v.ctl, region + CV_RING_OFF, CV_RING_SIZE) ||
 	    pthread_create(&th, NULL, consumer, NULL)) {
 		printf("Bail out! cannot set up a host vGPU\n");

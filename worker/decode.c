@@ -80,8 +80,33 @@ static bool stream_get(struct cv_vgpu *v, uint32_t id, cv_bobj *out)
 		*out = NULL;
 		return true;
 	}
-	*out = cv_htab_get(&v->streams, id);
-	return *out != NULL;
+	return (*out = cv_vgpu_obj(&v->streams, id)) != NULL;
+}
+
+/* A new stream or event: its backend object and what made it. */
+static int obj_put(struct cv_htab *t, uint32_t id, cv_bobj o, uint32_t flags,
+		   int32_t prio)
+{
+	struct cv_wobj *w = malloc(sizeof(*w));
+
+	if (!w)
+		return -ENOMEM;
+	*w = (struct cv_wobj){ o, flags, prio };
+	if (cv_htab_put(t, id, w)) {
+		free(w);
+		return -ENOMEM;
+	}
+	return 0;
+}
+
+/* Unbinds id; its backend object, or NULL. */
+static cv_bobj obj_del(struct cv_htab *t, uint32_t id)
+{
+	struct cv_wobj *w = cv_htab_del(t, id);
+	cv_bobj o = w ? w->obj : NULL;
+
+	free(w);
+	return o;
 }
 
 /* ---- memory ------------------------------------------------------------ */
@@ -385,10 +410,8 @@ out:
 
 static void module_free(struct cv_vgpu *v, struct cv_wmodule *m)
 {
-	if (!m)
-		return;
-	cv_rangeset_exit(&m->globals);
-	free(m);
+	if (m)
+		cv_vgpu_module_free(m);
 }
 
 static struct cv_wimage *image_find(struct cv_vgpu *v, const uint8_t *hash)
@@ -416,7 +439,7 @@ static void image_put(struct cv_vgpu *v, struct cv_wimage *img)
 }
 
 /* Loads img as module id (taking a reference to img); CUresult. */
-static int module_bind(struct cv_vgpu *v, uint32_t id, struct cv_wimage *img)
+int cv_vgpu_module_bind(struct cv_vgpu *v, uint32_t id, struct cv_wimage *img)
 {
 	struct cv_wmodule *m = calloc(1, sizeof(*m));
 	int rc;
@@ -425,6 +448,7 @@ static int module_bind(struct cv_vgpu *v, uint32_t id, struct cv_wimage *img)
 		return CUDA_ERROR_OUT_OF_MEMORY;
 	cv_rangeset_init(&m->globals);
 	m->img = img;
+	m->seq = ++v->module_seq;
 	rc = v->ops->module_load(v->b, img->data, img->len, &m->obj);
 	if (!rc && cv_htab_put(&v->modules, id, m)) {
 		v->ops->module_unload(v->b, m->obj);
@@ -465,10 +489,10 @@ static int h_module_load(struct cv_vgpu *v, const void *p, uint32_t len,
 		v->images = img;
 		v->blob = NULL;
 		img->refs = 1; /* held until bound */
-		rc = module_bind(v, a.id, img);
+		rc = cv_vgpu_module_bind(v, a.id, img);
 		image_put(v, img);
 	} else {
-		rc = module_bind(v, a.id, img);
+		rc = cv_vgpu_module_bind(v, a.id, img);
 	}
 	free(v->blob);
 	v->blob = NULL;
@@ -488,15 +512,13 @@ static int h_module_load_cached(struct cv_vgpu *v, const void *p, uint32_t len,
 	img = image_find(v, a.hash);
 	if (!img)
 		return CUDA_ERROR_NOT_FOUND;
-	return module_bind(v, a.id, img);
+	return cv_vgpu_module_bind(v, a.id, img);
 }
 
 static void func_free(struct cv_wfunc *f)
 {
-	if (!f)
-		return;
-	free(f->fp.p);
-	free(f);
+	if (f)
+		cv_vgpu_func_free(f);
 }
 
 static int h_module_unload(struct cv_vgpu *v, const void *p, uint32_t len,
@@ -597,7 +619,11 @@ static int h_get_function(struct cv_vgpu *v, const void *p, uint32_t len,
 	if (!f)
 		return CUDA_ERROR_OUT_OF_MEMORY;
 	f->module = a.module;
-	rc = v->ops->get_function(v->b, m->obj, name, &f->obj, &f->fp);
+	f->cache = -1;
+	f->name = strdup(name);
+	rc = f->name ? v->ops->get_function(v->b, m->obj, name, &f->obj,
+					    &f->fp) :
+		       CUDA_ERROR_OUT_OF_MEMORY;
 	if (!rc && !params_sane(&f->fp))
 		rc = CUDA_ERROR_NOT_SUPPORTED;
 	if (!rc && cv_htab_put(&v->funcs, a.func_id, f))
@@ -630,6 +656,8 @@ static int h_get_global(struct cv_vgpu *v, const void *p, uint32_t len,
 		return rc;
 	/* Remember the global so copies to it pass the range checks. */
 	e = r.size ? cv_rangeset_add(&m->globals, r.dptr, r.size, NULL) : 0;
+	if (!e && r.size)
+		e = cv_vgpu_global_note(m, name, r.dptr, r.size);
 	if (e && e != -EEXIST)
 		return CUDA_ERROR_OUT_OF_MEMORY;
 	memcpy(out->data, &r, sizeof(r));
@@ -689,6 +717,7 @@ static int h_func_set_attr(struct cv_vgpu *v, const void *p, uint32_t len,
 {
 	struct cv_func_attr a;
 	struct cv_wfunc *f;
+	int rc;
 
 	memcpy(&a, p, sizeof(a));
 	f = cv_htab_get(&v->funcs, a.func);
@@ -696,7 +725,13 @@ static int h_func_set_attr(struct cv_vgpu *v, const void *p, uint32_t len,
 		return CUDA_ERROR_INVALID_HANDLE;
 	if (a.value < INT32_MIN || a.value > INT32_MAX)
 		return CUDA_ERROR_INVALID_VALUE;
-	return v->ops->func_set_attr(v->b, f->obj, a.attrib, (int)a.value);
+	rc = v->ops->func_set_attr(v->b, f->obj, a.attrib, (int)a.value);
+	/* Remembered for a restore, which sets them again. */
+	if (!rc && a.attrib >= 0 && (uint32_t)a.attrib < CV_FATTR_MAX) {
+		f->attr_set |= 1u << a.attrib;
+		f->attr_val[a.attrib] = (int32_t)a.value;
+	}
+	return rc;
 }
 
 static int h_func_set_cache(struct cv_vgpu *v, const void *p, uint32_t len,
@@ -704,6 +739,7 @@ static int h_func_set_cache(struct cv_vgpu *v, const void *p, uint32_t len,
 {
 	struct cv_func_attr a;
 	struct cv_wfunc *f;
+	int rc;
 
 	memcpy(&a, p, sizeof(a));
 	f = cv_htab_get(&v->funcs, a.func);
@@ -711,7 +747,10 @@ static int h_func_set_cache(struct cv_vgpu *v, const void *p, uint32_t len,
 		return CUDA_ERROR_INVALID_HANDLE;
 	if (a.value < 0 || a.value > 3)
 		return CUDA_ERROR_INVALID_VALUE;
-	return v->ops->func_set_cache(v->b, f->obj, (int)a.value);
+	rc = v->ops->func_set_cache(v->b, f->obj, (int)a.value);
+	if (!rc)
+		f->cache = (int32_t)a.value;
+	return rc;
 }
 
 /* ---- launch -------------------------------------------------------------- */
@@ -796,7 +835,7 @@ static int h_stream_create(struct cv_vgpu *v, const void *p, uint32_t len,
 	rc = v->ops->stream_create(v->b, a.flags, a.priority, &s);
 	if (rc)
 		return rc;
-	if (cv_htab_put(&v->streams, a.id, s)) {
+	if (obj_put(&v->streams, a.id, s, a.flags, a.priority)) {
 		v->ops->stream_destroy(v->b, s);
 		return CUDA_ERROR_OUT_OF_MEMORY;
 	}
@@ -810,7 +849,7 @@ static int h_stream_destroy(struct cv_vgpu *v, const void *p, uint32_t len,
 	cv_bobj s;
 
 	memcpy(&a, p, sizeof(a));
-	s = cv_htab_del(&v->streams, a.id);
+	s = obj_del(&v->streams, a.id);
 	if (!s)
 		return CUDA_ERROR_INVALID_HANDLE;
 	return v->ops->stream_destroy(v->b, s);
@@ -847,7 +886,7 @@ static int h_stream_wait_event(struct cv_vgpu *v, const void *p, uint32_t len,
 	cv_bobj s, e;
 
 	memcpy(&a, p, sizeof(a));
-	e = cv_htab_get(&v->events, a.event);
+	e = cv_vgpu_obj(&v->events, a.event);
 	if (!stream_get(v, a.stream, &s) || !e)
 		return CUDA_ERROR_INVALID_HANDLE;
 	return v->ops->stream_wait_event(v->b, s, e, a.flags);
@@ -866,7 +905,7 @@ static int h_event_create(struct cv_vgpu *v, const void *p, uint32_t len,
 	rc = v->ops->event_create(v->b, a.flags, &e);
 	if (rc)
 		return rc;
-	if (cv_htab_put(&v->events, a.id, e)) {
+	if (obj_put(&v->events, a.id, e, a.flags, 0)) {
 		v->ops->event_destroy(v->b, e);
 		return CUDA_ERROR_OUT_OF_MEMORY;
 	}
@@ -880,7 +919,7 @@ static int h_event_destroy(struct cv_vgpu *v, const void *p, uint32_t len,
 	cv_bobj e;
 
 	memcpy(&a, p, sizeof(a));
-	e = cv_htab_del(&v->events, a.id);
+	e = obj_del(&v->events, a.id);
 	if (!e)
 		return CUDA_ERROR_INVALID_HANDLE;
 	return v->ops->event_destroy(v->b, e);
@@ -893,7 +932,7 @@ static int h_event_record(struct cv_vgpu *v, const void *p, uint32_t len,
 	cv_bobj s, e;
 
 	memcpy(&a, p, sizeof(a));
-	e = cv_htab_get(&v->events, a.event);
+	e = cv_vgpu_obj(&v->events, a.event);
 	if (!stream_get(v, a.stream, &s) || !e)
 		return CUDA_ERROR_INVALID_HANDLE;
 	return v->ops->event_record(v->b, e, s, a.flags);
@@ -905,7 +944,7 @@ static int event_op(struct cv_vgpu *v, const void *p, bool sync)
 	cv_bobj e;
 
 	memcpy(&a, p, sizeof(a));
-	e = cv_htab_get(&v->events, a.id);
+	e = cv_vgpu_obj(&v->events, a.id);
 	if (!e)
 		return CUDA_ERROR_INVALID_HANDLE;
 	return sync ? v->ops->event_sync(v->b, e) : v->ops->event_query(v->b, e);
@@ -932,8 +971,8 @@ static int h_event_elapsed(struct cv_vgpu *v, const void *p, uint32_t len,
 	int rc;
 
 	memcpy(&a, p, sizeof(a));
-	s = cv_htab_get(&v->events, a.start);
-	e = cv_htab_get(&v->events, a.end);
+	s = cv_vgpu_obj(&v->events, a.start);
+	e = cv_vgpu_obj(&v->events, a.end);
 	if (!s || !e)
 		return CUDA_ERROR_INVALID_HANDLE;
 	rc = v->ops->event_elapsed(v->b, s, e, &r.value);
@@ -954,11 +993,17 @@ static int h_ctx_set_limit(struct cv_vgpu *v, const void *p, uint32_t len,
 			   struct cv_out *out)
 {
 	struct cv_limit a;
+	int rc;
 
 	memcpy(&a, p, sizeof(a));
 	if (a.limit > 0x100)
 		return CUDA_ERROR_INVALID_VALUE;
-	return v->ops->ctx_set_limit(v->b, (int)a.limit, a.value);
+	rc = v->ops->ctx_set_limit(v->b, (int)a.limit, a.value);
+	if (!rc && a.limit < CV_LIMIT_MAX) {
+		v->limit_set |= 1u << a.limit;
+		v->limit_val[a.limit] = a.value;
+	}
+	return rc;
 }
 
 static int h_ctx_get_limit(struct cv_vgpu *v, const void *p, uint32_t len,

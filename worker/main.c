@@ -4,16 +4,29 @@
  *
  *   cuvisor-vgpu --tenant ID --gpu N --mem BYTES --backend cuda|host
  *                --driver PATH --ctl-fd 3 --link-fd 4 [--log SPEC]
+ *                [--token HEX --daemon-socket PATH --guest-pid N --name S]
+ *                [--region-fd 5 --restore-fd 6]
  *
  * It creates the shared region (a sealed memfd mapped at CV_REGION_ADDR),
  * opens the backend, sends CV_CTL_W_READY with the memfd to the daemon,
  * then consumes the guest's ring. It exits when the guest's end of the
  * link socket closes (the guest died or detached), on CV_CTL_W_STOP, or
- * when the guest breaks the ring.
+ * when the guest breaks the ring. With --region-fd and --restore-fd it
+ * takes over an existing guest's region and rebuilds its vGPU from a
+ * checkpoint image first (worker/ckpt.c).
+ *
+ * When its daemon goes away it carries on serving the guest and connects
+ * to --daemon-socket every 100 ms until a new daemon adopts it (W_HELLO).
+ *
+ * After `checkpoint --stop` the worker re-executes itself as a holder
+ * (--hold): no driver, no GPU memory, just the guest's region and link
+ * kept open until a restoring worker takes them over (W_HANDOVER), so
+ * that the guest never notices its worker went.
  *
  *   cuvisor-vgpu --probe --backend cuda|host [--driver PATH]
  * lists the devices, one line each: gpu INDEX TOTAL_BYTES NAME.
  */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
@@ -24,6 +37,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include "../core/ctl.h"
@@ -31,6 +45,9 @@
 #include "../core/util.h"
 #include "backend.h"
 #include "vgpu.h"
+
+#define RECONNECT_MS 100
+#define HELLO_TIMEOUT_MS 2000
 
 struct wopts {
 	uint64_t tenant;
@@ -40,17 +57,40 @@ struct wopts {
 	const char *driver;
 	int ctl_fd;
 	int link_fd;
+	int region_fd;
+	int restore_fd;
 	const char *log;
+	const char *daemon_socket;
+	const char *name;
+	uint32_t guest_pid;
+	uint8_t token[16];
+	bool have_token;
 	int probe;
+	int hold;
+};
+
+/* What the control thread serves: a vGPU, or (holder) only fds. */
+struct wstate {
+	struct wopts *o;
+	struct cv_vgpu *v;      /* NULL in a holder */
+	int ctl;                /* -1 while the daemon is away */
+	int link;
+	int memfd;
+	uint64_t tenant;
+	char **argv;            /* our own, for the holder's exec */
 };
 
 static struct cv_vgpu g_vgpu;
+static struct wstate g_ws;
 
 static void usage(FILE *f)
 {
 	fprintf(f,
 		"usage: cuvisor-vgpu --tenant ID --gpu N --mem BYTES --backend cuda|host\n"
 		"                    [--driver PATH] --ctl-fd FD --link-fd FD [--log LEVEL[:PATH]]\n"
+		"                    [--token HEX] [--daemon-socket PATH] [--guest-pid N] [--name S]\n"
+		"                    [--region-fd FD --restore-fd FD]\n"
+		"       cuvisor-vgpu --hold --tenant ID ... --region-fd FD\n"
 		"       cuvisor-vgpu --probe --backend cuda|host [--driver PATH]\n"
 		"One tenant's vGPU worker; cuvisord starts it, people do not.\n");
 }
@@ -64,6 +104,31 @@ static int parse_u64(const char *s, uint64_t *out)
 	return errno || end == s || *end ? -EINVAL : 0;
 }
 
+static int parse_fd(const char *s, int *fd)
+{
+	uint64_t n;
+
+	if (parse_u64(s, &n) || n > 65535)
+		return -EINVAL;
+	*fd = (int)n;
+	return 0;
+}
+
+static int parse_hex(const char *s, uint8_t *out, size_t n)
+{
+	size_t i;
+	unsigned x;
+
+	if (strlen(s) != 2 * n)
+		return -EINVAL;
+	for (i = 0; i < n; i++) {
+		if (sscanf(s + 2 * i, "%2x", &x) != 1)
+			return -EINVAL;
+		out[i] = (uint8_t)x;
+	}
+	return 0;
+}
+
 static int parse_args(int argc, char **argv, struct wopts *o)
 {
 	static const struct option lo[] = {
@@ -71,14 +136,18 @@ static int parse_args(int argc, char **argv, struct wopts *o)
 		{ "mem", 1, 0, 'm' },    { "backend", 1, 0, 'b' },
 		{ "driver", 1, 0, 'd' }, { "ctl-fd", 1, 0, 'c' },
 		{ "link-fd", 1, 0, 'l' }, { "log", 1, 0, 'L' },
-		{ "probe", 0, 0, 'p' },  { "help", 0, 0, 'h' },
-		{ 0, 0, 0, 0 }
+		{ "region-fd", 1, 0, 'R' }, { "restore-fd", 1, 0, 'I' },
+		{ "token", 1, 0, 'T' },  { "daemon-socket", 1, 0, 'S' },
+		{ "guest-pid", 1, 0, 'P' }, { "name", 1, 0, 'N' },
+		{ "probe", 0, 0, 'p' },  { "hold", 0, 0, 'H' },
+		{ "help", 0, 0, 'h' },   { 0, 0, 0, 0 }
 	};
 	uint64_t n;
 	int c;
 
 	*o = (struct wopts){ .gpu = 0, .backend = "cuda", .ctl_fd = -1,
-			     .link_fd = -1 };
+			     .link_fd = -1, .region_fd = -1, .restore_fd = -1,
+			     .name = "?" };
 	while ((c = getopt_long(argc, argv, "", lo, NULL)) != -1) {
 		switch (c) {
 		case 't': if (parse_u64(optarg, &o->tenant)) return -EINVAL; break;
@@ -87,19 +156,34 @@ static int parse_args(int argc, char **argv, struct wopts *o)
 		case 'm': if (parse_u64(optarg, &o->mem)) return -EINVAL; break;
 		case 'b': o->backend = optarg; break;
 		case 'd': o->driver = optarg; break;
-		case 'c': if (parse_u64(optarg, &n) || n > 65535) return -EINVAL;
-			  o->ctl_fd = (int)n; break;
-		case 'l': if (parse_u64(optarg, &n) || n > 65535) return -EINVAL;
-			  o->link_fd = (int)n; break;
+		case 'c': if (parse_fd(optarg, &o->ctl_fd)) return -EINVAL; break;
+		case 'l': if (parse_fd(optarg, &o->link_fd)) return -EINVAL; break;
+		case 'R': if (parse_fd(optarg, &o->region_fd)) return -EINVAL; break;
+		case 'I': if (parse_fd(optarg, &o->restore_fd)) return -EINVAL; break;
+		case 'T': if (parse_hex(optarg, o->token, 16)) return -EINVAL;
+			  o->have_token = true; break;
+		case 'S': o->daemon_socket = optarg; break;
+		case 'P': if (parse_u64(optarg, &n) || n > INT32_MAX) return -EINVAL;
+			  o->guest_pid = (uint32_t)n; break;
+		case 'N': o->name = optarg; break;
 		case 'L': o->log = optarg; break;
 		case 'p': o->probe = 1; break;
+		case 'H': o->hold = 1; break;
 		case 'h': usage(stdout); exit(0);
 		default: return -EINVAL;
 		}
 	}
 	if (optind != argc)
 		return -EINVAL;
-	if (!o->probe && (o->ctl_fd < 0 || o->link_fd < 0 || !o->mem))
+	if (o->probe)
+		return 0;
+	if (o->link_fd < 0 || !o->mem)
+		return -EINVAL;
+	if (o->hold && o->region_fd < 0)
+		return -EINVAL;
+	if ((o->restore_fd >= 0) != (o->region_fd >= 0 && !o->hold))
+		return -EINVAL;
+	if (o->restore_fd >= 0 && !o->have_token)
 		return -EINVAL;
 	return 0;
 }
@@ -113,10 +197,14 @@ static const struct cv_backend_ops *pick_backend(const char *name)
 	return NULL;
 }
 
+static pthread_mutex_t send_lock = PTHREAD_MUTEX_INITIALIZER;
+
 static void send_ready(int ctl, int status, const char *msg, int memfd)
 {
 	struct cv_ctl_ready r = { .status = status };
 
+	if (ctl < 0)
+		return;
 	snprintf(r.msg, sizeof(r.msg), "%s", msg ? msg : "");
 	if (cv_ctl_send(ctl, CV_CTL_W_READY, 0, &r, sizeof(r),
 			memfd >= 0 ? &memfd : NULL, memfd >= 0 ? 1 : 0) < 0)
@@ -124,152 +212,397 @@ static void send_ready(int ctl, int status, const char *msg, int memfd)
 			strerror(errno));
 }
 
+static void ctl_reply(struct wstate *w, uint16_t type, int status,
+		      const void *p, uint32_t len, const int *fds, int nfds)
+{
+	pthread_mutex_lock(&send_lock);
+	if (w->ctl >= 0)
+		cv_ctl_send(w->ctl, type | CV_CTL_REPLY, status, p, len, fds,
+			    nfds);
+	pthread_mutex_unlock(&send_lock);
+}
+
+static uint32_t vstate(struct wstate *w)
+{
+	return w->v ? __atomic_load_n(&w->v->ctl->state, __ATOMIC_ACQUIRE) :
+		      CV_STATE_STOPPED;
+}
+
+/* ---- the holder ---------------------------------------------------- */
+
+static void hex(const uint8_t *p, size_t n, char *out)
+{
+	size_t i;
+
+	for (i = 0; i < n; i++)
+		sprintf(out + 2 * i, "%02x", p[i]);
+}
+
+static int keep_fd(int fd)
+{
+	int fl = fcntl(fd, F_GETFD);
+
+	return fl < 0 ? -errno : fcntl(fd, F_SETFD, fl & ~FD_CLOEXEC);
+}
+
+/*
+ * Becomes a holder: the same process, a fresh image without the driver.
+ * Everything of the GPU goes with the exec (and whatever the driver left
+ * open is closed by the holder at start). Returns only on failure.
+ */
+static int become_holder(struct wstate *w)
+{
+	char tenant[24], mem[24], gpu[16], ctl[16], link[16], region[16];
+	char token[33], gpid[16];
+	const char *argv[40];
+	int n = 0;
+
+	if (keep_fd(w->link) || keep_fd(w->memfd) ||
+	    (w->ctl >= 0 && keep_fd(w->ctl)))
+		return -errno;
+	snprintf(tenant, sizeof(tenant), "%llu", (unsigned long long)w->tenant);
+	snprintf(mem, sizeof(mem), "%llu", (unsigned long long)w->o->mem);
+	snprintf(gpu, sizeof(gpu), "%d", w->o->gpu);
+	snprintf(ctl, sizeof(ctl), "%d", w->ctl);
+	snprintf(link, sizeof(link), "%d", w->link);
+	snprintf(region, sizeof(region), "%d", w->memfd);
+	snprintf(gpid, sizeof(gpid), "%u", w->o->guest_pid);
+	hex(w->o->token, 16, token);
+	argv[n++] = "cuvisor-vgpu";
+	argv[n++] = "--hold";
+	argv[n++] = "--tenant"; argv[n++] = tenant;
+	argv[n++] = "--gpu"; argv[n++] = gpu;
+	argv[n++] = "--mem"; argv[n++] = mem;
+	argv[n++] = "--backend"; argv[n++] = w->o->backend;
+	argv[n++] = "--link-fd"; argv[n++] = link;
+	argv[n++] = "--region-fd"; argv[n++] = region;
+	argv[n++] = "--token"; argv[n++] = token;
+	argv[n++] = "--guest-pid"; argv[n++] = gpid;
+	argv[n++] = "--name"; argv[n++] = w->o->name;
+	if (w->ctl >= 0) {
+		argv[n++] = "--ctl-fd";
+		argv[n++] = ctl;
+	}
+	if (w->o->daemon_socket) {
+		argv[n++] = "--daemon-socket";
+		argv[n++] = w->o->daemon_socket;
+	}
+	if (w->o->log) {
+		argv[n++] = "--log";
+		argv[n++] = w->o->log;
+	}
+	argv[n] = NULL;
+	execv("/proc/self/exe", (char *const *)argv);
+	return -errno;
+}
+
+/* A holder closes every fd it was not given (the driver's, say). */
+static void close_others(const struct wopts *o)
+{
+	struct dirent *e;
+	DIR *d = opendir("/proc/self/fd");
+	int fd, dfd;
+
+	if (!d)
+		return;
+	dfd = dirfd(d);
+	while ((e = readdir(d))) {
+		fd = atoi(e->d_name);
+		if (e->d_name[0] == '.' || fd <= 2 || fd == dfd ||
+		    fd == o->ctl_fd || fd == o->link_fd || fd == o->region_fd)
+			continue;
+		close(fd);
+	}
+	closedir(d);
+}
+
+/* ---- operations ---------------------------------------------------- */
+
 /* One operation at a time; its thread replies when it is done. */
 struct op_args {
-	struct cv_vgpu *v;
-	int ctl;
+	struct wstate *w;
 	uint16_t type;
+	struct cv_ctl_ckpt ck;
+	int fd;                 /* W_CHECKPOINT: the image */
 };
 
 static pthread_mutex_t op_lock = PTHREAD_MUTEX_INITIALIZER;
 static bool op_busy;
-static pthread_mutex_t send_lock = PTHREAD_MUTEX_INITIALIZER;
-
-static void ctl_reply(int ctl, uint16_t type, int status, const void *p,
-		      uint32_t len)
-{
-	pthread_mutex_lock(&send_lock);
-	cv_ctl_send(ctl, type | CV_CTL_REPLY, status, p, len, NULL, 0);
-	pthread_mutex_unlock(&send_lock);
-}
 
 static const char *op_name(uint16_t type)
 {
 	return type == CV_CTL_W_SUSPEND ? "suspend" :
-	       type == CV_CTL_W_EVICT ? "evict" : "resume";
+	       type == CV_CTL_W_EVICT ? "evict" :
+	       type == CV_CTL_W_CHECKPOINT ? "checkpoint" : "resume";
+}
+
+/* Suspend (if not already), write the image, then leave the tenant as it
+ * was, or (STOP) release everything and become a holder. */
+static int checkpoint(struct op_args *a, uint64_t *bytes, bool *stop)
+{
+	struct cv_vgpu *v = a->w->v;
+	bool was_stopped;
+	uint64_t dummy;
+	int rc;
+
+	pthread_mutex_lock(&v->rev_lock);
+	was_stopped = v->rev_stop;
+	pthread_mutex_unlock(&v->rev_lock);
+	rc = cv_vgpu_suspend(v);
+	if (!rc)
+		rc = cv_vgpu_checkpoint(v, a->fd, a->ck.level, bytes);
+	*stop = !rc && (a->ck.flags & CV_CKPT_STOP);
+	if (!*stop && !was_stopped)
+		cv_vgpu_resume(v, &dummy);
+	return rc;
 }
 
 static void *op_main(void *arg)
 {
 	struct op_args a = *(struct op_args *)arg;
-	struct cv_vgpu *v = a.v;
+	struct cv_vgpu *v = a.w->v;
 	struct cv_ctl_op_r r = { 0 };
 	uint64_t t0 = cv_now_ns();
+	bool stop = false;
 	int rc;
 
 	free(arg);
 	if (a.type == CV_CTL_W_RESUME) {
 		rc = cv_vgpu_resume(v, &r.bytes);
+	} else if (a.type == CV_CTL_W_CHECKPOINT) {
+		rc = checkpoint(&a, &r.bytes, &stop);
+		close(a.fd);
 	} else {
 		rc = cv_vgpu_suspend(v);
 		if (!rc && a.type == CV_CTL_W_EVICT)
 			rc = cv_vgpu_evict(v, &r.bytes);
 	}
+	v->op_total = 0;
 	r.ns = cv_now_ns() - t0;
-	r.state = __atomic_load_n(&v->ctl->state, __ATOMIC_ACQUIRE);
+	r.state = stop ? CV_STATE_STOPPED : vstate(a.w);
 	if (rc)
 		cv_warn("tenant %llu: %s failed: %s",
-			(unsigned long long)v->hdr->tenant_id,
-			op_name(a.type), strerror(-rc));
+			(unsigned long long)a.w->tenant, op_name(a.type),
+			strerror(-rc));
 	else
 		cv_info("tenant %llu: %s done: %llu bytes in %.3f ms",
-			(unsigned long long)v->hdr->tenant_id, op_name(a.type),
+			(unsigned long long)a.w->tenant, op_name(a.type),
 			(unsigned long long)r.bytes, r.ns / 1e6);
-	ctl_reply(a.ctl, a.type, rc, &r, sizeof(r));
+	ctl_reply(a.w, a.type, rc, &r, sizeof(r), NULL, 0);
+	if (stop) {
+		cv_info("tenant %llu: stopped; holding its region for a "
+			"restore", (unsigned long long)a.w->tenant);
+		rc = become_holder(a.w);
+		cv_err("tenant %llu: cannot become a holder: %s; the vGPU "
+		       "is lost", (unsigned long long)a.w->tenant,
+		       strerror(-rc));
+		_exit(3);
+	}
 	pthread_mutex_lock(&op_lock);
 	op_busy = false;
 	pthread_mutex_unlock(&op_lock);
 	return NULL;
 }
 
-static void start_op(struct cv_vgpu *v, int ctl, uint16_t type,
-		     const void *p, int n)
+static int op_check(struct wstate *w, uint16_t type, const void *p, int n,
+		    int nfds, struct op_args *a)
 {
 	struct cv_ctl_tenant_op op;
+
+	if (type == CV_CTL_W_CHECKPOINT) {
+		if (n != (int)sizeof(a->ck) || nfds != 1)
+			return -EINVAL;
+		memcpy(&a->ck, p, sizeof(a->ck));
+		if ((a->ck.flags & ~CV_CKPT_STOP) || a->ck.level < 0 ||
+		    a->ck.level > CV_CKPT_LEVEL_MAX)
+			return -EINVAL;
+		return 0;
+	}
+	if (n != (int)sizeof(op) || nfds)
+		return -EINVAL;
+	memcpy(&op, p, sizeof(op));
+	if (type == CV_CTL_W_RESUME && op.gpu != -1)
+		return -EOPNOTSUPP; /* another GPU: not yet */
+	return 0;
+}
+
+static void start_op(struct wstate *w, uint16_t type, const void *p, int n,
+		     int *fds, int nfds)
+{
 	struct cv_ctl_op_r r = { 0 };
-	struct op_args *a;
+	struct op_args *a = calloc(1, sizeof(*a));
 	pthread_attr_t at;
 	pthread_t th;
 	bool took = false;
-	int rc = 0;
+	int rc = a ? 0 : -ENOMEM;
 
-	if (n != (int)sizeof(op))
-		rc = -EINVAL;
-	if (!rc) {
-		memcpy(&op, p, sizeof(op));
-		if (type == CV_CTL_W_RESUME && op.gpu != -1)
-			rc = -EOPNOTSUPP; /* another GPU: not yet */
-	}
+	if (!rc)
+		rc = op_check(w, type, p, n, nfds, a);
 	pthread_mutex_lock(&op_lock);
 	if (!rc && op_busy)
 		rc = -EBUSY;
 	if (!rc)
 		op_busy = took = true;
 	pthread_mutex_unlock(&op_lock);
-	a = rc ? NULL : malloc(sizeof(*a));
-	if (!rc && !a)
-		rc = -ENOMEM;
 	if (!rc) {
-		*a = (struct op_args){ v, ctl, type };
+		a->w = w;
+		a->type = type;
+		a->fd = nfds ? fds[0] : -1;
 		pthread_attr_init(&at);
 		pthread_attr_setdetachstate(&at, PTHREAD_CREATE_DETACHED);
 		if (pthread_create(&th, &at, op_main, a))
 			rc = -EAGAIN;
 		pthread_attr_destroy(&at);
+		if (!rc)
+			return; /* the thread owns a and the fd */
 	}
-	if (rc) {
-		free(a);
-		if (took) {
-			pthread_mutex_lock(&op_lock);
-			op_busy = false;
-			pthread_mutex_unlock(&op_lock);
-		}
-		r.state = __atomic_load_n(&v->ctl->state, __ATOMIC_ACQUIRE);
-		ctl_reply(ctl, type, rc, &r, sizeof(r));
+	free(a);
+	if (nfds)
+		close(fds[0]);
+	if (took) {
+		pthread_mutex_lock(&op_lock);
+		op_busy = false;
+		pthread_mutex_unlock(&op_lock);
 	}
+	r.state = vstate(w);
+	ctl_reply(w, type, rc, &r, sizeof(r), NULL, 0);
 }
 
-static void ctl_message(struct cv_vgpu *v, int ctl)
+static void send_stats(struct wstate *w)
 {
-	uint8_t buf[CV_CTL_MAX];
-	struct cv_ctl_w_stats_r st;
-	struct cv_ctl_hdr h;
-	int nfds = 0, n;
+	struct cv_vgpu *v = w->v;
+	struct cv_ctl_w_stats_r st = { .state = vstate(w),
+				       .quota = w->o->mem };
 
-	n = cv_ctl_recv(ctl, &h, buf, sizeof(buf), NULL, &nfds, 0);
+	if (v) {
+		st.mem_used = v->used;
+		st.host_pinned = v->heap_mapped;
+		st.commands = v->ncmds;
+		st.op_total = v->op_total;
+		st.op_done = __atomic_load_n(&v->op_done, __ATOMIC_RELAXED);
+	}
+	ctl_reply(w, CV_CTL_W_STATS, 0, &st, sizeof(st), NULL, 0);
+}
+
+/* Serves one message; -errno when the connection is gone or broken. */
+static int ctl_message(struct wstate *w)
+{
+	static uint8_t buf[CV_CTL_MAX];
+	int fds[CV_CTL_MAX_FDS], nfds = CV_CTL_MAX_FDS, n, i;
+	struct cv_ctl_hdr h;
+
+	n = cv_ctl_recv(w->ctl, &h, buf, sizeof(buf), fds, &nfds, 0);
+	if (n == -EAGAIN || n == -ETIMEDOUT)
+		return 0;
 	if (n < 0)
-		return;
+		return n;
+	/* Only a checkpoint comes with an fd (its image). */
+	if (nfds && h.type != CV_CTL_W_CHECKPOINT) {
+		for (i = 0; i < nfds; i++)
+			close(fds[i]);
+		nfds = 0;
+	}
 	switch (h.type) {
 	case CV_CTL_W_STATS:
-		st = (struct cv_ctl_w_stats_r){
-			.mem_used = v->used, .quota = v->quota,
-			.host_pinned = v->heap_mapped, .commands = v->ncmds,
-			.state = __atomic_load_n(&v->ctl->state,
-						 __ATOMIC_RELAXED),
-		};
-		ctl_reply(ctl, CV_CTL_W_STATS, 0, &st, sizeof(st));
+		send_stats(w);
 		break;
 	case CV_CTL_W_SUSPEND:
 	case CV_CTL_W_RESUME:
 	case CV_CTL_W_EVICT:
-		start_op(v, ctl, h.type, buf, n);
+	case CV_CTL_W_CHECKPOINT:
+		if (w->v) {
+			start_op(w, h.type, buf, n, fds, nfds);
+			break;
+		}
+		for (i = 0; i < nfds; i++)
+			close(fds[i]);
+		ctl_reply(w, h.type, -EBUSY, &(struct cv_ctl_op_r){
+				  .state = CV_STATE_STOPPED },
+			  sizeof(struct cv_ctl_op_r), NULL, 0);
+		break;
+	case CV_CTL_W_HANDOVER:
+		if (w->v) {
+			ctl_reply(w, h.type, -EBUSY, NULL, 0, NULL, 0);
+			break;
+		}
+		fds[0] = w->memfd;
+		fds[1] = w->link;
+		ctl_reply(w, h.type, 0, NULL, 0, fds, 2);
+		cv_info("tenant %llu: handed over to a restoring worker",
+			(unsigned long long)w->tenant);
 		break;
 	case CV_CTL_W_STOP:
-		ctl_reply(ctl, CV_CTL_W_STOP, 0, NULL, 0);
+		ctl_reply(w, CV_CTL_W_STOP, 0, NULL, 0, NULL, 0);
 		cv_info("tenant %llu: stopped by the daemon",
-			(unsigned long long)v->hdr->tenant_id);
+			(unsigned long long)w->tenant);
 		_exit(0);
 	default:
 		cv_warn("tenant %llu: unknown control message %u",
-			(unsigned long long)v->hdr->tenant_id, h.type);
+			(unsigned long long)w->tenant, h.type);
+		for (i = 0; i < nfds; i++)
+			close(fds[i]);
 	}
+	return 0;
 }
 
-struct ctl_args {
-	struct cv_vgpu *v;
-	int ctl;
-	int link;
-};
+/* ---- a new daemon -------------------------------------------------- */
+
+/* Introduces us to a daemon at our socket path; the new ctl fd or -1. */
+static int hello(struct wstate *w)
+{
+	struct cv_ctl_hello m = { .tenant = w->tenant,
+				  .worker_pid = (uint32_t)getpid(),
+				  .guest_pid = w->o->guest_pid,
+				  .gpu = w->o->gpu, .state = vstate(w),
+				  .quota = w->o->mem };
+	struct cv_ctl_hello_r r;
+	struct cv_ctl_hdr h;
+	int fd, n;
+
+	fd = cv_ctl_connect(w->o->daemon_socket);
+	if (fd < 0)
+		return -1;
+	memcpy(m.token, w->o->token, sizeof(m.token));
+	snprintf(m.name, sizeof(m.name), "%s", w->o->name);
+	if (cv_ctl_send(fd, CV_CTL_W_HELLO, 0, &m, sizeof(m), NULL, 0) < 0)
+		goto fail;
+	n = cv_ctl_recv(fd, &h, &r, sizeof(r), NULL, NULL, HELLO_TIMEOUT_MS);
+	if (n != (int)sizeof(r) || h.type != (CV_CTL_W_HELLO | CV_CTL_REPLY) ||
+	    h.status) {
+		cv_warn("tenant %llu: the daemon at %s did not adopt us (%s)",
+			(unsigned long long)w->tenant, w->o->daemon_socket,
+			n < 0 ? strerror(-n) : h.status ? strerror(-h.status) :
+			"bad reply");
+		goto fail;
+	}
+	if (r.tenant != w->tenant) {
+		cv_info("tenant %llu: now tenant %llu",
+			(unsigned long long)w->tenant,
+			(unsigned long long)r.tenant);
+		w->tenant = r.tenant;
+		if (w->v)
+			w->v->hdr->tenant_id = r.tenant;
+	}
+	cv_info("tenant %llu: adopted by the daemon at %s",
+		(unsigned long long)w->tenant, w->o->daemon_socket);
+	fcntl(fd, F_SETFL, O_NONBLOCK);
+	return fd;
+fail:
+	close(fd);
+	return -1;
+}
+
+/* Answers the guest's "are you alive and idle?" on the link. */
+static void link_status(struct wstate *w, struct cv_link_status *st)
+{
+	if (w->v) {
+		cv_vgpu_link_status(w->v, st);
+		return;
+	}
+	/* A holder is busy: the guest waits, as for a suspended vGPU. */
+	memset(st, 0, sizeof(*st));
+	st->head = UINT64_MAX;
+}
 
 /*
  * The control thread: serves the daemon, and ends the process as soon as
@@ -278,34 +611,55 @@ struct ctl_args {
  */
 static void *ctl_main(void *arg)
 {
-	struct ctl_args *a = arg;
-	struct pollfd p[2] = { { a->link, POLLIN, 0 }, { a->ctl, POLLIN, 0 } };
+	struct wstate *w = arg;
+	struct pollfd p[2] = { { w->link, POLLIN, 0 }, { w->ctl, POLLIN, 0 } };
 	struct cv_link_status st;
+	bool away = w->ctl < 0;
 	char c[64];
+	int n;
 
 	for (;;) {
-		if (poll(p, 2, -1) < 0) {
-			if (errno == EINTR)
-				continue;
+		p[1].fd = w->ctl;
+		n = poll(p, 2, away && w->o->daemon_socket ? RECONNECT_MS : -1);
+		if (n < 0 && errno != EINTR)
 			break;
+		if (n == 0 && away) {
+			pthread_mutex_lock(&send_lock);
+			w->ctl = hello(w);
+			pthread_mutex_unlock(&send_lock);
+			away = w->ctl < 0;
+			continue;
 		}
+		if (n <= 0)
+			continue;
 		if (p[0].revents) {
 			/* Data is a status request; end of file, the guest's
 			 * death. */
-			if (read(a->link, c, sizeof(c)) <= 0)
+			if (read(w->link, c, sizeof(c)) <= 0)
 				break;
-			cv_vgpu_link_status(a->v, &st);
-			if (write(a->link, &st, sizeof(st)) < 0)
+			link_status(w, &st);
+			if (write(w->link, &st, sizeof(st)) < 0)
 				break;
 		}
-		if (p[1].revents & POLLIN)
-			ctl_message(a->v, a->ctl);
-		else if (p[1].revents)
-			p[1].fd = -1; /* the daemon went away; carry on */
+		if (p[1].revents && ((p[1].revents & POLLIN) &&
+				     ctl_message(w) == 0))
+			continue;
+		if (p[1].revents) {
+			/* The daemon went away; carry on, and look for the
+			 * next one. */
+			cv_info("tenant %llu: the daemon went away; serving "
+				"on", (unsigned long long)w->tenant);
+			pthread_mutex_lock(&send_lock);
+			close(w->ctl);
+			w->ctl = -1;
+			pthread_mutex_unlock(&send_lock);
+			away = true;
+		}
 	}
-	a->v->guest_gone = 1;
+	if (w->v)
+		w->v->guest_gone = 1;
 	cv_info("tenant %llu: guest gone, releasing the vGPU",
-		(unsigned long long)a->v->hdr->tenant_id);
+		(unsigned long long)w->tenant);
 	_exit(0);
 	return NULL;
 }
@@ -324,16 +678,64 @@ static int probe(const struct wopts *o)
 	return n > 0 ? 0 : 1;
 }
 
+static int hold(struct wopts *o)
+{
+	close_others(o);
+	g_ws = (struct wstate){ .o = o, .ctl = o->ctl_fd, .link = o->link_fd,
+				.memfd = o->region_fd, .tenant = o->tenant };
+	if (g_ws.ctl >= 0)
+		fcntl(g_ws.ctl, F_SETFL, O_NONBLOCK);
+	cv_info("tenant %llu: holding the stopped vGPU (no GPU resources)",
+		(unsigned long long)o->tenant);
+	ctl_main(&g_ws);
+	return 0;
+}
+
+/*
+ * The region of a guest whose vGPU is being restored: its memfd, from the
+ * daemon. Checked like anything else the guest could have touched: it
+ * must be a sealed memfd that can never shrink under our mappings.
+ */
+static int region_adopt(int fd, uint8_t **regionp)
+{
+	void *res, *p;
+	off_t size;
+	int seals = fcntl(fd, F_GET_SEALS);
+
+	if (seals < 0 || !(seals & F_SEAL_SHRINK))
+		return -EPERM;
+	size = lseek(fd, 0, SEEK_END);
+	if (size < (off_t)CV_HEAP_OFF)
+		return -EINVAL;
+	res = mmap((void *)CV_REGION_ADDR, CV_REGION_SPAN, PROT_NONE,
+		   MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE |
+			   MAP_FIXED_NOREPLACE, -1, 0);
+	if (res == MAP_FAILED)
+		return -errno;
+	if (res != (void *)CV_REGION_ADDR) {
+		munmap(res, CV_REGION_SPAN);
+		return -EEXIST;
+	}
+	p = mmap(res, CV_HEAP_OFF, PROT_READ | PROT_WRITE,
+		 MAP_SHARED | MAP_FIXED, fd, 0);
+	if (p == MAP_FAILED)
+		return -errno;
+	*regionp = p;
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	const struct cv_backend_ops *ops;
 	struct cv_backend_cfg cfg;
 	struct cv_backend *b = NULL;
-	struct ctl_args ca;
+	struct cv_devinfo dev = { 0 };
 	struct wopts o;
 	uint8_t *region = NULL;
+	uint64_t bytes = 0, t0 = cv_now_ns();
+	bool restore;
 	pthread_t th;
-	char msg[200];
+	char msg[256];
 	int memfd = -1, rc;
 
 	signal(SIGPIPE, SIG_IGN);
@@ -351,8 +753,16 @@ int main(int argc, char **argv)
 	}
 	if (o.probe)
 		return probe(&o);
+	if (o.hold)
+		return hold(&o);
 
-	rc = cv_region_create(&memfd, &region);
+	restore = o.restore_fd >= 0;
+	if (restore) {
+		memfd = o.region_fd;
+		rc = region_adopt(memfd, &region);
+	} else {
+		rc = cv_region_create(&memfd, &region);
+	}
 	if (rc) {
 		snprintf(msg, sizeof(msg), "cannot map the shared region at 0x%llx: %s",
 			 (unsigned long long)CV_REGION_ADDR, strerror(-rc));
@@ -360,23 +770,41 @@ int main(int argc, char **argv)
 	}
 	cfg = (struct cv_backend_cfg){ .gpu = o.gpu, .driver = o.driver,
 				       .quota = o.mem };
-	rc = ops->open(&cfg, &((struct cv_region_hdr *)region)->dev, &b);
+	rc = ops->open(&cfg, &dev, &b);
 	if (rc) {
 		snprintf(msg, sizeof(msg), "cannot open GPU %d on the %s backend: CUresult %d",
 			 o.gpu, ops->name, rc);
 		goto fail;
 	}
-	rc = cv_vgpu_init(&g_vgpu, ops, b, region, memfd, o.mem, o.tenant);
+	rc = cv_vgpu_init(&g_vgpu, ops, b, region, memfd, o.mem, o.tenant,
+			  &dev, restore);
 	if (rc) {
 		snprintf(msg, sizeof(msg), "cannot set up the vGPU: %s", strerror(-rc));
 		goto fail;
 	}
-	ca = (struct ctl_args){ &g_vgpu, o.ctl_fd, o.link_fd };
-	if (pthread_create(&th, NULL, ctl_main, &ca)) {
+	memcpy(g_vgpu.token, o.token, sizeof(g_vgpu.token));
+	g_ws = (struct wstate){ .o = &o, .v = &g_vgpu, .ctl = o.ctl_fd,
+				.link = o.link_fd, .memfd = memfd,
+				.tenant = o.tenant, .argv = argv };
+	/* Serves the daemon (progress, W_STOP) while a restore runs. */
+	if (pthread_create(&th, NULL, ctl_main, &g_ws)) {
 		snprintf(msg, sizeof(msg), "cannot start the control thread");
 		goto fail;
 	}
-	send_ready(o.ctl_fd, 0, NULL, memfd);
+	if (restore) {
+		rc = cv_vgpu_restore(&g_vgpu, o.restore_fd, &bytes, msg,
+				     sizeof(msg));
+		close(o.restore_fd);
+		if (rc)
+			goto fail;
+		cv_vgpu_publish(&g_vgpu);
+		cv_info("tenant %llu: restored %llu bytes of device memory in "
+			"%.1f ms", (unsigned long long)o.tenant,
+			(unsigned long long)bytes, (cv_now_ns() - t0) / 1e6);
+	}
+	pthread_mutex_lock(&send_lock);
+	send_ready(g_ws.ctl, 0, NULL, memfd);
+	pthread_mutex_unlock(&send_lock);
 	cv_info("tenant %llu: vGPU ready on GPU %d (%s backend, quota %llu bytes)",
 		(unsigned long long)o.tenant, o.gpu, ops->name,
 		(unsigned long long)o.mem);
@@ -386,6 +814,9 @@ int main(int argc, char **argv)
 
 fail:
 	cv_err("tenant %llu: %s", (unsigned long long)o.tenant, msg);
-	send_ready(o.ctl_fd, -EIO, msg, -1);
-	return 1;
+	pthread_mutex_lock(&send_lock);
+	send_ready(o.ctl_fd, rc < 0 && rc > -4096 ? rc : -EIO, msg, -1);
+	/* Not exit(): no destructor may run under the other threads, and
+	 * everything we made goes with the process. */
+	_exit(1);
 }

@@ -20,14 +20,6 @@
 #include "vgpu.h"
 #include "xfer.h"
 
-/* Device memory saved by an eviction: one buffer per MEM_MAP range. */
-struct cv_saved {
-	uint64_t va;
-	uint64_t size;
-	void *buf;
-	struct cv_wmap *map;
-};
-
 static void set_state(struct cv_vgpu *v, uint32_t st)
 {
 	/* Release: the guest and `cuvisor ps` read it without a lock. */
@@ -40,6 +32,10 @@ void cv_vgpu_park(struct cv_vgpu *v)
 	/* Busy for the guest's stall check while parked. */
 	__atomic_store_n(&v->cons_idle, 0, __ATOMIC_SEQ_CST);
 	v->ops->ctx_sync(v->b); /* in-flight work completes */
+	/* Publish how far we are: a checkpoint records it, and a restore
+	 * compares it with the region's. */
+	__atomic_store_n(&v->ctl->head, v->ring.head, __ATOMIC_RELEASE);
+	v->ring.released = v->ring.head;
 	pthread_mutex_lock(&v->rev_lock);
 	v->parked = true;
 	if (!v->evicted)

@@ -293,7 +293,8 @@ static uint64_t default_heap_limit(void)
 
 int cv_vgpu_init(struct cv_vgpu *v, const struct cv_backend_ops *ops,
 		 struct cv_backend *b, uint8_t *region, int memfd,
-		 uint64_t quota, uint64_t tenant)
+		 uint64_t quota, uint64_t tenant, const struct cv_devinfo *dev,
+		 bool adopt)
 {
 	int rc;
 
@@ -343,18 +344,27 @@ int cv_vgpu_init(struct cv_vgpu *v, const struct cv_backend_ops *ops,
 	if (pthread_create(&v->compl_thread, NULL, compl_main, v))
 		return -EAGAIN;
 	v->compl_started = true;
+	v->tenant = tenant;
+	v->devinfo = *dev;
+	v->devinfo.total_mem = quota;
+	/* A restore writes the guest's region only once it succeeded. */
+	if (!adopt)
+		cv_vgpu_publish(v);
+	return 0;
+}
 
+void cv_vgpu_publish(struct cv_vgpu *v)
+{
 	v->hdr->magic = CV_PROTO_MAGIC;
 	v->hdr->version = CV_PROTO_VERSION;
-	v->hdr->tenant_id = tenant;
+	v->hdr->tenant_id = v->tenant;
 	v->hdr->region_addr = CV_REGION_ADDR;
 	v->hdr->window_addr = CV_WINDOW_ADDR;
 	v->hdr->window_size = CV_WINDOW_SIZE;
-	v->hdr->quota = quota;
+	v->hdr->quota = v->quota;
 	v->hdr->worker_pid = (uint32_t)getpid();
-	v->hdr->dev.total_mem = quota;
+	v->hdr->dev = v->devinfo;
 	__atomic_store_n(&v->ctl->state, CV_STATE_RUNNING, __ATOMIC_RELEASE);
-	return 0;
 }
 
 static void free_values(struct cv_htab *t, void (*fn)(void *))
@@ -366,24 +376,48 @@ static void free_values(struct cv_htab *t, void (*fn)(void *))
 			fn(cv_htab_del(t, i));
 }
 
-static void free_module(void *p)
+void cv_vgpu_module_free(struct cv_wmodule *m)
 {
-	struct cv_wmodule *m = p;
+	uint32_t i;
 
+	for (i = 0; i < m->ngl; i++)
+		free(m->gl[i].name);
+	free(m->gl);
 	cv_rangeset_exit(&m->globals);
 	free(m);
 }
 
-static void free_func(void *p)
+void cv_vgpu_func_free(struct cv_wfunc *f)
 {
-	struct cv_wfunc *f = p;
-
+	free(f->name);
 	free(f->fp.p);
 	free(f);
 }
 
-static void free_nothing(void *p)
+int cv_vgpu_global_note(struct cv_wmodule *m, const char *name, uint64_t dptr,
+			uint64_t size)
 {
+	struct cv_wglobal *gl;
+	char *n = strdup(name);
+
+	gl = n ? realloc(m->gl, (m->ngl + 1) * sizeof(*gl)) : NULL;
+	if (!gl) {
+		free(n);
+		return -ENOMEM;
+	}
+	m->gl = gl;
+	gl[m->ngl++] = (struct cv_wglobal){ n, dptr, size };
+	return 0;
+}
+
+static void free_module(void *p)
+{
+	cv_vgpu_module_free(p);
+}
+
+static void free_func(void *p)
+{
+	cv_vgpu_func_free(p);
 }
 
 /*
@@ -414,8 +448,8 @@ void cv_vgpu_exit(struct cv_vgpu *v)
 	free_values(&v->modules, free_module);
 	free_values(&v->funcs, free_func);
 	free_values(&v->vmms, free);
-	free_values(&v->streams, free_nothing);
-	free_values(&v->events, free_nothing);
+	free_values(&v->streams, free);
+	free_values(&v->events, free);
 	for (i = 0; i < v->dev.n; i++)
 		free(v->dev.r[i].owner);
 	cv_htab_exit(&v->streams);

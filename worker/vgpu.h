@@ -32,19 +32,53 @@ struct cv_wimage {
 	uint32_t refs;
 };
 
-struct cv_saved;
+/* Device memory saved by an eviction: one buffer per MEM_MAP range. */
+struct cv_saved {
+	uint64_t va;
+	uint64_t size;
+	void *buf;          /* NULL once restored */
+	struct cv_wmap *map;
+};
+
+/* A global the guest asked for: restored by name, checked by address. */
+struct cv_wglobal {
+	char *name;
+	uint64_t dptr;
+	uint64_t size;
+};
 
 struct cv_wmodule {
 	cv_bobj obj;
 	struct cv_wimage *img;
+	uint64_t seq;               /* load order, kept by a restore */
 	struct cv_rangeset globals; /* this module's globals */
+	struct cv_wglobal *gl;      /* the same, with their names */
+	uint32_t ngl;
 };
+
+/* Function attributes below this are remembered when set (the CUDA ones
+ * that can be set are all below 16). */
+#define CV_FATTR_MAX 16u
 
 struct cv_wfunc {
 	cv_bobj obj;
 	uint32_t module;
+	char *name;
 	struct cv_fparams fp;
+	uint32_t attr_set;          /* bit i: attr_val[i] was set */
+	int32_t attr_val[CV_FATTR_MAX];
+	int32_t cache;              /* cuFuncSetCacheConfig, -1 unset */
 };
+
+/* A stream or an event and how it was made. */
+struct cv_wobj {
+	cv_bobj obj;
+	uint32_t flags;
+	int32_t prio;
+};
+
+/* Context limits below this are remembered when set. */
+#define CV_LIMIT_MAX 16u
 
 struct cv_wvmm {
 	cv_bobj mem;
@@ -76,6 +110,8 @@ struct cv_vgpu {
 	int memfd;                  /* the region's memfd */
 	struct cv_region_hdr *hdr;
 	struct cv_ring_ctl *ctl;
+	uint64_t tenant;
+	struct cv_devinfo devinfo;  /* what the guest is told */
 	struct cv_reply *replies;
 	uint32_t *chunk_state;
 	struct cv_cb_queue *cbq;
@@ -92,6 +128,10 @@ struct cv_vgpu {
 	struct cv_rangeset heap;    /* mapped heap, as region addresses */
 
 	struct cv_wimage *images;   /* loaded images, by content */
+	uint64_t module_seq;        /* modules loaded so far */
+	uint32_t limit_set;         /* bit i: limit_val[i] was set */
+	uint64_t limit_val[CV_LIMIT_MAX];
+	uint8_t token[16];          /* names this tenant's images */
 	uint8_t *blob;              /* module image being received */
 	uint64_t blob_total, blob_len;
 
@@ -122,6 +162,11 @@ struct cv_vgpu {
 	struct cv_saved *saved;
 	uint32_t nsaved;
 
+	/* progress of a long operation (checkpoint, restore, evict),
+	 * read by the control thread */
+	uint64_t op_done;           /* atomic */
+	uint64_t op_total;
+
 	/* statistics, read by the control thread */
 	volatile uint64_t ncmds;
 	uint64_t done_head;         /* ring bytes executed (atomic) */
@@ -145,7 +190,11 @@ int cv_region_create(int *fd, uint8_t **region);
  */
 int cv_vgpu_init(struct cv_vgpu *v, const struct cv_backend_ops *ops,
 		 struct cv_backend *b, uint8_t *region, int memfd,
-		 uint64_t quota, uint64_t tenant);
+		 uint64_t quota, uint64_t tenant, const struct cv_devinfo *dev,
+		 bool adopt);
+/* Writes the region's header (device, addresses) and marks the vGPU
+ * running; init does it unless adopt (a restore, after it succeeded). */
+void cv_vgpu_publish(struct cv_vgpu *v);
 void cv_vgpu_exit(struct cv_vgpu *v);
 
 /*
@@ -168,6 +217,27 @@ int cv_vgpu_evict(struct cv_vgpu *v, uint64_t *bytes);
 int cv_vgpu_resume(struct cv_vgpu *v, uint64_t *bytes);
 /* Consumer side: parks until resumed. */
 void cv_vgpu_park(struct cv_vgpu *v);
+
+/* The backend object of stream or event id (tables of struct cv_wobj). */
+static inline cv_bobj cv_vgpu_obj(const struct cv_htab *t, uint32_t id)
+{
+	const struct cv_wobj *w = cv_htab_get(t, id);
+
+	return w ? w->obj : NULL;
+}
+
+/*
+ * Checkpoint and restore (worker/ckpt.c). checkpoint writes the image of a
+ * suspended vGPU to fd (zstd level, 0 for none); with release, its device
+ * memory is also given back (the caller then ends the worker). restore
+ * rebuilds a vGPU just set up over the guest's region from an image,
+ * before it takes commands; on failure nothing of the tenant was touched
+ * and err says why. 0 or -errno.
+ */
+int cv_vgpu_checkpoint(struct cv_vgpu *v, int fd, int level,
+		       uint64_t *bytes);
+int cv_vgpu_restore(struct cv_vgpu *v, int fd, uint64_t *bytes, char *err,
+		    size_t errlen);
 
 /* What the worker tells the guest over the link (control thread). */
 void cv_vgpu_link_status(struct cv_vgpu *v, struct cv_link_status *st);

@@ -20,4 +20,12 @@ int cv_vgpu_heap_unmap(struct cv_vgpu *v, uint64_t off, uint64_t len);
 int cv_vgpu_host_func(struct cv_vgpu *v, cv_bobj s,
 		      const struct cv_host_func *a);
 
+/* Loads img as module id (a reference to img is taken); CUresult. */
+int cv_vgpu_module_bind(struct cv_vgpu *v, uint32_t id, struct cv_wimage *img);
+void cv_vgpu_module_free(struct cv_wmodule *m);
+void cv_vgpu_func_free(struct cv_wfunc *f);
+/* Remembers a global of m the guest looked up; 0 or -ENOMEM. */
+int cv_vgpu_global_note(struct cv_wmodule *m, const char *name, uint64_t dptr,
+			uint64_t size);
+
 #endif

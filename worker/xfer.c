@@ -26,7 +26,7 @@
 #include "xfer.h"
 
 #define XFER_THREADS 16u
-#define XFER_CHUNK (8ull << 20)
+#define XFER_CHUNK CV_XFER_CHUNK
 
 struct xfer_lane {
 	void *buf;
@@ -44,10 +44,13 @@ static struct {
 struct xfer_job {
 	struct cv_vgpu *v;
 	bool to_device;
-	uint64_t dev;
-	uint8_t *host;
-	uint64_t len;
-	uint64_t next;             /* next chunk offset (atomic) */
+	const struct cv_xfer_seg *seg;
+	uint32_t nseg;
+	uint64_t *first;           /* first chunk number of each segment */
+	uint64_t nchunks;
+	cv_xfer_fn fn;
+	void *arg;
+	uint64_t next;             /* next chunk number (atomic) */
 	int err;                   /* first error (atomic) */
 };
 
@@ -102,40 +105,66 @@ static int lanes_setup(struct cv_vgpu *v)
 	return rc;
 }
 
-/* One chunk through a lane; a CUresult. */
-static int move_chunk(struct xfer_job *j, struct xfer_lane *l, uint64_t off,
-		      uint64_t n)
+/* One chunk through a lane: 0, a CUresult, or what fn returned. */
+static int move_chunk(struct xfer_job *j, struct xfer_lane *l,
+		      const struct cv_xfer_seg *sg, uint64_t off, uint64_t n)
 {
 	const struct cv_backend_ops *ops = j->v->ops;
 	struct cv_backend *b = j->v->b;
 	int rc;
 
 	if (j->to_device) {
-		memcpy(l->buf, j->host + off, n);
-		rc = ops->memcpy(b, CV_COPY_HTOD, j->dev + off,
-				 (uint64_t)l->buf, n, l->stream);
+		if (j->fn)
+			rc = j->fn(j->arg, sg->dev + off, l->buf, n);
+		else
+			rc = (memcpy(l->buf, sg->host + off, n), 0);
+		if (!rc)
+			rc = ops->memcpy(b, CV_COPY_HTOD, sg->dev + off,
+					 (uint64_t)l->buf, n, l->stream);
 		return rc ? rc : ops->stream_sync(b, l->stream);
 	}
-	rc = ops->memcpy(b, CV_COPY_DTOH, (uint64_t)l->buf, j->dev + off, n,
+	rc = ops->memcpy(b, CV_COPY_DTOH, (uint64_t)l->buf, sg->dev + off, n,
 			 l->stream);
 	if (!rc)
 		rc = ops->stream_sync(b, l->stream);
-	if (!rc)
-		memcpy(j->host + off, l->buf, n);
+	if (!rc && j->fn)
+		rc = j->fn(j->arg, sg->dev + off, l->buf, n);
+	else if (!rc)
+		memcpy(sg->host + off, l->buf, n);
 	return rc;
+}
+
+/* The segment holding chunk c (binary search over first[]). */
+static uint32_t seg_of(const struct xfer_job *j, uint64_t c)
+{
+	uint32_t lo = 0, hi = j->nseg - 1, mid;
+
+	while (lo < hi) {
+		mid = lo + (hi - lo + 1) / 2;
+		if (j->first[mid] <= c)
+			lo = mid;
+		else
+			hi = mid - 1;
+	}
+	return lo;
 }
 
 static void *lane_main(void *arg)
 {
 	struct xfer_arg *a = arg;
 	struct xfer_job *j = a->job;
-	uint64_t off;
+	const struct cv_xfer_seg *sg;
+	uint64_t c, off, n;
 	int rc, zero;
 
-	while ((off = __atomic_fetch_add(&j->next, XFER_CHUNK,
-					 __ATOMIC_RELAXED)) < j->len) {
-		rc = move_chunk(j, a->lane, off,
-				CV_MIN(XFER_CHUNK, j->len - off));
+	while ((c = __atomic_fetch_add(&j->next, 1, __ATOMIC_RELAXED)) <
+	       j->nchunks) {
+		if (__atomic_load_n(&j->err, __ATOMIC_RELAXED))
+			break;
+		sg = &j->seg[seg_of(j, c)];
+		off = (c - j->first[sg - j->seg]) * XFER_CHUNK;
+		n = CV_MIN(XFER_CHUNK, sg->len - off);
+		rc = move_chunk(j, a->lane, sg, off, n);
 		if (rc) {
 			zero = 0;
 			__atomic_compare_exchange_n(&j->err, &zero, rc, false,
@@ -143,6 +172,7 @@ static void *lane_main(void *arg)
 						    __ATOMIC_RELAXED);
 			break;
 		}
+		__atomic_fetch_add(&j->v->op_done, n, __ATOMIC_RELAXED);
 	}
 	return NULL;
 }
@@ -177,18 +207,42 @@ static int run(struct xfer_job *j)
 	return j->err ? -EIO : 0;
 }
 
+int cv_xfer_run(struct cv_vgpu *v, bool to_device,
+		const struct cv_xfer_seg *seg, uint32_t nseg, cv_xfer_fn fn,
+		void *arg)
+{
+	struct xfer_job j = { .v = v, .to_device = to_device, .seg = seg,
+			      .nseg = nseg, .fn = fn, .arg = arg };
+	uint32_t i;
+	int rc;
+
+	if (!nseg)
+		return 0;
+	j.first = malloc(nseg * sizeof(*j.first));
+	if (!j.first)
+		return -ENOMEM;
+	for (i = 0; i < nseg; i++) {
+		j.first[i] = j.nchunks;
+		j.nchunks += (seg[i].len + XFER_CHUNK - 1) / XFER_CHUNK;
+	}
+	rc = run(&j);
+	free(j.first);
+	if (rc == -EIO && j.err < 0)
+		rc = j.err; /* fn's own -errno */
+	return rc;
+}
+
 int cv_xfer_d2h(struct cv_vgpu *v, void *dst, uint64_t src, uint64_t len)
 {
-	struct xfer_job j = { .v = v, .dev = src, .host = dst, .len = len };
+	struct cv_xfer_seg sg = { src, dst, len };
 
-	return run(&j);
+	return cv_xfer_run(v, false, &sg, 1, NULL, NULL);
 }
 
 int cv_xfer_h2d(struct cv_vgpu *v, uint64_t dst, const void *src,
 		uint64_t len)
 {
-	struct xfer_job j = { .v = v, .to_device = true, .dev = dst,
-			      .host = (uint8_t *)src, .len = len };
+	struct cv_xfer_seg sg = { dst, (uint8_t *)src, len };
 
-	return run(&j);
+	return cv_xfer_run(v, true, &sg, 1, NULL, NULL);
 }

@@ -3,9 +3,34 @@
 #ifndef CV_XFER_H
 #define CV_XFER_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 struct cv_vgpu;
+
+/* Bytes one lane moves at a time: a callback sees at most this many. */
+#define CV_XFER_CHUNK (8ull << 20)
+
+/* A device range and, without a callback, its host copy. */
+struct cv_xfer_seg {
+	uint64_t dev;
+	uint8_t *host;
+	uint64_t len;
+};
+
+/*
+ * Called by a lane for each chunk of at most CV_XFER_CHUNK bytes at device
+ * address dev: after the DMA out (buf holds the bytes), or before the DMA
+ * in (fill buf). Runs on several threads at once. 0, or -errno to stop
+ * the move (cv_xfer_run returns it).
+ */
+typedef int (*cv_xfer_fn)(void *arg, uint64_t dev, void *buf, uint64_t n);
+
+/* Moves every segment, through fn when it is not NULL; v->op_done counts
+ * the bytes. 0, -EIO (a copy failed), fn's error, -ENOMEM or -EAGAIN. */
+int cv_xfer_run(struct cv_vgpu *v, bool to_device,
+		const struct cv_xfer_seg *seg, uint32_t nseg, cv_xfer_fn fn,
+		void *arg);
 
 /* Copies len bytes; 0, -EIO (a copy failed) or -ENOMEM/-EAGAIN. Called
  * by one operation at a time, with the consumer parked. */

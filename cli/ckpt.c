@@ -1,0 +1,512 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * `cuvisor checkpoint ID -o FILE [--stop] [--compress LEVEL]` and
+ * `cuvisor restore FILE [--gpu N]`.
+ *
+ * We open the image file ourselves, with our own permissions, and hand
+ * its descriptor to the daemon; the tenant's worker writes or reads it.
+ * A checkpoint goes to an unnamed file in FILE's directory (O_TMPFILE)
+ * that gets its name only once the worker reported success, so a failed
+ * checkpoint (a full disk, a killed worker) leaves nothing behind and
+ * never clobbers an older image of the same name.
+ *
+ * While the daemon works, a terminal sees the progress (bytes, rate, time
+ * left), read from `cuvisor ps` entries twice a second.
+ */
+#include "cli.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <libgen.h>
+#include <limits.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "../core/image.h"
+#include "../core/proto.h"
+#include "../core/util.h"
+
+/* The daemon answers within 10 times its --op-timeout (600 s). */
+#define WAIT_MS 610000
+#define TICK_MS 500
+
+struct ck_ctx {
+	const char *socket;
+	const char *out;
+	bool stop;
+	int level;
+	int32_t gpu;
+	bool gpu_set;
+};
+
+static int set_socket(void *ctx, const char *v)
+{
+	((struct ck_ctx *)ctx)->socket = v;
+	return 0;
+}
+
+static int set_out(void *ctx, const char *v)
+{
+	((struct ck_ctx *)ctx)->out = v;
+	return 0;
+}
+
+static int set_stop(void *ctx, const char *v)
+{
+	((struct ck_ctx *)ctx)->stop = true;
+	return 0;
+}
+
+static int set_level(void *ctx, const char *v)
+{
+	char *end;
+	long l;
+
+	errno = 0;
+	l = strtol(v, &end, 10);
+	if (!*v || *end || errno || l < 1 || l > CV_CKPT_LEVEL_MAX) {
+		fprintf(stderr, "cuvisor checkpoint: --compress: '%s' is not "
+			"a zstd level (1..%d)\n", v, CV_CKPT_LEVEL_MAX);
+		return -EINVAL;
+	}
+	((struct ck_ctx *)ctx)->level = (int)l;
+	return 0;
+}
+
+static int set_gpu(void *ctx, const char *v)
+{
+	char *end;
+	long g;
+
+	errno = 0;
+	g = strtol(v, &end, 10);
+	if (!*v || *end || errno || g < 0 || g > 65535) {
+		fprintf(stderr, "cuvisor restore: --gpu: '%s' is not a GPU "
+			"index\n", v);
+		return -EINVAL;
+	}
+	((struct ck_ctx *)ctx)->gpu = (int32_t)g;
+	((struct ck_ctx *)ctx)->gpu_set = true;
+	return 0;
+}
+
+#define SOCKET_OPT                                                     \
+	{ "--socket", "PATH", set_socket,                              \
+	  "the daemon's socket (default: $CUVISOR_SOCKET, else the "   \
+	  "per-user or system default)" }
+
+static const struct cv_cli_opt ck_opts[] = {
+	SOCKET_OPT,
+	{ "-o", "FILE", set_out, "the image file to write (required)" },
+	{ "--stop", NULL, set_stop,
+	  "leave the tenant stopped, its GPU memory released, until "
+	  "`cuvisor restore FILE`" },
+	{ "--compress", "LEVEL", set_level,
+	  "compress the image with zstd at LEVEL (1..19; default: not "
+	  "compressed, which is fastest)" },
+};
+
+static const struct cv_cli_opt rs_opts[] = {
+	SOCKET_OPT,
+	{ "--gpu", "N", set_gpu,
+	  "the GPU to restore on (default: the one it was on)" },
+};
+
+static void fmt_bytes(uint64_t b, char *buf, size_t size)
+{
+	static const char *const unit[] = { "KiB", "MiB", "GiB", "TiB",
+					    "PiB", "EiB" };
+	double v = (double)b;
+	int u = -1;
+
+	if (b < 1024) {
+		snprintf(buf, size, "%llu B", (unsigned long long)b);
+		return;
+	}
+	while (v >= 1024 && u + 1 < (int)CV_ARRAY_SIZE(unit)) {
+		v /= 1024;
+		u++;
+	}
+	snprintf(buf, size, "%.1f %s", v, unit[u]);
+}
+
+/* One line of progress on stderr, rewritten in place. */
+static void show_progress(const char *path, const char *what, uint64_t id,
+			  uint64_t t0)
+{
+	struct cv_ctl_tenant t;
+	char done[32], total[32], left[32] = "";
+	double s = (double)(cv_now_ns() - t0) / 1e9, rate;
+
+	if (cv_cli_tenant_get(path, id, &t) < 0 || !t.op_total)
+		return;
+	fmt_bytes(t.op_done, done, sizeof(done));
+	fmt_bytes(t.op_total, total, sizeof(total));
+	rate = s > 0 ? (double)t.op_done / s : 0;
+	if (rate > 0 && t.op_done <= t.op_total)
+		snprintf(left, sizeof(left), ", %.0f s left",
+			 (double)(t.op_total - t.op_done) / rate + 0.5);
+	fprintf(stderr, "\r%s: %s of %s, %.2f GB/s%s   ", what, done, total,
+		rate / 1e9, left);
+}
+
+/*
+ * Sends one request with fd and waits for its reply, showing progress on
+ * a terminal. The reply's payload length in buf, or -errno (transport);
+ * *status is the reply's status.
+ */
+static int call_progress(const char *path, uint16_t type, const void *p,
+			 uint32_t len, int fd, void *buf, uint32_t size,
+			 int *status, const char *what, uint64_t id)
+{
+	struct pollfd pf = { .events = POLLIN };
+	bool tty = isatty(2);
+	uint64_t t0 = cv_now_ns();
+	struct cv_ctl_hdr h;
+	bool shown = false;
+	int sock, n, waited = 0;
+
+	sock = cv_cli_connect(path, false);
+	if (sock < 0)
+		return sock;
+	n = cv_ctl_send(sock, type, 0, p, len, &fd, 1);
+	pf.fd = sock;
+	while (n == 0 && waited < WAIT_MS) {
+		n = poll(&pf, 1, TICK_MS);
+		if (n > 0)
+			break;
+		n = 0;
+		waited += TICK_MS;
+		if (tty && id) {
+			show_progress(path, what, id, t0);
+			shown = true;
+		}
+	}
+	if (shown)
+		fprintf(stderr, "\r%*s\r", 70, "");
+	if (n >= 0)
+		n = cv_ctl_recv(sock, &h, buf, size, NULL, NULL, 0);
+	close(sock);
+	if (n == -EAGAIN)
+		n = -ETIMEDOUT;
+	if (n < 0)
+		return n;
+	if (h.type != (type | CV_CTL_REPLY))
+		return -EBADMSG;
+	*status = h.status;
+	return n;
+}
+
+/* A tenant ID: decimal, nonzero. 0 or -EINVAL. */
+static int parse_id(const char *s, uint64_t *id)
+{
+	unsigned long long v;
+	char *end;
+
+	if (*s < '0' || *s > '9')
+		return -EINVAL;
+	errno = 0;
+	v = strtoull(s, &end, 10);
+	if (*end || errno || v == 0)
+		return -EINVAL;
+	*id = v;
+	return 0;
+}
+
+/* ---- checkpoint ---------------------------------------------------- */
+
+struct outfile {
+	int fd;
+	bool named;            /* a device or a pipe: written in place */
+	char tmp[PATH_MAX];    /* fallback temporary name, or "" */
+};
+
+/* An unnamed file next to path, or path itself when it is no regular
+ * file (/dev/null, say). 0 or -errno (printed). */
+static int out_open(const char *path, struct outfile *f)
+{
+	char dir[PATH_MAX];
+	struct stat st;
+
+	memset(f, 0, sizeof(*f));
+	if (stat(path, &st) == 0 && !S_ISREG(st.st_mode)) {
+		f->named = true;
+		f->fd = open(path, O_WRONLY | O_CLOEXEC);
+	} else {
+		snprintf(dir, sizeof(dir), "%s", path);
+		f->fd = open(dirname(dir), O_TMPFILE | O_WRONLY | O_CLOEXEC,
+			     0600);
+		if (f->fd < 0 && (errno == EOPNOTSUPP || errno == EISDIR)) {
+			snprintf(f->tmp, sizeof(f->tmp), "%s.tmp-%d", path,
+				 (int)getpid());
+			f->fd = open(f->tmp, O_WRONLY | O_CREAT | O_EXCL |
+						     O_CLOEXEC, 0600);
+		}
+	}
+	if (f->fd < 0) {
+		fprintf(stderr, "cuvisor checkpoint: %s: %s\n", path,
+			strerror(errno));
+		return -errno;
+	}
+	return 0;
+}
+
+/* Gives the finished image its name (replacing an older one). */
+static int out_commit(const char *path, struct outfile *f)
+{
+	char proc[64], tmp[PATH_MAX + 32];
+	int r = 0;
+
+	if (f->named)
+		return 0;
+	if (f->tmp[0]) {
+		r = rename(f->tmp, path) ? -errno : 0;
+		f->tmp[0] = 0;
+		return r;
+	}
+	fchmod(f->fd, 0644 & ~umask(022));
+	snprintf(proc, sizeof(proc), "/proc/self/fd/%d", f->fd);
+	snprintf(tmp, sizeof(tmp), "%s.tmp-%d", path, (int)getpid());
+	if (linkat(AT_FDCWD, proc, AT_FDCWD, tmp, AT_SYMLINK_FOLLOW))
+		return -errno;
+	if (rename(tmp, path)) {
+		r = -errno;
+		unlink(tmp);
+	}
+	return r;
+}
+
+static void out_close(struct outfile *f)
+{
+	if (f->tmp[0])
+		unlink(f->tmp);
+	close(f->fd);
+}
+
+static void ck_error(const char *path, uint64_t id, int status)
+{
+	unsigned long long t = (unsigned long long)id;
+	uint32_t st;
+
+	switch (status) {
+	case -ENOENT:
+		fprintf(stderr, "cuvisor checkpoint: no tenant %llu (see "
+			"`cuvisor ps`)\n", t);
+		break;
+	case -EBUSY:
+		if (cv_cli_tenant_state(path, id, &st) == 0 &&
+		    st != CV_STATE_RUNNING && st != CV_STATE_SUSPENDED &&
+		    st != CV_STATE_EVICTED)
+			fprintf(stderr, "cuvisor checkpoint: tenant %llu is "
+				"%s: only a running, suspended or evicted "
+				"tenant can be checkpointed\n", t,
+				cv_cli_state_name(st));
+		else
+			fprintf(stderr, "cuvisor checkpoint: tenant %llu is "
+				"busy: another operation on it is still in "
+				"progress\n", t);
+		break;
+	case -ENOSPC:
+	case -EDQUOT:
+	case -EFBIG:
+		fprintf(stderr, "cuvisor checkpoint: tenant %llu: the image "
+			"does not fit: %s; nothing was written and the tenant "
+			"goes on\n", t, strerror(-status));
+		break;
+	case -EOPNOTSUPP:
+		fprintf(stderr, "cuvisor checkpoint: tenant %llu uses the "
+			"virtual-memory API (cuMemCreate/cuMemMap), whose "
+			"memory cannot be checkpointed yet\n", t);
+		break;
+	case -EIO:
+		fprintf(stderr, "cuvisor checkpoint: tenant %llu: an I/O "
+			"error, or its worker went away (see the daemon's "
+			"log); no image was written\n", t);
+		break;
+	case -EPERM:
+		fprintf(stderr, "cuvisor checkpoint: only the daemon's user "
+			"and root may checkpoint tenants\n");
+		break;
+	case -ETIMEDOUT:
+		fprintf(stderr, "cuvisor checkpoint: tenant %llu's worker did "
+			"not finish in time (see `cuvisor ps` and the "
+			"daemon's log)\n", t);
+		break;
+	default:
+		fprintf(stderr, "cuvisor checkpoint: tenant %llu: %s\n", t,
+			strerror(-status));
+	}
+}
+
+static int run_checkpoint(void *ctx, int argc, char **argv)
+{
+	struct ck_ctx *o = ctx;
+	struct cv_ctl_ckpt ck = { 0 };
+	struct cv_ctl_op_r r;
+	struct outfile f;
+	char path[108], sz[32], what[48];
+	uint8_t buf[256];
+	int status = 0, n;
+
+	if (argc < 2 || parse_id(argv[1], &ck.tenant) < 0) {
+		fprintf(stderr, "cuvisor checkpoint: which tenant? (an ID "
+			"from `cuvisor ps`)\n");
+		return CV_CLI_EXIT_USAGE;
+	}
+	n = cv_cli_parse(&cv_cli_cmd_checkpoint, ctx, argc - 1, argv + 1,
+			 false);
+	if (n <= 0)
+		return n == 0 ? CV_CLI_EXIT_OK : CV_CLI_EXIT_USAGE;
+	if (!o->out) {
+		fprintf(stderr, "cuvisor checkpoint: where to? (-o FILE)\n");
+		return CV_CLI_EXIT_USAGE;
+	}
+	ck.flags = o->stop ? CV_CKPT_STOP : 0;
+	ck.level = o->level;
+	n = cv_cli_socket(o->socket, path, sizeof(path));
+	if (n < 0 || out_open(o->out, &f) < 0)
+		return CV_CLI_EXIT_ERR;
+	snprintf(what, sizeof(what), "checkpoint of tenant %llu",
+		 (unsigned long long)ck.tenant);
+	n = call_progress(path, CV_CTL_CHECKPOINT, &ck, sizeof(ck), f.fd, buf,
+			  sizeof(buf), &status, what, ck.tenant);
+	if (n >= 0 && n != 0 && n != (int)sizeof(r))
+		n = -EBADMSG;
+	if (n < 0 || status < 0) {
+		out_close(&f);
+		if (n < 0)
+			fprintf(stderr, "cuvisor checkpoint: %s: %s\n", path,
+				n == -ECONNRESET ? "the daemon closed the "
+				"connection" : strerror(-n));
+		else
+			ck_error(path, ck.tenant, status);
+		return CV_CLI_EXIT_ERR;
+	}
+	if (n != (int)sizeof(r)) {
+		out_close(&f);
+		return CV_CLI_EXIT_ERR;
+	}
+	memcpy(&r, buf, sizeof(r));
+	n = out_commit(o->out, &f);
+	out_close(&f);
+	if (n < 0) {
+		fprintf(stderr, "cuvisor checkpoint: cannot name the image "
+			"%s: %s%s\n", o->out, strerror(-n), o->stop ?
+			"; the tenant is stopped without an image: resume is "
+			"impossible" : "");
+		return CV_CLI_EXIT_ERR;
+	}
+	fmt_bytes(r.bytes, sz, sizeof(sz));
+	printf("tenant %llu: checkpointed to %s: %s in %.1f ms (%.2f GB/s)%s\n",
+	       (unsigned long long)ck.tenant, o->out, sz, r.ns / 1e6,
+	       r.ns ? (double)r.bytes / (double)r.ns : 0.0,
+	       r.state == CV_STATE_STOPPED ? "; stopped, GPU memory released"
+					   : "");
+	return CV_CLI_EXIT_OK;
+}
+
+/* ---- restore ------------------------------------------------------- */
+
+static int run_restore(void *ctx, int argc, char **argv)
+{
+	struct ck_ctx *o = ctx;
+	struct cv_ctl_restore rq = { .gpu = -1 };
+	struct cv_ctl_restore_r r;
+	struct cv_ckpt_ident id = { 0 };
+	struct cv_img_info info;
+	char path[108], err[256], sz[32], what[48];
+	uint8_t buf[512];
+	int status = 0, fd, n;
+
+	if (argc < 2) {
+		fprintf(stderr, "cuvisor restore: which image? (FILE)\n");
+		return CV_CLI_EXIT_USAGE;
+	}
+	/* Options may follow the file. */
+	n = cv_cli_parse(&cv_cli_cmd_restore, ctx, argc - 1, argv + 1, false);
+	if (n <= 0)
+		return n == 0 ? CV_CLI_EXIT_OK : CV_CLI_EXIT_USAGE;
+	n = 1;
+	rq.gpu = o->gpu_set ? o->gpu : -1;
+	fd = open(argv[n], O_RDONLY | O_CLOEXEC);
+	if (fd < 0) {
+		fprintf(stderr, "cuvisor restore: %s: %s\n", argv[n],
+			strerror(errno));
+		return CV_CLI_EXIT_ERR;
+	}
+	/* Our own look first: a damaged file is named without a daemon. */
+	if (cv_img_peek(fd, &info, err, sizeof(err)) < 0) {
+		fprintf(stderr, "cuvisor restore: %s: %s\n", argv[n], err);
+		close(fd);
+		return CV_CLI_EXIT_ERR;
+	}
+	memcpy(&id, info.ident, sizeof(id));
+	n = cv_cli_socket(o->socket, path, sizeof(path));
+	if (n < 0) {
+		close(fd);
+		return CV_CLI_EXIT_ERR;
+	}
+	snprintf(what, sizeof(what), "restore of tenant %llu",
+		 (unsigned long long)id.tenant_id);
+	n = call_progress(path, CV_CTL_RESTORE, &rq, sizeof(rq), fd, buf,
+			  sizeof(buf), &status, what, id.tenant_id);
+	close(fd);
+	if (n >= 0 && n != (int)sizeof(r) && !(status < 0 && n == 0))
+		n = -EBADMSG;
+	if (n < 0) {
+		fprintf(stderr, "cuvisor restore: %s: %s\n", path,
+			n == -ECONNRESET ? "the daemon closed the connection" :
+			strerror(-n));
+		return CV_CLI_EXIT_ERR;
+	}
+	memset(&r, 0, sizeof(r));
+	if (n)
+		memcpy(&r, buf, sizeof(r));
+	r.msg[sizeof(r.msg) - 1] = 0;
+	if (status < 0) {
+		fprintf(stderr, "cuvisor restore: %s: %s\n", argv[1],
+			r.msg[0] ? r.msg : strerror(-status));
+		return CV_CLI_EXIT_ERR;
+	}
+	fmt_bytes(id.mem_bytes, sz, sizeof(sz));
+	printf("tenant %llu: restored from %s on gpu %d: %s of device memory "
+	       "in %.1f ms\n", (unsigned long long)r.tenant, argv[1],
+	       (int)r.gpu, sz, r.ns / 1e6);
+	return CV_CLI_EXIT_OK;
+}
+
+const struct cv_cli_cmd cv_cli_cmd_checkpoint = {
+	.name = "checkpoint",
+	.args = "ID -o FILE",
+	.summary = "write a tenant's complete vGPU state to an image file",
+	.details = "The tenant is suspended while its device memory, "
+		   "modules, functions, streams and events are written, then "
+		   "goes on (with --stop it stays stopped, its GPU memory "
+		   "released, until `cuvisor restore FILE`). FILE appears "
+		   "only once the image is complete; on failure (a full disk, "
+		   "say) nothing is written and the tenant goes on. The "
+		   "image format is docs/image-format.md.",
+	.opts = ck_opts, .nopts = CV_ARRAY_SIZE(ck_opts),
+	.run = run_checkpoint, .ctx_size = sizeof(struct ck_ctx),
+	.stop_at_arg = true,
+};
+
+const struct cv_cli_cmd cv_cli_cmd_restore = {
+	.name = "restore",
+	.args = "FILE",
+	.summary = "bring a stopped tenant back from its image",
+	.details = "The image must be the latest checkpoint of a tenant "
+		   "stopped with `checkpoint --stop` whose program still "
+		   "runs (also across a restart of the daemon). A new worker "
+		   "rebuilds the vGPU at the same device addresses and the "
+		   "program goes on. A damaged, foreign or mismatched image "
+		   "is refused with the reason, and the tenant stays "
+		   "stopped.",
+	.opts = rs_opts, .nopts = CV_ARRAY_SIZE(rs_opts),
+	.run = run_restore, .ctx_size = sizeof(struct ck_ctx),
+	.stop_at_arg = true,
+};

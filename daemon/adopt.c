@@ -1,0 +1,357 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Tenants that outlive a daemon, and restores.
+ *
+ * Adoption: a worker whose daemon went away keeps serving its guest and
+ * connects to the daemon's socket every 100 ms; its first message there
+ * is W_HELLO, and the connection becomes the tenant's control connection.
+ * Such a tenant is not our child: it ends when that connection closes.
+ *
+ * Restore: `cuvisor restore FILE` sends the image's fd. Its header names
+ * the tenant by a random token the daemon gave it; that tenant must be
+ * STOPPED, its worker a holder of the guest's region and link. We ask the
+ * holder for them (W_HANDOVER), start a new worker with them and the
+ * image, and only when that worker says it is ready does the holder go
+ * (W_STOP). If the new worker refuses the image or dies, the holder still
+ * holds everything and the tenant stays STOPPED: nothing is half-restored.
+ */
+#include "cuvisord.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "../core/image.h"
+#include "../core/log.h"
+
+static struct cv_d_tenant *by_token(struct cv_d *d, const uint8_t *token,
+				    bool stopped)
+{
+	struct cv_d_tenant *t;
+	int i;
+
+	for (i = 0; i < d->ntenants; i++) {
+		t = d->tenants[i];
+		if (t->dead || t->hidden ||
+		    memcmp(t->token, token, sizeof(t->token)))
+			continue;
+		if (!stopped || t->state == CV_STATE_STOPPED)
+			return t;
+	}
+	return NULL;
+}
+
+static bool id_taken(const struct cv_d *d, uint64_t id)
+{
+	int i;
+
+	for (i = 0; i < d->ntenants; i++)
+		if (!d->tenants[i]->dead && d->tenants[i]->id == id)
+			return true;
+	return false;
+}
+
+static int gpu_slot(const struct cv_d *d, int index)
+{
+	int i;
+
+	for (i = 0; i < d->ngpus; i++)
+		if (d->gpus[i].index == index)
+			return i;
+	return -1;
+}
+
+/* ---- adoption ------------------------------------------------------ */
+
+void cv_d_adopt(struct cv_d *d, struct cv_d_client *c,
+		const struct cv_ctl_hello *h)
+{
+	struct cv_ctl_hello_r r;
+	struct cv_d_tenant *t;
+	struct stat st;
+	char path[32];
+	int gpu = gpu_slot(d, h->gpu), err = 0;
+
+	/* Workers run as the daemon's user; the pid must be the peer's. */
+	if (c->uid != geteuid() || (uint32_t)c->pid != h->worker_pid)
+		err = -EPERM;
+	else if (d->stopping)
+		err = -ESHUTDOWN;
+	else if (gpu < 0)
+		err = -ENODEV;
+	else if (d->ntenants >= CV_D_MAX_TENANTS)
+		err = -EAGAIN;
+	t = err ? NULL : cv_d_tenant_new();
+	if (!err && !t)
+		err = -ENOMEM;
+	if (err) {
+		cv_warn("W_HELLO of tenant %llu from pid %d uid %u refused: %s",
+			(unsigned long long)h->tenant, (int)c->pid,
+			(unsigned)c->uid, strerror(-err));
+		cv_d_reply(d, c, CV_CTL_W_HELLO, err, NULL, 0);
+		cv_d_client_kill(d, c);
+		return;
+	}
+	/* Keep its id unless a tenant of ours got it meanwhile. */
+	t->id = id_taken(d, h->tenant) ? d->next_id++ : h->tenant;
+	if (t->id >= d->next_id)
+		d->next_id = t->id + 1;
+	t->adopted = true;
+	t->ready = true;
+	t->worker_pid = (pid_t)h->worker_pid;
+	t->guest_pid = (pid_t)h->guest_pid;
+	snprintf(path, sizeof(path), "/proc/%u", h->guest_pid);
+	t->uid = stat(path, &st) == 0 ? st.st_uid : c->uid;
+	t->gpu = gpu;
+	t->quota = h->quota;
+	t->stats.quota = h->quota;
+	t->state = h->state;
+	memcpy(t->token, h->token, sizeof(t->token));
+	memcpy(t->name, h->name, sizeof(t->name));
+	r.tenant = t->id;
+	if (cv_ctl_send(c->fd, CV_CTL_W_HELLO | CV_CTL_REPLY, 0, &r, sizeof(r),
+			NULL, 0) < 0) {
+		free(t);
+		cv_d_client_kill(d, c);
+		return;
+	}
+	/* The connection is the tenant's now, not a client's. */
+	t->ctl_fd = c->fd;
+	c->fd = -1;
+	cv_d_client_kill(d, c);
+	fcntl(t->ctl_fd, F_SETFL, O_NONBLOCK);
+	cv_d_tenant_add(d, t);
+	cv_info("tenant %llu (\"%s\", pid %d): adopted worker pid %d on gpu %d "
+		"(%s)", (unsigned long long)t->id, t->name, (int)t->guest_pid,
+		(int)t->worker_pid, h->gpu,
+		t->state == CV_STATE_STOPPED ? "stopped" : "running");
+}
+
+/* ---- restore ------------------------------------------------------- */
+
+static void restore_reply(struct cv_d *d, struct cv_d_client *c, int status,
+			  const struct cv_d_tenant *t, uint64_t ns,
+			  const char *msg)
+{
+	struct cv_ctl_restore_r r = { 0 };
+
+	if (!c)
+		return;
+	c->restoring = NULL;
+	if (t) {
+		r.tenant = t->id;
+		r.gpu = d->gpus[t->gpu].index;
+	}
+	r.ns = ns;
+	snprintf(r.msg, sizeof(r.msg), "%s", msg ? msg : "");
+	cv_d_reply(d, c, CV_CTL_RESTORE, status, &r, sizeof(r));
+}
+
+/* Why no tenant can take this image, for the operator. */
+static void explain(struct cv_d *d, const struct cv_ckpt_ident *id, char *buf,
+		    size_t size)
+{
+	struct cv_d_tenant *t = by_token(d, id->token, false);
+
+	if (t)
+		snprintf(buf, size, "mismatched image: tenant %llu it belongs "
+			 "to is %s, not stopped (checkpoint it with --stop "
+			 "first)", (unsigned long long)t->id,
+			 t->state == CV_STATE_RUNNING ? "running" :
+			 t->state == CV_STATE_SUSPENDED ? "suspended" :
+			 t->state == CV_STATE_EVICTED ? "evicted" : "busy");
+	else
+		snprintf(buf, size, "mismatched image: no stopped tenant is "
+			 "waiting for it (it was tenant %llu; its program may "
+			 "have exited, or it was restored already)",
+			 (unsigned long long)id->tenant_id);
+}
+
+void cv_d_restore_request(struct cv_d *d, struct cv_d_client *c,
+			  const struct cv_ctl_restore *req, int fd)
+{
+	struct cv_ckpt_ident id;
+	struct cv_img_info info;
+	struct cv_d_tenant *t = NULL;
+	char why[256] = "";
+	int r = 0, gpu = -1;
+
+	if (!cv_d_privileged(c->uid)) {
+		r = -EPERM;
+		snprintf(why, sizeof(why), "only uid %u or root may restore "
+			 "tenants", (unsigned)geteuid());
+	} else if (d->stopping) {
+		r = -ESHUTDOWN;
+		snprintf(why, sizeof(why), "the daemon is stopping");
+	}
+	if (!r)
+		r = cv_img_peek(fd, &info, why, sizeof(why));
+	if (!r) {
+		memcpy(&id, info.ident, sizeof(id));
+		if (id.kind != CV_CKPT_KIND) {
+			r = -EINVAL;
+			snprintf(why, sizeof(why), "mismatched image: not a "
+				 "vGPU image");
+		}
+	}
+	if (!r) {
+		t = by_token(d, id.token, true);
+		if (!t) {
+			r = -ENOENT;
+			explain(d, &id, why, sizeof(why));
+		} else if (t->restore_client || t->op || t->ctl_fd < 0) {
+			r = -EBUSY;
+			snprintf(why, sizeof(why), "tenant %llu is busy (a "
+				 "restore or an operation is in progress)",
+				 (unsigned long long)t->id);
+		}
+	}
+	if (!r) {
+		gpu = req->gpu < 0 ? t->gpu : gpu_slot(d, req->gpu);
+		if (gpu < 0) {
+			r = -ENODEV;
+			snprintf(why, sizeof(why), "there is no gpu %d",
+				 (int)req->gpu);
+		}
+	}
+	if (!r && cv_ctl_send(t->ctl_fd, CV_CTL_W_HANDOVER, 0, NULL, 0, NULL,
+			      0) < 0) {
+		r = -EIO;
+		snprintf(why, sizeof(why), "the tenant's holder does not "
+			 "answer");
+	}
+	if (r) {
+		cv_info("restore from pid %d refused: %s", (int)c->pid, why);
+		close(fd);
+		restore_reply(d, c, r, NULL, 0, why);
+		return;
+	}
+	t->restore_client = c;
+	t->restore_fd = fd;
+	t->restore_gpu = gpu;
+	t->restore_start = cv_now_ns();
+	c->restoring = t;
+	cv_info("tenant %llu: restore asked by pid %d uid %u, onto gpu %d",
+		(unsigned long long)t->id, (int)c->pid, (unsigned)c->uid,
+		d->gpus[gpu].index);
+}
+
+void cv_d_restore_abort(struct cv_d *d, struct cv_d_tenant *t, int status,
+			const char *msg)
+{
+	struct cv_d_client *c = t->restore_client;
+
+	if (t->restore_fd >= 0)
+		close(t->restore_fd);
+	t->restore_fd = -1;
+	t->restore_client = NULL;
+	if (c) {
+		cv_warn("tenant %llu: restore failed: %s",
+			(unsigned long long)t->id, msg);
+		restore_reply(d, c, status, t, cv_now_ns() - t->restore_start,
+			      msg);
+	}
+}
+
+void cv_d_restore_handover(struct cv_d *d, struct cv_d_tenant *t, int status,
+			   const int *fds, int nfds)
+{
+	struct cv_d_spawn x;
+	struct cv_d_tenant *nt;
+	char why[128];
+	int r;
+
+	if (!t->restore_client) {
+		cv_dbg("tenant %llu: W_HANDOVER reply nobody waits for",
+		       (unsigned long long)t->id);
+		return;
+	}
+	if (status < 0 || nfds != 2) {
+		snprintf(why, sizeof(why), "the holder refused to hand the "
+			 "tenant over: %s", strerror(status < 0 ? -status :
+						     EPROTO));
+		cv_d_restore_abort(d, t, status < 0 ? status : -EPROTO, why);
+		return;
+	}
+	nt = d->ntenants < CV_D_MAX_TENANTS ? cv_d_tenant_new() : NULL;
+	if (!nt) {
+		cv_d_restore_abort(d, t, -ENOMEM, "out of tenant slots or "
+				   "memory");
+		return;
+	}
+	nt->id = t->id;
+	nt->guest_pid = t->guest_pid;
+	nt->uid = t->uid;
+	nt->gpu = t->restore_gpu;
+	nt->quota = t->quota;
+	nt->stats.quota = t->quota;
+	memcpy(nt->token, t->token, sizeof(nt->token));
+	memcpy(nt->name, t->name, sizeof(nt->name));
+	nt->replaces = t;
+	nt->hidden = true;
+	x = (struct cv_d_spawn){ .region_fd = fds[0], .link_fd = fds[1],
+				 .image_fd = t->restore_fd };
+	r = cv_d_tenant_spawn(d, nt, &x);
+	if (r < 0) {
+		free(nt);
+		snprintf(why, sizeof(why), "cannot start a worker: %s",
+			 strerror(-r));
+		cv_d_restore_abort(d, t, r, why);
+		return;
+	}
+	close(t->restore_fd);
+	t->restore_fd = -1;
+	/* Restoring many GiB takes a while: the evict timeout. */
+	nt->start_deadline = cv_now_ns() + (uint64_t)d->cfg.op_timeout_s *
+						   CV_D_EVICT_FACTOR *
+						   1000000000ull;
+	cv_d_tenant_add(d, nt);
+	t->replaced_by = nt;
+	cv_info("tenant %llu: restoring in worker pid %d",
+		(unsigned long long)t->id, (int)nt->worker_pid);
+}
+
+void cv_d_restore_done(struct cv_d *d, struct cv_d_tenant *nt, int status,
+		       const char *msg)
+{
+	struct cv_d_tenant *t = nt->replaces;
+	struct cv_d_client *c;
+	char why[300];
+	uint64_t ns;
+
+	if (!t)
+		return;
+	nt->replaces = NULL;
+	t->replaced_by = NULL;
+	c = t->restore_client;
+	t->restore_client = NULL;
+	ns = cv_now_ns() - t->restore_start;
+	if (status < 0) {
+		snprintf(why, sizeof(why), "%s", msg && msg[0] ? msg :
+			 "the restoring worker exited before it was ready");
+		cv_warn("tenant %llu: restore failed: %s; it stays stopped",
+			(unsigned long long)t->id, why);
+		/* It may still live: it must not serve the guest. */
+		if (!nt->dead)
+			kill(nt->worker_pid, SIGKILL);
+		nt->state = CV_STATE_LOST;
+		restore_reply(d, c, status, t, ns, why);
+		return;
+	}
+	/* The new worker serves the guest: the holder may go, and the
+	 * tenant is the new worker's record from now on. */
+	cv_ctl_send(t->ctl_fd, CV_CTL_W_STOP, 0, NULL, 0, NULL, 0);
+	t->hidden = true;
+	nt->hidden = false;
+	nt->stats.mem_used = 0;
+	cv_info("tenant %llu: restored in worker pid %d on gpu %d in %.1f ms",
+		(unsigned long long)nt->id, (int)nt->worker_pid,
+		d->gpus[nt->gpu].index, ns / 1e6);
+	restore_reply(d, c, 0, nt, ns, NULL);
+}
