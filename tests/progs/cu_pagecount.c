@@ -11,7 +11,10 @@
  * page_inc (every page's counter + 1) and synchronises; after the first
  * round and every -v rounds (default 16) everything is copied back and
  * checked: every counter equals the rounds done (no increment lost or
- * doubled) and every other word still holds the pattern. At the end, one
+ * doubled) and every other word still holds the pattern. Each round also
+ * adds 1 to the module global g_value (global_add), checked the same way
+ * through cuModuleGetGlobal's address: a checkpoint must keep a global's
+ * address and its bytes. At the end, one
  * more full check. SIGTERM and SIGINT end the loop early; that is a normal
  * end, not a failure.
  *
@@ -40,12 +43,29 @@ struct pc {
 	uint64_t words;
 	uint64_t npages;
 	CUfunction inc;
+	CUfunction gadd;
+	CUdeviceptr g;          /* g_value */
 };
 
 /* The word i should hold after `rounds` rounds. */
 static uint32_t want_word(uint64_t i, uint64_t rounds)
 {
 	return i % CVK_PAGE_WORDS ? cvk_pattern(SEED, i) : (uint32_t)rounds;
+}
+
+/* g_value counts the rounds too. */
+static bool global_right(struct pc *p, uint64_t rounds)
+{
+	int v = 0;
+	CUresult r;
+
+	r = cuMemcpyDtoH(&v, p->g, sizeof(v));
+	if (r == CUDA_SUCCESS && v == CVK_G_VALUE_INIT + (int)rounds)
+		return true;
+	cvt_note("after %llu rounds: g_value is %d (%s), want %d",
+		 (unsigned long long)rounds, v, cvt_errname(r),
+		 CVK_G_VALUE_INIT + (int)rounds);
+	return false;
 }
 
 /*
@@ -69,6 +89,8 @@ static bool verify(struct pc *p, uint64_t rounds)
 		if (!nbad++)
 			first = i;
 	}
+	if (!global_right(p, rounds))
+		return false;
 	if (nbad)
 		cvt_note("after %llu rounds: %llu wrong words; the first is "
 			 "word %llu of page %llu: got %u (0x%08x), want %u "
@@ -86,9 +108,13 @@ static CUresult round_once(struct pc *p)
 	uint64_t blocks = (p->npages + 255) / 256;
 	unsigned grid = blocks < 4096 ? (unsigned)blocks : 4096;
 	void *args[] = { &p->d, &p->npages };
+	int one = 1;
+	void *gargs[] = { &one };
 	CUresult r;
 
 	r = cvt_launch(p->inc, grid, 256, NULL, args);
+	if (r == CUDA_SUCCESS)
+		r = cvt_launch(p->gadd, 1, 1, NULL, gargs);
 	if (r == CUDA_SUCCESS)
 		r = cuCtxSynchronize();
 	return r;
@@ -96,11 +122,18 @@ static CUresult round_once(struct pc *p)
 
 static void setup(struct pc *p, uint64_t mib, const char *module)
 {
+	CUmodule m = cvt_load(module);
+	size_t gsize = 0;
 	uint64_t i;
 
 	p->words = mib * CVT_MiB / 4;
 	p->npages = mib * CVT_MiB / PAGE_BYTES;
-	p->inc = cvt_func(cvt_load(module), "page_inc");
+
+	p->inc = cvt_func(m, "page_inc");
+	p->gadd = cvt_func(m, "global_add");
+	if (cuModuleGetGlobal(&p->g, &gsize, m, "g_value") != CUDA_SUCCESS ||
+	    gsize != sizeof(int))
+		cvt_bail("cuModuleGetGlobal(g_value) failed");
 	p->h = malloc(p->words * 4);
 	if (!p->h)
 		cvt_bail("malloc of %llu MiB failed", (unsigned long long)mib);
