@@ -48,9 +48,6 @@
 #define CV_HOST_SMEM_BLOCK 49152        /* default dynamic shared limit */
 #define CV_HOST_SMEM_OPTIN 232448
 #define CV_HOST_GLOBAL_MAX (1ull << 30) /* largest library global */
-/* Where module globals go, in load order (above the device window). */
-#define HOST_ARENA_ADDR 0x420000000000ull
-#define HOST_ARENA_SIZE (64ull << 30)
 
 #ifndef MAP_FIXED_NOREPLACE
 #define MAP_FIXED_NOREPLACE 0x100000
@@ -137,7 +134,6 @@ struct cv_host {
 	struct cv_hlib *libs;
 	uint32_t nlibs;
 	uint32_t nglobals;      /* over all libraries */
-	uint64_t arena_next;    /* next global's offset in the arena */
 	uint64_t limit[CU_LIMIT_MAX];
 	int nsm;
 };
@@ -958,24 +954,8 @@ static int cv_hmod_place(struct cv_host *h, struct cv_hmod *m)
 	for (i = 0; i < h->nglobals; i++) {
 		g = cv_hk_global_at(h, i);
 		len = cv_align_up(g->size ? g->size : 1, CV_PAGE);
-		/* Like a GPU driver in a fresh context, place module memory
-		 * where the same loads placed it before: a restored worker
-		 * finds its globals at the addresses the guest knows. */
-		p = MAP_FAILED;
-		if (h->arena_next + len <= HOST_ARENA_SIZE)
-			p = mmap((void *)(HOST_ARENA_ADDR + h->arena_next), len,
-				 PROT_READ | PROT_WRITE,
-				 MAP_PRIVATE | MAP_ANONYMOUS |
-					 MAP_FIXED_NOREPLACE, -1, 0);
-		if (p != MAP_FAILED &&
-		    p != (void *)(HOST_ARENA_ADDR + h->arena_next)) {
-			munmap(p, len);
-			p = MAP_FAILED;
-		}
-		h->arena_next += len;
-		if (p == MAP_FAILED)
-			p = mmap(NULL, len, PROT_READ | PROT_WRITE,
-				 MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+		p = mmap(NULL, len, PROT_READ | PROT_WRITE,
+			 MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 		if (p == MAP_FAILED)
 			return CUDA_ERROR_OUT_OF_MEMORY;
 		if (g->init)

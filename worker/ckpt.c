@@ -47,9 +47,31 @@ static int mem_out(void *arg, uint64_t dev, void *buf, uint64_t n)
 	return cv_img_w_add(arg, CV_SEC_MEM, dev, buf, n);
 }
 
+struct glob_ctx {
+	struct cv_vgpu *v;
+	struct cv_img_w *w;
+};
+
+/* A global's bytes, named by the address the guest knows it at. */
 static int glob_out(void *arg, uint64_t dev, void *buf, uint64_t n)
 {
-	return cv_img_w_add(arg, CV_SEC_GLOBAL, dev, buf, n);
+	struct glob_ctx *g = arg;
+	const struct cv_wmodule *m;
+	const struct cv_wglobal *gl;
+	uint32_t i, k;
+
+	for (i = 1; i < g->v->modules.cap; i++) {
+		if (!(m = g->v->modules.v[i]))
+			continue;
+		for (k = 0; k < m->ngl; k++) {
+			gl = &m->gl[k];
+			if (dev >= gl->real && dev - gl->real < gl->size)
+				return cv_img_w_add(g->w, CV_SEC_GLOBAL,
+						    dev - gl->real + gl->dptr,
+						    buf, n);
+		}
+	}
+	return -EINVAL;
 }
 
 static void put_meta(struct cv_vgpu *v, struct cv_wbuf *b)
@@ -195,7 +217,7 @@ static int global_segs(struct cv_vgpu *v, struct cv_xfer_seg **out,
 				return -ENOMEM;
 			}
 			s = t;
-			s[n++] = (struct cv_xfer_seg){ m->gl[k].dptr, NULL,
+			s[n++] = (struct cv_xfer_seg){ m->gl[k].real, NULL,
 						       m->gl[k].size };
 		}
 	}
@@ -273,7 +295,8 @@ int cv_vgpu_checkpoint(struct cv_vgpu *v, int fd, int level, uint64_t *bytes)
 	if (!rc)
 		rc = global_segs(v, &gseg, &ngseg);
 	if (!rc)
-		rc = cv_xfer_run(v, false, gseg, ngseg, glob_out, w);
+		rc = cv_xfer_run(v, false, gseg, ngseg, glob_out,
+				 &(struct glob_ctx){ v, w });
 	if (!rc && v->evicted) {
 		rc = add_saved(v, w);
 	} else if (!rc && v->dev.n) {
@@ -879,7 +902,25 @@ static int rebuild_memory(struct rs *s, struct cv_vgpu *v)
 	return rc;
 }
 
-/* Puts a global's saved bytes back, after checking it did not move. */
+/* Where the guest will find a global the driver placed elsewhere. */
+static int add_reloc(struct cv_vgpu *v, uint64_t guest, uint64_t real,
+		     uint64_t size)
+{
+	struct cv_wreloc *r;
+
+	r = realloc(v->reloc, (v->nreloc + 1) * sizeof(*r));
+	if (!r)
+		return -ENOMEM;
+	v->reloc = r;
+	r[v->nreloc++] = (struct cv_wreloc){ guest, real, size };
+	return 0;
+}
+
+/*
+ * Puts a global's saved bytes back. The driver places module memory anew
+ * in every process, so the global may have moved: the guest keeps the
+ * address it knows, and the decoder rebases it (cv_vgpu_xlate).
+ */
 static int rebuild_global(struct rs *s, struct cv_vgpu *v,
 			  struct cv_wmodule *m, const struct rs_global *g)
 {
@@ -890,19 +931,32 @@ static int rebuild_global(struct rs *s, struct cv_vgpu *v,
 	int rc;
 
 	rc = v->ops->get_global(v->b, m->obj, g->name, &dptr, &size);
-	if (rc || dptr != g->dptr || size != g->size)
-		return fail(s, -EADDRNOTAVAIL, "module global %s is at 0x%llx "
-			    "in the new context, not 0x%llx as in the image",
-			    g->name, (unsigned long long)dptr,
-			    (unsigned long long)g->dptr);
+	if (rc || size != g->size)
+		return fail(s, -EINVAL, "mismatched image: module global %s "
+			    "has %llu bytes, the image %llu", g->name,
+			    (unsigned long long)size,
+			    (unsigned long long)g->size);
 	if (cv_rangeset_add(&m->globals, dptr, size, NULL) ||
-	    cv_vgpu_global_note(m, g->name, dptr, size))
+	    cv_vgpu_global_note(m, g->name, g->dptr, dptr, size))
 		return -ENOMEM;
+	if (dptr != g->dptr) {
+		if (cv_rangeset_overlaps(&v->dev, g->dptr, size) ||
+		    add_reloc(v, g->dptr, dptr, size))
+			return fail(s, -EADDRNOTAVAIL, "module global %s moved "
+				    "from 0x%llx to 0x%llx and cannot be "
+				    "redirected", g->name,
+				    (unsigned long long)g->dptr,
+				    (unsigned long long)dptr);
+		cv_info("tenant %llu: module global %s moved from 0x%llx to "
+			"0x%llx; redirected", (unsigned long long)v->tenant,
+			g->name, (unsigned long long)g->dptr,
+			(unsigned long long)dptr);
+	}
 	for (i = 0; i < s->nglob; i++) {
 		sec = cv_img_r_sec(s->r, s->globsec[i]);
-		if (sec->aux < dptr || sec->aux - dptr >= size)
+		if (sec->aux < g->dptr || sec->aux - g->dptr >= size)
 			continue;
-		off = sec->aux - dptr;
+		off = sec->aux - g->dptr;
 		if (sec->raw > size - off)
 			return fail(s, -EINVAL, "corrupted image: global %s",
 				    g->name);
@@ -912,7 +966,7 @@ static int rebuild_global(struct rs *s, struct cv_vgpu *v,
 		rc = cv_img_r_read(s->r, s->globsec[i], buf, sec->raw, s->err,
 				   s->errlen);
 		if (!rc)
-			rc = cv_xfer_h2d(v, sec->aux, buf, sec->raw);
+			rc = cv_xfer_h2d(v, dptr + off, buf, sec->raw);
 		free(buf);
 		if (rc)
 			return rc < 0 ? rc : -EIO;

@@ -266,6 +266,12 @@ static int h_memcpy(struct cv_vgpu *v, const void *p, uint32_t len,
 	memcpy(&c, p, sizeof(c));
 	if (!signal_ok(c.signal))
 		return CUDA_ERROR_INVALID_VALUE;
+	if (v->nreloc && kind_sides(c.kind, &dd, &sd)) {
+		if (dd)
+			cv_vgpu_xlate(v, &c.dst, c.len);
+		if (sd)
+			cv_vgpu_xlate(v, &c.src, c.len);
+	}
 	if (!kind_sides(c.kind, &dd, &sd) || !stream_get(v, c.stream, &s))
 		rc = CUDA_ERROR_INVALID_VALUE;
 	else if (!side_ok(v, dd, c.dst, c.len) || !side_ok(v, sd, c.src, c.len))
@@ -307,6 +313,14 @@ static int h_memcpy2d(struct cv_vgpu *v, const void *p, uint32_t len,
 	memcpy(&c, p, sizeof(c));
 	if (!signal_ok(c.signal))
 		return CUDA_ERROR_INVALID_VALUE;
+	if (v->nreloc && kind_sides(c.kind, &dd, &sd) && c.height) {
+		if (dd)
+			cv_vgpu_xlate(v, &c.dst, c.dst_pitch * (c.height - 1) +
+						     c.width);
+		if (sd)
+			cv_vgpu_xlate(v, &c.src, c.src_pitch * (c.height - 1) +
+						     c.width);
+	}
 	if (!kind_sides(c.kind, &dd, &sd) || !stream_get(v, c.stream, &s) ||
 	    !side2d_ok(v, dd, c.dst, c.dst_pitch, c.width, c.height) ||
 	    !side2d_ok(v, sd, c.src, c.src_pitch, c.width, c.height)) {
@@ -336,6 +350,10 @@ static int h_memset(struct cv_vgpu *v, const void *p, uint32_t len,
 	    !stream_get(v, m.stream, &s) || (m.dst % m.elem) ||
 	    (m.height > 1 && (m.pitch % m.elem)))
 		return CUDA_ERROR_INVALID_VALUE;
+	if (v->nreloc && m.height && m.width < (1ull << 40) &&
+	    m.pitch < (1ull << 40) && m.height < (1u << 24))
+		cv_vgpu_xlate(v, &m.dst, m.pitch * (m.height - 1) +
+					 m.width * m.elem);
 	if (__builtin_mul_overflow(m.width, (uint64_t)m.elem, &wbytes) ||
 	    !side2d_ok(v, true, m.dst, m.pitch, wbytes, m.height))
 		return CUDA_ERROR_INVALID_VALUE;
@@ -657,9 +675,13 @@ static int h_get_global(struct cv_vgpu *v, const void *p, uint32_t len,
 	/* Remember the global so copies to it pass the range checks. */
 	e = r.size ? cv_rangeset_add(&m->globals, r.dptr, r.size, NULL) : 0;
 	if (!e && r.size)
-		e = cv_vgpu_global_note(m, name, r.dptr, r.size);
+		e = cv_vgpu_global_note(m, name, r.dptr, r.dptr, r.size);
 	if (e && e != -EEXIST)
 		return CUDA_ERROR_OUT_OF_MEMORY;
+	/* After a restore the guest keeps the address it knew. */
+	for (e = 0; e < (int)m->ngl; e++)
+		if (m->gl[e].real == r.dptr)
+			r.dptr = m->gl[e].dptr;
 	memcpy(out->data, &r, sizeof(r));
 	out->len = sizeof(r);
 	return CUDA_SUCCESS;
@@ -783,7 +805,9 @@ static int h_launch(struct cv_vgpu *v, const void *p, uint32_t len,
 		    struct cv_out *out)
 {
 	void *params[CV_LAUNCH_MAX_PARAMS / 4 + 1];
+	static uint8_t moved[CV_LAUNCH_MAX_PARAMS];
 	const uint8_t *pb = p;
+	uint64_t a;
 	struct cv_launch_attr attrs[CV_LAUNCH_MAX_ATTRS];
 	const uint8_t *pbuf;
 	struct cv_launch l;
@@ -814,6 +838,18 @@ static int h_launch(struct cv_vgpu *v, const void *p, uint32_t len,
 		if (!attr_ok(attrs[i].id))
 			return CUDA_ERROR_NOT_SUPPORTED;
 	pbuf = pb + sizeof(l) + l.nattrs * sizeof(attrs[0]);
+	if (v->nreloc) {
+		/* A pointer argument to a moved global follows it. */
+		memcpy(moved, pbuf, l.param_size);
+		for (i = 0; i < f->fp.n; i++) {
+			if (f->fp.p[i].size != 8)
+				continue;
+			memcpy(&a, moved + f->fp.p[i].offset, 8);
+			cv_vgpu_xlate(v, &a, 1);
+			memcpy(moved + f->fp.p[i].offset, &a, 8);
+		}
+		pbuf = moved;
+	}
 	for (i = 0; i < f->fp.n; i++)
 		params[i] = (void *)(pbuf + f->fp.p[i].offset);
 	return v->ops->launch(v->b, f->obj, l.grid, l.block, l.shmem, s,

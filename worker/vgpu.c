@@ -395,7 +395,7 @@ void cv_vgpu_func_free(struct cv_wfunc *f)
 }
 
 int cv_vgpu_global_note(struct cv_wmodule *m, const char *name, uint64_t dptr,
-			uint64_t size)
+			uint64_t real, uint64_t size)
 {
 	struct cv_wglobal *gl;
 	char *n = strdup(name);
@@ -406,7 +406,7 @@ int cv_vgpu_global_note(struct cv_wmodule *m, const char *name, uint64_t dptr,
 		return -ENOMEM;
 	}
 	m->gl = gl;
-	gl[m->ngl++] = (struct cv_wglobal){ n, dptr, size };
+	gl[m->ngl++] = (struct cv_wglobal){ n, dptr, real, size };
 	return 0;
 }
 
@@ -459,6 +459,9 @@ void cv_vgpu_exit(struct cv_vgpu *v)
 	cv_htab_exit(&v->vmms);
 	cv_rangeset_exit(&v->dev);
 	cv_rangeset_exit(&v->heap);
+	free(v->reloc);
+	v->reloc = NULL;
+	v->nreloc = 0;
 }
 
 /*

@@ -40,11 +40,23 @@ struct cv_saved {
 	struct cv_wmap *map;
 };
 
-/* A global the guest asked for: restored by name, checked by address. */
+/*
+ * A global the guest asked for: restored by name. dptr is the address the
+ * guest knows; real is where it is in this worker's context (they differ
+ * after a restore: the driver places module memory anew in each process).
+ */
 struct cv_wglobal {
 	char *name;
 	uint64_t dptr;
+	uint64_t real;
 	uint64_t size;
+};
+
+/* A restored global the guest knows at guest, now at real (size bytes):
+ * the decoder rebases device addresses of copies, memsets and kernel
+ * arguments that fall inside it. */
+struct cv_wreloc {
+	uint64_t guest, real, size;
 };
 
 struct cv_wmodule {
@@ -132,6 +144,8 @@ struct cv_vgpu {
 	uint32_t limit_set;         /* bit i: limit_val[i] was set */
 	uint64_t limit_val[CV_LIMIT_MAX];
 	uint8_t token[16];          /* names this tenant's images */
+	struct cv_wreloc *reloc;    /* moved globals, after a restore */
+	uint32_t nreloc;
 	uint8_t *blob;              /* module image being received */
 	uint64_t blob_total, blob_len;
 

@@ -26,6 +26,22 @@ void cv_vgpu_module_free(struct cv_wmodule *m);
 void cv_vgpu_func_free(struct cv_wfunc *f);
 /* Remembers a global of m the guest looked up; 0 or -ENOMEM. */
 int cv_vgpu_global_note(struct cv_wmodule *m, const char *name, uint64_t dptr,
-			uint64_t size);
+			uint64_t real, uint64_t size);
+/* Rebases [*a, *a + len) when it lies in a moved global. */
+static inline void cv_vgpu_xlate(const struct cv_vgpu *v, uint64_t *a,
+				 uint64_t len)
+{
+	const struct cv_wreloc *r;
+	uint32_t i;
+
+	for (i = 0; i < v->nreloc; i++) {
+		r = &v->reloc[i];
+		if (*a >= r->guest && *a - r->guest < r->size &&
+		    len <= r->size - (*a - r->guest)) {
+			*a = *a - r->guest + r->real;
+			return;
+		}
+	}
+}
 
 #endif
