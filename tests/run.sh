@@ -20,7 +20,7 @@
 #            SAN=tsan (build-tsan/), the decoder, allocator, revocation
 #            and image tests with SAN=asan, the image test with SAN=tsan
 #   fuzz     each libFuzzer harness (decoder, control messages, image
-#            reader) for FUZZ_SMOKE_S seconds (default 20)
+#            reader, restore) for FUZZ_SMOKE_S seconds (default 20)
 #   rt       every CUDA runtime program build/tests/rt/* (nvcc-built,
 #            tests/rt/) under `cuvisor run`, like e2e; those named in
 #            CV_RT_XFAIL (comma-separated; default below) fail as XFAIL
@@ -717,10 +717,11 @@ run_fuzz() {
 		result FAIL fuzz:build "make fuzz failed" "$log"
 		return
 	fi
-	for f in fuzz_decode fuzz_ctl fuzz_image; do
+	for f in fuzz_decode fuzz_ctl fuzz_image fuzz_restore; do
 		c=$LOGS/corpus-$f
 		mkdir -p "$c"
 		[ $f = fuzz_decode ] && python3 fuzz/seeds.py "$c"
+		[ $f = fuzz_restore ] && python3 fuzz/restore_seeds.py "$c"
 		# small images, written by the image library itself
 		[ $f = fuzz_image ] && [ -x "$TB/test_image" ] &&
 			"$TB/test_image" --seeds "$c"

@@ -378,6 +378,7 @@ struct rs {
 	/* the first failure of the lanes streaming memory in */
 	pthread_mutex_t lane_lock;
 	bool lane_failed;
+	bool images_moved;     /* the worker's list owns them */
 };
 
 static int fail(struct rs *s, int rc, const char *fmt, ...)
@@ -974,6 +975,22 @@ static int rebuild_global(struct rs *s, struct cv_vgpu *v,
 	return 0;
 }
 
+/* Drops images no module uses (a damaged image may list such). */
+static void prune_images(struct cv_vgpu *v)
+{
+	struct cv_wimage **pp = &v->images, *img;
+
+	while ((img = *pp)) {
+		if (img->refs) {
+			pp = &img->next;
+			continue;
+		}
+		*pp = img->next;
+		free(img->data);
+		free(img);
+	}
+}
+
 static int rebuild_modules(struct rs *s, struct cv_vgpu *v)
 {
 	struct rs_module *rm;
@@ -982,15 +999,15 @@ static int rebuild_modules(struct rs *s, struct cv_vgpu *v)
 	uint32_t i, k;
 	int rc;
 
-	/* Images go to the worker's list; modules hold references. */
+	/* Images go to the worker's list (the list owns them from now on,
+	 * rs_free no longer); modules hold references. */
 	for (i = 0; i < s->nimg; i++) {
 		img = s->img[i].w;
-		s->img[i].w = NULL;
-		img->refs = 1;
+		img->refs = 0;
 		img->next = v->images;
 		v->images = img;
-		s->img[i].w = img;
 	}
+	s->images_moved = true;
 	/* Load order as in the first worker: the driver then places the
 	 * modules' globals where they were. */
 	qsort(s->mod, s->nmod, sizeof(*s->mod), by_seq);
@@ -1000,18 +1017,22 @@ static int rebuild_modules(struct rs *s, struct cv_vgpu *v)
 			return fail(s, -EINVAL, "corrupted image: module %u "
 				    "twice", rm->id);
 		rc = cv_vgpu_module_bind(v, rm->id, s->img[rm->img].w);
-		if (rc)
+		if (rc) {
+			prune_images(v);
 			return fail(s, -EIO, "cannot load module %u: CUresult "
 				    "%d", rm->id, rc);
+		}
 		m = cv_htab_get(&v->modules, rm->id);
 		m->seq = rm->seq;
-		for (k = 0; k < rm->ngl; k++) {
+		for (k = 0; k < rm->ngl && !rc; k++)
 			rc = rebuild_global(s, v, m, &rm->gl[k]);
-			if (rc)
-				return rc;
+		if (rc) {
+			prune_images(v);
+			return rc;
 		}
 	}
 	v->module_seq = s->module_seq;
+	prune_images(v);
 	return 0;
 }
 
@@ -1099,8 +1120,8 @@ static void rs_free(struct rs *s)
 
 	for (i = 0; s->mod && i < s->nmod; i++)
 		free(s->mod[i].gl);
-	for (i = 0; s->img && i < s->nimg; i++)
-		if (s->img[i].w && !s->img[i].w->refs) {
+	for (i = 0; s->img && !s->images_moved && i < s->nimg; i++)
+		if (s->img[i].w) {
 			free(s->img[i].w->data);
 			free(s->img[i].w);
 		}
