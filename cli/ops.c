@@ -41,8 +41,10 @@ static const struct op_kind kinds[] = {
 	{ CV_CTL_SUSPEND, "suspend", OP_WAIT_MS, 1u << CV_STATE_RUNNING,
 	  "only a running tenant can be suspended" },
 	{ CV_CTL_RESUME, "resume", OP_WAIT_MS,
-	  1u << CV_STATE_SUSPENDED | 1u << CV_STATE_EVICTED,
-	  "only a suspended or evicted tenant can be resumed" },
+	  1u << CV_STATE_SUSPENDED | 1u << CV_STATE_EVICTED |
+		  1u << CV_STATE_STOPPED,
+	  "only a suspended or evicted tenant (or one stopped by a move "
+	  "that failed) can be resumed" },
 	{ CV_CTL_EVICT, "evict", EVICT_WAIT_MS,
 	  1u << CV_STATE_RUNNING | 1u << CV_STATE_SUSPENDED,
 	  "only a running or suspended tenant can be evicted" },
@@ -82,8 +84,8 @@ static const struct cv_cli_opt op_opts[] = { SOCKET_OPT };
 static const struct cv_cli_opt resume_opts[] = {
 	SOCKET_OPT,
 	{ "--gpu", "N", set_gpu,
-	  "the GPU to resume on; only the tenant's own GPU works today "
-	  "(default: its own)" },
+	  "the GPU to resume on (default: its own); another one moves the "
+	  "tenant there through an image in memory" },
 };
 
 static const struct op_kind *kind_of(const char *name)
@@ -116,7 +118,7 @@ static int parse_id(const char *s, uint64_t *id)
  * Sends the request and receives the reply: 0 with *status and, when the
  * reply carries one, *r (*has_r set); or -errno of the transport.
  */
-static int op_call(int fd, const struct op_kind *k,
+static int op_call(int fd, const struct op_kind *k, int wait_ms,
 		   const struct cv_ctl_tenant_op *op, int *status,
 		   struct cv_ctl_op_r *r, bool *has_r)
 {
@@ -127,7 +129,7 @@ static int op_call(int fd, const struct op_kind *k,
 	n = cv_ctl_send(fd, k->type, 0, op, sizeof(*op), NULL, 0);
 	if (n == 0)
 		n = cv_ctl_recv(fd, &h, buf, sizeof(buf), NULL, NULL,
-				k->wait_ms);
+				wait_ms);
 	if (n < 0)
 		return n;
 	if (h.type != (k->type | CV_CTL_REPLY))
@@ -162,7 +164,7 @@ static void fmt_bytes(uint64_t b, char *buf, size_t size)
 	snprintf(buf, size, "%.1f %s", v, unit[u]);
 }
 
-static void print_done(const struct op_kind *k, uint64_t id,
+static void print_done(const struct op_kind *k, uint64_t id, int32_t gpu,
 		       const struct cv_ctl_op_r *r)
 {
 	double v = (double)r->ns / 1e6;
@@ -183,6 +185,9 @@ static void print_done(const struct op_kind *k, uint64_t id,
 	else if (r->bytes)
 		printf("tenant %llu: resumed, %s restored in %s\n",
 		       (unsigned long long)id, sz, ms);
+	else if (gpu >= 0)
+		printf("tenant %llu: resumed on gpu %d (%s)\n",
+		       (unsigned long long)id, (int)gpu, ms);
 	else
 		printf("tenant %llu: resumed (%s)\n", (unsigned long long)id,
 		       ms);
@@ -232,13 +237,8 @@ static void print_error(const char *path, const struct op_kind *k,
 			"ps` and the daemon's log)\n", c, t, c);
 		break;
 	case -EOPNOTSUPP:
-		if (k->type == CV_CTL_RESUME && o->gpu_set)
-			fprintf(stderr, "cuvisor resume: resume on another GPU "
-				"is not implemented yet; resume tenant %llu "
-				"without --gpu (on its own GPU)\n", t);
-		else
-			fprintf(stderr, "cuvisor %s: tenant %llu: %s (see the "
-				"daemon's log)\n", c, t, strerror(-status));
+		fprintf(stderr, "cuvisor %s: tenant %llu: %s (see the "
+			"daemon's log)\n", c, t, strerror(-status));
 		break;
 	case -ENODEV:
 		fprintf(stderr, "cuvisor %s: the daemon has no GPU %d\n", c,
@@ -323,7 +323,9 @@ static int run_op(void *ctx, int argc, char **argv)
 	fd = cv_cli_connect(path, false);
 	if (fd < 0)
 		return CV_CLI_EXIT_ERR;
-	n = op_call(fd, k, &op, &status, &r, &has_r);
+	/* A move copies all of the tenant's memory twice: evict's wait. */
+	n = op_call(fd, k, o->gpu_set ? EVICT_WAIT_MS : k->wait_ms, &op,
+		    &status, &r, &has_r);
 	close(fd);
 	if (n < 0) {
 		print_transport(path, k, n);
@@ -337,7 +339,7 @@ static int run_op(void *ctx, int argc, char **argv)
 				cv_cli_state_name(r.state));
 		return CV_CLI_EXIT_ERR;
 	}
-	print_done(k, op.tenant, &r);
+	print_done(k, op.tenant, o->gpu_set ? o->gpu : -1, &r);
 	return CV_CLI_EXIT_OK;
 }
 
@@ -358,9 +360,12 @@ const struct cv_cli_cmd cv_cli_cmd_resume = {
 	.args = "ID",
 	.summary = "resume a suspended or evicted tenant",
 	.details = "An evicted tenant's device memory is copied back to the "
-		   "GPU first, at the same addresses. Resuming on another GPU "
-		   "(--gpu) is not implemented yet. Waits up to 70 s for the "
-		   "daemon's answer.",
+		   "GPU first, at the same addresses. With --gpu N (another "
+		   "GPU) the tenant is checkpointed into memory and restored "
+		   "in a new worker on GPU N, at the same addresses; if that "
+		   "fails it stays stopped and `resume` may be tried again. "
+		   "Waits up to 70 s for the daemon's answer (610 s with "
+		   "--gpu).",
 	.opts = resume_opts, .nopts = CV_ARRAY_SIZE(resume_opts),
 	.run = run_op, .ctx_size = sizeof(struct op_ctx),
 	.stop_at_arg = true,

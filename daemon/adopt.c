@@ -23,6 +23,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -140,10 +141,19 @@ static void restore_reply(struct cv_d *d, struct cv_d_client *c, int status,
 			  const char *msg)
 {
 	struct cv_ctl_restore_r r = { 0 };
+	struct cv_ctl_op_r o = { 0 };
 
 	if (!c)
 		return;
 	c->restoring = NULL;
+	if (c->restore_is_resume) {
+		/* A move answers the RESUME it was asked as. */
+		c->restore_is_resume = false;
+		o.state = status < 0 ? CV_STATE_STOPPED : CV_STATE_RUNNING;
+		o.ns = ns;
+		cv_d_reply(d, c, CV_CTL_RESUME, status, &o, sizeof(o));
+		return;
+	}
 	if (t) {
 		r.tenant = t->id;
 		r.gpu = d->gpus[t->gpu].index;
@@ -151,6 +161,31 @@ static void restore_reply(struct cv_d *d, struct cv_d_client *c, int status,
 	r.ns = ns;
 	snprintf(r.msg, sizeof(r.msg), "%s", msg ? msg : "");
 	cv_d_reply(d, c, CV_CTL_RESTORE, status, &r, sizeof(r));
+}
+
+/* Asks t's holder for the region and link; the restore goes on in
+ * cv_d_restore_handover. fd (the image) is t's from now on. */
+static int restore_start(struct cv_d *d, struct cv_d_tenant *t,
+			 struct cv_d_client *c, int fd, int gpu, char *why,
+			 size_t size)
+{
+	if (t->restore_client || t->ctl_fd < 0) {
+		snprintf(why, size, "tenant %llu is busy",
+			 (unsigned long long)t->id);
+		return -EBUSY;
+	}
+	if (cv_ctl_send(t->ctl_fd, CV_CTL_W_HANDOVER, 0, NULL, 0, NULL, 0) <
+	    0) {
+		snprintf(why, size, "the tenant's holder does not answer");
+		return -EIO;
+	}
+	t->restore_client = c;
+	t->restore_fd = fd;
+	t->restore_gpu = gpu;
+	t->restore_start = cv_now_ns();
+	if (c)
+		c->restoring = t;
+	return 0;
 }
 
 /* Why no tenant can take this image, for the operator. */
@@ -220,26 +255,100 @@ void cv_d_restore_request(struct cv_d *d, struct cv_d_client *c,
 				 (int)req->gpu);
 		}
 	}
-	if (!r && cv_ctl_send(t->ctl_fd, CV_CTL_W_HANDOVER, 0, NULL, 0, NULL,
-			      0) < 0) {
-		r = -EIO;
-		snprintf(why, sizeof(why), "the tenant's holder does not "
-			 "answer");
-	}
+	if (!r)
+		r = restore_start(d, t, c, fd, gpu, why, sizeof(why));
 	if (r) {
 		cv_info("restore from pid %d refused: %s", (int)c->pid, why);
 		close(fd);
 		restore_reply(d, c, r, NULL, 0, why);
 		return;
 	}
-	t->restore_client = c;
-	t->restore_fd = fd;
-	t->restore_gpu = gpu;
-	t->restore_start = cv_now_ns();
-	c->restoring = t;
 	cv_info("tenant %llu: restore asked by pid %d uid %u, onto gpu %d",
 		(unsigned long long)t->id, (int)c->pid, (unsigned)c->uid,
 		d->gpus[gpu].index);
+}
+
+int cv_d_move(struct cv_d *d, struct cv_d_tenant *t, struct cv_d_client *c,
+	      int slot, char *why, size_t size)
+{
+	struct cv_ctl_ckpt ck = { .tenant = t->id, .flags = CV_CKPT_STOP };
+	uint64_t now = cv_now_ns();
+	int fd, r;
+
+	if (t->state == CV_STATE_STOPPED) {
+		/* Its image is ours already: restore from it. */
+		fd = dup(t->move_fd);
+		if (fd < 0)
+			return -errno;
+		c->restore_is_resume = true;
+		r = restore_start(d, t, c, fd, slot, why, size);
+		if (r) {
+			c->restore_is_resume = false;
+			close(fd);
+		}
+		return r;
+	}
+	fd = memfd_create("cuvisor-move", MFD_CLOEXEC);
+	if (fd < 0) {
+		snprintf(why, size, "memfd_create: %s", strerror(errno));
+		return -errno;
+	}
+	r = cv_ctl_send(t->ctl_fd, CV_CTL_W_CHECKPOINT, 0, &ck, sizeof(ck),
+			&fd, 1);
+	if (r < 0) {
+		close(fd);
+		snprintf(why, size, "cannot reach worker pid %d: %s",
+			 (int)t->worker_pid, strerror(-r));
+		return r;
+	}
+	t->move_fd = fd;
+	t->moving = true;
+	t->move_gpu = slot;
+	t->op = CV_CTL_W_CHECKPOINT;
+	t->op_start = now;
+	t->op_deadline = now + (uint64_t)d->cfg.op_timeout_s *
+				       CV_D_EVICT_FACTOR * 1000000000ull;
+	t->op_client = c;
+	c->op_tenant = t;
+	cv_info("tenant %llu: moving to gpu %d, asked by pid %d uid %u: "
+		"checkpoint into memory first", (unsigned long long)t->id,
+		d->gpus[slot].index, (int)c->pid, (unsigned)c->uid);
+	return 0;
+}
+
+void cv_d_move_checkpointed(struct cv_d *d, struct cv_d_tenant *t,
+			    struct cv_d_client *c, int status)
+{
+	char why[256];
+	int fd, r;
+
+	t->moving = false;
+	if (status < 0) {
+		cv_warn("tenant %llu: move failed at its checkpoint: %s",
+			(unsigned long long)t->id, strerror(-status));
+		close(t->move_fd);
+		t->move_fd = -1;
+		if (c)
+			cv_d_reply(d, c, CV_CTL_RESUME, status, NULL, 0);
+		return;
+	}
+	fd = dup(t->move_fd);
+	r = fd < 0 ? -errno : 0;
+	if (!r && c)
+		c->restore_is_resume = true;
+	if (!r)
+		r = restore_start(d, t, c, fd, t->move_gpu, why, sizeof(why));
+	if (r) {
+		/* Stopped, its image kept: `resume` may try again. */
+		cv_warn("tenant %llu: move failed: %s; it stays stopped",
+			(unsigned long long)t->id, r == -EBADF ? "dup" : why);
+		if (fd >= 0)
+			close(fd);
+		if (c) {
+			c->restore_is_resume = false;
+			cv_d_reply(d, c, CV_CTL_RESUME, r, NULL, 0);
+		}
+	}
 }
 
 void cv_d_restore_abort(struct cv_d *d, struct cv_d_tenant *t, int status,
@@ -347,6 +456,10 @@ void cv_d_restore_done(struct cv_d *d, struct cv_d_tenant *nt, int status,
 	/* The new worker serves the guest: the holder may go, and the
 	 * tenant is the new worker's record from now on. */
 	cv_ctl_send(t->ctl_fd, CV_CTL_W_STOP, 0, NULL, 0, NULL, 0);
+	if (t->move_fd >= 0) {
+		close(t->move_fd);
+		t->move_fd = -1;
+	}
 	t->hidden = true;
 	nt->hidden = false;
 	nt->stats.mem_used = 0;

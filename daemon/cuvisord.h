@@ -149,6 +149,7 @@ struct cv_d_client {
 	uint64_t ps_deadline;          /* cv_now_ns() */
 	struct cv_d_tenant *op_tenant; /* SUSPEND/RESUME/EVICT waiting on it */
 	struct cv_d_tenant *restoring; /* RESTORE waiting on it */
+	bool restore_is_resume;        /* ...asked as RESUME --gpu */
 	bool shutdown_pending;         /* answered when the daemon exits */
 };
 
@@ -188,6 +189,11 @@ struct cv_d_tenant {
 	struct cv_d_tenant *replaces;
 	struct cv_d_tenant *replaced_by;
 	bool hidden;             /* restoring, or replaced: not in ps */
+	/* A move to another GPU (RESUME --gpu): checkpoint --stop into a
+	 * memfd we keep (move_fd) until a restore from it succeeded. */
+	int move_fd;
+	bool moving;             /* its checkpoint is in flight */
+	int move_gpu;            /* index into d->gpus */
 };
 
 struct cv_d_cfg {
@@ -290,6 +296,13 @@ void cv_d_restore_handover(struct cv_d *d, struct cv_d_tenant *t, int status,
 /* A restoring worker's W_READY, or its end before it (status < 0). */
 void cv_d_restore_done(struct cv_d *d, struct cv_d_tenant *nt, int status,
 		       const char *msg);
+/* RESUME of t onto d->gpus[slot] through an image in memory (or from the
+ * one a failed move left): 0 when under way, or -errno with why. */
+int cv_d_move(struct cv_d *d, struct cv_d_tenant *t, struct cv_d_client *c,
+	      int slot, char *why, size_t size);
+/* The worker's answer to a move's checkpoint. */
+void cv_d_move_checkpointed(struct cv_d *d, struct cv_d_tenant *t,
+			    struct cv_d_client *c, int status);
 /* Drops a pending restore of t (its holder went away, the daemon stops). */
 void cv_d_restore_abort(struct cv_d *d, struct cv_d_tenant *t, int status,
 			const char *msg);

@@ -75,12 +75,14 @@ static int state_allows(const struct cv_d_tenant *t, uint16_t type,
 	return 0;
 }
 
-/* RESUME's GPU: -1 or the tenant's own; another one is not done yet. */
+/* RESUME's GPU: -1 or an index of ours; *slot is its d->gpus index,
+ * or -1 for the tenant's own GPU (no move). */
 static int gpu_allows(const struct cv_d *d, const struct cv_d_tenant *t,
-		      int32_t gpu, char *why, size_t size)
+		      int32_t gpu, int *slot, char *why, size_t size)
 {
 	int i;
 
+	*slot = -1;
 	if (gpu == -1 || gpu == d->gpus[t->gpu].index)
 		return 0;
 	for (i = 0; i < d->ngpus; i++)
@@ -90,17 +92,15 @@ static int gpu_allows(const struct cv_d *d, const struct cv_d_tenant *t,
 		snprintf(why, size, "there is no gpu %d", (int)gpu);
 		return -ENODEV;
 	}
-	snprintf(why, size, "resume on another GPU is not implemented yet "
-		 "(gpu %d asked, the tenant is on gpu %d)", (int)gpu,
-		 d->gpus[t->gpu].index);
-	return -EOPNOTSUPP;
+	*slot = i;
+	return 0;
 }
 
 /* Everything that may refuse the request before the worker hears of it
  * (op is NULL for CHECKPOINT, whose fields msg.c checked). */
 static int admit(struct cv_d *d, uint16_t type, uint64_t tenant,
 		 const struct cv_ctl_tenant_op *op, struct cv_d_tenant **out,
-		 char *why, size_t size)
+		 int *slot, char *why, size_t size)
 {
 	struct cv_d_tenant *t;
 	const char *w;
@@ -125,9 +125,15 @@ static int admit(struct cv_d *d, uint16_t type, uint64_t tenant,
 			 cv_d_op_name(t->op));
 		return -EBUSY;
 	}
-	r = state_allows(t, type, why, size);
+	/* A stopped tenant whose image we hold (a move that failed at the
+	 * restore) may be resumed: the restore is tried again. */
+	if (type == CV_CTL_RESUME && t->state == CV_STATE_STOPPED &&
+	    t->move_fd >= 0 && t->ctl_fd >= 0 && !t->restore_client)
+		r = 0;
+	else
+		r = state_allows(t, type, why, size);
 	if (r == 0 && type == CV_CTL_RESUME && op)
-		r = gpu_allows(d, t, op->gpu, why, size);
+		r = gpu_allows(d, t, op->gpu, slot, why, size);
 	if (r == 0)
 		*out = t;
 	return r;
@@ -173,7 +179,7 @@ static void request(struct cv_d *d, struct cv_d_client *c, uint16_t type,
 	struct cv_ctl_tenant_op w;
 	struct cv_d_tenant *t = NULL;
 	char why[160] = "";
-	int r;
+	int r, slot = -1;
 
 	if (!cv_d_privileged(c->uid)) {
 		cv_warn("%s of tenant %llu from pid %d uid %u refused: only "
@@ -184,8 +190,14 @@ static void request(struct cv_d *d, struct cv_d_client *c, uint16_t type,
 		cv_d_reply(d, c, type, -EPERM, NULL, 0);
 		return;
 	}
-	r = admit(d, type, tenant, op, &t, why, sizeof(why));
-	if (r == 0 && op) {
+	r = admit(d, type, tenant, op, &t, &slot, why, sizeof(why));
+	if (r == 0 && type == CV_CTL_RESUME &&
+	    (slot >= 0 || t->state == CV_STATE_STOPPED)) {
+		r = cv_d_move(d, t, c, slot >= 0 ? slot : t->gpu, why,
+			      sizeof(why));
+		if (r == 0)
+			return;
+	} else if (r == 0 && op) {
 		/* The tenant's own GPU and -1 mean the same: where it is. */
 		w = *op;
 		w.gpu = -1;
@@ -284,6 +296,14 @@ int cv_d_op_reply(struct cv_d *d, struct cv_d_tenant *t,
 
 	if (!t->op || t->op != wtype)
 		return -EPROTO;
+	if (wtype == CV_CTL_W_CHECKPOINT && t->moving) {
+		/* The first half of a move to another GPU. */
+		if (has)
+			t->state = m->u.op_r.state;
+		op_clear(t);
+		cv_d_move_checkpointed(d, t, c, m->status);
+		return 0;
+	}
 	if (has)
 		t->state = m->u.op_r.state;
 	log_result(t, wtype, m, has);

@@ -166,6 +166,7 @@ struct cv_d_tenant *cv_d_tenant_new(void)
 	t->ctl_fd = -1;
 	t->link_guest_fd = -1;
 	t->restore_fd = -1;
+	t->move_fd = -1;
 	t->state = CV_STATE_STARTING;
 	/* Unguessable: an image names its tenant by it. */
 	if (getrandom(t->token, sizeof(t->token), 0) !=
@@ -532,5 +533,9 @@ void cv_d_tenant_free(struct cv_d *d, struct cv_d_tenant *t)
 	cv_d_tenant_close_ctl(d, t);
 	if (t->link_guest_fd >= 0)
 		close(t->link_guest_fd);
+	if (t->restore_fd >= 0)
+		close(t->restore_fd);
+	if (t->move_fd >= 0)
+		close(t->move_fd);
 	free(t);
 }

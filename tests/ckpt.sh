@@ -226,6 +226,36 @@ ck_kill_during() {
 	fi
 }
 
+ck_gpu_of() {
+	timeout 10 "$BIN/cuvisor" ps --socket "$SOCK" 2>/dev/null |
+		awk -v id="$1" '$1 == id { print $3 }'
+}
+
+# Evicted, then resumed on the other GPU; suspended, moved back. The
+# host backend lists two GPUs here (CUVISOR_HOST_GPUS); on the cuda
+# backend this needs a machine with two.
+ck_move() {
+	local other
+	if [ "$BACKEND" = cuda ] &&
+	   [ "$(nvidia-smi -L 2>/dev/null | wc -l)" -lt 2 ]; then
+		result SKIP ckpt:move "one GPU: resume --gpu needs another"
+		return
+	fi
+	ck_tenant move || return
+	other=$(( $(ck_gpu_of "$CK_ID") == 0 ? 1 : 0 ))
+	ck_run move-evict 0 "evicted" evict "$CK_ID"
+	ck_run move-resume-other-gpu 0 "resumed on gpu $other" resume "$CK_ID" --gpu "$other"
+	if [ "$(ck_gpu_of "$CK_ID")" = "$other" ] && ops_moves; then
+		result PASS ckpt:moved-runs "gpu $other, $OPS_DETAIL"
+	else
+		result FAIL ckpt:moved-runs "cuvisor ps gpu $(ck_gpu_of "$CK_ID"), $OPS_DETAIL" "$DLOG"
+	fi
+	ck_run move-suspend 0 "suspended" suspend "$CK_ID"
+	ck_run move-back 0 "resumed on gpu $((1 - other))" resume "$CK_ID" --gpu "$((1 - other))"
+	ck_state_is moved-back-running running
+	ck_tenant_end move
+}
+
 run_ckpt() {
 	if ! have_cuvisor; then
 		result SKIP ckpt "cuvisor is not built"
@@ -237,6 +267,7 @@ run_ckpt() {
 	fi
 	CK_DIR=$LOGS/ckpt
 	mkdir -p "$CK_DIR"
+	[ "$BACKEND" = host ] && export CUVISOR_HOST_GPUS=2
 	if ! start_daemon; then
 		result FAIL ckpt:daemon-start "cuvisord did not answer" "$DLOG"
 		return
@@ -245,10 +276,12 @@ run_ckpt() {
 	ck_full_disk
 	ck_restart_under_load
 	ck_kill_during
+	ck_move
 	if daemon_answers; then
 		result PASS ckpt:daemon-answers
 	else
 		result FAIL ckpt:daemon-answers "cuvisor ps failed" "$LOGS/ps.out"
 	fi
 	stop_daemon
+	unset CUVISOR_HOST_GPUS
 }

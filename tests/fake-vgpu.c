@@ -222,6 +222,14 @@ static int ctl_input(struct fake *f, int ctl, const struct cv_ctl_hdr *h,
 		if (!f->op_delay_ms)
 			op_reply(f, ctl);
 		return 0;
+	case CV_CTL_W_CHECKPOINT: {
+		/* Not something a fake can do: refused, state kept. */
+		struct cv_ctl_op_r r = { .state = f->state };
+
+		cv_ctl_send(ctl, CV_CTL_W_CHECKPOINT | CV_CTL_REPLY,
+			    -EOPNOTSUPP, &r, sizeof(r), NULL, 0);
+		return 0;
+	}
 	default:
 		return 0;
 	}
@@ -236,7 +244,7 @@ static int serve(int ctl, int link, uint64_t quota, const char *mode)
 	struct cv_ctl_hdr h;
 	char buf[4096];
 	uint64_t due = 0, now;
-	int n;
+	int n, fds[4], nfds, i;
 
 	for (;;) {
 		now = cv_now_ns();
@@ -249,8 +257,11 @@ static int serve(int ctl, int link, uint64_t quota, const char *mode)
 		if (poll(p, 2, due ? (int)((due - now) / 1000000 + 1) : -1) < 0)
 			continue;
 		if (p[0].revents) {
-			n = cv_ctl_recv(ctl, &h, buf, sizeof(buf), NULL, NULL,
+			nfds = 4;
+			n = cv_ctl_recv(ctl, &h, buf, sizeof(buf), fds, &nfds,
 					0);
+			for (i = 0; n >= 0 && i < nfds; i++)
+				close(fds[i]);
 			if (n == -ETIMEDOUT || n == -EAGAIN)
 				continue;
 			/* Like the real worker: a daemon's going does not

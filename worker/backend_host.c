@@ -349,11 +349,19 @@ static void cv_host_devinfo(const struct cv_host *h, int gpu,
 }
 
 /* Prints the host device's probe line; returns 1 (one device). */
+/* CUVISOR_HOST_GPUS=N (1..8, default 1) lists N identical host "GPUs",
+ * so that moves between GPUs can be tested without one. */
 int cv_backend_host_probe(FILE *out)
 {
-	fprintf(out, "gpu 0 %llu %s\n", (unsigned long long)cv_host_total(),
-		CV_HOST_NAME);
-	return 1;
+	const char *e = getenv("CUVISOR_HOST_GPUS");
+	int i, n = e ? atoi(e) : 1;
+
+	if (n < 1 || n > 8)
+		n = 1;
+	for (i = 0; i < n; i++)
+		fprintf(out, "gpu %d %llu %s\n", i,
+			(unsigned long long)cv_host_total(), CV_HOST_NAME);
+	return n;
 }
 
 /* ---- kernel libraries ------------------------------------------------ */

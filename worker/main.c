@@ -30,6 +30,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
+#include <inttypes.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdbool.h>
@@ -67,6 +68,9 @@ struct wopts {
 	bool have_token;
 	int probe;
 	int hold;
+	/* --ckpt-done BYTES:NS: a holder answers the checkpoint it ends */
+	bool ckpt_done;
+	uint64_t ckpt_bytes, ckpt_ns;
 };
 
 /* What the control thread serves: a vGPU, or (holder) only fds. */
@@ -140,6 +144,7 @@ static int parse_args(int argc, char **argv, struct wopts *o)
 		{ "token", 1, 0, 'T' },  { "daemon-socket", 1, 0, 'S' },
 		{ "guest-pid", 1, 0, 'P' }, { "name", 1, 0, 'N' },
 		{ "probe", 0, 0, 'p' },  { "hold", 0, 0, 'H' },
+		{ "ckpt-done", 1, 0, 'D' },
 		{ "help", 0, 0, 'h' },   { 0, 0, 0, 0 }
 	};
 	uint64_t n;
@@ -169,6 +174,10 @@ static int parse_args(int argc, char **argv, struct wopts *o)
 		case 'L': o->log = optarg; break;
 		case 'p': o->probe = 1; break;
 		case 'H': o->hold = 1; break;
+		case 'D': if (sscanf(optarg, "%" SCNu64 ":%" SCNu64,
+				     &o->ckpt_bytes, &o->ckpt_ns) != 2)
+				  return -EINVAL;
+			  o->ckpt_done = true; break;
 		case 'h': usage(stdout); exit(0);
 		default: return -EINVAL;
 		}
@@ -250,10 +259,10 @@ static int keep_fd(int fd)
  * Everything of the GPU goes with the exec (and whatever the driver left
  * open is closed by the holder at start). Returns only on failure.
  */
-static int become_holder(struct wstate *w)
+static int become_holder(struct wstate *w, const struct cv_ctl_op_r *r)
 {
 	char tenant[24], mem[24], gpu[16], ctl[16], link[16], region[16];
-	char token[33], gpid[16];
+	char token[33], gpid[16], done[48];
 	const char *argv[40];
 	int n = 0;
 
@@ -291,6 +300,11 @@ static int become_holder(struct wstate *w)
 		argv[n++] = "--log";
 		argv[n++] = w->o->log;
 	}
+	/* The holder answers the checkpoint: whatever the daemon sends
+	 * next (W_HANDOVER) then finds a holder, not this worker. */
+	snprintf(done, sizeof(done), "%" PRIu64 ":%" PRIu64, r->bytes, r->ns);
+	argv[n++] = "--ckpt-done";
+	argv[n++] = done;
 	argv[n] = NULL;
 	execv("/proc/self/exe", (char *const *)argv);
 	return -errno;
@@ -388,16 +402,20 @@ static void *op_main(void *arg)
 		cv_info("tenant %llu: %s done: %llu bytes in %.3f ms",
 			(unsigned long long)a.w->tenant, op_name(a.type),
 			(unsigned long long)r.bytes, r.ns / 1e6);
-	ctl_reply(a.w, a.type, rc, &r, sizeof(r), NULL, 0);
 	if (stop) {
 		cv_info("tenant %llu: stopped; holding its region for a "
 			"restore", (unsigned long long)a.w->tenant);
-		rc = become_holder(a.w);
+		/* No reply from here: the holder sends it. */
+		pthread_mutex_lock(&send_lock);
+		rc = become_holder(a.w, &r);
+		pthread_mutex_unlock(&send_lock);
+		ctl_reply(a.w, a.type, rc, &r, sizeof(r), NULL, 0);
 		cv_err("tenant %llu: cannot become a holder: %s; the vGPU "
 		       "is lost", (unsigned long long)a.w->tenant,
 		       strerror(-rc));
 		_exit(3);
 	}
+	ctl_reply(a.w, a.type, rc, &r, sizeof(r), NULL, 0);
 	pthread_mutex_lock(&op_lock);
 	op_busy = false;
 	pthread_mutex_unlock(&op_lock);
@@ -687,6 +705,12 @@ static int hold(struct wopts *o)
 		fcntl(g_ws.ctl, F_SETFL, O_NONBLOCK);
 	cv_info("tenant %llu: holding the stopped vGPU (no GPU resources)",
 		(unsigned long long)o->tenant);
+	if (o->ckpt_done)
+		ctl_reply(&g_ws, CV_CTL_W_CHECKPOINT, 0,
+			  &(struct cv_ctl_op_r){ .state = CV_STATE_STOPPED,
+						 .bytes = o->ckpt_bytes,
+						 .ns = o->ckpt_ns },
+			  sizeof(struct cv_ctl_op_r), NULL, 0);
 	ctl_main(&g_ws);
 	return 0;
 }
