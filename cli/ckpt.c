@@ -154,14 +154,10 @@ static void show_progress(const char *path, const char *what, uint64_t id,
 		rate / 1e9, left);
 }
 
-/*
- * Sends one request with fd and waits for its reply, showing progress on
- * a terminal. The reply's payload length in buf, or -errno (transport);
- * *status is the reply's status.
- */
-static int call_progress(const char *path, uint16_t type, const void *p,
+int cv_cli_call_progress(const char *path, uint16_t type, const void *p,
 			 uint32_t len, int fd, void *buf, uint32_t size,
-			 int *status, const char *what, uint64_t id)
+			 int *status, const char *what, uint64_t id,
+			 int wait_ms)
 {
 	struct pollfd pf = { .events = POLLIN };
 	bool tty = isatty(2);
@@ -172,10 +168,10 @@ static int call_progress(const char *path, uint16_t type, const void *p,
 
 	sock = cv_cli_connect(path, false);
 	if (sock < 0)
-		return sock;
-	n = cv_ctl_send(sock, type, 0, p, len, &fd, 1);
+		return -ENOTCONN; /* cv_cli_connect said why */
+	n = cv_ctl_send(sock, type, 0, p, len, fd >= 0 ? &fd : NULL, fd >= 0);
 	pf.fd = sock;
-	while (n == 0 && waited < WAIT_MS) {
+	while (n == 0 && waited < wait_ms) {
 		n = poll(&pf, 1, TICK_MS);
 		if (n > 0)
 			break;
@@ -372,13 +368,14 @@ static int run_checkpoint(void *ctx, int argc, char **argv)
 		return CV_CLI_EXIT_ERR;
 	snprintf(what, sizeof(what), "checkpoint of tenant %llu",
 		 (unsigned long long)ck.tenant);
-	n = call_progress(path, CV_CTL_CHECKPOINT, &ck, sizeof(ck), f.fd, buf,
-			  sizeof(buf), &status, what, ck.tenant);
+	n = cv_cli_call_progress(path, CV_CTL_CHECKPOINT, &ck, sizeof(ck),
+				 f.fd, buf, sizeof(buf), &status, what,
+				 ck.tenant, WAIT_MS);
 	if (n >= 0 && n != 0 && n != (int)sizeof(r))
 		n = -EBADMSG;
 	if (n < 0 || status < 0) {
 		out_close(&f);
-		if (n < 0)
+		if (n < 0 && n != -ENOTCONN)
 			fprintf(stderr, "cuvisor checkpoint: %s: %s\n", path,
 				n == -ECONNRESET ? "the daemon closed the "
 				"connection" : strerror(-n));
@@ -452,15 +449,17 @@ static int run_restore(void *ctx, int argc, char **argv)
 	}
 	snprintf(what, sizeof(what), "restore of tenant %llu",
 		 (unsigned long long)id.tenant_id);
-	n = call_progress(path, CV_CTL_RESTORE, &rq, sizeof(rq), fd, buf,
-			  sizeof(buf), &status, what, id.tenant_id);
+	n = cv_cli_call_progress(path, CV_CTL_RESTORE, &rq, sizeof(rq), fd,
+				 buf, sizeof(buf), &status, what,
+				 id.tenant_id, WAIT_MS);
 	close(fd);
 	if (n >= 0 && n != (int)sizeof(r) && !(status < 0 && n == 0))
 		n = -EBADMSG;
 	if (n < 0) {
-		fprintf(stderr, "cuvisor restore: %s: %s\n", path,
-			n == -ECONNRESET ? "the daemon closed the connection" :
-			strerror(-n));
+		if (n != -ENOTCONN)
+			fprintf(stderr, "cuvisor restore: %s: %s\n", path,
+				n == -ECONNRESET ? "the daemon closed the "
+				"connection" : strerror(-n));
 		return CV_CLI_EXIT_ERR;
 	}
 	memset(&r, 0, sizeof(r));

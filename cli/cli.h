@@ -64,6 +64,18 @@ int cv_cli_connect(const char *path, bool quiet);
 int cv_cli_call(int fd, uint16_t type, const void *p, uint32_t len, void *buf,
 		uint32_t size, int timeout_ms);
 
+/*
+ * Sends one request (with fd unless it is -1) on a new connection to path
+ * and waits up to wait_ms for its reply, showing tenant id's progress on
+ * a terminal ("what: 3.2 GiB of 8.0 GiB, 5.1 GB/s, 1 s left"). The
+ * reply's payload length in buf, or -errno (transport, -ETIMEDOUT);
+ * *status is the reply's status. (cli/ckpt.c)
+ */
+int cv_cli_call_progress(const char *path, uint16_t type, const void *p,
+			 uint32_t len, int fd, void *buf, uint32_t size,
+			 int *status, const char *what, uint64_t id,
+			 int wait_ms);
+
 /* The directory of our own executable (/proc/self/exe); 0 or -errno. */
 int cv_cli_exe_dir(char *buf, size_t size);
 

@@ -118,31 +118,29 @@ static int parse_id(const char *s, uint64_t *id)
  * Sends the request and receives the reply: 0 with *status and, when the
  * reply carries one, *r (*has_r set); or -errno of the transport.
  */
-static int op_call(int fd, const struct op_kind *k, int wait_ms,
+static int op_call(const char *path, const struct op_kind *k, int wait_ms,
 		   const struct cv_ctl_tenant_op *op, int *status,
 		   struct cv_ctl_op_r *r, bool *has_r)
 {
-	struct cv_ctl_hdr h;
+	char what[48];
 	uint8_t buf[256];
 	int n;
 
-	n = cv_ctl_send(fd, k->type, 0, op, sizeof(*op), NULL, 0);
-	if (n == 0)
-		n = cv_ctl_recv(fd, &h, buf, sizeof(buf), NULL, NULL,
-				wait_ms);
+	snprintf(what, sizeof(what), "%s of tenant %llu", k->name,
+		 (unsigned long long)op->tenant);
+	n = cv_cli_call_progress(path, k->type, op, sizeof(*op), -1, buf,
+				 sizeof(buf), status, what, op->tenant,
+				 wait_ms);
 	if (n < 0)
 		return n;
-	if (h.type != (k->type | CV_CTL_REPLY))
-		return -EBADMSG;
 	*has_r = n == sizeof(*r);
-	if ((n && !*has_r) || (h.status == 0 && !*has_r))
+	if ((n && !*has_r) || (*status == 0 && !*has_r))
 		return -EBADMSG;
 	if (*has_r) {
 		memcpy(r, buf, sizeof(*r));
 		if (r->state < CV_STATE_RUNNING || r->state > CV_STATE_MAX)
 			return -EBADMSG;
 	}
-	*status = h.status;
 	return 0;
 }
 
@@ -294,7 +292,7 @@ static int run_op(void *ctx, int argc, char **argv)
 	struct cv_ctl_op_r r = { 0 };
 	char path[108];
 	bool has_r = false;
-	int status = 0, fd, n;
+	int status = 0, n;
 
 	cmd = k->type == CV_CTL_RESUME ? &cv_cli_cmd_resume :
 	      k->type == CV_CTL_EVICT ? &cv_cli_cmd_evict : &cv_cli_cmd_suspend;
@@ -320,15 +318,12 @@ static int run_op(void *ctx, int argc, char **argv)
 			strerror(-n));
 		return CV_CLI_EXIT_ERR;
 	}
-	fd = cv_cli_connect(path, false);
-	if (fd < 0)
-		return CV_CLI_EXIT_ERR;
 	/* A move copies all of the tenant's memory twice: evict's wait. */
-	n = op_call(fd, k, o->gpu_set ? EVICT_WAIT_MS : k->wait_ms, &op,
+	n = op_call(path, k, o->gpu_set ? EVICT_WAIT_MS : k->wait_ms, &op,
 		    &status, &r, &has_r);
-	close(fd);
 	if (n < 0) {
-		print_transport(path, k, n);
+		if (n != -ENOTCONN)
+			print_transport(path, k, n);
 		return CV_CLI_EXIT_ERR;
 	}
 	if (status < 0) {

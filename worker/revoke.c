@@ -160,6 +160,11 @@ int cv_vgpu_evict(struct cv_vgpu *v, uint64_t *bytes)
 	v->saved = calloc(v->dev.n ? v->dev.n : 1, sizeof(*v->saved));
 	if (!v->saved)
 		return -ENOMEM;
+	/* Progress for `cuvisor evict` on a terminal (W_STATS). */
+	__atomic_store_n(&v->op_done, 0, __ATOMIC_RELAXED);
+	v->op_total = 0;
+	for (i = 0; i < v->dev.n; i++)
+		v->op_total += v->dev.r[i].size;
 	for (i = 0; i < v->dev.n && !rc; i++) {
 		r = &v->dev.r[i];
 		v->saved[i] = (struct cv_saved){ r->base, r->size, NULL,
@@ -186,6 +191,12 @@ static int unevict(struct cv_vgpu *v, uint64_t *bytes)
 {
 	uint32_t i;
 	int rc;
+
+	__atomic_store_n(&v->op_done, 0, __ATOMIC_RELAXED);
+	v->op_total = 0;
+	for (i = 0; i < v->nsaved; i++)
+		if (v->saved[i].buf)
+			v->op_total += v->saved[i].size;
 
 	for (i = 0; i < v->nsaved; i++) {
 		if (!v->saved[i].buf)
