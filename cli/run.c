@@ -289,14 +289,38 @@ static pid_t spawn_daemon(const char *path, char *const *argv,
 	return got.tag;
 }
 
-/* Whether the daemon pid has exited; pidfd is -1 when not available. */
+/* A zombie (or dead) process: state Z or X in /proc/PID/stat. */
+static bool is_zombie(pid_t pid)
+{
+	char path[64], buf[512], *s;
+	ssize_t n;
+	int fd;
+
+	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return errno == ENOENT;
+	n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	if (n <= 0)
+		return false;
+	buf[n] = 0;
+	s = strrchr(buf, ')');
+	return s && s[1] == ' ' && (s[2] == 'Z' || s[2] == 'X');
+}
+
+/* Whether the daemon pid has exited; pidfd is -1 when not available.
+ * Not our child: nobody may reap it soon (a container's init), so a
+ * zombie counts as gone. */
 static bool daemon_gone(pid_t pid, int pidfd)
 {
 	struct pollfd pf = { .fd = pidfd, .events = POLLIN };
 
-	if (pidfd >= 0)
-		return poll(&pf, 1, 0) > 0;
-	return kill(pid, 0) < 0 && errno == ESRCH;
+	if (pidfd >= 0 && poll(&pf, 1, 0) > 0)
+		return true;
+	if (kill(pid, 0) < 0 && errno == ESRCH)
+		return true;
+	return is_zombie(pid);
 }
 
 /* Waits up to ms for pid to exit; true when it has. */
@@ -404,22 +428,16 @@ static bool log_has_trouble(const char *log)
 static void stop_private(const struct priv *p)
 {
 	uint8_t buf[64];
-	int fd, r;
+	int fd;
 
+	/* It may be on its way out already (a private daemon stops when its
+	 * last tenant is gone), so the request may fail in any way: what
+	 * counts is that it exits. */
 	fd = cv_ctl_connect(p->sock);
-	if (fd < 0) {
-		/* It exits by itself once its last tenant is gone. */
-		r = fd == -ENOENT || fd == -ECONNREFUSED ? 0 : fd;
-	} else {
-		r = cv_cli_call(fd, CV_CTL_SHUTDOWN, NULL, 0, buf, sizeof(buf),
-				15000);
+	if (fd >= 0) {
+		cv_cli_call(fd, CV_CTL_SHUTDOWN, NULL, 0, buf, sizeof(buf),
+			    15000);
 		close(fd);
-	}
-	if (r < 0 && r != -ECONNRESET) {
-		fprintf(stderr, "cuvisor run: could not stop the private "
-			"daemon (pid %d): %s; its log is %s\n", (int)p->pid,
-			strerror(-r), p->log);
-		return;
 	}
 	/* The daemon answers SHUTDOWN before it stops its workers and
 	 * removes its socket: wait for it, so that the directory is empty
