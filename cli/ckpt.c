@@ -79,18 +79,11 @@ static int set_level(void *ctx, const char *v)
 
 static int set_gpu(void *ctx, const char *v)
 {
-	char *end;
-	long g;
+	struct ck_ctx *o = ctx;
 
-	errno = 0;
-	g = strtol(v, &end, 10);
-	if (!*v || *end || errno || g < 0 || g > 65535) {
-		fprintf(stderr, "cuvisor restore: --gpu: '%s' is not a GPU "
-			"index\n", v);
+	if (cv_cli_parse_gpu("restore", v, &o->gpu) < 0)
 		return -EINVAL;
-	}
-	((struct ck_ctx *)ctx)->gpu = (int32_t)g;
-	((struct ck_ctx *)ctx)->gpu_set = true;
+	o->gpu_set = true;
 	return 0;
 }
 
@@ -116,24 +109,6 @@ static const struct cv_cli_opt rs_opts[] = {
 	  "the GPU to restore on (default: the one it was on)" },
 };
 
-static void fmt_bytes(uint64_t b, char *buf, size_t size)
-{
-	static const char *const unit[] = { "KiB", "MiB", "GiB", "TiB",
-					    "PiB", "EiB" };
-	double v = (double)b;
-	int u = -1;
-
-	if (b < 1024) {
-		snprintf(buf, size, "%llu B", (unsigned long long)b);
-		return;
-	}
-	while (v >= 1024 && u + 1 < (int)CV_ARRAY_SIZE(unit)) {
-		v /= 1024;
-		u++;
-	}
-	snprintf(buf, size, "%.1f %s", v, unit[u]);
-}
-
 /* One line of progress on stderr, rewritten in place. */
 static void show_progress(const char *path, const char *what, uint64_t id,
 			  uint64_t t0)
@@ -144,8 +119,8 @@ static void show_progress(const char *path, const char *what, uint64_t id,
 
 	if (cv_cli_tenant_get(path, id, &t) < 0 || !t.op_total)
 		return;
-	fmt_bytes(t.op_done, done, sizeof(done));
-	fmt_bytes(t.op_total, total, sizeof(total));
+	cv_cli_fmt_bytes(t.op_done, done, sizeof(done));
+	cv_cli_fmt_bytes(t.op_total, total, sizeof(total));
 	rate = s > 0 ? (double)t.op_done / s : 0;
 	if (rate > 0 && t.op_done <= t.op_total)
 		snprintf(left, sizeof(left), ", %.0f s left",
@@ -195,22 +170,6 @@ int cv_cli_call_progress(const char *path, uint16_t type, const void *p,
 		return -EBADMSG;
 	*status = h.status;
 	return n;
-}
-
-/* A tenant ID: decimal, nonzero. 0 or -EINVAL. */
-static int parse_id(const char *s, uint64_t *id)
-{
-	unsigned long long v;
-	char *end;
-
-	if (*s < '0' || *s > '9')
-		return -EINVAL;
-	errno = 0;
-	v = strtoull(s, &end, 10);
-	if (*end || errno || v == 0)
-		return -EINVAL;
-	*id = v;
-	return 0;
 }
 
 /* ---- checkpoint ---------------------------------------------------- */
@@ -348,7 +307,7 @@ static int run_checkpoint(void *ctx, int argc, char **argv)
 	uint8_t buf[256];
 	int status = 0, n;
 
-	if (argc < 2 || parse_id(argv[1], &ck.tenant) < 0) {
+	if (argc < 2 || cv_cli_parse_id(argv[1], &ck.tenant) < 0) {
 		fprintf(stderr, "cuvisor checkpoint: which tenant? (an ID "
 			"from `cuvisor ps`)\n");
 		return CV_CLI_EXIT_USAGE;
@@ -397,7 +356,7 @@ static int run_checkpoint(void *ctx, int argc, char **argv)
 			"impossible" : "");
 		return CV_CLI_EXIT_ERR;
 	}
-	fmt_bytes(r.bytes, sz, sizeof(sz));
+	cv_cli_fmt_bytes(r.bytes, sz, sizeof(sz));
 	printf("tenant %llu: checkpointed to %s: %s in %.1f ms (%.2f GB/s)%s\n",
 	       (unsigned long long)ck.tenant, o->out, sz, r.ns / 1e6,
 	       r.ns ? (double)r.bytes / (double)r.ns : 0.0,
@@ -471,7 +430,7 @@ static int run_restore(void *ctx, int argc, char **argv)
 			r.msg[0] ? r.msg : strerror(-status));
 		return CV_CLI_EXIT_ERR;
 	}
-	fmt_bytes(id.mem_bytes, sz, sizeof(sz));
+	cv_cli_fmt_bytes(id.mem_bytes, sz, sizeof(sz));
 	printf("tenant %llu: restored from %s on gpu %d: %s of device memory "
 	       "in %.1f ms\n", (unsigned long long)r.tenant, argv[1],
 	       (int)r.gpu, sz, r.ns / 1e6);

@@ -76,6 +76,13 @@ int cv_cli_call_progress(const char *path, uint16_t type, const void *p,
 			 int *status, const char *what, uint64_t id,
 			 int wait_ms);
 
+/* A tenant ID: decimal, nonzero. 0 or -EINVAL. */
+int cv_cli_parse_id(const char *s, uint64_t *id);
+/* A --gpu index (0..65535); -EINVAL after printing why for `cuvisor cmd`. */
+int cv_cli_parse_gpu(const char *cmd, const char *s, int32_t *gpu);
+/* Bytes for humans with one decimal and a binary unit: "1.5 GiB". */
+void cv_cli_fmt_bytes(uint64_t b, char *buf, size_t size);
+
 /* The directory of our own executable (/proc/self/exe); 0 or -errno. */
 int cv_cli_exe_dir(char *buf, size_t size);
 

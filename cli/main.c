@@ -206,6 +206,55 @@ static void usage(FILE *f)
 		"program's status).\n");
 }
 
+int cv_cli_parse_id(const char *s, uint64_t *id)
+{
+	unsigned long long v;
+	char *end;
+
+	if (*s < '0' || *s > '9')
+		return -EINVAL;
+	errno = 0;
+	v = strtoull(s, &end, 10);
+	if (*end || errno || v == 0)
+		return -EINVAL;
+	*id = v;
+	return 0;
+}
+
+int cv_cli_parse_gpu(const char *cmd, const char *s, int32_t *gpu)
+{
+	char *end;
+	long g;
+
+	errno = 0;
+	g = strtol(s, &end, 10);
+	if (!*s || *end || errno || g < 0 || g > 65535) {
+		fprintf(stderr, "cuvisor %s: --gpu: '%s' is not a GPU index\n",
+			cmd, s);
+		return -EINVAL;
+	}
+	*gpu = (int32_t)g;
+	return 0;
+}
+
+void cv_cli_fmt_bytes(uint64_t b, char *buf, size_t size)
+{
+	static const char *const unit[] = { "KiB", "MiB", "GiB", "TiB",
+					    "PiB", "EiB" };
+	double v = (double)b;
+	int u = -1;
+
+	if (b < 1024) {
+		snprintf(buf, size, "%llu B", (unsigned long long)b);
+		return;
+	}
+	while (v >= 1024 && u + 1 < (int)CV_ARRAY_SIZE(unit)) {
+		v /= 1024;
+		u++;
+	}
+	snprintf(buf, size, "%.1f %s", v, unit[u]);
+}
+
 int main(int argc, char **argv)
 {
 	const struct cv_cli_cmd *cmd = NULL;

@@ -59,17 +59,9 @@ static int set_socket(void *ctx, const char *v)
 static int set_gpu(void *ctx, const char *v)
 {
 	struct op_ctx *o = ctx;
-	char *end;
-	long g;
 
-	errno = 0;
-	g = strtol(v, &end, 10);
-	if (!*v || *end || errno || g < 0 || g > 65535) {
-		fprintf(stderr, "cuvisor resume: --gpu: '%s' is not a GPU "
-			"index\n", v);
+	if (cv_cli_parse_gpu("resume", v, &o->gpu) < 0)
 		return -EINVAL;
-	}
-	o->gpu = (int32_t)g;
 	o->gpu_set = true;
 	return 0;
 }
@@ -96,22 +88,6 @@ static const struct op_kind *kind_of(const char *name)
 		if (!strcmp(kinds[i].name, name))
 			return &kinds[i];
 	return NULL;
-}
-
-/* A tenant ID: decimal, nonzero. 0 or -EINVAL. */
-static int parse_id(const char *s, uint64_t *id)
-{
-	unsigned long long v;
-	char *end;
-
-	if (*s < '0' || *s > '9')
-		return -EINVAL;
-	errno = 0;
-	v = strtoull(s, &end, 10);
-	if (*end || errno || v == 0)
-		return -EINVAL;
-	*id = v;
-	return 0;
 }
 
 /*
@@ -144,31 +120,13 @@ static int op_call(const char *path, const struct op_kind *k, int wait_ms,
 	return 0;
 }
 
-static void fmt_bytes(uint64_t b, char *buf, size_t size)
-{
-	static const char *const unit[] = { "KiB", "MiB", "GiB", "TiB",
-					    "PiB", "EiB" };
-	double v = (double)b;
-	int u = -1;
-
-	if (b < 1024) {
-		snprintf(buf, size, "%llu B", (unsigned long long)b);
-		return;
-	}
-	while (v >= 1024 && u + 1 < (int)CV_ARRAY_SIZE(unit)) {
-		v /= 1024;
-		u++;
-	}
-	snprintf(buf, size, "%.1f %s", v, unit[u]);
-}
-
 static void print_done(const struct op_kind *k, uint64_t id, int32_t gpu,
 		       const struct cv_ctl_op_r *r)
 {
 	double v = (double)r->ns / 1e6;
 	char sz[32], rate[32] = "", ms[32];
 
-	fmt_bytes(r->bytes, sz, sizeof(sz));
+	cv_cli_fmt_bytes(r->bytes, sz, sizeof(sz));
 	snprintf(ms, sizeof(ms), v < 0.1 ? "%.3f ms" : "%.1f ms", v);
 	/* bytes per ns are GB/s */
 	if (r->bytes && r->ns)
@@ -301,7 +259,7 @@ static int run_op(void *ctx, int argc, char **argv)
 			"`cuvisor ps`)\n", k->name);
 		return CV_CLI_EXIT_USAGE;
 	}
-	if (parse_id(argv[1], &op.tenant) < 0) {
+	if (cv_cli_parse_id(argv[1], &op.tenant) < 0) {
 		fprintf(stderr, "cuvisor %s: '%s' is not a tenant ID (see "
 			"`cuvisor ps`)\n", k->name, argv[1]);
 		return CV_CLI_EXIT_USAGE;

@@ -62,4 +62,7 @@ static inline void cv_cpu_relax(void)
 /* Monotonic nanoseconds. */
 uint64_t cv_now_ns(void);
 
+/* Writes n bytes as 2n lowercase hex digits and a NUL into out. */
+void cv_hex(const uint8_t *p, size_t n, char *out);
+
 #endif

@@ -76,14 +76,6 @@ static void exec_worker(const char *path, const char *const *argv,
 	_exit(127);
 }
 
-static void hex(const uint8_t *p, size_t n, char *out)
-{
-	size_t i;
-
-	for (i = 0; i < n; i++)
-		sprintf(out + 2 * i, "%02x", p[i]);
-}
-
 int cv_d_tenant_spawn(struct cv_d *d, struct cv_d_tenant *t,
 		      const struct cv_d_spawn *x)
 {
@@ -97,7 +89,7 @@ int cv_d_tenant_spawn(struct cv_d *d, struct cv_d_tenant *t,
 	snprintf(gpu, sizeof(gpu), "%d", d->gpus[t->gpu].index);
 	snprintf(mem, sizeof(mem), "%llu", (unsigned long long)t->quota);
 	snprintf(gpid, sizeof(gpid), "%d", (int)t->guest_pid);
-	hex(t->token, sizeof(t->token), token);
+	cv_hex(t->token, sizeof(t->token), token);
 	argv[n++] = d->cfg.worker;
 	argv[n++] = "--tenant"; argv[n++] = id;
 	argv[n++] = "--gpu"; argv[n++] = gpu;

@@ -239,14 +239,6 @@ static uint32_t vstate(struct wstate *w)
 
 /* ---- the holder ---------------------------------------------------- */
 
-static void hex(const uint8_t *p, size_t n, char *out)
-{
-	size_t i;
-
-	for (i = 0; i < n; i++)
-		sprintf(out + 2 * i, "%02x", p[i]);
-}
-
 static int keep_fd(int fd)
 {
 	int fl = fcntl(fd, F_GETFD);
@@ -276,7 +268,7 @@ static int become_holder(struct wstate *w, const struct cv_ctl_op_r *r)
 	snprintf(link, sizeof(link), "%d", w->link);
 	snprintf(region, sizeof(region), "%d", w->memfd);
 	snprintf(gpid, sizeof(gpid), "%u", w->o->guest_pid);
-	hex(w->o->token, 16, token);
+	cv_hex(w->o->token, 16, token);
 	argv[n++] = "cuvisor-vgpu";
 	argv[n++] = "--hold";
 	argv[n++] = "--tenant"; argv[n++] = tenant;
