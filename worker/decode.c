@@ -62,9 +62,14 @@ static bool host_ok(struct cv_vgpu *v, uint64_t a, uint64_t len)
 	return cv_rangeset_covers(&v->heap, a, len);
 }
 
-static bool side_ok(struct cv_vgpu *v, bool dev, uint64_t a, uint64_t len)
+/* Checks one side of a copy; a device address inside a global that a
+ * restore moved is rebased first (cv_vgpu_xlate). */
+static bool side_ok(struct cv_vgpu *v, bool dev, uint64_t *a, uint64_t len)
 {
-	return dev ? dev_ok(v, a, len) : host_ok(v, a, len);
+	if (!dev)
+		return host_ok(v, *a, len);
+	cv_vgpu_xlate(v, a, len);
+	return dev_ok(v, *a, len);
 }
 
 /* True when id may name a new object of table t. */
@@ -266,15 +271,10 @@ static int h_memcpy(struct cv_vgpu *v, const void *p, uint32_t len,
 	memcpy(&c, p, sizeof(c));
 	if (!signal_ok(c.signal))
 		return CUDA_ERROR_INVALID_VALUE;
-	if (v->nreloc && kind_sides(c.kind, &dd, &sd)) {
-		if (dd)
-			cv_vgpu_xlate(v, &c.dst, c.len);
-		if (sd)
-			cv_vgpu_xlate(v, &c.src, c.len);
-	}
 	if (!kind_sides(c.kind, &dd, &sd) || !stream_get(v, c.stream, &s))
 		rc = CUDA_ERROR_INVALID_VALUE;
-	else if (!side_ok(v, dd, c.dst, c.len) || !side_ok(v, sd, c.src, c.len))
+	else if (!side_ok(v, dd, &c.dst, c.len) ||
+		 !side_ok(v, sd, &c.src, c.len))
 		rc = CUDA_ERROR_INVALID_VALUE;
 	else if (!c.len)
 		rc = CUDA_SUCCESS;
@@ -286,8 +286,8 @@ static int h_memcpy(struct cv_vgpu *v, const void *p, uint32_t len,
 }
 
 /* Every byte a 2D copy touches on one side: rows of width at pitch. */
-static bool side2d_ok(struct cv_vgpu *v, bool dev, uint64_t a, uint64_t pitch,
-		      uint64_t width, uint64_t height)
+static bool side2d_ok(struct cv_vgpu *v, bool dev, uint64_t *a,
+		      uint64_t pitch, uint64_t width, uint64_t height)
 {
 	uint64_t span;
 
@@ -313,17 +313,9 @@ static int h_memcpy2d(struct cv_vgpu *v, const void *p, uint32_t len,
 	memcpy(&c, p, sizeof(c));
 	if (!signal_ok(c.signal))
 		return CUDA_ERROR_INVALID_VALUE;
-	if (v->nreloc && kind_sides(c.kind, &dd, &sd) && c.height) {
-		if (dd)
-			cv_vgpu_xlate(v, &c.dst, c.dst_pitch * (c.height - 1) +
-						     c.width);
-		if (sd)
-			cv_vgpu_xlate(v, &c.src, c.src_pitch * (c.height - 1) +
-						     c.width);
-	}
 	if (!kind_sides(c.kind, &dd, &sd) || !stream_get(v, c.stream, &s) ||
-	    !side2d_ok(v, dd, c.dst, c.dst_pitch, c.width, c.height) ||
-	    !side2d_ok(v, sd, c.src, c.src_pitch, c.width, c.height)) {
+	    !side2d_ok(v, dd, &c.dst, c.dst_pitch, c.width, c.height) ||
+	    !side2d_ok(v, sd, &c.src, c.src_pitch, c.width, c.height)) {
 		rc = CUDA_ERROR_INVALID_VALUE;
 	} else if (!c.width || !c.height) {
 		rc = CUDA_SUCCESS;
@@ -350,12 +342,8 @@ static int h_memset(struct cv_vgpu *v, const void *p, uint32_t len,
 	    !stream_get(v, m.stream, &s) || (m.dst % m.elem) ||
 	    (m.height > 1 && (m.pitch % m.elem)))
 		return CUDA_ERROR_INVALID_VALUE;
-	if (v->nreloc && m.height && m.width < (1ull << 40) &&
-	    m.pitch < (1ull << 40) && m.height < (1u << 24))
-		cv_vgpu_xlate(v, &m.dst, m.pitch * (m.height - 1) +
-					 m.width * m.elem);
 	if (__builtin_mul_overflow(m.width, (uint64_t)m.elem, &wbytes) ||
-	    !side2d_ok(v, true, m.dst, m.pitch, wbytes, m.height))
+	    !side2d_ok(v, true, &m.dst, m.pitch, wbytes, m.height))
 		return CUDA_ERROR_INVALID_VALUE;
 	if (!m.width || !m.height)
 		return CUDA_SUCCESS;
