@@ -81,7 +81,6 @@ struct wstate {
 	int link;
 	int memfd;
 	uint64_t tenant;
-	char **argv;            /* our own, for the holder's exec */
 };
 
 static struct cv_vgpu g_vgpu;
@@ -801,7 +800,7 @@ int main(int argc, char **argv)
 	memcpy(g_vgpu.token, o.token, sizeof(g_vgpu.token));
 	g_ws = (struct wstate){ .o = &o, .v = &g_vgpu, .ctl = o.ctl_fd,
 				.link = o.link_fd, .memfd = memfd,
-				.tenant = o.tenant, .argv = argv };
+				.tenant = o.tenant };
 	/* Serves the daemon (progress, W_STOP) while a restore runs. */
 	if (pthread_create(&th, NULL, ctl_main, &g_ws)) {
 		snprintf(msg, sizeof(msg), "cannot start the control thread");
