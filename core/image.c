@@ -24,6 +24,7 @@
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -50,6 +51,10 @@ struct cv_img_w {
 	unsigned nidle;
 	_Atomic int err;         /* first write error, sticky */
 	_Atomic uint64_t bytes;  /* stored bytes written */
+	/* cv_img_w_expect's window: file bytes [map_lo, map_hi) are
+	 * reserved and mapped at map + (offset - map_base). */
+	uint8_t *map;
+	uint64_t map_base, map_lo, map_hi, map_len;
 };
 
 struct cv_img_r {
@@ -102,6 +107,8 @@ void cv_img_w_free(struct cv_img_w *w)
 		return;
 	for (i = 0; i < w->nidle; i++)
 		ZSTD_freeCCtx(w->idle[i]);
+	if (w->map)
+		munmap(w->map, w->map_len);
 	pthread_mutex_destroy(&w->lock);
 	free(w->ents);
 	free(w);
@@ -257,7 +264,11 @@ int cv_img_w_add(struct cv_img_w *w, uint32_t type, uint64_t aux,
 	}
 	cv_hash128(src, e.stored, e.hash);
 	ret = w_reserve(w, &e);
-	if (!ret) {
+	if (!ret && w->map && e.off >= w->map_lo &&
+	    e.stored <= w->map_hi - e.off) {
+		memcpy(w->map + (e.off - w->map_base), src, e.stored);
+		atomic_fetch_add(&w->bytes, e.stored);
+	} else if (!ret) {
 		ret = w_pwrite(w->fd, src, e.stored, e.off);
 		if (ret)
 			ret = w_set_err(w, ret);
@@ -266,6 +277,37 @@ int cv_img_w_add(struct cv_img_w *w, uint32_t type, uint64_t aux,
 	}
 	free(z);
 	return ret;
+}
+
+int cv_img_w_expect(struct cv_img_w *w, uint64_t len)
+{
+	uint64_t lo, base, pg = (uint64_t)sysconf(_SC_PAGESIZE);
+	void *p;
+
+	if (w->level || !w->regular || w->map || len < CV_IMG_MAP_MIN)
+		return 0;
+	pthread_mutex_lock(&w->lock);
+	lo = w->end;
+	pthread_mutex_unlock(&w->lock);
+	/* The space first: a full disk fails here, before any copy, and a
+	 * store into the mapping can never meet ENOSPC (SIGBUS). */
+	if (fallocate(w->fd, 0, (off_t)lo, (off_t)len) < 0) {
+		if (errno == EOPNOTSUPP || errno == ENOSYS)
+			return 0;
+		return w_set_err(w, -errno);
+	}
+	base = lo & ~(pg - 1);
+	p = mmap(NULL, lo + len - base, PROT_READ | PROT_WRITE, MAP_SHARED,
+		 w->fd, (off_t)base);
+	if (p == MAP_FAILED)
+		return 0; /* pwrite, into the space reserved all the same */
+	madvise(p, lo + len - base, MADV_HUGEPAGE);
+	w->map = p;
+	w->map_base = base;
+	w->map_lo = lo;
+	w->map_hi = lo + len;
+	w->map_len = lo + len - base;
+	return 0;
 }
 
 /* fdatasync; a device that cannot sync (/dev/full, a pipe) is let be. */
@@ -340,8 +382,15 @@ int cv_img_w_finish(struct cv_img_w *w, const uint8_t ident[CV_IMG_IDENT_LEN])
 	ret = atomic_load(&w->err);
 	if (ret)
 		return ret;
+	if (w->map) {
+		munmap(w->map, w->map_len);
+		w->map = NULL;
+	}
 	memset(&h, 0, sizeof(h));
 	ret = w_write_index(w, &h);
+	/* Sections may have used less than cv_img_w_expect reserved. */
+	if (!ret && w->regular && ftruncate(w->fd, (off_t)h.file_size) < 0)
+		ret = -errno;
 	/* The payloads and the index on disk before the header that says
 	 * they are complete. */
 	if (!ret)

@@ -69,6 +69,20 @@ int cv_img_w_open(struct cv_img_w **w, int fd, int level);
 int cv_img_w_add(struct cv_img_w *w, uint32_t type, uint64_t aux,
 		 const void *data, uint64_t len);
 /*
+ * Announces that about len bytes of sections follow (a checkpoint's
+ * device memory); call it when no other thread is adding. For an
+ * uncompressed image in a regular file of at least CV_IMG_MAP_MIN bytes
+ * to come, the writer reserves the space at once (fallocate: a full disk
+ * fails here, before anything is copied) and maps it, so that threads
+ * adding sections copy into the file side by side; buffered pwrites to
+ * one file take turns under its inode lock (2 GB/s into tmpfs on the
+ * lent H100 host). Sections that do not fit the window are written with
+ * pwrite. Where fallocate or mmap is not supported, nothing changes.
+ * 0 or -errno (the sticky error: ENOSPC, EFBIG...).
+ */
+#define CV_IMG_MAP_MIN (64ull << 20)
+int cv_img_w_expect(struct cv_img_w *w, uint64_t len);
+/*
  * Writes the index, fdatasync, then the header with ident, then
  * fdatasync again: the header reaches the disk only after everything it
  * describes. Every add must have returned before finish is called; only

@@ -396,6 +396,99 @@ static void test_threads(void)
 	close(fd);
 }
 
+/* ---- the mapped window (cv_img_w_expect) ---- */
+
+#define MAP_SEC (8u << 20)
+#define MAP_NSEC 10u
+
+struct mth {
+	pthread_t t;
+	struct cv_img_w *w;
+	uint32_t first, bad;
+};
+
+static void *map_writer(void *arg)
+{
+	struct mth *a = arg;
+	uint8_t *p = xmalloc(MAP_SEC);
+	uint32_t k;
+
+	for (k = a->first; k < MAP_NSEC; k += 2) {
+		fill(p, MAP_SEC, k, 0);
+		a->bad += !!cv_img_w_add(a->w, 4, k, p, MAP_SEC);
+	}
+	free(p);
+	return NULL;
+}
+
+/* Sections of MAP_NSEC x 8 MiB from 2 threads, after announcing `expect`
+ * bytes: more than they take (the file is cut to size), or fewer (the
+ * rest go through pwrite). */
+static void test_mapped(uint64_t expect)
+{
+	char err[ERRLEN] = "";
+	struct mth th[2];
+	struct cv_img_w *w;
+	struct cv_img_r *r;
+	uint8_t *p = xmalloc(MAP_SEC), *q = xmalloc(MAP_SEC);
+	uint32_t i, bad = 0;
+	uint64_t stored = 0;
+	int fd = mkfile(), t;
+
+	if (cv_img_w_open(&w, fd, 0))
+		bail("cv_img_w_open");
+	CHECK(cv_img_w_add(w, 1, 0, "meta", 4) == 0, "small section first");
+	CHECK(cv_img_w_expect(w, expect) == 0, "expect %llu MiB",
+	      (unsigned long long)(expect >> 20));
+	for (t = 0; t < 2; t++) {
+		th[t] = (struct mth){ .w = w, .first = (uint32_t)t };
+		if (pthread_create(&th[t].t, NULL, map_writer, &th[t]))
+			bail("pthread_create");
+	}
+	for (t = 0; t < 2; t++) {
+		pthread_join(th[t].t, NULL);
+		bad += th[t].bad;
+	}
+	CHECK(bad == 0, "2 threads added %u sections of 8 MiB", MAP_NSEC);
+	CHECK(cv_img_w_finish(w, std_ident) == 0, "finish");
+	cv_img_w_free(w);
+	CHECK(cv_img_r_open(&r, fd, err, sizeof(err)) == 0, "open: %s", err);
+	CHECK(cv_img_r_count(r) == MAP_NSEC + 1, "%u sections",
+	      cv_img_r_count(r));
+	for (i = 0; i < cv_img_r_count(r); i++)
+		stored += cv_img_r_sec(r, i)->stored;
+	CHECK(fsize(fd) == CV_IMG_HDR_SIZE + stored +
+				   (MAP_NSEC + 1) * CV_IMG_ENT_SIZE,
+	      "file cut to its content (%llu bytes)",
+	      (unsigned long long)fsize(fd));
+	for (bad = 0, i = 1; i < cv_img_r_count(r); i++) {
+		const struct cv_img_sec *s = cv_img_r_sec(r, i);
+
+		fill(p, MAP_SEC, s->aux, 0);
+		bad += s->raw != MAP_SEC ||
+		       cv_img_r_read(r, i, q, MAP_SEC, err, ERRLEN) ||
+		       memcmp(p, q, MAP_SEC);
+	}
+	CHECK(bad == 0, "every section read back right");
+	cv_img_r_close(r);
+	close(fd);
+
+	/* No room to reserve: the error is sticky, nothing is written. */
+	fd = memfd_create("test_image", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+	if (fd < 0 || cv_img_w_open(&w, fd, 0))
+		bail("cv_img_w_open");
+	if (fcntl(fd, F_ADD_SEALS, F_SEAL_GROW) < 0)
+		bail("F_ADD_SEALS");
+	CHECK(cv_img_w_expect(w, expect) == -EPERM, "a file that cannot "
+	      "grow fails at expect");
+	CHECK(cv_img_w_add(w, 4, 0, p, MAP_SEC) == -EPERM, "then add fails");
+	CHECK(cv_img_w_finish(w, std_ident) == -EPERM, "and finish");
+	cv_img_w_free(w);
+	close(fd);
+	free(p);
+	free(q);
+}
+
 /* ---- refusals ---- */
 
 /* r_open must fail with want and a message that holds sub. */
@@ -1022,6 +1115,8 @@ int main(int argc, char **argv)
 	test_sec_max(0);
 	test_sec_max(1);
 	test_threads();
+	test_mapped(96ull << 20);
+	test_mapped(72ull << 20);
 	test_empty_and_short();
 	test_magic();
 	test_flips();
