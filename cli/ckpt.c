@@ -273,9 +273,10 @@ static void ck_error(const char *path, uint64_t id, int status)
 			"goes on\n", t, strerror(-status));
 		break;
 	case -EOPNOTSUPP:
-		fprintf(stderr, "cuvisor checkpoint: tenant %llu uses the "
-			"virtual-memory API (cuMemCreate/cuMemMap), whose "
-			"memory cannot be checkpointed yet\n", t);
+		fprintf(stderr, "cuvisor checkpoint: tenant %llu has memory "
+			"from cuMemCreate that is mapped nowhere, which a "
+			"checkpoint cannot save; nothing was written and the "
+			"tenant goes on\n", t);
 		break;
 	case -EIO:
 		fprintf(stderr, "cuvisor checkpoint: tenant %llu: an I/O "

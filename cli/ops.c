@@ -193,8 +193,9 @@ static void print_error(const char *path, const struct op_kind *k,
 			"ps` and the daemon's log)\n", c, t, c);
 		break;
 	case -EOPNOTSUPP:
-		fprintf(stderr, "cuvisor %s: tenant %llu: %s (see the "
-			"daemon's log)\n", c, t, strerror(-status));
+		fprintf(stderr, "cuvisor %s: tenant %llu has memory from "
+			"cuMemCreate that is mapped nowhere, which cannot be "
+			"evicted; it stays as it was\n", c, t);
 		break;
 	case -ENODEV:
 		fprintf(stderr, "cuvisor %s: the daemon has no GPU %d\n", c,

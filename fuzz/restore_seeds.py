@@ -20,6 +20,7 @@ def rec(t, aux, payload=None, fill=0):
 
 
 def meta(ranges, heap=()):
+    """META version 1: device ranges as (address, size)."""
     b = struct.pack("<IQII", 1, 64 << 20, 0, 0) + b"\0" * (8 * 16)
     b += struct.pack("<I", len(heap))
     for off, ln in heap:
@@ -28,6 +29,20 @@ def meta(ranges, heap=()):
     for va, size in ranges:
         b += struct.pack("<QQ", va, size)
     return b + struct.pack("<Q", 0)
+
+
+def meta2(ranges, vmms):
+    """META version 2: ranges (address, size, handle, offset), then the
+    VMM handles (id, size, released)."""
+    b = struct.pack("<IQII", 2, 64 << 20, 0, 0) + b"\0" * (8 * 16)
+    b += struct.pack("<I", 0)
+    b += struct.pack("<I", len(ranges))
+    for va, size, h, off in ranges:
+        b += struct.pack("<QQIQ", va, size, h, off)
+    b += struct.pack("<QI", 0, len(vmms))
+    for hid, size, rel in vmms:
+        b += struct.pack("<IQI", hid, size, rel)
+    return b
 
 
 def objects(streams=(), events=()):
@@ -58,6 +73,16 @@ def main():
         rec(SEC_OBJECTS, 0, objects([(3, 1, 0)])) +
         rec(SEC_MEM, WINDOW, fill=GRANULE) +
         rec(SEC_MEM, WINDOW + 4 * GRANULE, fill=2 * GRANULE),
+        # two handles side by side, the first one aliased
+        "vmm": rec(SEC_META, 0, meta2([(WINDOW, GRANULE, 1, 0),
+                                       (WINDOW + GRANULE, GRANULE, 2, 0),
+                                       (WINDOW + 8 * GRANULE, GRANULE, 1,
+                                        0)],
+                                      [(1, GRANULE, 1), (2, GRANULE, 0)])) +
+        rec(SEC_OBJECTS, 0, objects()) +
+        rec(SEC_MEM, WINDOW, fill=GRANULE) +
+        rec(SEC_MEM, WINDOW + GRANULE, fill=GRANULE) +
+        rec(SEC_MEM, WINDOW + 8 * GRANULE, fill=GRANULE),
     }
     for name, data in seeds.items():
         with open(os.path.join(out, "seed-" + name), "wb") as f:

@@ -355,10 +355,31 @@ static bool in_heap(uint64_t p)
 	return cv_range_in(p, 0, CV_REGION_ADDR + CV_HEAP_OFF, CV_HEAP_MAX);
 }
 
+/*
+ * True when [p, p + len), which starts in VMM mapping n, lies in n and
+ * the mappings that follow it without a gap (the driver copies across
+ * them as it would inside one). Lock held.
+ */
+static bool vmaps_span(const struct cv_rnode *n, uint64_t p, uint64_t len)
+{
+	const struct cv_rnode *next;
+
+	if (p + len < p)
+		return false;
+	while (p + len > n->base + n->size) {
+		next = cv_rtree_find(&g.vmaps, n->base + n->size);
+		if (!next || next->base != n->base + n->size)
+			return false;
+		n = next;
+	}
+	return true;
+}
+
 int cv_mem_classify(uint64_t p, uint64_t len, enum cv_mkind *kind)
 {
 	struct cv_rnode *n = NULL;
 	bool dev = cv_range_in(p, 0, CV_WINDOW_ADDR, CV_WINDOW_SIZE);
+	bool span = false;
 
 	pthread_mutex_lock(&g.lock);
 	n = g.globals.n ? cv_rtree_find(&g.globals, p) : NULL;
@@ -375,13 +396,15 @@ int cv_mem_classify(uint64_t p, uint64_t len, enum cv_mkind *kind)
 	pthread_mutex_lock(&g.lock);
 	if (dev) {
 		n = cv_rtree_find(&g.allocs, p);
-		if (!n)
-			n = cv_rtree_find(&g.vmaps, p);
+		if (!n && (n = cv_rtree_find(&g.vmaps, p)) &&
+		    vmaps_span(n, p, len))
+			span = true;
 	} else {
 		n = cv_rtree_find(&g.hallocs, p);
 	}
-	/* The whole range must lie inside the one allocation. */
-	if (n && !cv_range_in(p, len, n->base, n->size))
+	/* The whole range must lie inside the one allocation (or in
+	 * mappings that follow one another, as the driver allows). */
+	if (n && !span && !cv_range_in(p, len, n->base, n->size))
 		n = NULL;
 	pthread_mutex_unlock(&g.lock);
 	*kind = dev ? CV_M_DEVICE : CV_M_PINNED;

@@ -19,16 +19,19 @@ ck_cli() {
 	timeout 700 "$BIN/cuvisor" "$@" --socket "$SOCK" > "$LOGS/ck-$name.out" 2>&1
 }
 
-# The tenant, started through the shared daemon; sets CK_ID, CK_GPID.
+# ck_tenant NAME [ARGS...]: the tenant (cu_pagecount ARGS), started
+# through the shared daemon; sets CK_ID, CK_GPID.
 ck_tenant() {
+	local name=$1
 	CK_LOG=$LOGS/ck-tenant-$1.log
 	OPS_LOG=$CK_LOG
+	shift
 	timeout 900 "$BIN/cuvisor" run --socket "$SOCK" --mem "$((OPS_MIB * 2 + 64))M" \
-		-- "$TB/cu_pagecount" -t 0 -m "$OPS_MIB" -v 4 > "$CK_LOG" 2>&1 &
+		-- "$TB/cu_pagecount" -t 0 -m "$OPS_MIB" -v 4 "$@" > "$CK_LOG" 2>&1 &
 	CK_CLI=$!
 	BGPIDS+=("$CK_CLI")
 	if ! wait_line "$CK_LOG" '^# ready' 120; then
-		result FAIL "ckpt:$1:start" "the tenant did not start counting" "$CK_LOG"
+		result FAIL "ckpt:$name:start" "the tenant did not start counting" "$CK_LOG"
 		return 1
 	fi
 	CK_GPID=$(field "$CK_LOG" guest_pid)
@@ -256,6 +259,31 @@ ck_move() {
 	ck_tenant_end move
 }
 
+# ck_runs NAME: PASS when the tenant counts on.
+ck_runs() {
+	if ops_moves; then
+		result PASS "ckpt:$1" "$OPS_DETAIL"
+	else
+		result FAIL "ckpt:$1" "$OPS_DETAIL" "$CK_LOG"
+	fi
+}
+
+# A tenant whose memory comes from the virtual-memory API (two cuMemCreate
+# handles, released while mapped, one of them mapped twice): evicted and
+# resumed, then checkpointed with --stop and restored.
+ck_vmm() {
+	ck_tenant vmm -V || return
+	ck_run vmm-evict 0 "evicted" evict "$CK_ID"
+	ck_run vmm-resume 0 "resumed" resume "$CK_ID"
+	ck_runs vmm-runs-after-evict
+	ck_run vmm-checkpoint 0 "checkpointed" checkpoint "$CK_ID" \
+		-o "$CK_DIR/vmm.img" --stop
+	ck_run vmm-restore 0 "restored" restore "$CK_DIR/vmm.img"
+	ck_runs vmm-runs-after-restore
+	rm -f "$CK_DIR/vmm.img"
+	ck_tenant_end vmm
+}
+
 run_ckpt() {
 	if ! have_cuvisor; then
 		result SKIP ckpt "cuvisor is not built"
@@ -277,6 +305,7 @@ run_ckpt() {
 	ck_restart_under_load
 	ck_kill_during
 	ck_move
+	ck_vmm
 	if daemon_answers; then
 		result PASS ckpt:daemon-answers
 	else

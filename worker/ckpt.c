@@ -34,7 +34,7 @@
 #include "vgpu_int.h"
 #include "xfer.h"
 
-#define META_VERSION 1u
+#define META_VERSION 2u /* 2: VMM handles and where they are mapped */
 #define OBJ_VERSION 1u
 /* Bounds on what a restore accepts, before it allocates anything. */
 #define MAX_RANGES (1u << 20)
@@ -76,6 +76,8 @@ static int glob_out(void *arg, uint64_t dev, void *buf, uint64_t n)
 
 static void put_meta(struct cv_vgpu *v, struct cv_wbuf *b)
 {
+	const struct cv_wmap *m;
+	const struct cv_wvmm *h;
 	uint32_t i;
 
 	cv_wbuf_u32(b, META_VERSION);
@@ -91,10 +93,21 @@ static void put_meta(struct cv_vgpu *v, struct cv_wbuf *b)
 	}
 	cv_wbuf_u32(b, v->dev.n);
 	for (i = 0; i < v->dev.n; i++) {
+		m = v->dev.r[i].owner;
 		cv_wbuf_u64(b, v->dev.r[i].base);
 		cv_wbuf_u64(b, v->dev.r[i].size);
+		cv_wbuf_u32(b, m->vmm);
+		cv_wbuf_u64(b, m->offset);
 	}
 	cv_wbuf_u64(b, v->module_seq);
+	cv_wbuf_u32(b, v->vmms.count);
+	for (i = 1; i < v->vmms.cap; i++) {
+		if (!(h = v->vmms.v[i]))
+			continue;
+		cv_wbuf_u32(b, i);
+		cv_wbuf_u64(b, h->size);
+		cv_wbuf_u32(b, h->released);
+	}
 }
 
 /* Images get indices in list order; modules name theirs by index. */
@@ -272,8 +285,14 @@ int cv_vgpu_checkpoint(struct cv_vgpu *v, int fd, int level, uint64_t *bytes)
 	int rc;
 
 	*bytes = 0;
-	if (v->vmms.count)
-		return -EOPNOTSUPP;
+	rc = cv_vgpu_vmm_covered(v, &i);
+	if (rc) {
+		if (rc == -EOPNOTSUPP)
+			cv_warn("tenant %llu: no checkpoint: VMM allocation %u "
+				"has bytes that are mapped nowhere",
+				(unsigned long long)v->hdr->tenant_id, i);
+		return rc;
+	}
 	for (i = 0; i < v->dev.n; i++)
 		mem += v->dev.r[i].size;
 	v->op_total = mem;
@@ -297,6 +316,8 @@ int cv_vgpu_checkpoint(struct cv_vgpu *v, int fd, int level, uint64_t *bytes)
 	if (!rc)
 		rc = cv_xfer_run(v, false, gseg, ngseg, glob_out,
 				 &(struct glob_ctx){ v, w });
+	if (!rc)
+		rc = cv_img_w_expect(w, mem);
 	if (!rc && v->evicted) {
 		rc = add_saved(v, w);
 	} else if (!rc && v->dev.n) {
@@ -341,6 +362,11 @@ struct rs_func {
 	int32_t cache;
 };
 
+struct rs_vmm {
+	uint32_t id, released, maps;
+	uint64_t size;
+};
+
 struct rs_obj {
 	uint32_t id, flags;
 	int32_t prio;
@@ -365,6 +391,10 @@ struct rs {
 	uint32_t nheap, ndev;
 	uint64_t *heap;        /* off, len pairs */
 	uint64_t *dev;         /* va, size pairs */
+	uint32_t *devvmm;      /* per range: its VMM handle, 0 for none */
+	uint64_t *devoff;      /* per range: its offset in that handle */
+	uint32_t nvmm;
+	struct rs_vmm *vmm;
 	uint64_t module_seq;
 	/* OBJECTS */
 	uint32_t nimg, nmod, nfunc, nstream, nevent;
@@ -435,12 +465,13 @@ static bool count_ok(struct cv_rbuf *b, uint32_t n, size_t min, uint32_t max)
 static int parse_meta(struct rs *s, const uint8_t *p, uint64_t len)
 {
 	struct cv_rbuf b;
-	uint32_t i;
+	uint32_t i, ver;
 
 	cv_rbuf_init(&b, p, len);
-	if (cv_rbuf_u32(&b) != META_VERSION)
+	ver = cv_rbuf_u32(&b);
+	if (ver != 1 && ver != META_VERSION)
 		return fail(s, -EINVAL, "mismatched image: unknown META "
-			    "version");
+			    "version %u", ver);
 	s->quota = cv_rbuf_u64(&b);
 	s->async_err = (int32_t)cv_rbuf_u32(&b);
 	s->limit_set = cv_rbuf_u32(&b);
@@ -455,14 +486,36 @@ static int parse_meta(struct rs *s, const uint8_t *p, uint64_t len)
 	for (i = 0; i < s->nheap * 2u; i++)
 		s->heap[i] = cv_rbuf_u64(&b);
 	s->ndev = cv_rbuf_u32(&b);
-	if (!count_ok(&b, s->ndev, 16, MAX_RANGES))
+	if (!count_ok(&b, s->ndev, ver == 1 ? 16 : 28, MAX_RANGES))
 		return fail(s, -EINVAL, "corrupted image: bad device ranges");
 	s->dev = calloc(s->ndev * 2u + 1, sizeof(uint64_t));
-	if (!s->dev)
+	s->devvmm = calloc(s->ndev + 1u, sizeof(uint32_t));
+	s->devoff = calloc(s->ndev + 1u, sizeof(uint64_t));
+	if (!s->dev || !s->devvmm || !s->devoff)
 		return -ENOMEM;
-	for (i = 0; i < s->ndev * 2u; i++)
-		s->dev[i] = cv_rbuf_u64(&b);
+	for (i = 0; i < s->ndev; i++) {
+		s->dev[2 * i] = cv_rbuf_u64(&b);
+		s->dev[2 * i + 1] = cv_rbuf_u64(&b);
+		if (ver == 1)
+			continue;
+		s->devvmm[i] = cv_rbuf_u32(&b);
+		s->devoff[i] = cv_rbuf_u64(&b);
+	}
 	s->module_seq = cv_rbuf_u64(&b);
+	if (ver > 1) {
+		s->nvmm = cv_rbuf_u32(&b);
+		if (!count_ok(&b, s->nvmm, 16, MAX_OBJECTS))
+			return fail(s, -EINVAL, "corrupted image: bad VMM "
+				    "allocations");
+		s->vmm = calloc(s->nvmm + 1u, sizeof(*s->vmm));
+		if (!s->vmm)
+			return -ENOMEM;
+		for (i = 0; i < s->nvmm; i++) {
+			s->vmm[i].id = cv_rbuf_u32(&b);
+			s->vmm[i].size = cv_rbuf_u64(&b);
+			s->vmm[i].released = cv_rbuf_u32(&b);
+		}
+	}
 	if (b.bad || cv_rbuf_left(&b))
 		return fail(s, -EINVAL, "corrupted image: META section has "
 			    "the wrong size");
@@ -586,12 +639,66 @@ bad:
 		    "malformed");
 }
 
+static int by_vmm_id(const void *a, const void *b)
+{
+	const struct rs_vmm *x = a, *y = b;
+
+	return x->id < y->id ? -1 : x->id > y->id;
+}
+
+/* s->vmm is sorted by id (check_ranges). */
+static struct rs_vmm *find_vmm(struct rs *s, uint32_t id)
+{
+	struct rs_vmm key = { .id = id };
+
+	return s->nvmm ? bsearch(&key, s->vmm, s->nvmm, sizeof(key),
+				 by_vmm_id) : NULL;
+}
+
+/* A VMM handle: a valid id, once; a size in granules (the quota is
+ * checked with the rest). */
+static int check_vmm(struct rs *s, uint32_t i)
+{
+	const struct rs_vmm *h = &s->vmm[i];
+
+	if (!id_ok(h->id) || (i && h[-1].id == h->id) || !h->size ||
+	    h->size % CV_GRANULE || h->size > CV_WINDOW_SIZE ||
+	    h->released > 1)
+		return fail(s, -EINVAL, "corrupted image: bad VMM "
+			    "allocation %u", h->id);
+	return 0;
+}
+
+/* A range mapped from a VMM handle: the handle exists, and the range
+ * lies inside it at a granule-aligned offset. */
+static int check_vmm_range(struct rs *s, uint32_t i)
+{
+	struct rs_vmm *h = find_vmm(s, s->devvmm[i]);
+	uint64_t off = s->devoff[i], size = s->dev[2 * i + 1];
+
+	if (!h || off % CV_GRANULE || !cv_range_ok(off, size, h->size))
+		return fail(s, -EINVAL, "corrupted image: device range "
+			    "0x%llx maps VMM allocation %u wrongly",
+			    (unsigned long long)s->dev[2 * i], s->devvmm[i]);
+	h->maps++;
+	return 0;
+}
+
 /* The device ranges: granule-aligned, in the window, disjoint, sorted
  * (the checkpoint wrote them from a sorted set), within the quota. */
 static int check_ranges(struct rs *s, uint64_t quota)
 {
 	uint64_t sum = 0, end = 0, va, size;
 	uint32_t i;
+	int rc;
+
+	if (s->nvmm)
+		qsort(s->vmm, s->nvmm, sizeof(*s->vmm), by_vmm_id);
+	for (i = 0; i < s->nvmm; i++) {
+		rc = check_vmm(s, i);
+		if (rc)
+			return rc;
+	}
 
 	for (i = 0; i < s->ndev; i++) {
 		va = s->dev[2 * i];
@@ -604,7 +711,20 @@ static int check_ranges(struct rs *s, uint64_t quota)
 				    (unsigned long long)va,
 				    (unsigned long long)size);
 		end = va + size;
-		sum += size;
+		if (s->devvmm[i]) {
+			rc = check_vmm_range(s, i);
+			if (rc)
+				return rc;
+		} else {
+			sum += size;
+		}
+	}
+	for (i = 0; i < s->nvmm; i++) {
+		if (s->vmm[i].released && !s->vmm[i].maps)
+			return fail(s, -EINVAL, "corrupted image: released "
+				    "VMM allocation %u is mapped nowhere",
+				    s->vmm[i].id);
+		sum += s->vmm[i].size;
 	}
 	if (sum > quota)
 		return fail(s, -ENOSPC, "the image holds %llu bytes of device "
@@ -853,6 +973,7 @@ static int by_seq(const void *a, const void *b)
 static int rebuild_memory(struct rs *s, struct cv_vgpu *v)
 {
 	struct cv_xfer_seg *seg;
+	struct cv_wvmm *h;
 	struct cv_wmap *m;
 	uint32_t i;
 	int rc = 0;
@@ -862,6 +983,23 @@ static int rebuild_memory(struct rs *s, struct cv_vgpu *v)
 			rc = fail(s, -ENOMEM, "cannot map %llu bytes of pinned "
 				  "memory",
 				  (unsigned long long)s->heap[2 * i + 1]);
+	/* VMM handles first, under the guest's ids; their ranges below. */
+	for (i = 0; i < s->nvmm && !rc; i++) {
+		h = calloc(1, sizeof(*h));
+		if (!h || cv_htab_put(&v->vmms, s->vmm[i].id, h)) {
+			free(h);
+			rc = -ENOMEM;
+			break;
+		}
+		h->size = s->vmm[i].size;
+		h->released = s->vmm[i].released;
+		if (v->ops->mem_create(v->b, h->size, &h->mem))
+			rc = fail(s, -ENOMEM, "out of GPU memory: cannot "
+				  "allocate %llu bytes",
+				  (unsigned long long)h->size);
+		else
+			v->used += h->size;
+	}
 	seg = calloc(s->ndev + 1u, sizeof(*seg));
 	if (!rc && !seg)
 		rc = -ENOMEM;
@@ -872,23 +1010,33 @@ static int rebuild_memory(struct rs *s, struct cv_vgpu *v)
 			break;
 		}
 		m->size = s->dev[2 * i + 1];
+		m->vmm = s->devvmm[i];
+		m->offset = s->devoff[i];
 		seg[i] = (struct cv_xfer_seg){ s->dev[2 * i], NULL, m->size };
-		if (v->ops->mem_create(v->b, m->size, &m->mem)) {
+		h = m->vmm ? cv_htab_get(&v->vmms, m->vmm) : NULL;
+		if (h) {
+			m->mem = h->mem;
+		} else if (v->ops->mem_create(v->b, m->size, &m->mem)) {
 			rc = fail(s, -ENOMEM, "out of GPU memory: cannot "
 				  "allocate %llu bytes",
 				  (unsigned long long)m->size);
 			free(m);
 			break;
 		}
-		if (v->ops->mem_map(v->b, seg[i].dev, m->size, m->mem, 0) ||
+		if (v->ops->mem_map(v->b, seg[i].dev, m->size, m->mem,
+				    m->offset) ||
 		    cv_rangeset_add(&v->dev, seg[i].dev, m->size, m)) {
-			v->ops->mem_release(v->b, m->mem);
+			if (!h)
+				v->ops->mem_release(v->b, m->mem);
 			free(m);
 			rc = fail(s, -EIO, "cannot map device memory at 0x%llx",
 				  (unsigned long long)seg[i].dev);
 			break;
 		}
-		v->used += m->size;
+		if (h)
+			h->maps++;
+		else
+			v->used += m->size;
 	}
 	if (!rc) {
 		rc = cv_xfer_run(v, true, seg, s->ndev, mem_in, s);
@@ -1127,6 +1275,9 @@ static void rs_free(struct rs *s)
 		}
 	free(s->heap);
 	free(s->dev);
+	free(s->devvmm);
+	free(s->devoff);
+	free(s->vmm);
 	free(s->img);
 	free(s->mod);
 	free(s->func);

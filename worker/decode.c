@@ -1180,7 +1180,8 @@ static int h_vmm_map(struct cv_vgpu *v, const void *p, uint32_t len,
 	m = calloc(1, sizeof(*m));
 	if (!m)
 		return CUDA_ERROR_OUT_OF_MEMORY;
-	*m = (struct cv_wmap){ .mem = h->mem, .vmm = a.handle, .size = a.size };
+	*m = (struct cv_wmap){ .mem = h->mem, .vmm = a.handle, .size = a.size,
+			       .offset = a.offset };
 	rc = v->ops->mem_map(v->b, a.va, a.size, h->mem, a.offset);
 	if (!rc && cv_rangeset_add(&v->dev, a.va, a.size, m)) {
 		v->ops->mem_unmap(v->b, a.va, a.size);

@@ -93,7 +93,57 @@ static void saved_free(struct cv_vgpu *v)
 	v->nsaved = 0;
 }
 
-/* Copies one range out to host memory and gives its GPU memory back. */
+struct cover {
+	uint64_t lo, hi;
+};
+
+static int by_lo(const void *a, const void *b)
+{
+	const struct cover *x = a, *y = b;
+
+	return x->lo < y->lo ? -1 : x->lo > y->lo;
+}
+
+int cv_vgpu_vmm_covered(struct cv_vgpu *v, uint32_t *id)
+{
+	const struct cv_wvmm *h;
+	const struct cv_wmap *m;
+	struct cover *c;
+	uint64_t end;
+	uint32_t i, k, n;
+	int rc = 0;
+
+	if (!v->vmms.count)
+		return 0;
+	c = malloc((v->dev.n + 1) * sizeof(*c));
+	if (!c)
+		return -ENOMEM;
+	for (i = 1; i < v->vmms.cap && !rc; i++) {
+		if (!(h = v->vmms.v[i]))
+			continue;
+		for (n = 0, k = 0; k < v->dev.n; k++) {
+			m = v->dev.r[k].owner;
+			if (m->vmm == i)
+				c[n++] = (struct cover){ m->offset,
+							 m->offset + m->size };
+		}
+		qsort(c, n, sizeof(*c), by_lo);
+		for (end = 0, k = 0; k < n && c[k].lo <= end; k++)
+			end = CV_MAX(end, c[k].hi);
+		if (end < h->size) {
+			*id = i;
+			rc = -EOPNOTSUPP;
+		}
+	}
+	free(c);
+	return rc;
+}
+
+/*
+ * Copies one range out to host memory and unmaps it. Memory of its own
+ * (MEM_MAP) is given back at once; a VMM handle's only once all of its
+ * ranges are out (release_handles).
+ */
 static int evict_range(struct cv_vgpu *v, struct cv_saved *s)
 {
 	int rc;
@@ -113,27 +163,66 @@ static int evict_range(struct cv_vgpu *v, struct cv_saved *s)
 		s->buf = NULL;
 		return -EIO;
 	}
-	v->ops->mem_release(v->b, s->map->mem);
-	s->map->mem = NULL;
+	if (!s->map->vmm) {
+		v->ops->mem_release(v->b, s->map->mem);
+		s->map->mem = NULL;
+	}
 	return 0;
 }
 
-/* Maps fresh memory under a saved range and copies it back. */
+/* After every range is out: the VMM handles' memory goes too. */
+static void release_handles(struct cv_vgpu *v)
+{
+	struct cv_wvmm *h;
+	uint32_t i;
+
+	for (i = 1; i < v->vmms.cap; i++)
+		if ((h = v->vmms.v[i]) && h->mem) {
+			v->ops->mem_release(v->b, h->mem);
+			h->mem = NULL;
+		}
+	for (i = 0; i < v->nsaved; i++)
+		if (v->saved[i].map->vmm)
+			v->saved[i].map->mem = NULL;
+}
+
+/*
+ * Maps memory under a saved range again and copies it back: fresh memory
+ * of its own, or its VMM handle's (made anew when it was released).
+ */
 static int restore_range(struct cv_vgpu *v, struct cv_saved *s)
 {
+	struct cv_wvmm *h = NULL;
 	cv_bobj mem;
 	int rc;
 
-	rc = v->ops->mem_create(v->b, s->size, &mem);
-	if (rc)
-		return rc == CUDA_ERROR_OUT_OF_MEMORY ? -ENOMEM : -EIO;
-	rc = v->ops->mem_map(v->b, s->va, s->size, mem, 0);
-	if (!rc && cv_xfer_h2d(v, s->va, s->buf, s->size))
-		rc = CUDA_ERROR_UNKNOWN;
-	if (rc) {
-		v->ops->mem_unmap(v->b, s->va, s->size);
-		v->ops->mem_release(v->b, mem);
-		return -EIO;
+	if (s->map->vmm) {
+		h = cv_htab_get(&v->vmms, s->map->vmm);
+		if (!h)
+			return -EIO;
+		if (!h->mem && v->ops->mem_create(v->b, h->size, &h->mem))
+			return -ENOMEM;
+		mem = h->mem;
+		rc = v->ops->mem_map(v->b, s->va, s->size, mem,
+				     s->map->offset);
+		if (!rc && cv_xfer_h2d(v, s->va, s->buf, s->size)) {
+			v->ops->mem_unmap(v->b, s->va, s->size);
+			rc = CUDA_ERROR_UNKNOWN;
+		}
+		if (rc)
+			return -EIO;
+	} else {
+		rc = v->ops->mem_create(v->b, s->size, &mem);
+		if (rc)
+			return rc == CUDA_ERROR_OUT_OF_MEMORY ? -ENOMEM : -EIO;
+		rc = v->ops->mem_map(v->b, s->va, s->size, mem, 0);
+		if (!rc && cv_xfer_h2d(v, s->va, s->buf, s->size))
+			rc = CUDA_ERROR_UNKNOWN;
+		if (rc) {
+			v->ops->mem_unmap(v->b, s->va, s->size);
+			v->ops->mem_release(v->b, mem);
+			return -EIO;
+		}
 	}
 	s->map->mem = mem;
 	munmap(s->buf, s->size);
@@ -142,21 +231,28 @@ static int restore_range(struct cv_vgpu *v, struct cv_saved *s)
 }
 
 /*
- * Evicts a suspended vGPU: every MEM_MAP range to host memory, then its
- * GPU memory released. Memory made with the VMM API is not evicted yet:
- * such a tenant is refused (-EOPNOTSUPP) before anything moves.
+ * Evicts a suspended vGPU: every mapped range to host memory, then its
+ * GPU memory released. Memory made with the VMM API goes through its
+ * mappings; a handle with bytes mapped nowhere is refused (-EOPNOTSUPP)
+ * before anything moves, as those bytes could not be brought back.
  */
 int cv_vgpu_evict(struct cv_vgpu *v, uint64_t *bytes)
 {
 	const struct cv_range *r;
-	uint32_t i;
+	uint32_t i, id = 0;
 	int rc = 0;
 
 	*bytes = 0;
 	if (v->evicted)
 		return -EALREADY;
-	if (v->vmms.count)
-		return -EOPNOTSUPP;
+	rc = cv_vgpu_vmm_covered(v, &id);
+	if (rc) {
+		if (rc == -EOPNOTSUPP)
+			cv_warn("tenant %llu: not evicted: VMM allocation %u "
+				"has bytes that are mapped nowhere",
+				(unsigned long long)v->hdr->tenant_id, id);
+		return rc;
+	}
 	v->saved = calloc(v->dev.n ? v->dev.n : 1, sizeof(*v->saved));
 	if (!v->saved)
 		return -ENOMEM;
@@ -181,6 +277,7 @@ int cv_vgpu_evict(struct cv_vgpu *v, uint64_t *bytes)
 		saved_free(v);
 		return rc;
 	}
+	release_handles(v);
 	v->evicted = true;
 	set_state(v, CV_STATE_EVICTED);
 	return 0;

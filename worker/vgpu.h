@@ -104,6 +104,7 @@ struct cv_wmap {
 	cv_bobj mem;       /* MEM_MAP: owned; VMM_MAP: borrowed */
 	uint32_t vmm;      /* 0 for MEM_MAP */
 	uint64_t size;
+	uint64_t offset;   /* VMM_MAP: where in the handle the range starts */
 };
 
 /* Completion queue entry: when marker completes, set chunk's state. */
@@ -228,6 +229,12 @@ int cv_vgpu_exec(struct cv_vgpu *v, const struct cv_cmd_hdr *hdr,
  */
 int cv_vgpu_suspend(struct cv_vgpu *v);
 int cv_vgpu_evict(struct cv_vgpu *v, uint64_t *bytes);
+/*
+ * Memory made with the VMM API (cuMemCreate) is saved through its
+ * mappings, so every byte of every handle must be mapped somewhere: 0, or
+ * -EOPNOTSUPP naming the first handle that is not (its id in *id).
+ */
+int cv_vgpu_vmm_covered(struct cv_vgpu *v, uint32_t *id);
 int cv_vgpu_resume(struct cv_vgpu *v, uint64_t *bytes);
 /* Consumer side: parks until resumed. */
 void cv_vgpu_park(struct cv_vgpu *v);

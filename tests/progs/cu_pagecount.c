@@ -3,7 +3,7 @@
  * Counts rounds in every page of a device buffer: the tenant that the ops
  * tests (tests/run.sh) suspend, evict and resume while it works.
  *
- *	cu_pagecount [-m MIB] [-t SECONDS] [-v ROUNDS] [MODULE]
+ *	cu_pagecount [-m MIB] [-t SECONDS] [-v ROUNDS] [-V] [MODULE]
  *
  * Allocates -m MiB (default 64) of device memory and fills it with a
  * pattern whose first word in every 4 KiB page is a counter, 0. Then, for
@@ -45,6 +45,9 @@ struct pc {
 	CUfunction inc;
 	CUfunction gadd;
 	CUdeviceptr g;          /* g_value */
+	bool vmm;               /* -V */
+	CUdeviceptr alias;      /* -V: the first half, mapped again */
+	uint32_t *ha;           /* -V: room for one page of the alias */
 };
 
 /* The word i should hold after `rounds` rounds. */
@@ -91,6 +94,15 @@ static bool verify(struct pc *p, uint64_t rounds)
 	}
 	if (!global_right(p, rounds))
 		return false;
+	if (p->vmm) {
+		r = cuMemcpyDtoH(p->ha, p->alias, PAGE_BYTES);
+		if (r != CUDA_SUCCESS || memcmp(p->ha, p->h, PAGE_BYTES)) {
+			cvt_note("after %llu rounds: the alias does not show "
+				 "the first page (%s)",
+				 (unsigned long long)rounds, cvt_errname(r));
+			return false;
+		}
+	}
 	if (nbad)
 		cvt_note("after %llu rounds: %llu wrong words; the first is "
 			 "word %llu of page %llu: got %u (0x%08x), want %u "
@@ -120,6 +132,40 @@ static CUresult round_once(struct pc *p)
 	return r;
 }
 
+/* -V: the buffer from two VMM handles, the first one also aliased. */
+static void setup_vmm(struct pc *p)
+{
+	CUmemAllocationProp prop = {
+		.type = CU_MEM_ALLOCATION_TYPE_PINNED,
+		.location = { CU_MEM_LOCATION_TYPE_DEVICE, 0 },
+	};
+	CUmemAccessDesc acc = { .location = prop.location,
+				.flags = CU_MEM_ACCESS_FLAGS_PROT_READWRITE };
+	CUmemGenericAllocationHandle a, b;
+	size_t gran = 0, half = p->words * 4 / 2;
+
+	if (!CVT_CU(cuMemGetAllocationGranularity(&gran, &prop,
+			CU_MEM_ALLOC_GRANULARITY_MINIMUM), "granularity") ||
+	    !gran || half % gran)
+		cvt_bail("-V: half the buffer (%zu bytes) is not a multiple of "
+			 "the granularity (%zu)", half, gran);
+	if (!CVT_CU(cuMemAddressReserve(&p->d, 2 * half, 0, 0, 0), "reserve") ||
+	    !CVT_CU(cuMemAddressReserve(&p->alias, half, 0, 0, 0), "reserve") ||
+	    !CVT_CU(cuMemCreate(&a, half, &prop, 0), "cuMemCreate") ||
+	    !CVT_CU(cuMemCreate(&b, half, &prop, 0), "cuMemCreate") ||
+	    !CVT_CU(cuMemMap(p->d, half, 0, a, 0), "cuMemMap") ||
+	    !CVT_CU(cuMemMap(p->d + half, half, 0, b, 0), "cuMemMap") ||
+	    !CVT_CU(cuMemMap(p->alias, half, 0, a, 0), "cuMemMap alias") ||
+	    !CVT_CU(cuMemSetAccess(p->d, 2 * half, &acc, 1), "access") ||
+	    !CVT_CU(cuMemSetAccess(p->alias, half, &acc, 1), "access") ||
+	    !CVT_CU(cuMemRelease(a), "cuMemRelease") ||
+	    !CVT_CU(cuMemRelease(b), "cuMemRelease"))
+		cvt_bail("-V: cannot set up the buffer");
+	p->ha = malloc(PAGE_BYTES);
+	if (!p->ha)
+		cvt_bail("malloc");
+}
+
 static void setup(struct pc *p, uint64_t mib, const char *module)
 {
 	CUmodule m = cvt_load(module);
@@ -139,16 +185,19 @@ static void setup(struct pc *p, uint64_t mib, const char *module)
 		cvt_bail("malloc of %llu MiB failed", (unsigned long long)mib);
 	for (i = 0; i < p->words; i++)
 		p->h[i] = want_word(i, 0);
-	if (!CVT_CU(cuMemAlloc(&p->d, p->words * 4), "cuMemAlloc of %llu MiB",
-		    (unsigned long long)mib) ||
-	    !CVT_CU(cuMemcpyHtoD(p->d, p->h, p->words * 4),
+	if (p->vmm)
+		setup_vmm(p);
+	else if (!CVT_CU(cuMemAlloc(&p->d, p->words * 4), "cuMemAlloc of %llu MiB",
+			 (unsigned long long)mib))
+		cvt_bail("cannot allocate the buffer");
+	if (!CVT_CU(cuMemcpyHtoD(p->d, p->h, p->words * 4),
 		    "cuMemcpyHtoD of the initial pattern"))
 		cvt_bail("cannot set up the buffer");
 }
 
 static int usage(const char *argv0)
 {
-	fprintf(stderr, "usage: %s [-m MIB] [-t SECONDS] [-v ROUNDS] "
+	fprintf(stderr, "usage: %s [-m MIB] [-t SECONDS] [-v ROUNDS] [-V] "
 		"[MODULE]\n", argv0);
 	return 2;
 }
@@ -169,9 +218,12 @@ int main(int argc, char **argv)
 	char *end;
 	int opt;
 
-	while ((opt = getopt(argc, argv, "m:t:v:")) != -1) {
+	while ((opt = getopt(argc, argv, "m:t:v:V")) != -1) {
 		errno = 0;
-		if (opt == 'm')
+		end = "";
+		if (opt == 'V')
+			p.vmm = true;
+		else if (opt == 'm')
 			mib = strtoull(optarg, &end, 10);
 		else if (opt == 't')
 			seconds = strtod(optarg, &end);
@@ -236,7 +288,18 @@ int main(int argc, char **argv)
 	cvt_check(rounds > 0, "at least one round completed");
 	cvt_check(!fails && verify(&p, rounds), "the final check found every "
 		  "page counted once per round and the pattern intact");
-	CVT_CU(cuMemFree(p.d), "cuMemFree");
+	if (p.vmm) {
+		size_t half = p.words * 4 / 2;
+
+		CVT_CU(cuMemUnmap(p.d, half), "cuMemUnmap");
+		CVT_CU(cuMemUnmap(p.d + half, half), "cuMemUnmap");
+		CVT_CU(cuMemUnmap(p.alias, half), "cuMemUnmap alias");
+		CVT_CU(cuMemAddressFree(p.d, 2 * half), "cuMemAddressFree");
+		CVT_CU(cuMemAddressFree(p.alias, half), "cuMemAddressFree");
+		free(p.ha);
+	} else {
+		CVT_CU(cuMemFree(p.d), "cuMemFree");
+	}
 	free(p.h);
 	return cvt_done();
 }
