@@ -193,9 +193,13 @@ static void print_error(const char *path, const struct op_kind *k,
 			"ps` and the daemon's log)\n", c, t, c);
 		break;
 	case -EOPNOTSUPP:
-		fprintf(stderr, "cuvisor %s: tenant %llu has memory from "
-			"cuMemCreate that is mapped nowhere, which cannot be "
-			"evicted; it stays as it was\n", c, t);
+		if (!strcmp(c, "evict"))
+			fprintf(stderr, "cuvisor evict: tenant %llu has memory "
+				"from cuMemCreate that is mapped nowhere, which "
+				"cannot be evicted; it stays as it was\n", t);
+		else
+			fprintf(stderr, "cuvisor %s: tenant %llu: %s (see the "
+				"daemon's log)\n", c, t, strerror(-status));
 		break;
 	case -ENODEV:
 		fprintf(stderr, "cuvisor %s: the daemon has no GPU %d\n", c,
