@@ -9,7 +9,9 @@
 # all were right. Then, for each size, NVIDIA's own stop-the-world process
 # checkpoint of a native process holding the same memory (ckpt_native).
 # Images go to IMGDIR (default /dev/shm: memory, as NVIDIA's checkpoint
-# keeps its copy in host memory too).
+# keeps its copy in host memory too). The tenant checks every page after
+# every VERIFY_EVERY rounds (default 64: a check of 32 GiB takes seconds)
+# and once more at its end.
 #
 #   make all test-programs && bench/ops_run.sh [SIZES...]
 set -u
@@ -32,7 +34,7 @@ rc_all=0
 for mib in $SIZES; do
 	log=$TMP/t$mib.log
 	"$BIN/cuvisor" run --socket "$SOCK" -- "$PWD/$O/tests/cu_pagecount" \
-		-m "$mib" -t 0 -v 4 > "$log" 2>&1 &
+		-m "$mib" -t 0 -v "${VERIFY_EVERY:-64}" > "$log" 2>&1 &
 	cli=$!
 	for i in $(seq 600); do grep -q '^# ready' "$log" && break; sleep 0.1; done
 	id=$("$BIN/cuvisor" ps --socket "$SOCK" | awk 'NR > 1 { print $1 }' | tail -1)

@@ -35,6 +35,7 @@
 #include "util.h"
 
 #define CCTX_CACHE 8    /* idle compression contexts kept for reuse */
+#define PIECE (1u << 20) /* hashed while in the cache, then copied */
 #define ZSTD_MIN_LEN 64 /* shorter sections are stored raw */
 #define ZSTD_MAX_LEVEL 19
 
@@ -225,8 +226,9 @@ static int w_grow_locked(struct cv_img_w *w)
 	return 0;
 }
 
-/* Gives e its offset and appends it to the index. 0 or -errno. */
-static int w_reserve(struct cv_img_w *w, struct cv_img_ent *e)
+/* Gives e its offset and appends it to the index as entry *idx.
+ * 0 or -errno. */
+static int w_reserve(struct cv_img_w *w, struct cv_img_ent *e, uint32_t *idx)
 {
 	int ret;
 
@@ -235,10 +237,27 @@ static int w_reserve(struct cv_img_w *w, struct cv_img_ent *e)
 	if (!ret) {
 		e->off = w->end;
 		w->end += e->stored;
+		*idx = w->nsec;
 		w->ents[w->nsec++] = *e;
 	}
 	pthread_mutex_unlock(&w->lock);
 	return ret;
+}
+
+/* memcpy that also hashes what it copies, piece by piece. */
+static void w_copy_hashed(uint8_t *dst, const uint8_t *src, uint64_t n,
+			  uint8_t hash[CV_HASH_LEN])
+{
+	struct cv_hash_st st;
+	uint64_t k;
+
+	cv_hash_init(&st);
+	for (; n; n -= k, src += k, dst += k) {
+		k = CV_MIN(n, PIECE);
+		cv_hash_update(&st, src, k);
+		memcpy(dst, src, k);
+	}
+	cv_hash_final(&st, hash);
 }
 
 int cv_img_w_add(struct cv_img_w *w, uint32_t type, uint64_t aux,
@@ -248,6 +267,7 @@ int cv_img_w_add(struct cv_img_w *w, uint32_t type, uint64_t aux,
 				.stored = len };
 	const void *src = len ? data : "";
 	void *z = NULL;
+	uint32_t idx;
 	int ret;
 
 	if (len > CV_IMG_SEC_MAX || !src)
@@ -262,13 +282,32 @@ int cv_img_w_add(struct cv_img_w *w, uint32_t type, uint64_t aux,
 		src = z;
 		e.flags = CV_IMG_SEC_ZSTD;
 	}
-	cv_hash128(src, e.stored, e.hash);
-	ret = w_reserve(w, &e);
-	if (!ret && w->map && e.off >= w->map_lo &&
-	    e.stored <= w->map_hi - e.off) {
-		memcpy(w->map + (e.off - w->map_base), src, e.stored);
-		atomic_fetch_add(&w->bytes, e.stored);
-	} else if (!ret) {
+	/* Into the mapped window: each piece hashed, then copied while it
+	 * is in the cache; the entry's hash is filled in afterwards (the
+	 * index is read only by finish, after every add returned). */
+	if (w->map && !z) {
+		ret = w_reserve(w, &e, &idx);
+		if (!ret && e.off >= w->map_lo &&
+		    e.stored <= w->map_hi - e.off) {
+			w_copy_hashed(w->map + (e.off - w->map_base), src,
+				      e.stored, e.hash);
+			pthread_mutex_lock(&w->lock);
+			memcpy(w->ents[idx].hash, e.hash, sizeof(e.hash));
+			pthread_mutex_unlock(&w->lock);
+			atomic_fetch_add(&w->bytes, e.stored);
+			return 0;
+		}
+		if (!ret) {
+			cv_hash128(src, e.stored, e.hash);
+			pthread_mutex_lock(&w->lock);
+			memcpy(w->ents[idx].hash, e.hash, sizeof(e.hash));
+			pthread_mutex_unlock(&w->lock);
+		}
+	} else {
+		cv_hash128(src, e.stored, e.hash);
+		ret = w_reserve(w, &e, &idx);
+	}
+	if (!ret) {
 		ret = w_pwrite(w->fd, src, e.stored, e.off);
 		if (ret)
 			ret = w_set_err(w, ret);
@@ -598,10 +637,19 @@ static int r_unzstd(const struct cv_img_sec *s, uint32_t i, void *buf,
 static int r_fetch(struct cv_img_r *r, const struct cv_img_sec *s, uint32_t i,
 		   void *dst, char *err, size_t errlen)
 {
-	uint8_t sum[CV_HASH_LEN];
-	int ret;
+	uint8_t sum[CV_HASH_LEN], *q = dst;
+	struct cv_hash_st st;
+	uint64_t n, k;
+	int ret = 0;
 
-	ret = cv_img_pread(r->fd, dst, s->stored, s->off);
+	/* Piece by piece: each one hashed just after it was read. */
+	cv_hash_init(&st);
+	for (n = 0; n < s->stored && !ret; n += k) {
+		k = CV_MIN(s->stored - n, PIECE);
+		ret = cv_img_pread(r->fd, q + n, k, s->off + n);
+		if (!ret)
+			cv_hash_update(&st, q + n, k);
+	}
 	if (ret == -EIO)
 		return cv_img_fail(err, errlen, ret,
 				   "section %" PRIu32 " (type %" PRIu32 "): unexpected end of file or I/O error at offset %" PRIu64 " (truncated after opening?)",
@@ -610,7 +658,7 @@ static int r_fetch(struct cv_img_r *r, const struct cv_img_sec *s, uint32_t i,
 		return cv_img_fail(err, errlen, ret,
 				   "section %" PRIu32 " (type %" PRIu32 "): cannot read: %s",
 				   i, s->type, strerror(-ret));
-	cv_hash128(dst, s->stored, sum);
+	cv_hash_final(&st, sum);
 	if (memcmp(sum, s->hash, CV_HASH_LEN))
 		return cv_img_fail(err, errlen, -EBADMSG,
 				   "section %" PRIu32 " (type %" PRIu32 ") checksum mismatch (corrupted)",
