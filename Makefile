@@ -60,7 +60,8 @@ $(LIB): $(call obj,$(GUEST_SRC)) $(O)/core.a $(O)/gen/libcuda.map
 		-Wl,-z,defs -o $@ $(call obj,$(GUEST_SRC)) $(O)/core.a $(LDFLAGS_ALL) -ldl -lm
 	ln -sf libcuda.so.1 $(O)/lib/libcuda.so
 
-$(O)/bin/cuvisor-vgpu: $(call obj,$(WORKER_SRC)) $(O)/core.a
+$(O)/bin/cuvisor-vgpu: $(call obj,$(WORKER_SRC)) \
+		$(call obj,$(O)/gen/digest_fatbin.c) $(O)/core.a
 	@mkdir -p $(dir $@)
 	$(CC) -o $@ $^ $(LDFLAGS_ALL) $(ZSTD_LIBS) -ldl -lm
 
@@ -108,6 +109,7 @@ $(O)/gen/errors.c: scripts/gen-errors.py $(CUDA_HOME)/include/cuda.h
 $(call obj,$(O)/gen/errors.c): CFLAGS_ALL += -Iguest
 # ---- end: generated driver tables ----
 
+-include worker/Makefile.inc
 -include tests/Makefile.inc
 -include fuzz/Makefile.inc
 -include bench/Makefile.inc

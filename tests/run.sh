@@ -17,8 +17,8 @@
 #            without crashing (status 0 or 3 in the daemon log), the other
 #            tenant's results stay right, the daemon still answers
 #   san      the ring test rebuilt with SAN=asan (build-asan/) and
-#            SAN=tsan (build-tsan/), the decoder, allocator, revocation
-#            and image tests with SAN=asan, the image test with SAN=tsan
+#            SAN=tsan (build-tsan/), the decoder, allocator, revocation,
+#            image and digest tests with SAN=asan, the image test with TSan
 #   fuzz     each libFuzzer harness (decoder, control messages, image
 #            reader, restore) for FUZZ_SMOKE_S seconds (default 20)
 #   rt       every CUDA runtime program build/tests/rt/* (nvcc-built,
@@ -699,6 +699,7 @@ run_san() {
 	san san:asan:test_alloc asan "" test_alloc
 	san san:asan:test_revoke asan "" test_revoke
 	san san:asan:test_image asan "" test_image
+	san san:asan:test_digest asan "" test_digest
 	san san:tsan:test_ring tsan "$notsan"
 	san san:tsan:test_image tsan "$notsan" test_image
 }

@@ -19,7 +19,8 @@
  *
  * All calls come from the worker's consumer thread, except marker_wait,
  * marker_query and stream_query, which the completion thread may call
- * concurrently with anything else.
+ * concurrently with anything else, and digest, which any thread may call
+ * at any time (see there).
  */
 #ifndef CV_BACKEND_H
 #define CV_BACKEND_H
@@ -160,6 +161,28 @@ struct cv_backend_ops {
 	int (*marker_record)(struct cv_backend *b, cv_bobj m, cv_bobj s);
 	int (*marker_query)(struct cv_backend *b, cv_bobj m);
 	int (*marker_wait)(struct cv_backend *b, cv_bobj m);
+
+	/*
+	 * Live migration: the cv_digest (core/digest.h, docs/digest.md) of
+	 * each granule of [dev, dev + len) under seed, 16 bytes per granule
+	 * in order into the host buffer out (len / granule * 16 bytes).
+	 * Synchronous: out is filled when it returns. dev must be 8-byte
+	 * aligned, granule a valid size (cv_digest_size_ok) and len a
+	 * multiple of it (0 does nothing), else CUDA_ERROR_INVALID_VALUE;
+	 * the range must be mapped and stay mapped during the call (the
+	 * caller orders it against mem_unmap). s is the stream to run on
+	 * (after the work queued on it; not one being captured), or NULL
+	 * for a private non-blocking stream of the backend.
+	 * Any thread may call it while the consumer keeps running the
+	 * tenant's work, whose writes race with the reads: the digest of
+	 * memory the tenant writes meanwhile is of some mix of old and new
+	 * bytes. Calls from several threads at once are allowed (cuda runs
+	 * them one after the other). cuda: CUDA_ERROR_NOT_SUPPORTED when
+	 * the worker was built without nvcc (no kernel image).
+	 */
+	int (*digest)(struct cv_backend *b, uint64_t dev, uint64_t len,
+		      uint32_t granule, uint64_t seed, uint8_t *out,
+		      cv_bobj stream);
 };
 
 extern const struct cv_backend_ops cv_backend_cuda;

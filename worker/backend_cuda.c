@@ -18,12 +18,14 @@
  */
 #include <dlfcn.h>
 #include <errno.h>
+#include <pthread.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "../core/digest.h"
 #include "../core/log.h"
 #include "backend.h"
 #include "backend_cuda_api.h"
@@ -44,6 +46,7 @@ struct cv_cuda {
 	struct cv_cuda_api api;
 	CUdevice dev;
 	CUcontext ctx;          /* the retained primary context */
+	struct cv_cuda_dg *dg;  /* digest state, NULL until the first one */
 };
 
 /* Physical memory from mem_create. */
@@ -277,6 +280,191 @@ fail:
 	return r;
 }
 
+/* ==== begin: digest (live migration; core/digest.h, worker/digest.cu) ==== */
+
+/*
+ * The kernel comes from the fatbin embedded in the worker
+ * (cv_digest_fatbin) and is loaded into the tenant's context on the first
+ * digest. cv_cuda_dg_lock guards the state and serialises digests (they
+ * share the output buffer); the consumer never takes it.
+ *
+ * Each launch digests at most CV_CUDA_DG_CHUNK granules into a device
+ * buffer outside the tenant's window (cuMemAlloc), which
+ * cuMemcpyDtoHAsync then copies into out on the same stream, so the next
+ * launch waits for the copy. An event recorded after the last copy is
+ * what the caller waits for: on a tenant's stream, not for the work
+ * queued after the digest. close frees it all: no digest may be running
+ * then.
+ */
+#define CV_CUDA_DG_CHUNK (1u << 20) /* granules per launch: 16 MiB out */
+
+struct cv_cuda_dg {
+	CUmodule mod;
+	CUfunction fn;
+	CUevent done;           /* recorded after a digest's last copy */
+	CUstream st;            /* private, non-blocking; NULL until used */
+	CUdeviceptr out;        /* room for out_cap digests, or 0 */
+	uint64_t out_cap;
+};
+
+static pthread_mutex_t cv_cuda_dg_lock = PTHREAD_MUTEX_INITIALIZER;
+
+/* Frees dg and what it holds (NULL: no-op); the context is current. */
+static void cv_cuda_dg_free(struct cv_cuda *c, struct cv_cuda_dg *dg)
+{
+	if (!dg)
+		return;
+	if (dg->out)
+		c->api.cuMemFree(dg->out);
+	if (dg->st)
+		c->api.cuStreamDestroy(dg->st);
+	if (dg->done)
+		c->api.cuEventDestroy(dg->done);
+	if (dg->mod)
+		c->api.cuModuleUnload(dg->mod);
+	if (c->dg == dg)
+		c->dg = NULL;
+	free(dg);
+}
+
+/* Sets c->dg on the first call (the kernel loaded); lock held. A failed
+ * load is retried by the next call. */
+static int cv_cuda_dg_get(struct cv_cuda *c)
+{
+	struct cv_cuda_dg *dg;
+	CUresult r;
+
+	if (c->dg)
+		return 0;
+	/* weak: NULL in programs that do not link the image */
+	if (!&cv_digest_fatbin_len || !cv_digest_fatbin_len)
+		return CUDA_ERROR_NOT_SUPPORTED;
+	dg = calloc(1, sizeof(*dg));
+	if (!dg)
+		return CUDA_ERROR_OUT_OF_MEMORY;
+	r = c->api.cuModuleLoadDataEx(&dg->mod, cv_digest_fatbin, 0, NULL,
+				      NULL);
+	if (!r)
+		r = c->api.cuModuleGetFunction(&dg->fn, dg->mod,
+					       CV_DIGEST_KERNEL);
+	if (!r)
+		r = c->api.cuEventCreate(&dg->done, CU_EVENT_DISABLE_TIMING);
+	if (r) {
+		cv_err("cuda: digest kernel (%zu bytes of fatbin): %s",
+		       cv_digest_fatbin_len, cv_cuda_ename(&c->api, r));
+		cv_cuda_dg_free(c, dg);
+		return r;
+	}
+	c->dg = dg;
+	return 0;
+}
+
+/* The stream to run on: s, or the private one; lock held. */
+static int cv_cuda_dg_stream(struct cv_cuda *c, cv_bobj s, CUstream *st)
+{
+	struct cv_cuda_dg *dg = c->dg;
+	CUresult r;
+
+	if (s) {
+		*st = (CUstream)s;
+		return 0;
+	}
+	if (!dg->st) {
+		/* priority 0, the least, as the tenant's default streams */
+		r = c->api.cuStreamCreateWithPriority(&dg->st,
+						      CU_STREAM_NON_BLOCKING,
+						      0);
+		if (r)
+			return r;
+	}
+	*st = dg->st;
+	return 0;
+}
+
+/* Room for n (at most CV_CUDA_DG_CHUNK) digests in the device buffer,
+ * which at least doubles when it grows; lock held. No digest is in
+ * flight (each one waits for its last copy). */
+static int cv_cuda_dg_room(struct cv_cuda *c, uint64_t n)
+{
+	struct cv_cuda_dg *dg = c->dg;
+	CUresult r;
+
+	if (n <= dg->out_cap)
+		return 0;
+	n = CV_MIN(CV_MAX(n, 2 * dg->out_cap), CV_CUDA_DG_CHUNK);
+	if (dg->out)
+		c->api.cuMemFree(dg->out);
+	dg->out = 0;
+	dg->out_cap = 0;
+	r = c->api.cuMemAlloc(&dg->out, n * CV_DIGEST_LEN);
+	if (!r)
+		dg->out_cap = n;
+	return r;
+}
+
+/* Queues the launches and copies; lock held. Returns the first error. */
+static int cv_cuda_dg_queue(struct cv_cuda *c, CUstream st, uint64_t dev,
+			    uint64_t len, uint32_t granule, uint64_t seed,
+			    uint8_t *out)
+{
+	struct cv_cuda_dg *dg = c->dg;
+	uint64_t n = len / granule, gsize = granule, i, k = 0;
+	CUdeviceptr base = dev;
+	void *params[] = { &base, &gsize, &k, &seed, &dg->out };
+	CUresult r;
+
+	for (i = 0; i < n; i += k) {
+		k = CV_MIN(n - i, CV_CUDA_DG_CHUNK);
+		base = dev + i * granule;
+		r = c->api.cuLaunchKernel(dg->fn, (unsigned int)k, 1, 1,
+					  CV_DIGEST_LANES, 1, 1, 0, st, params,
+					  NULL);
+		if (!r)
+			r = c->api.cuMemcpyDtoHAsync(out + i * CV_DIGEST_LEN,
+						     dg->out,
+						     k * CV_DIGEST_LEN, st);
+		if (r)
+			return r;
+	}
+	return 0;
+}
+
+static int cv_cuda_digest(struct cv_backend *b, uint64_t dev, uint64_t len,
+			  uint32_t granule, uint64_t seed, uint8_t *out,
+			  cv_bobj s)
+{
+	CV_CUDA_ENTER(c, b);
+	CUstream st = NULL;
+	CUresult r, w;
+
+	if (!cv_digest_range_ok(dev, len, granule))
+		return CUDA_ERROR_INVALID_VALUE;
+	if (!len)
+		return 0;
+	pthread_mutex_lock(&cv_cuda_dg_lock);
+	r = cv_cuda_dg_get(c);
+	if (!r)
+		r = cv_cuda_dg_stream(c, s, &st);
+	if (!r)
+		r = cv_cuda_dg_room(c, CV_MIN(len / granule, CV_CUDA_DG_CHUNK));
+	if (r)
+		goto out;
+	r = cv_cuda_dg_queue(c, st, dev, len, granule, seed, out);
+	/* even after an error: no copy into out may outlive the call */
+	w = c->api.cuEventRecordWithFlags(c->dg->done, st, 0);
+	if (!w)
+		w = c->api.cuEventSynchronize(c->dg->done);
+	else
+		w = c->api.cuStreamSynchronize(st);
+	if (!r)
+		r = w;
+out:
+	pthread_mutex_unlock(&cv_cuda_dg_lock);
+	return r;
+}
+
+/* ==== end: digest ==== */
+
 /* Waits for the device, then drops the primary context; objects still
  * alive die with it (or with the process). */
 static void cv_cuda_close(struct cv_backend *b)
@@ -291,6 +479,7 @@ static void cv_cuda_close(struct cv_backend *b)
 		if (r)
 			cv_warn("cuda: close: synchronize: %s",
 				cv_cuda_ename(&c->api, r));
+		cv_cuda_dg_free(c, c->dg);
 	}
 	c->api.cuDevicePrimaryCtxRelease(c->dev);
 	cv_cuda_cur = NULL;
@@ -1057,6 +1246,7 @@ const struct cv_backend_ops cv_backend_cuda = {
 	.marker_record = cv_cuda_marker_record,
 	.marker_query = cv_cuda_event_query,
 	.marker_wait = cv_cuda_event_sync,
+	.digest = cv_cuda_digest,
 };
 
 /* ---- probe ----------------------------------------------------------- */

@@ -48,6 +48,8 @@
 	X(cuMemUnmap, 10020)                                         \
 	X(cuMemSetAccess, 10020)                                     \
 	X(cuMemGetInfo, 3020)                                        \
+	X(cuMemAlloc, 3020)                                          \
+	X(cuMemFree, 3020)                                           \
 	X(cuStreamCreateWithPriority, 5050)                          \
 	X(cuStreamDestroy, 4000)                                     \
 	X(cuStreamSynchronize, 2000)                                 \

@@ -36,6 +36,7 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include "../core/digest.h"
 #include "../core/log.h"
 #include "backend.h"
 #include "backend_image.h"
@@ -1354,6 +1355,25 @@ static int cv_host_occupancy_cluster(struct cv_backend *b, cv_bobj f,
 	return CUDA_SUCCESS;
 }
 
+/* ==== begin: digest (live migration; core/digest.h) ==== */
+
+/*
+ * Device addresses are host addresses here: the calling thread reads the
+ * mapping itself, and s does not matter (every stream has finished).
+ * Touches no backend state, so any thread may call it at any time.
+ */
+static int cv_host_digest(struct cv_backend *b, uint64_t dev, uint64_t len,
+			  uint32_t granule, uint64_t seed, uint8_t *out,
+			  cv_bobj s)
+{
+	if (!cv_digest_range_ok(dev, len, granule))
+		return CUDA_ERROR_INVALID_VALUE;
+	cv_digest_many((const void *)(uintptr_t)dev, len, granule, seed, out);
+	return 0;
+}
+
+/* ==== end: digest ==== */
+
 const struct cv_backend_ops cv_backend_host = {
 	.name = "host",
 	.open = cv_host_open,
@@ -1400,4 +1420,5 @@ const struct cv_backend_ops cv_backend_host = {
 	.marker_record = cv_host_marker_record,
 	.marker_query = cv_host_done,
 	.marker_wait = cv_host_done,
+	.digest = cv_host_digest,
 };
