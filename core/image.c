@@ -268,6 +268,7 @@ int cv_img_w_add(struct cv_img_w *w, uint32_t type, uint64_t aux,
 	const void *src = len ? data : "";
 	void *z = NULL;
 	uint32_t idx;
+	bool mapped;
 	int ret;
 
 	if (len > CV_IMG_SEC_MAX || !src)
@@ -282,38 +283,30 @@ int cv_img_w_add(struct cv_img_w *w, uint32_t type, uint64_t aux,
 		src = z;
 		e.flags = CV_IMG_SEC_ZSTD;
 	}
-	/* Into the mapped window: each piece hashed, then copied while it
-	 * is in the cache; the entry's hash is filled in afterwards (the
-	 * index is read only by finish, after every add returned). */
-	if (w->map && !z) {
-		ret = w_reserve(w, &e, &idx);
-		if (!ret && e.off >= w->map_lo &&
-		    e.stored <= w->map_hi - e.off) {
-			w_copy_hashed(w->map + (e.off - w->map_base), src,
-				      e.stored, e.hash);
-			pthread_mutex_lock(&w->lock);
-			memcpy(w->ents[idx].hash, e.hash, sizeof(e.hash));
-			pthread_mutex_unlock(&w->lock);
-			atomic_fetch_add(&w->bytes, e.stored);
-			return 0;
-		}
-		if (!ret) {
-			cv_hash128(src, e.stored, e.hash);
-			pthread_mutex_lock(&w->lock);
-			memcpy(w->ents[idx].hash, e.hash, sizeof(e.hash));
-			pthread_mutex_unlock(&w->lock);
-		}
-	} else {
+	/* The offset first, then the hash: into the mapped window each
+	 * piece is hashed and copied while it is in the cache. The entry's
+	 * hash is filled in afterwards (only finish reads the index, after
+	 * every add returned). */
+	ret = w_reserve(w, &e, &idx);
+	if (ret)
+		goto out;
+	mapped = w->map && e.off >= w->map_lo &&
+		 e.stored <= w->map_hi - e.off;
+	if (mapped)
+		w_copy_hashed(w->map + (e.off - w->map_base), src, e.stored,
+			      e.hash);
+	else
 		cv_hash128(src, e.stored, e.hash);
-		ret = w_reserve(w, &e, &idx);
-	}
-	if (!ret) {
+	pthread_mutex_lock(&w->lock);
+	memcpy(w->ents[idx].hash, e.hash, sizeof(e.hash));
+	pthread_mutex_unlock(&w->lock);
+	if (!mapped)
 		ret = w_pwrite(w->fd, src, e.stored, e.off);
-		if (ret)
-			ret = w_set_err(w, ret);
-		else
-			atomic_fetch_add(&w->bytes, e.stored);
-	}
+	if (ret)
+		ret = w_set_err(w, ret);
+	else
+		atomic_fetch_add(&w->bytes, e.stored);
+out:
 	free(z);
 	return ret;
 }
