@@ -285,14 +285,9 @@ int cv_vgpu_checkpoint(struct cv_vgpu *v, int fd, int level, uint64_t *bytes)
 	int rc;
 
 	*bytes = 0;
-	rc = cv_vgpu_vmm_covered(v, &i);
-	if (rc) {
-		if (rc == -EOPNOTSUPP)
-			cv_warn("tenant %llu: no checkpoint: VMM allocation %u "
-				"has bytes that are mapped nowhere",
-				(unsigned long long)v->hdr->tenant_id, i);
+	rc = cv_vgpu_vmm_covered(v, "checkpointed");
+	if (rc)
 		return rc;
-	}
 	for (i = 0; i < v->dev.n; i++)
 		mem += v->dev.r[i].size;
 	v->op_total = mem;

@@ -104,7 +104,7 @@ static int by_lo(const void *a, const void *b)
 	return x->lo < y->lo ? -1 : x->lo > y->lo;
 }
 
-int cv_vgpu_vmm_covered(struct cv_vgpu *v, uint32_t *id)
+int cv_vgpu_vmm_covered(struct cv_vgpu *v, const char *op)
 {
 	const struct cv_wvmm *h;
 	const struct cv_wmap *m;
@@ -131,7 +131,9 @@ int cv_vgpu_vmm_covered(struct cv_vgpu *v, uint32_t *id)
 		for (end = 0, k = 0; k < n && c[k].lo <= end; k++)
 			end = CV_MAX(end, c[k].hi);
 		if (end < h->size) {
-			*id = i;
+			cv_warn("tenant %llu: not %s: VMM allocation %u has "
+				"bytes that are mapped nowhere",
+				(unsigned long long)v->hdr->tenant_id, op, i);
 			rc = -EOPNOTSUPP;
 		}
 	}
@@ -203,26 +205,20 @@ static int restore_range(struct cv_vgpu *v, struct cv_saved *s)
 		if (!h->mem && v->ops->mem_create(v->b, h->size, &h->mem))
 			return -ENOMEM;
 		mem = h->mem;
-		rc = v->ops->mem_map(v->b, s->va, s->size, mem,
-				     s->map->offset);
-		if (!rc && cv_xfer_h2d(v, s->va, s->buf, s->size)) {
-			v->ops->mem_unmap(v->b, s->va, s->size);
-			rc = CUDA_ERROR_UNKNOWN;
-		}
-		if (rc)
-			return -EIO;
 	} else {
 		rc = v->ops->mem_create(v->b, s->size, &mem);
 		if (rc)
 			return rc == CUDA_ERROR_OUT_OF_MEMORY ? -ENOMEM : -EIO;
-		rc = v->ops->mem_map(v->b, s->va, s->size, mem, 0);
-		if (!rc && cv_xfer_h2d(v, s->va, s->buf, s->size))
-			rc = CUDA_ERROR_UNKNOWN;
-		if (rc) {
-			v->ops->mem_unmap(v->b, s->va, s->size);
+	}
+	rc = v->ops->mem_map(v->b, s->va, s->size, mem, s->map->offset);
+	if (!rc && cv_xfer_h2d(v, s->va, s->buf, s->size)) {
+		v->ops->mem_unmap(v->b, s->va, s->size);
+		rc = CUDA_ERROR_UNKNOWN;
+	}
+	if (rc) {
+		if (!h)
 			v->ops->mem_release(v->b, mem);
-			return -EIO;
-		}
+		return -EIO;
 	}
 	s->map->mem = mem;
 	munmap(s->buf, s->size);
@@ -239,20 +235,15 @@ static int restore_range(struct cv_vgpu *v, struct cv_saved *s)
 int cv_vgpu_evict(struct cv_vgpu *v, uint64_t *bytes)
 {
 	const struct cv_range *r;
-	uint32_t i, id = 0;
-	int rc = 0;
+	uint32_t i;
+	int rc;
 
 	*bytes = 0;
 	if (v->evicted)
 		return -EALREADY;
-	rc = cv_vgpu_vmm_covered(v, &id);
-	if (rc) {
-		if (rc == -EOPNOTSUPP)
-			cv_warn("tenant %llu: not evicted: VMM allocation %u "
-				"has bytes that are mapped nowhere",
-				(unsigned long long)v->hdr->tenant_id, id);
+	rc = cv_vgpu_vmm_covered(v, "evicted");
+	if (rc)
 		return rc;
-	}
 	v->saved = calloc(v->dev.n ? v->dev.n : 1, sizeof(*v->saved));
 	if (!v->saved)
 		return -ENOMEM;

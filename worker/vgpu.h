@@ -232,9 +232,9 @@ int cv_vgpu_evict(struct cv_vgpu *v, uint64_t *bytes);
 /*
  * Memory made with the VMM API (cuMemCreate) is saved through its
  * mappings, so every byte of every handle must be mapped somewhere: 0, or
- * -EOPNOTSUPP naming the first handle that is not (its id in *id).
+ * -EOPNOTSUPP after logging each handle that is not ("not <op>").
  */
-int cv_vgpu_vmm_covered(struct cv_vgpu *v, uint32_t *id);
+int cv_vgpu_vmm_covered(struct cv_vgpu *v, const char *op);
 int cv_vgpu_resume(struct cv_vgpu *v, uint64_t *bytes);
 /* Consumer side: parks until resumed. */
 void cv_vgpu_park(struct cv_vgpu *v);
