@@ -1,9 +1,12 @@
 #!/usr/bin/env python3
 """Writes a seed corpus for fuzz_decode: well-formed command sequences
 (mode 0) that reach every handler, so mutations start from valid states.
+With --mig, the corpus of fuzz_mig instead: a migration stream of every
+record type (footers left 0: mode bit 0 has the harness fill them in) and
+PLAN, ABORT and HELLO payloads on their own.
 
-usage: seeds.py OUTDIR
-Opcode numbers and layouts follow core/proto.h.
+usage: seeds.py [--mig] OUTDIR
+Opcode numbers and layouts follow core/proto.h and core/mig.h.
 """
 import os
 import struct
@@ -105,9 +108,86 @@ SEEDS = {
 }
 
 
+# ---- fuzz_mig (core/mig.h) ----
+
+(M_HELLO, M_WELCOME, M_PLAN, M_DIGEST_REQ, M_DIGESTS, M_GRANULES,
+ M_SLOT_FREE, M_ROUND_END, M_ROUND_DONE, M_STATE, M_READY, M_COMMIT,
+ M_RUNNING, M_ABORT) = range(1, 15)
+MIG_MAGIC = 0x313047494d564355
+HEAP_MAX = 256 << 30
+INLINE = 0xffffffff
+
+
+def mig_rec(t, payload=b''):
+    """A record with a zero footer (the harness fixes it up)."""
+    return struct.pack('<II', t, len(payload)) + payload + b'\0' * 16
+
+
+def mig_hello(nslots=4):
+    return struct.pack('<QII16sQQQIIQIHH', MIG_MAGIC, 1, 0, b'T' * 16, 7,
+                       1 << 30, 42, 64 << 10, nslots, 4 << 20, 2, 9, 0)
+
+
+def mig_plan():
+    b = struct.pack('<IIII', 1, 3, 2, 2)
+    for va, size, vmm, off in ((WIN, 2 * G, 0, 0), (WIN + 4 * G, G, 7, G),
+                               (WIN + 8 * G, 2 * G, 3, 0)):
+        b += struct.pack('<QQIIQ', va, size, vmm, 0, off)
+    for vid, rel, size in ((7, 0, 2 * G), (3, 1, 2 * G)):
+        b += struct.pack('<IIQ', vid, rel, size)
+    for off, ln in ((0, 4096), (1 << 20, 1 << 20)):
+        b += struct.pack('<QQ', off, ln)
+    return b
+
+
+def mig_abort(code, msg):
+    return struct.pack('<iI', code, 0) + msg.ljust(200, b'\0')
+
+
+def mig_round(rnd, n=0, nbytes=0):
+    return struct.pack('<IIQ', rnd, n, nbytes)
+
+
+MIG_SEEDS = {
+    # mode 1: footers fixed up; 5: and an fd the reader takes
+    'stream': (5, mig_rec(M_HELLO, mig_hello()) + mig_rec(M_WELCOME,
+               struct.pack('<II', 1234, 0)) + mig_rec(M_PLAN, mig_plan())
+               + mig_rec(M_DIGEST_REQ, mig_round(1))
+               + mig_rec(M_DIGESTS, mig_round(1, 2) + b'\x11' * 32)
+               + mig_rec(M_GRANULES, struct.pack('<QII', WIN, 64, INLINE)
+                         + bytes(range(64)))
+               + mig_rec(M_GRANULES, struct.pack('<QII', WIN + G, 4096, 3))
+               + mig_rec(M_SLOT_FREE, struct.pack('<II', 3, 0))
+               + mig_rec(M_ROUND_END, mig_round(1, 0, 4160))
+               + mig_rec(M_ROUND_DONE, mig_round(1))
+               + mig_rec(M_STATE, struct.pack('<QQ', 0, 8) + b'STATEIMG')
+               + mig_rec(M_READY) + mig_rec(M_COMMIT)
+               + mig_rec(M_RUNNING, struct.pack('<Q', 150000))),
+    'abort': (1, mig_rec(M_HELLO, mig_hello(0))
+              + mig_rec(M_ABORT, mig_abort(-28, b'quota exceeded'))),
+    'small_cap': (9, mig_rec(M_READY) + mig_rec(M_PLAN, mig_plan())),
+    # mode 0: the payloads alone, for the decoders called directly
+    'plan': (0, mig_plan()),
+    'plan_quota': (16, mig_plan()),
+    'abort_raw': (0, mig_abort(-5, b'destination\nwent away')),
+    'hello_raw': (0, mig_hello()),
+}
+
+
 def main():
-    out = sys.argv[1]
+    args = sys.argv[1:]
+    mig = args[:1] == ['--mig']
+    if mig:
+        args = args[1:]
+    if len(args) != 1:
+        sys.exit('usage: seeds.py [--mig] OUTDIR')
+    out = args[0]
     os.makedirs(out, exist_ok=True)
+    if mig:
+        for name, (mode, data) in MIG_SEEDS.items():
+            with open(os.path.join(out, 'mig_' + name), 'wb') as f:
+                f.write(bytes([mode]) + data)
+        return
     for name, data in SEEDS.items():
         with open(os.path.join(out, name), 'wb') as f:
             f.write(b'\0' + data)  # mode byte 0: command records
