@@ -62,6 +62,12 @@ enum cv_ctl_type {
 	 * and starts a new worker from it. Reply cv_ctl_restore_r (also on
 	 * failure: msg says what is wrong with the image). */
 	CV_CTL_RESTORE = 9,
+	/* cli -> daemon. Payload cv_ctl_migrate. The daemon starts a
+	 * destination worker on the GPU asked for and has the tenant's
+	 * worker migrate it there live (docs/migration.md). Reply
+	 * cv_ctl_migrate_r, then report_len bytes of the JSON report (also
+	 * on failure, when the source worker got that far). */
+	CV_CTL_MIGRATE = 10,
 
 	/* worker -> daemon, once, when the vGPU is ready or failed to start.
 	 * Payload cv_ctl_ready; on success one fd: the region memfd. */
@@ -87,12 +93,35 @@ enum cv_ctl_type {
 	 * daemon's socket after its daemon went away. Payload cv_ctl_hello.
 	 * Reply cv_ctl_hello_r: the tenant id it goes by from now on. */
 	CV_CTL_W_HELLO = 40,
+	/* daemon -> worker. Payload cv_ctl_migrate (tenant ignored, gpu the
+	 * destination's device ordinal) and one fd: the source's end of the
+	 * migration stream. Reply cv_ctl_migrate_r and the report when the
+	 * migration ended: status 0 means committed (the worker exits right
+	 * after the reply), else the tenant runs on here. */
+	CV_CTL_W_MIGRATE = 41,
 };
 
 #define CV_CKPT_STOP 0x1u    /* cv_ctl_ckpt.flags */
 #define CV_CKPT_LEVEL_MAX 19 /* zstd levels; 0: not compressed */
 
 #define CV_CTL_NAME_LEN 64
+
+/* cv_ctl_migrate.flags */
+#define CV_MIGRATE_COPY 0x1u    /* copy even on the same GPU */
+/* cv_ctl_migrate.fault: injected by the source worker, for tests */
+enum cv_migrate_fault {
+	CV_MIGRATE_FAULT_NONE = 0,
+	CV_MIGRATE_FAULT_KILL_DEST = 1, /* SIGKILL the destination worker */
+	CV_MIGRATE_FAULT_CUT = 2,       /* shut the stream down */
+	CV_MIGRATE_FAULT_CORRUPT = 3,   /* flip a bit of the next record */
+	CV_MIGRATE_FAULT_MAX = CV_MIGRATE_FAULT_CORRUPT
+};
+/* cv_ctl_migrate.fault_round: at the stop-and-copy, whatever the round */
+#define CV_MIGRATE_AT_STOP UINT32_MAX
+#define CV_MIGRATE_DEFAULT_PAUSE_MS 30u
+#define CV_MIGRATE_DEFAULT_ROUNDS 30u
+#define CV_MIGRATE_MAX_ROUNDS 1000u
+#define CV_MIGRATE_REPORT_MAX 32768u /* bytes of JSON in the reply */
 
 struct cv_ctl_attach {
 	uint32_t pid;       /* informational; the daemon uses SO_PEERCRED */
@@ -103,6 +132,30 @@ struct cv_ctl_attach {
 	char name[CV_CTL_NAME_LEN]; /* program name, NUL-terminated */
 };
 _Static_assert(sizeof(struct cv_ctl_attach) == 88, "attach");
+
+struct cv_ctl_migrate {
+	uint64_t tenant;
+	int32_t gpu;           /* -1: the tenant's own GPU */
+	uint32_t flags;        /* CV_MIGRATE_COPY */
+	uint32_t max_pause_ms; /* 0: CV_MIGRATE_DEFAULT_PAUSE_MS */
+	uint32_t max_rounds;   /* 0: CV_MIGRATE_DEFAULT_ROUNDS */
+	uint32_t fault;        /* enum cv_migrate_fault */
+	uint32_t fault_round;  /* round it strikes in, or _AT_STOP */
+};
+_Static_assert(sizeof(struct cv_ctl_migrate) == 32, "migrate");
+
+struct cv_ctl_migrate_r {
+	uint64_t tenant;
+	int32_t gpu;           /* where it runs now */
+	uint32_t rounds;       /* pre-copy rounds, the final one included */
+	uint64_t bytes;        /* device bytes sent */
+	uint64_t pause_ns;     /* source's suspend to destination running */
+	uint64_t total_ns;
+	uint32_t report_len;   /* bytes of JSON after this struct */
+	uint32_t pad;
+	char msg[200];         /* why it failed, NUL-terminated */
+};
+_Static_assert(sizeof(struct cv_ctl_migrate_r) == 248, "migrate_r");
 
 struct cv_ctl_attach_r {
 	uint64_t tenant_id;

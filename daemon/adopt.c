@@ -405,6 +405,7 @@ void cv_d_restore_handover(struct cv_d *d, struct cv_d_tenant *t, int status,
 	nt->replaces = t;
 	nt->hidden = true;
 	x = (struct cv_d_spawn){ .region_fd = fds[0], .link_fd = fds[1],
+				 .migrate_fd = -1,
 				 .image_fd = t->restore_fd };
 	r = cv_d_tenant_spawn(d, nt, &x);
 	if (r < 0) {

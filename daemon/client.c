@@ -121,6 +121,8 @@ void cv_d_client_kill(struct cv_d *d, struct cv_d_client *c)
 		c->restoring->restore_client = NULL;
 		c->restoring = NULL;
 	}
+	/* A migration goes on too. */
+	cv_d_migrate_forget_client(d, c);
 	if (c->fd >= 0)
 		close(c->fd);
 	c->fd = -1;
@@ -341,6 +343,9 @@ static void dispatch(struct cv_d *d, struct cv_d_client *c,
 		break;
 	case CV_CTL_W_HELLO:
 		cv_d_adopt(d, c, &m->u.hello);
+		break;
+	case CV_CTL_MIGRATE:
+		cv_d_migrate_request(d, c, &m->u.migrate);
 		break;
 	}
 }

@@ -71,7 +71,13 @@ struct cv_d_msg {
 		struct cv_ctl_ckpt ckpt;       /* CHECKPOINT */
 		struct cv_ctl_restore restore; /* RESTORE */
 		struct cv_ctl_hello hello;     /* name sanitised, NUL-ended */
+		struct cv_ctl_migrate migrate; /* MIGRATE */
+		struct cv_ctl_migrate_r mig_r; /* W_MIGRATE reply, msg
+						  sanitised, NUL-ended */
 	} u;
+	/* W_MIGRATE reply: the JSON report (inside the received payload,
+	 * report_len bytes, checked) */
+	const char *report;
 };
 
 /*
@@ -150,6 +156,7 @@ struct cv_d_client {
 	struct cv_d_tenant *op_tenant; /* SUSPEND/RESUME/EVICT waiting on it */
 	struct cv_d_tenant *restoring; /* RESTORE waiting on it */
 	bool restore_is_resume;        /* ...asked as RESUME --gpu */
+	struct cv_d_tenant *migrating; /* MIGRATE waiting on it */
 	bool shutdown_pending;         /* answered when the daemon exits */
 };
 
@@ -194,6 +201,22 @@ struct cv_d_tenant {
 	int move_fd;
 	bool moving;             /* its checkpoint is in flight */
 	int move_gpu;            /* index into d->gpus */
+	/* A live migration (migrate.c), on the source's record: who asked,
+	 * the destination's record, and the source's answer once it came
+	 * (the client hears when both the answer and the destination's
+	 * W_READY are in, or on the first failure). */
+	struct cv_d_client *mig_client;
+	struct cv_d_tenant *mig_dest;  /* NULL once its record went */
+	bool mig_pending;
+	bool mig_answered;
+	bool mig_dest_ok;        /* the destination said W_READY */
+	bool mig_dest_failed;
+	int mig_status;
+	uint8_t *mig_reply;      /* cv_ctl_migrate_r + report */
+	uint32_t mig_reply_len;
+	uint64_t mig_start;
+	/* on the destination's record */
+	struct cv_d_tenant *mig_source;
 };
 
 struct cv_d_cfg {
@@ -307,12 +330,28 @@ void cv_d_move_checkpointed(struct cv_d *d, struct cv_d_tenant *t,
 void cv_d_restore_abort(struct cv_d *d, struct cv_d_tenant *t, int status,
 			const char *msg);
 
+void cv_d_migrate_request(struct cv_d *d, struct cv_d_client *c,
+			  const struct cv_ctl_migrate *req);
+/* The source answered W_MIGRATE (m: the decoded reply). */
+void cv_d_migrate_answer(struct cv_d *d, struct cv_d_tenant *t,
+			 const struct cv_d_msg *m);
+/* The destination said W_READY (status 0) or failed or died. */
+void cv_d_migrate_dest_done(struct cv_d *d, struct cv_d_tenant *nt,
+			    int status, const char *msg);
+/* The source's worker is gone or its connection broke. */
+void cv_d_migrate_source_gone(struct cv_d *d, struct cv_d_tenant *t);
+/* A record is freed: its peer forgets it. */
+void cv_d_migrate_forget(struct cv_d_tenant *t);
+/* A client went away: forget it. */
+void cv_d_migrate_forget_client(struct cv_d *d, struct cv_d_client *c);
+
 /* tenant.c */
 /* Extra fds and arguments of a worker: a restore's region and image. */
 struct cv_d_spawn {
 	int region_fd;           /* -1: a fresh vGPU */
 	int link_fd;             /* with region_fd: the guest's link */
 	int image_fd;
+	int migrate_fd;          /* >= 0: a migration's destination */
 };
 int cv_d_tenant_spawn(struct cv_d *d, struct cv_d_tenant *t,
 		      const struct cv_d_spawn *x);

@@ -628,7 +628,7 @@ static int build_pollfds(struct cv_d *d, struct pollfd *p, struct slot *s)
 		/* One request at a time: a busy client is only watched for
 		 * hang-up. */
 		if (!c->attaching && !c->ps_pending && !c->shutdown_pending &&
-		    !c->op_tenant && !c->restoring)
+		    !c->op_tenant && !c->restoring && !c->migrating)
 			p[n].events = POLLIN;
 		s[n++] = (struct slot){ K_CLIENT, c };
 	}

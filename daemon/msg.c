@@ -96,6 +96,17 @@ static int decode_client(const struct cv_ctl_hdr *hdr, const void *payload,
 		    m->u.restore.gpu >= 65536)
 			BAD("RESTORE has flags or a bad gpu");
 		return 0;
+	case CV_CTL_MIGRATE:
+		if (len != sizeof(m->u.migrate))
+			BAD("MIGRATE payload has the wrong length");
+		memcpy(&m->u.migrate, payload, sizeof(m->u.migrate));
+		if ((m->u.migrate.flags & ~CV_MIGRATE_COPY) ||
+		    m->u.migrate.gpu < -1 || m->u.migrate.gpu >= 65536 ||
+		    m->u.migrate.fault > CV_MIGRATE_FAULT_MAX ||
+		    m->u.migrate.max_rounds > CV_MIGRATE_MAX_ROUNDS ||
+		    m->u.migrate.max_pause_ms > 60000)
+			BAD("MIGRATE has unknown flags or a bad value");
+		return 0;
 	case CV_CTL_W_HELLO:
 		if (len != sizeof(m->u.hello))
 			BAD("W_HELLO payload has the wrong length");
@@ -185,6 +196,23 @@ static int decode_worker(const struct cv_ctl_hdr *hdr, const void *payload,
 	case CV_CTL_W_EVICT | CV_CTL_REPLY:
 	case CV_CTL_W_CHECKPOINT | CV_CTL_REPLY:
 		return decode_op_r(hdr, payload, len, nfds, m, why);
+	case CV_CTL_W_MIGRATE | CV_CTL_REPLY:
+		if (nfds)
+			BAD("W_MIGRATE reply carries file descriptors");
+		if (hdr->status > 0 || hdr->status < -4095)
+			BAD("W_MIGRATE status is not 0 or -errno");
+		if (hdr->status < 0 && len == 0)
+			return 0;
+		if (len < sizeof(m->u.mig_r))
+			BAD("W_MIGRATE reply is too short");
+		memcpy(&m->u.mig_r, payload, sizeof(m->u.mig_r));
+		if (m->u.mig_r.report_len > CV_MIGRATE_REPORT_MAX ||
+		    m->u.mig_r.report_len != len - sizeof(m->u.mig_r))
+			BAD("W_MIGRATE report has the wrong length");
+		m->u.mig_r.msg[sizeof(m->u.mig_r.msg) - 1] = 0;
+		cv_d_sanitize(m->u.mig_r.msg, sizeof(m->u.mig_r.msg));
+		m->report = (const char *)payload + sizeof(m->u.mig_r);
+		return 0;
 	case CV_CTL_W_HANDOVER | CV_CTL_REPLY:
 		if (len)
 			BAD("W_HANDOVER reply takes no payload");

@@ -125,6 +125,10 @@ static int admit(struct cv_d *d, uint16_t type, uint64_t tenant,
 			 cv_d_op_name(t->op));
 		return -EBUSY;
 	}
+	if (t->mig_pending) {
+		snprintf(why, size, "it is being migrated");
+		return -EBUSY;
+	}
 	/* A stopped tenant whose image we hold (a move that failed at the
 	 * restore) may be resumed: the restore is tried again. */
 	if (type == CV_CTL_RESUME && t->state == CV_STATE_STOPPED &&

@@ -83,6 +83,7 @@ int cv_d_tenant_spawn(struct cv_d *d, struct cv_d_tenant *t,
 	const char *argv[40];
 	int ctl[2] = { -1, -1 }, link[2] = { -1, -1 }, fds[4], n = 0, r;
 	bool restore = x && x->region_fd >= 0;
+	bool migrate = x && x->migrate_fd >= 0;
 	pid_t pid;
 
 	snprintf(id, sizeof(id), "%llu", (unsigned long long)t->id);
@@ -100,7 +101,12 @@ int cv_d_tenant_spawn(struct cv_d *d, struct cv_d_tenant *t,
 		argv[n++] = d->cfg.driver;
 	}
 	argv[n++] = "--ctl-fd"; argv[n++] = "3";
-	argv[n++] = "--link-fd"; argv[n++] = "4";
+	if (migrate) {
+		/* Its link comes from the source, with the commit. */
+		argv[n++] = "--migrate-fd"; argv[n++] = "4";
+	} else {
+		argv[n++] = "--link-fd"; argv[n++] = "4";
+	}
 	argv[n++] = "--log"; argv[n++] = d->cfg.log_level;
 	argv[n++] = "--token"; argv[n++] = token;
 	argv[n++] = "--guest-pid"; argv[n++] = gpid;
@@ -113,14 +119,14 @@ int cv_d_tenant_spawn(struct cv_d *d, struct cv_d_tenant *t,
 	argv[n] = NULL;
 
 	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, ctl) < 0 ||
-	    (!restore &&
+	    (!restore && !migrate &&
 	     socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, link) < 0) ||
 	    fcntl(ctl[0], F_SETFL, O_NONBLOCK) < 0) {
 		r = -errno;
 		goto fail;
 	}
 	fds[0] = ctl[1];
-	fds[1] = restore ? x->link_fd : link[1];
+	fds[1] = restore ? x->link_fd : migrate ? x->migrate_fd : link[1];
 	fds[2] = restore ? x->region_fd : -1;
 	fds[3] = restore ? x->image_fd : -1;
 	pid = fork();
@@ -131,7 +137,7 @@ int cv_d_tenant_spawn(struct cv_d *d, struct cv_d_tenant *t,
 	if (pid == 0)
 		exec_worker(d->cfg.worker, argv, fds, restore ? 4 : 2);
 	close(ctl[1]);
-	if (!restore)
+	if (!restore && !migrate)
 		close(link[1]);
 	t->worker_pid = pid;
 	t->ctl_fd = ctl[0];
@@ -229,6 +235,8 @@ static void fail_start(struct cv_d *d, struct cv_d_tenant *t, int status)
 {
 	if (t->replaces)
 		cv_d_restore_done(d, t, status, NULL);
+	if (t->mig_source)
+		cv_d_migrate_dest_done(d, t, status, NULL);
 	cv_d_attach_reply(d, t->client, status, t, NULL, 0);
 	t->client = NULL;
 	if (t->link_guest_fd >= 0)
@@ -266,6 +274,19 @@ static void on_ready(struct cv_d *d, struct cv_d_tenant *t,
 	if (r->status < 0 && t->replaces) {
 		cv_d_restore_done(d, t, r->status, r->msg);
 		fail_start(d, t, r->status);
+		return;
+	}
+	if (r->status < 0 && t->mig_source) {
+		cv_d_migrate_dest_done(d, t, r->status, r->msg);
+		fail_start(d, t, r->status);
+		return;
+	}
+	if (t->mig_source && !t->dead) {
+		/* A migration's destination runs the tenant: it had the
+		 * commit. */
+		t->ready = true;
+		t->state = CV_STATE_RUNNING;
+		cv_d_migrate_dest_done(d, t, 0, NULL);
 		return;
 	}
 	if (r->status < 0) {
@@ -326,6 +347,7 @@ static void on_stats(struct cv_d_tenant *t, const struct cv_d_msg *m)
 
 void cv_d_tenant_hup(struct cv_d *d, struct cv_d_tenant *t)
 {
+	cv_d_migrate_source_gone(d, t);
 	cv_dbg("tenant %llu: worker pid %d closed its control connection",
 	       (unsigned long long)t->id, (int)t->worker_pid);
 	if (t->restore_client)
@@ -354,7 +376,8 @@ void cv_d_tenant_hup(struct cv_d *d, struct cv_d_tenant *t)
 /* Handles one message from the worker: 1 if there was one, else 0. */
 static int tenant_input(struct cv_d *d, struct cv_d_tenant *t)
 {
-	uint8_t buf[512];
+	/* A migration's answer carries its report: up to 32 KiB. */
+	static uint8_t buf[CV_CTL_MAX];
 	int fds[CV_CTL_MAX_FDS], nfds = CV_CTL_MAX_FDS, i, r;
 	struct cv_ctl_hdr h;
 	struct cv_d_msg m;
@@ -392,6 +415,9 @@ static int tenant_input(struct cv_d *d, struct cv_d_tenant *t)
 		break;
 	case CV_CTL_W_HANDOVER | CV_CTL_REPLY:
 		cv_d_restore_handover(d, t, m.status, fds, nfds);
+		break;
+	case CV_CTL_W_MIGRATE | CV_CTL_REPLY:
+		cv_d_migrate_answer(d, t, &m);
 		break;
 	default: /* W_STOP reply */
 		cv_dbg("tenant %llu: worker acknowledged W_STOP",
@@ -494,6 +520,7 @@ static void tenant_gone(struct cv_d *d, struct cv_d_tenant *t, int st)
 	if (t->state == CV_STATE_STARTING)
 		fail_start(d, t, -EIO);
 	cv_d_tenant_close_ctl(d, t);
+	cv_d_migrate_source_gone(d, t);
 	if (t->link_guest_fd >= 0)
 		close(t->link_guest_fd);
 	t->link_guest_fd = -1;
@@ -529,5 +556,7 @@ void cv_d_tenant_free(struct cv_d *d, struct cv_d_tenant *t)
 		close(t->restore_fd);
 	if (t->move_fd >= 0)
 		close(t->move_fd);
+	cv_d_migrate_forget(t);
+	free(t->mig_reply);
 	free(t);
 }

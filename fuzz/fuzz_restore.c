@@ -112,7 +112,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *d, size_t n)
 	v.heap_limit = 64ull << 20;
 	fd = make_image(&v, d, n);
 	if (fd >= 0) {
-		cv_vgpu_restore(&v, fd, &bytes, err, sizeof(err));
+		cv_vgpu_restore(&v, fd, 0, &bytes, err, sizeof(err));
 		close(fd);
 	}
 	cv_vgpu_exit(&v);

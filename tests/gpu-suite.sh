@@ -12,8 +12,9 @@
 # "#" notes ignored, order ignored since threads interleave). PASS needs
 # both runs to exit 0 with the same checks. Then the CUDA runtime
 # programs build/tests/rt/* the same way (their "# digest" lines compared
-# too), then the multi-tenant kill and garbage tests and the ops and
-# ckpt sections (suspend, evict, checkpoint, restore, daemon restart; a
+# too), then the multi-tenant kill and garbage tests and the ops, ckpt
+# and mig sections (suspend, evict, checkpoint, restore, daemon restart,
+# live migration; a
 # tenant of GPU_OPS_MIB, default 4096 MiB) of tests/run.sh on the cuda
 # backend.
 #
@@ -153,11 +154,11 @@ if [ $# -eq 0 ]; then
 	done
 fi
 
-# Kill and garbage tests, then suspend/resume/evict and checkpoint/restore
-# (ops, ckpt) of a tenant updating every page of GPU_OPS_MIB (default
-# 4096) MiB, on the cuda backend.
+# Kill and garbage tests, then suspend/resume/evict, checkpoint/restore
+# and live migration (ops, ckpt, mig) of a tenant updating every page of
+# GPU_OPS_MIB (default 4096) MiB, on the cuda backend.
 OPS_MIB=${GPU_OPS_MIB:-4096} bash tests/run.sh --backend cuda \
-	--only kill,garbage,ops,ckpt > "$LOGS/multi.log" 2>&1
+	--only kill,garbage,ops,ckpt,mig > "$LOGS/multi.log" 2>&1
 grep -E '^(PASS|FAIL|SKIP|    )' "$LOGS/multi.log"
 read -r mp mf ms < <(awk '/ passed, .* failed, .* skipped$/ { print $1, $3, $5 }' "$LOGS/multi.log")
 NPASS=$((NPASS + ${mp:-0}))

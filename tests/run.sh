@@ -18,9 +18,11 @@
 #            tenant's results stay right, the daemon still answers
 #   san      the ring test rebuilt with SAN=asan (build-asan/) and
 #            SAN=tsan (build-tsan/), the decoder, allocator, revocation,
-#            image and digest tests with SAN=asan, the image test with TSan
+#            image, digest and migration stream tests with SAN=asan, the
+#            image and migration stream tests with TSan
 #   fuzz     each libFuzzer harness (decoder, control messages, image
-#            reader, restore) for FUZZ_SMOKE_S seconds (default 20)
+#            reader, restore) for FUZZ_SMOKE_S seconds (default 20), the
+#            migration stream's for FUZZ_MIG_S (default 5)
 #   rt       every CUDA runtime program build/tests/rt/* (nvcc-built,
 #            tests/rt/) under `cuvisor run`, like e2e; those named in
 #            CV_RT_XFAIL (comma-separated; default below) fail as XFAIL
@@ -36,6 +38,11 @@
 #            restore after a daemon restart, a full disk, the daemon
 #            restarted under load (tenant adopted), kill -9 of the worker
 #            during a checkpoint. OPS_MIB (default 64) sizes the tenant.
+#   mig      tests/migrate.sh: live migration back and forth under the
+#            counting tenant (the A-B test), its report and plot, the
+#            destination killed, the stream cut or corrupted (the tenant
+#            runs on), refusals; on the cuda backend a cuBLAS loop
+#            migrated mid-run gives the digest of an unmigrated run
 #
 # Prints one line per test: PASS|FAIL|SKIP NAME [(detail)], the tail of
 # the log after a failure, and last exactly one line
@@ -48,7 +55,7 @@ cd "$(dirname "$0")/.." || exit 2
 O=${O:-build}
 MAKE=${MAKE:-make}
 BACKEND=host
-ONLY=unit,e2e,kill,garbage,san,fuzz,rt,ops,ckpt
+ONLY=unit,e2e,kill,garbage,san,fuzz,rt,ops,ckpt,mig
 KEEP=0
 MEM=1G
 MEM_BYTES=1073741824
@@ -700,16 +707,19 @@ run_san() {
 	san san:asan:test_revoke asan "" test_revoke
 	san san:asan:test_image asan "" test_image
 	san san:asan:test_digest asan "" test_digest
+	san san:asan:test_mig asan "" test_mig
 	san san:tsan:test_ring tsan "$notsan"
 	san san:tsan:test_image tsan "$notsan" test_image
+	san san:tsan:test_mig tsan "$notsan" test_mig
 }
 
 # ---- fuzzers --------------------------------------------------------------
 
 # Each libFuzzer harness runs for FUZZ_SMOKE_S seconds (default 20) from
-# its seed corpus; a crash, leak or sanitizer report fails it.
+# its seed corpus, fuzz_mig for FUZZ_MIG_S (default 5); a crash, leak or
+# sanitizer report fails it.
 run_fuzz() {
-	local t=${FUZZ_SMOKE_S:-20} log=$LOGS/fuzz-build.log f c
+	local t log=$LOGS/fuzz-build.log f c
 	if ! command -v clang > /dev/null; then
 		result SKIP fuzz "clang not installed"
 		return
@@ -718,11 +728,14 @@ run_fuzz() {
 		result FAIL fuzz:build "make fuzz failed" "$log"
 		return
 	fi
-	for f in fuzz_decode fuzz_ctl fuzz_image fuzz_restore; do
+	for f in fuzz_decode fuzz_ctl fuzz_image fuzz_restore fuzz_mig; do
 		c=$LOGS/corpus-$f
 		mkdir -p "$c"
+		t=${FUZZ_SMOKE_S:-20}
 		[ $f = fuzz_decode ] && python3 fuzz/seeds.py "$c"
 		[ $f = fuzz_restore ] && python3 fuzz/restore_seeds.py "$c"
+		[ $f = fuzz_mig ] && python3 fuzz/seeds.py --mig "$c" &&
+			t=${FUZZ_MIG_S:-5}
 		# small images, written by the image library itself
 		[ $f = fuzz_image ] && [ -x "$TB/test_image" ] &&
 			"$TB/test_image" --seeds "$c"
@@ -829,6 +842,9 @@ want ops && run_ops
 # shellcheck source=tests/ckpt.sh
 . "$ROOT/tests/ckpt.sh"
 want ckpt && run_ckpt
+# shellcheck source=tests/migrate.sh
+. "$ROOT/tests/migrate.sh"
+want mig && run_mig
 
 if [ "$NFAIL" -gt 0 ] || [ "$KEEP" -eq 1 ]; then
 	echo "logs: $LOGS"

@@ -146,21 +146,28 @@ static inline struct cv_host *to_host(struct cv_backend *b)
 
 /* ---- object list ----------------------------------------------------- */
 
+/* A live migration's threads make streams while the consumer runs. */
+static pthread_mutex_t cv_hobj_lock = PTHREAD_MUTEX_INITIALIZER;
+
 static void cv_hobj_add(struct cv_host *h, struct cv_hobj *o,
 			enum cv_hobj_type type)
 {
+	pthread_mutex_lock(&cv_hobj_lock);
 	o->type = type;
 	o->next = h->objs.next;
 	o->prev = &h->objs;
 	h->objs.next->prev = o;
 	h->objs.next = o;
+	pthread_mutex_unlock(&cv_hobj_lock);
 }
 
 static void cv_hobj_del(struct cv_hobj *o)
 {
+	pthread_mutex_lock(&cv_hobj_lock);
 	o->prev->next = o->next;
 	o->next->prev = o->prev;
 	o->prev = o->next = o;
+	pthread_mutex_unlock(&cv_hobj_lock);
 }
 
 /* ---- address ranges -------------------------------------------------- */

@@ -274,7 +274,8 @@ static void fill_ident(struct cv_vgpu *v, struct cv_ckpt_ident *id,
 	id->cc_minor = (uint16_t)v->hdr->dev.cc_minor;
 }
 
-int cv_vgpu_checkpoint(struct cv_vgpu *v, int fd, int level, uint64_t *bytes)
+int cv_vgpu_checkpoint(struct cv_vgpu *v, int fd, int level, unsigned flags,
+		       uint64_t *bytes)
 {
 	struct cv_xfer_seg *seg = NULL, *gseg = NULL;
 	struct cv_ckpt_ident id;
@@ -311,11 +312,14 @@ int cv_vgpu_checkpoint(struct cv_vgpu *v, int fd, int level, uint64_t *bytes)
 	if (!rc)
 		rc = cv_xfer_run(v, false, gseg, ngseg, glob_out,
 				 &(struct glob_ctx){ v, w });
-	if (!rc)
+	/* A migration's state (NO_MEM) has no memory: it went ahead. */
+	if (!rc && !(flags & CV_VGPU_NO_MEM))
 		rc = cv_img_w_expect(w, mem);
-	if (!rc && v->evicted) {
+	if (rc || (flags & CV_VGPU_NO_MEM)) {
+		/* nothing more */
+	} else if (v->evicted) {
 		rc = add_saved(v, w);
-	} else if (!rc && v->dev.n) {
+	} else if (v->dev.n) {
 		seg = calloc(v->dev.n, sizeof(*seg));
 		rc = seg ? 0 : -ENOMEM;
 		for (i = 0; !rc && i < v->dev.n; i++)
@@ -404,6 +408,7 @@ struct rs {
 	pthread_mutex_t lane_lock;
 	bool lane_failed;
 	bool images_moved;     /* the worker's list owns them */
+	bool in_place;         /* device memory is there already */
 };
 
 static int fail(struct rs *s, int rc, const char *fmt, ...)
@@ -909,7 +914,7 @@ static int load(struct rs *s, struct cv_vgpu *v, uint64_t head)
 	free(p);
 	if (!rc)
 		rc = check_ranges(s, v->quota);
-	if (!rc)
+	if (!rc && !s->in_place)
 		rc = check_mem(s);
 	if (!rc)
 		rc = sections_of(s, CV_SEC_GLOBAL, &s->globsec, &s->nglob);
@@ -955,6 +960,49 @@ static int mem_in(void *arg, uint64_t dev, void *buf, uint64_t n)
 			hi = mid;
 	}
 	return -EINVAL;
+}
+
+/*
+ * A migration's destination holds the device memory already, mapped by
+ * the plans it followed: it must be exactly what the state describes,
+ * and the pinned heap too.
+ */
+static int check_in_place(struct rs *s, struct cv_vgpu *v)
+{
+	const struct cv_wmap *m;
+	const struct cv_wvmm *h;
+	uint32_t i;
+
+	if (s->ndev != v->dev.n || s->nvmm != v->vmms.count ||
+	    s->nheap != v->heap.n)
+		return fail(s, -EINVAL, "the state does not match the memory "
+			    "sent: %u ranges, %u VMM handles, %u pinned ranges "
+			    "in the state, %u, %u, %u here", s->ndev, s->nvmm,
+			    s->nheap, v->dev.n, v->vmms.count, v->heap.n);
+	for (i = 0; i < s->ndev; i++) {
+		m = v->dev.r[i].owner;
+		if (v->dev.r[i].base != s->dev[2 * i] ||
+		    v->dev.r[i].size != s->dev[2 * i + 1] ||
+		    m->vmm != s->devvmm[i] || m->offset != s->devoff[i])
+			return fail(s, -EINVAL, "the state does not match the "
+				    "memory sent at 0x%llx",
+				    (unsigned long long)s->dev[2 * i]);
+	}
+	for (i = 0; i < s->nvmm; i++) {
+		h = cv_htab_get(&v->vmms, s->vmm[i].id);
+		if (!h || h->size != s->vmm[i].size ||
+		    h->released != (bool)s->vmm[i].released)
+			return fail(s, -EINVAL, "the state does not match the "
+				    "memory sent: VMM allocation %u",
+				    s->vmm[i].id);
+	}
+	for (i = 0; i < s->nheap; i++)
+		if (v->heap.r[i].base != CV_REGION_ADDR + CV_HEAP_OFF +
+						 s->heap[2 * i] ||
+		    v->heap.r[i].size != s->heap[2 * i + 1])
+			return fail(s, -EINVAL, "the state does not match the "
+				    "pinned memory mapped");
+	return 0;
 }
 
 static int by_seq(const void *a, const void *b)
@@ -1284,11 +1332,12 @@ static void rs_free(struct rs *s)
 		cv_img_r_close(s->r);
 }
 
-int cv_vgpu_restore(struct cv_vgpu *v, int fd, uint64_t *bytes, char *err,
-		    size_t errlen)
+int cv_vgpu_restore(struct cv_vgpu *v, int fd, unsigned flags, uint64_t *bytes,
+		    char *err, size_t errlen)
 {
 	struct rs s = { .err = err, .errlen = errlen,
-			.lane_lock = PTHREAD_MUTEX_INITIALIZER };
+			.lane_lock = PTHREAD_MUTEX_INITIALIZER,
+			.in_place = flags & CV_VGPU_MEM_IN_PLACE };
 	uint64_t head = __atomic_load_n(&v->ctl->head, __ATOMIC_ACQUIRE);
 	uint32_t i;
 	int rc;
@@ -1302,7 +1351,8 @@ int cv_vgpu_restore(struct cv_vgpu *v, int fd, uint64_t *bytes, char *err,
 		v->op_total = 0;
 		for (i = 0; i < s.ndev; i++)
 			v->op_total += s.dev[2 * i + 1];
-		rc = rebuild_memory(&s, v);
+		rc = s.in_place ? check_in_place(&s, v) :
+				  rebuild_memory(&s, v);
 	}
 	if (!rc)
 		rc = rebuild_modules(&s, v);

@@ -167,7 +167,10 @@ static int h_mem_map(struct cv_vgpu *v, const void *p, uint32_t len,
 	rc = v->ops->mem_map(v->b, a.va, a.size, m->mem, 0);
 	if (rc)
 		goto err_release;
-	if (cv_rangeset_add(&v->dev, a.va, a.size, m)) {
+	pthread_rwlock_wrlock(&v->mem_lock);
+	rc = cv_rangeset_add(&v->dev, a.va, a.size, m);
+	pthread_rwlock_unlock(&v->mem_lock);
+	if (rc) {
 		rc = CUDA_ERROR_OUT_OF_MEMORY;
 		goto err_unmap;
 	}
@@ -199,9 +202,12 @@ static int unmap_range(struct cv_vgpu *v, uint64_t va, uint64_t size,
 	/* Work still running may use the memory: drain first, as cuMemFree
 	 * and cuMemUnmap do. */
 	v->ops->ctx_sync(v->b);
+	pthread_rwlock_wrlock(&v->mem_lock);
 	rc = v->ops->mem_unmap(v->b, va, size);
-	if (rc)
+	if (rc) {
+		pthread_rwlock_unlock(&v->mem_lock);
 		return rc;
+	}
 	cv_rangeset_del(&v->dev, va, size, NULL);
 	if (vmm) {
 		h = cv_htab_get(&v->vmms, m->vmm);
@@ -214,6 +220,7 @@ static int unmap_range(struct cv_vgpu *v, uint64_t va, uint64_t size,
 		v->ops->mem_release(v->b, m->mem);
 		v->used -= m->size;
 	}
+	pthread_rwlock_unlock(&v->mem_lock);
 	free(m);
 	return CUDA_SUCCESS;
 }
@@ -1130,10 +1137,12 @@ static int h_vmm_create(struct cv_vgpu *v, const void *p, uint32_t len,
 		return CUDA_ERROR_OUT_OF_MEMORY;
 	h->size = a.size;
 	rc = v->ops->mem_create(v->b, a.size, &h->mem);
+	pthread_rwlock_wrlock(&v->mem_lock);
 	if (!rc && cv_htab_put(&v->vmms, a.id, h)) {
 		v->ops->mem_release(v->b, h->mem);
 		rc = CUDA_ERROR_OUT_OF_MEMORY;
 	}
+	pthread_rwlock_unlock(&v->mem_lock);
 	if (rc) {
 		free(h);
 		return rc;
@@ -1152,12 +1161,14 @@ static int h_vmm_release(struct cv_vgpu *v, const void *p, uint32_t len,
 	h = cv_htab_get(&v->vmms, a.id);
 	if (!h || h->released)
 		return CUDA_ERROR_INVALID_HANDLE;
+	pthread_rwlock_wrlock(&v->mem_lock);
 	h->released = true;
 	if (!h->maps) {
 		v->ops->mem_release(v->b, h->mem);
 		v->used -= h->size;
 		free(cv_htab_del(&v->vmms, a.id));
 	}
+	pthread_rwlock_unlock(&v->mem_lock);
 	return CUDA_SUCCESS;
 }
 
@@ -1183,15 +1194,18 @@ static int h_vmm_map(struct cv_vgpu *v, const void *p, uint32_t len,
 	*m = (struct cv_wmap){ .mem = h->mem, .vmm = a.handle, .size = a.size,
 			       .offset = a.offset };
 	rc = v->ops->mem_map(v->b, a.va, a.size, h->mem, a.offset);
+	pthread_rwlock_wrlock(&v->mem_lock);
 	if (!rc && cv_rangeset_add(&v->dev, a.va, a.size, m)) {
 		v->ops->mem_unmap(v->b, a.va, a.size);
 		rc = CUDA_ERROR_OUT_OF_MEMORY;
 	}
+	if (!rc)
+		h->maps++;
+	pthread_rwlock_unlock(&v->mem_lock);
 	if (rc) {
 		free(m);
 		return rc;
 	}
-	h->maps++;
 	return CUDA_SUCCESS;
 }
 

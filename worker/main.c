@@ -5,7 +5,7 @@
  *   cuvisor-vgpu --tenant ID --gpu N --mem BYTES --backend cuda|host
  *                --driver PATH --ctl-fd 3 --link-fd 4 [--log SPEC]
  *                [--token HEX --daemon-socket PATH --guest-pid N --name S]
- *                [--region-fd 5 --restore-fd 6]
+ *                [--region-fd 5 --restore-fd 6] [--migrate-fd 5]
  *
  * It creates the shared region (a sealed memfd mapped at CV_REGION_ADDR),
  * opens the backend, sends CV_CTL_W_READY with the memfd to the daemon,
@@ -13,7 +13,10 @@
  * link socket closes (the guest died or detached), on CV_CTL_W_STOP, or
  * when the guest breaks the ring. With --region-fd and --restore-fd it
  * takes over an existing guest's region and rebuilds its vGPU from a
- * checkpoint image first (worker/ckpt.c).
+ * checkpoint image first (worker/ckpt.c). With --migrate-fd it is the
+ * destination of a live migration (worker/migrate.c): the source sends
+ * the guest's region, the memory and the state over that socket, and the
+ * guest's link with its COMMIT; --link-fd is not given then.
  *
  * When its daemon goes away it carries on serving the guest and connects
  * to --daemon-socket every 100 ms until a new daemon adopts it (W_HELLO).
@@ -45,6 +48,7 @@
 #include "../core/log.h"
 #include "../core/util.h"
 #include "backend.h"
+#include "migrate.h"
 #include "vgpu.h"
 
 #define RECONNECT_MS 100
@@ -60,6 +64,7 @@ struct wopts {
 	int link_fd;
 	int region_fd;
 	int restore_fd;
+	int migrate_fd;
 	const char *log;
 	const char *daemon_socket;
 	const char *name;
@@ -92,7 +97,7 @@ static void usage(FILE *f)
 		"usage: cuvisor-vgpu --tenant ID --gpu N --mem BYTES --backend cuda|host\n"
 		"                    [--driver PATH] --ctl-fd FD --link-fd FD [--log LEVEL[:PATH]]\n"
 		"                    [--token HEX] [--daemon-socket PATH] [--guest-pid N] [--name S]\n"
-		"                    [--region-fd FD --restore-fd FD]\n"
+		"                    [--region-fd FD --restore-fd FD | --migrate-fd FD]\n"
 		"       cuvisor-vgpu --hold --tenant ID ... --region-fd FD\n"
 		"       cuvisor-vgpu --probe --backend cuda|host [--driver PATH]\n"
 		"One tenant's vGPU worker; cuvisord starts it, people do not.\n");
@@ -143,7 +148,7 @@ static int parse_args(int argc, char **argv, struct wopts *o)
 		{ "token", 1, 0, 'T' },  { "daemon-socket", 1, 0, 'S' },
 		{ "guest-pid", 1, 0, 'P' }, { "name", 1, 0, 'N' },
 		{ "probe", 0, 0, 'p' },  { "hold", 0, 0, 'H' },
-		{ "ckpt-done", 1, 0, 'D' },
+		{ "ckpt-done", 1, 0, 'D' }, { "migrate-fd", 1, 0, 'M' },
 		{ "help", 0, 0, 'h' },   { 0, 0, 0, 0 }
 	};
 	uint64_t n;
@@ -151,6 +156,7 @@ static int parse_args(int argc, char **argv, struct wopts *o)
 
 	*o = (struct wopts){ .gpu = 0, .backend = "cuda", .ctl_fd = -1,
 			     .link_fd = -1, .region_fd = -1, .restore_fd = -1,
+			     .migrate_fd = -1,
 			     .name = "?" };
 	while ((c = getopt_long(argc, argv, "", lo, NULL)) != -1) {
 		switch (c) {
@@ -164,6 +170,7 @@ static int parse_args(int argc, char **argv, struct wopts *o)
 		case 'l': if (parse_fd(optarg, &o->link_fd)) return -EINVAL; break;
 		case 'R': if (parse_fd(optarg, &o->region_fd)) return -EINVAL; break;
 		case 'I': if (parse_fd(optarg, &o->restore_fd)) return -EINVAL; break;
+		case 'M': if (parse_fd(optarg, &o->migrate_fd)) return -EINVAL; break;
 		case 'T': if (parse_hex(optarg, o->token, 16)) return -EINVAL;
 			  o->have_token = true; break;
 		case 'S': o->daemon_socket = optarg; break;
@@ -185,7 +192,10 @@ static int parse_args(int argc, char **argv, struct wopts *o)
 		return -EINVAL;
 	if (o->probe)
 		return 0;
-	if (o->link_fd < 0 || !o->mem)
+	if ((o->link_fd < 0) != (o->migrate_fd >= 0) || !o->mem)
+		return -EINVAL;
+	if (o->migrate_fd >= 0 &&
+	    (!o->have_token || o->hold || o->region_fd >= 0))
 		return -EINVAL;
 	if (o->hold && o->region_fd < 0)
 		return -EINVAL;
@@ -328,7 +338,9 @@ struct op_args {
 	struct wstate *w;
 	uint16_t type;
 	struct cv_ctl_ckpt ck;
-	int fd;                 /* W_CHECKPOINT: the image */
+	struct cv_ctl_migrate mig;
+	int fd;                 /* W_CHECKPOINT: the image; W_MIGRATE: the
+				   stream to the destination */
 };
 
 static pthread_mutex_t op_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -338,7 +350,8 @@ static const char *op_name(uint16_t type)
 {
 	return type == CV_CTL_W_SUSPEND ? "suspend" :
 	       type == CV_CTL_W_EVICT ? "evict" :
-	       type == CV_CTL_W_CHECKPOINT ? "checkpoint" : "resume";
+	       type == CV_CTL_W_CHECKPOINT ? "checkpoint" :
+	       type == CV_CTL_W_MIGRATE ? "migration" : "resume";
 }
 
 /* Suspend (if not already), write the image, then leave the tenant as it
@@ -355,11 +368,40 @@ static int checkpoint(struct op_args *a, uint64_t *bytes, bool *stop)
 	pthread_mutex_unlock(&v->rev_lock);
 	rc = cv_vgpu_suspend(v);
 	if (!rc)
-		rc = cv_vgpu_checkpoint(v, a->fd, a->ck.level, bytes);
+		rc = cv_vgpu_checkpoint(v, a->fd, a->ck.level, 0, bytes);
 	*stop = !rc && (a->ck.flags & CV_CKPT_STOP);
 	if (!*stop && !was_stopped)
 		cv_vgpu_resume(v, &dummy);
 	return rc;
+}
+
+/*
+ * Migrates the tenant away. Committed: replies and exits, never to run the
+ * tenant again (the destination does). Else the tenant runs on here.
+ */
+static void migrate(struct op_args *a)
+{
+	static uint8_t buf[sizeof(struct cv_ctl_migrate_r) +
+			   CV_MIGRATE_REPORT_MAX];
+	struct cv_ctl_migrate_r r;
+	size_t len = 0;
+	int rc;
+
+	rc = cv_migrate_source(a->w->v, a->fd, a->w->o->gpu, &a->mig,
+			       a->w->link, &r, (char *)buf + sizeof(r),
+			       CV_MIGRATE_REPORT_MAX, &len);
+	memcpy(buf, &r, sizeof(r));
+	a->w->v->op_total = 0;
+	ctl_reply(a->w, CV_CTL_W_MIGRATE, rc, buf, (uint32_t)(sizeof(r) + len),
+		  NULL, 0);
+	if (!rc) {
+		cv_info("tenant %llu: handed over to the destination; this "
+			"worker ends", (unsigned long long)a->w->tenant);
+		_exit(0);
+	}
+	pthread_mutex_lock(&op_lock);
+	op_busy = false;
+	pthread_mutex_unlock(&op_lock);
 }
 
 static void *op_main(void *arg)
@@ -372,6 +414,10 @@ static void *op_main(void *arg)
 	int rc;
 
 	free(arg);
+	if (a.type == CV_CTL_W_MIGRATE) {
+		migrate(&a);
+		return NULL;
+	}
 	if (a.type == CV_CTL_W_RESUME) {
 		rc = cv_vgpu_resume(v, &r.bytes);
 	} else if (a.type == CV_CTL_W_CHECKPOINT) {
@@ -427,6 +473,19 @@ static int op_check(struct wstate *w, uint16_t type, const void *p, int n,
 			return -EINVAL;
 		return 0;
 	}
+	if (type == CV_CTL_W_MIGRATE) {
+		if (n != (int)sizeof(a->mig) || nfds != 1)
+			return -EINVAL;
+		memcpy(&a->mig, p, sizeof(a->mig));
+		if ((a->mig.flags & ~CV_MIGRATE_COPY) ||
+		    a->mig.fault > CV_MIGRATE_FAULT_MAX ||
+		    a->mig.max_rounds > CV_MIGRATE_MAX_ROUNDS)
+			return -EINVAL;
+		/* Not while suspended or evicted by the operator. */
+		if (vstate(w) != CV_STATE_RUNNING)
+			return -EBUSY;
+		return 0;
+	}
 	if (n != (int)sizeof(op) || nfds)
 		return -EINVAL;
 	memcpy(&op, p, sizeof(op));
@@ -474,7 +533,10 @@ static void start_op(struct wstate *w, uint16_t type, const void *p, int n,
 		pthread_mutex_unlock(&op_lock);
 	}
 	r.state = vstate(w);
-	ctl_reply(w, type, rc, &r, sizeof(r), NULL, 0);
+	if (type == CV_CTL_W_MIGRATE)
+		ctl_reply(w, type, rc, NULL, 0, NULL, 0);
+	else
+		ctl_reply(w, type, rc, &r, sizeof(r), NULL, 0);
 }
 
 static void send_stats(struct wstate *w)
@@ -505,8 +567,10 @@ static int ctl_message(struct wstate *w)
 		return 0;
 	if (n < 0)
 		return n;
-	/* Only a checkpoint comes with an fd (its image). */
-	if (nfds && h.type != CV_CTL_W_CHECKPOINT) {
+	/* Only a checkpoint (its image) and a migration (its stream) come
+	 * with an fd. */
+	if (nfds && h.type != CV_CTL_W_CHECKPOINT &&
+	    h.type != CV_CTL_W_MIGRATE) {
 		for (i = 0; i < nfds; i++)
 			close(fds[i]);
 		nfds = 0;
@@ -519,15 +583,19 @@ static int ctl_message(struct wstate *w)
 	case CV_CTL_W_RESUME:
 	case CV_CTL_W_EVICT:
 	case CV_CTL_W_CHECKPOINT:
+	case CV_CTL_W_MIGRATE:
 		if (w->v) {
 			start_op(w, h.type, buf, n, fds, nfds);
 			break;
 		}
 		for (i = 0; i < nfds; i++)
 			close(fds[i]);
-		ctl_reply(w, h.type, -EBUSY, &(struct cv_ctl_op_r){
-				  .state = CV_STATE_STOPPED },
-			  sizeof(struct cv_ctl_op_r), NULL, 0);
+		if (h.type == CV_CTL_W_MIGRATE)
+			ctl_reply(w, h.type, -EBUSY, NULL, 0, NULL, 0);
+		else
+			ctl_reply(w, h.type, -EBUSY, &(struct cv_ctl_op_r){
+					  .state = CV_STATE_STOPPED },
+				  sizeof(struct cv_ctl_op_r), NULL, 0);
 		break;
 	case CV_CTL_W_HANDOVER:
 		if (w->v) {
@@ -628,11 +696,14 @@ static void *ctl_main(void *arg)
 	int n;
 
 	for (;;) {
+		/* A migration's destination gets the link at its COMMIT. */
+		p[0].fd = __atomic_load_n(&w->link, __ATOMIC_ACQUIRE);
 		p[1].fd = w->ctl;
-		n = poll(p, 2, away && w->o->daemon_socket ? RECONNECT_MS : -1);
+		n = poll(p, 2, (away && w->o->daemon_socket) || p[0].fd < 0 ?
+				       RECONNECT_MS : -1);
 		if (n < 0 && errno != EINTR)
 			break;
-		if (n == 0 && away) {
+		if (n == 0 && away && w->o->daemon_socket) {
 			pthread_mutex_lock(&send_lock);
 			w->ctl = hello(w);
 			pthread_mutex_unlock(&send_lock);
@@ -747,11 +818,13 @@ int main(int argc, char **argv)
 	struct cv_devinfo dev = { 0 };
 	struct wopts o;
 	uint8_t *region = NULL;
-	uint64_t bytes = 0, t0 = cv_now_ns();
-	bool restore;
+	uint64_t bytes = 0, t0 = cv_now_ns(), tcommit = 0;
+	struct cv_mig_hello mh;
+	struct cv_mig_io mio;
+	bool restore, migrate_in;
 	pthread_t th;
 	char msg[256];
-	int memfd = -1, rc;
+	int memfd = -1, slot_fd = -1, link = -1, rc;
 
 	signal(SIGPIPE, SIG_IGN);
 	if (parse_args(argc, argv, &o)) {
@@ -772,7 +845,16 @@ int main(int argc, char **argv)
 		return hold(&o);
 
 	restore = o.restore_fd >= 0;
-	if (restore) {
+	migrate_in = o.migrate_fd >= 0;
+	if (migrate_in) {
+		/* The source sends the guest's region first. */
+		cv_mig_io_init(&mio, o.migrate_fd);
+		rc = cv_migrate_accept(&mio, o.token, o.mem, &mh, &memfd,
+				       &slot_fd, msg, sizeof(msg));
+		if (rc)
+			goto fail;
+		rc = region_adopt(memfd, &region);
+	} else if (restore) {
 		memfd = o.region_fd;
 		rc = region_adopt(memfd, &region);
 	} else {
@@ -792,7 +874,7 @@ int main(int argc, char **argv)
 		goto fail;
 	}
 	rc = cv_vgpu_init(&g_vgpu, ops, b, region, memfd, o.mem, o.tenant,
-			  &dev, restore);
+			  &dev, restore || migrate_in);
 	if (rc) {
 		snprintf(msg, sizeof(msg), "cannot set up the vGPU: %s", strerror(-rc));
 		goto fail;
@@ -807,7 +889,7 @@ int main(int argc, char **argv)
 		goto fail;
 	}
 	if (restore) {
-		rc = cv_vgpu_restore(&g_vgpu, o.restore_fd, &bytes, msg,
+		rc = cv_vgpu_restore(&g_vgpu, o.restore_fd, 0, &bytes, msg,
 				     sizeof(msg));
 		close(o.restore_fd);
 		if (rc)
@@ -817,12 +899,30 @@ int main(int argc, char **argv)
 			"%.1f ms", (unsigned long long)o.tenant,
 			(unsigned long long)bytes, (cv_now_ns() - t0) / 1e6);
 	}
+	if (migrate_in) {
+		rc = cv_migrate_dest(&g_vgpu, &mio, &mh, slot_fd, &link,
+				     &tcommit, msg, sizeof(msg));
+		if (rc)
+			goto fail;
+		/* The source stopped consuming where the region says. */
+		cv_ring_init(&g_vgpu.ring, g_vgpu.ctl, region + CV_RING_OFF,
+			     CV_RING_SIZE);
+		g_vgpu.done_head = g_vgpu.ring.head;
+		cv_vgpu_publish(&g_vgpu);
+		__atomic_store_n(&g_ws.link, link, __ATOMIC_RELEASE);
+	}
 	pthread_mutex_lock(&send_lock);
 	send_ready(g_ws.ctl, 0, NULL, memfd);
 	pthread_mutex_unlock(&send_lock);
 	cv_info("tenant %llu: vGPU ready on GPU %d (%s backend, quota %llu bytes)",
 		(unsigned long long)o.tenant, o.gpu, ops->name,
 		(unsigned long long)o.mem);
+	if (migrate_in) {
+		cv_migrate_running(&g_vgpu, &mio, cv_now_ns() - tcommit);
+		cv_info("tenant %llu: migrated in; running %.3f ms after the "
+			"commit", (unsigned long long)o.tenant,
+			(cv_now_ns() - tcommit) / 1e6);
+	}
 	rc = cv_vgpu_run(&g_vgpu);
 	/* Ring broken: the guest gets "vGPU lost" from its liveness checks. */
 	_exit(rc ? 3 : 0);

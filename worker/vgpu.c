@@ -135,9 +135,13 @@ int cv_vgpu_heap_map(struct cv_vgpu *v, uint64_t off, uint64_t len)
 	if (p == MAP_FAILED)
 		return CUDA_ERROR_OUT_OF_MEMORY;
 	rc = v->ops->host_register(v->b, p, len);
-	if (!rc && cv_rangeset_add(&v->heap, addr, len, NULL)) {
-		v->ops->host_unregister(v->b, p);
-		rc = CUDA_ERROR_OUT_OF_MEMORY;
+	if (!rc) {
+		pthread_rwlock_wrlock(&v->mem_lock);
+		if (cv_rangeset_add(&v->heap, addr, len, NULL))
+			rc = CUDA_ERROR_OUT_OF_MEMORY;
+		pthread_rwlock_unlock(&v->mem_lock);
+		if (rc)
+			v->ops->host_unregister(v->b, p);
 	}
 	if (rc) {
 		unmap_to_reserve(p, len);
@@ -151,8 +155,14 @@ int cv_vgpu_heap_unmap(struct cv_vgpu *v, uint64_t off, uint64_t len)
 {
 	uint64_t addr = CV_REGION_ADDR + CV_HEAP_OFF + off;
 
-	if (!cv_range_ok(off, len, CV_HEAP_MAX) ||
-	    cv_rangeset_del(&v->heap, addr, len, NULL))
+	int rc;
+
+	if (!cv_range_ok(off, len, CV_HEAP_MAX))
+		return CUDA_ERROR_INVALID_VALUE;
+	pthread_rwlock_wrlock(&v->mem_lock);
+	rc = cv_rangeset_del(&v->heap, addr, len, NULL);
+	pthread_rwlock_unlock(&v->mem_lock);
+	if (rc)
 		return CUDA_ERROR_INVALID_VALUE;
 	/* DMA in flight may still use the pages. */
 	v->ops->ctx_sync(v->b);
@@ -323,6 +333,7 @@ int cv_vgpu_init(struct cv_vgpu *v, const struct cv_backend_ops *ops,
 	pthread_mutex_init(&v->cb_lock, NULL);
 	pthread_mutex_init(&v->rev_lock, NULL);
 	pthread_cond_init(&v->rev_cond, NULL);
+	pthread_rwlock_init(&v->mem_lock, NULL);
 
 	rc = cv_ring_init(&v->ring, v->ctl, region + CV_RING_OFF, CV_RING_SIZE);
 	if (rc)

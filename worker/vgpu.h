@@ -139,6 +139,10 @@ struct cv_vgpu {
 	struct cv_htab streams, events, modules, funcs, vmms;
 	struct cv_rangeset dev;     /* mapped device memory */
 	struct cv_rangeset heap;    /* mapped heap, as region addresses */
+	/* A live migration reads dev, vmms and heap, and device memory,
+	 * from its own threads while the consumer runs: the consumer
+	 * changes them (and unmaps memory) only under the write lock. */
+	pthread_rwlock_t mem_lock;
 
 	struct cv_wimage *images;   /* loaded images, by content */
 	uint64_t module_seq;        /* modules loaded so far */
@@ -255,10 +259,13 @@ static inline cv_bobj cv_vgpu_obj(const struct cv_htab *t, uint32_t id)
  * before it takes commands; on failure nothing of the tenant was touched
  * and err says why. 0 or -errno.
  */
-int cv_vgpu_checkpoint(struct cv_vgpu *v, int fd, int level,
+#define CV_VGPU_NO_MEM 0x1u       /* checkpoint: no device memory */
+#define CV_VGPU_MEM_IN_PLACE 0x2u /* restore: device memory is mapped and
+				     filled already (a migration's) */
+int cv_vgpu_checkpoint(struct cv_vgpu *v, int fd, int level, unsigned flags,
 		       uint64_t *bytes);
-int cv_vgpu_restore(struct cv_vgpu *v, int fd, uint64_t *bytes, char *err,
-		    size_t errlen);
+int cv_vgpu_restore(struct cv_vgpu *v, int fd, unsigned flags, uint64_t *bytes,
+		    char *err, size_t errlen);
 
 /* What the worker tells the guest over the link (control thread). */
 void cv_vgpu_link_status(struct cv_vgpu *v, struct cv_link_status *st);

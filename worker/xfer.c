@@ -207,6 +207,19 @@ static int run(struct xfer_job *j)
 	return j->err ? -EIO : 0;
 }
 
+int cv_xfer_prepare(struct cv_vgpu *v)
+{
+	int rc = 0;
+
+	pthread_mutex_lock(&X.lock);
+	if (!X.ready) {
+		rc = lanes_setup(v);
+		X.ready = !rc;
+	}
+	pthread_mutex_unlock(&X.lock);
+	return rc;
+}
+
 int cv_xfer_run(struct cv_vgpu *v, bool to_device,
 		const struct cv_xfer_seg *seg, uint32_t nseg, cv_xfer_fn fn,
 		void *arg)

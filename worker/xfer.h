@@ -32,6 +32,10 @@ int cv_xfer_run(struct cv_vgpu *v, bool to_device,
 		const struct cv_xfer_seg *seg, uint32_t nseg, cv_xfer_fn fn,
 		void *arg);
 
+/* Sets the lanes up now (they are otherwise set up by the first move):
+ * a migration does it before its pause. 0 or -errno. */
+int cv_xfer_prepare(struct cv_vgpu *v);
+
 /* Copies len bytes; 0, -EIO (a copy failed) or -ENOMEM/-EAGAIN. Called
  * by one operation at a time, with the consumer parked. */
 int cv_xfer_d2h(struct cv_vgpu *v, void *dst, uint64_t src, uint64_t len);

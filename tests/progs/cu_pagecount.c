@@ -3,7 +3,7 @@
  * Counts rounds in every page of a device buffer: the tenant that the ops
  * tests (tests/run.sh) suspend, evict and resume while it works.
  *
- *	cu_pagecount [-m MIB] [-t SECONDS] [-v ROUNDS] [-V] [MODULE]
+ *	cu_pagecount [-m MIB] [-H MIB] [-t SECONDS] [-v ROUNDS] [-V] [MODULE]
  *
  * Allocates -m MiB (default 64) of device memory and fills it with a
  * pattern whose first word in every 4 KiB page is a counter, 0. Then, for
@@ -20,7 +20,12 @@
  *
  * Prints "# guest_pid N", "# worker_pid N" (0 when not under cuvisor),
  * "# ready" after the first verified round and "# rounds N" about every
- * 100 ms while rounds complete. Exits 0 only if every check passed.
+ * 100 ms while rounds complete (with the wall-clock time in ns, for the
+ * migration benchmark's throughput). Exits 0 only if every check passed.
+ *
+ * -H MIB: only the first MIB of the buffer is the hot set that rounds
+ * count in; the counters of the pages after it stay 0 (and are checked
+ * to).
  */
 #include <signal.h>
 
@@ -32,6 +37,14 @@
 
 static volatile sig_atomic_t g_stop;
 
+static uint64_t wall_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
 static void on_signal(int sig)
 {
 	g_stop = 1;
@@ -42,6 +55,7 @@ struct pc {
 	uint32_t *h;
 	uint64_t words;
 	uint64_t npages;
+	uint64_t hot;           /* pages counted in (-H), <= npages */
 	CUfunction inc;
 	CUfunction gadd;
 	CUdeviceptr g;          /* g_value */
@@ -50,10 +64,13 @@ struct pc {
 	uint32_t *ha;           /* -V: room for one page of the alias */
 };
 
+static uint64_t g_hot_words = UINT64_MAX; /* -H: words in the hot set */
+
 /* The word i should hold after `rounds` rounds. */
 static uint32_t want_word(uint64_t i, uint64_t rounds)
 {
-	return i % CVK_PAGE_WORDS ? cvk_pattern(SEED, i) : (uint32_t)rounds;
+	return i % CVK_PAGE_WORDS ? cvk_pattern(SEED, i) :
+	       i < g_hot_words   ? (uint32_t)rounds : 0;
 }
 
 /* g_value counts the rounds too. */
@@ -117,9 +134,9 @@ static bool verify(struct pc *p, uint64_t rounds)
 
 static CUresult round_once(struct pc *p)
 {
-	uint64_t blocks = (p->npages + 255) / 256;
+	uint64_t blocks = (p->hot + 255) / 256;
 	unsigned grid = blocks < 4096 ? (unsigned)blocks : 4096;
-	void *args[] = { &p->d, &p->npages };
+	void *args[] = { &p->d, &p->hot };
 	int one = 1;
 	void *gargs[] = { &one };
 	CUresult r;
@@ -174,6 +191,7 @@ static void setup(struct pc *p, uint64_t mib, const char *module)
 
 	p->words = mib * CVT_MiB / 4;
 	p->npages = mib * CVT_MiB / PAGE_BYTES;
+	p->hot = p->npages;
 
 	p->inc = cvt_func(m, "page_inc");
 	p->gadd = cvt_func(m, "global_add");
@@ -197,7 +215,7 @@ static void setup(struct pc *p, uint64_t mib, const char *module)
 
 static int usage(const char *argv0)
 {
-	fprintf(stderr, "usage: %s [-m MIB] [-t SECONDS] [-v ROUNDS] [-V] "
+	fprintf(stderr, "usage: %s [-m MIB] [-H MIB] [-t SECONDS] [-v ROUNDS] [-V] "
 		"[MODULE]\n", argv0);
 	return 2;
 }
@@ -210,7 +228,7 @@ int main(int argc, char **argv)
 	const struct cv_region_hdr *rh;
 	struct pc p = { 0 };
 	double seconds = 2;
-	uint64_t mib = 64, every = 16, rounds = 0, fails = 0, bad = 0;
+	uint64_t mib = 64, hot = 0, every = 16, rounds = 0, fails = 0, bad = 0;
 	uint64_t t_end, next_print, now;
 	CUdevice dev;
 	CUcontext ctx;
@@ -218,20 +236,23 @@ int main(int argc, char **argv)
 	char *end;
 	int opt;
 
-	while ((opt = getopt(argc, argv, "m:t:v:V")) != -1) {
+	while ((opt = getopt(argc, argv, "m:H:t:v:V")) != -1) {
 		errno = 0;
 		end = "";
 		if (opt == 'V')
 			p.vmm = true;
 		else if (opt == 'm')
 			mib = strtoull(optarg, &end, 10);
+		else if (opt == 'H')
+			hot = strtoull(optarg, &end, 10);
 		else if (opt == 't')
 			seconds = strtod(optarg, &end);
 		else if (opt == 'v')
 			every = strtoull(optarg, &end, 10);
 		else
 			return usage(argv[0]);
-		if (*end || errno || mib < 1 || mib > 65536 || every < 1 ||
+		if (*end || errno || mib < 1 || mib > 65536 || hot > mib ||
+		    every < 1 ||
 		    every > 1000000 || !(seconds >= 0 && seconds < 1e7))
 			return usage(argv[0]);
 	}
@@ -246,6 +267,10 @@ int main(int argc, char **argv)
 	printf("# worker_pid %u\n", rh ? rh->worker_pid : 0);
 	fflush(stdout);
 	setup(&p, mib, path);
+	if (hot) {
+		p.hot = hot * CVT_MiB / PAGE_BYTES;
+		g_hot_words = p.hot * CVK_PAGE_WORDS;
+	}
 
 	now = cvt_now_ns();
 	t_end = now + (uint64_t)(seconds * 1e9);
@@ -272,7 +297,8 @@ int main(int argc, char **argv)
 		}
 		now = cvt_now_ns();
 		if (now >= next_print) {
-			printf("# rounds %llu\n", (unsigned long long)rounds);
+			printf("# rounds %llu %llu\n", (unsigned long long)rounds,
+			       (unsigned long long)wall_ns());
 			fflush(stdout);
 			next_print = now + PRINT_NS;
 		}

@@ -1,0 +1,207 @@
+# SPDX-License-Identifier: MIT
+# The "mig" section of tests/run.sh (sourced by it; uses its helpers and
+# those of tests/ckpt.sh): live migration (docs/migration.md).
+#
+#   mig:ab-*        the A-B test: cu_pagecount counts rounds in every page
+#                   of OPS_MIB MiB while it is migrated back and forth
+#                   MIG_TIMES times (default 6): between the two host GPUs
+#                   (CUVISOR_HOST_GPUS=2) on the host backend, or between
+#                   two workers on the GPU with one GPU; it keeps counting
+#                   after each, and every page is right at the end
+#   mig:report-*    the JSON report parses and scripts/mig-plot.py draws it
+#   mig:fault-*     the destination killed, the stream cut, a record
+#                   corrupted, in a pre-copy round and at the stop and
+#                   copy: the command fails and says why, the tenant runs
+#                   on where it was, and a migration afterwards works
+#   mig:refused-*   an unknown tenant, a GPU that does not exist
+#   mig:blas-*      (cuda backend) a cuBLAS loop migrated mid-run prints
+#                   the digest of a run that was not migrated
+
+MIG_TIMES=${MIG_TIMES:-6}
+
+mig_other_gpu() {
+	local g
+	g=$(ck_gpu_of "$CK_ID")
+	if [ "$MIG_NGPUS" -ge 2 ]; then
+		echo $(( g == 0 ? 1 : 0 ))
+	else
+		echo "$g"
+	fi
+}
+
+# mig_go NAME ARGS...: `cuvisor migrate CK_ID ARGS`, must succeed and the
+# tenant must count on there.
+mig_go() {
+	local name=$1 to rc out=$LOGS/mig-$1.out
+	shift
+	to=$(mig_other_gpu)
+	timeout 700 "$BIN/cuvisor" migrate "$CK_ID" --gpu "$to" --socket "$SOCK" \
+		"$@" > "$out" 2>&1
+	rc=$?
+	if [ $rc = 0 ] && grep -q "migrated to gpu $to" "$out" &&
+	   [ "$(ck_gpu_of "$CK_ID")" = "$to" ] &&
+	   [ "$(ops_state "$CK_ID")" = running ] && ops_moves; then
+		result PASS "mig:$name" "$(head -n 1 "$out" | cut -c1-150); $OPS_DETAIL"
+		return 0
+	fi
+	result FAIL "mig:$name" "exit $rc, gpu $(ck_gpu_of "$CK_ID"), $(head -n 2 "$out" | tr '\n' ' ' | cut -c1-200) $OPS_DETAIL" "$DLOG"
+	return 1
+}
+
+mig_ab() {
+	local i ok=1
+	ck_tenant mig-ab || return
+	for i in $(seq 1 "$MIG_TIMES"); do
+		mig_go "ab-$i" --report "$LOGS/mig-report-$i.json" || ok=0
+	done
+	if python3 -c '
+import json, sys
+r = json.load(open(sys.argv[1]))
+assert r["result"] == "ok", r
+assert len(r["rounds"]) >= 1 and r["rounds"][-1]["phase"] == "stop", r
+assert r["pause_ms"] > 0 and r["total_ms"] >= r["pause_ms"], r
+assert sum(x["bytes"] for x in r["rounds"]) >= r["memory_bytes"], r
+print("%d rounds, %.1f MiB sent, pause %.2f ms, stop: %s" % (len(r["rounds"]),
+      sum(x["bytes"] for x in r["rounds"]) / 2**20, r["pause_ms"],
+      r["stop_reason"]))' "$LOGS/mig-report-1.json" > "$LOGS/mig-report.out" 2>&1; then
+		result PASS mig:report-json "$(cat "$LOGS/mig-report.out")"
+	else
+		result FAIL mig:report-json "$(tail -n 1 "$LOGS/mig-report.out")" "$LOGS/mig-report-1.json"
+	fi
+	if python3 "$ROOT/scripts/mig-plot.py" "$LOGS/mig-report-1.json" \
+		-o "$LOGS/mig-report-1.svg" > "$LOGS/mig-plot.out" 2>&1 &&
+	   python3 -c 'import sys, xml.etree.ElementTree as E; E.parse(sys.argv[1])' \
+		"$LOGS/mig-report-1.svg"; then
+		result PASS mig:report-plot "$(stat -c %s "$LOGS/mig-report-1.svg") bytes of SVG"
+	else
+		result FAIL mig:report-plot "see the log" "$LOGS/mig-plot.out"
+	fi
+	ck_tenant_end mig-ab
+}
+
+# mig_fault KIND@ROUND: the migration fails, the tenant runs on.
+mig_fault() {
+	local f=$1 name rc out before n0
+	name=fault-${f//@/-at-}
+	out=$LOGS/mig-$name.out
+	before=$(ck_gpu_of "$CK_ID")
+	n0=$(grep -c "injecting fault" "$DLOG")
+	timeout 700 "$BIN/cuvisor" migrate "$CK_ID" --gpu "$(mig_other_gpu)" \
+		--socket "$SOCK" --fault "$f" --report "$LOGS/mig-$name.json" \
+		> "$out" 2>&1
+	rc=$?
+	# The fault struck (the source logged it), the command failed.
+	if [ $rc = 1 ] && grep -qE "migrate.*:" "$out" &&
+	   [ "$(grep -c "injecting fault" "$DLOG")" -gt "$n0" ] &&
+	   [ "$(ck_gpu_of "$CK_ID")" = "$before" ] &&
+	   [ "$(ops_state "$CK_ID")" = running ] && ops_moves; then
+		result PASS "mig:$name" "$(head -n 1 "$out" | cut -c1-160); runs on, $OPS_DETAIL"
+	else
+		result FAIL "mig:$name" "exit $rc, gpu $(ck_gpu_of "$CK_ID") (was $before), $(head -n 2 "$out" | tr '\n' ' ' | cut -c1-200) $OPS_DETAIL" "$DLOG"
+	fi
+}
+
+mig_faults() {
+	local f i
+	ck_tenant mig-faults || return
+	for f in kill-dest@1 cut@1 corrupt@0 corrupt@1 kill-dest@stop cut@stop corrupt@stop; do
+		mig_fault "$f"
+	done
+	mig_go after-faults
+	# Every destination of a failed migration went away, and every
+	# source of a successful one: the tenant's worker is the only one.
+	for i in $(seq 1 40); do
+		[ "$(pgrep -c -x cuvisor-vgpu)" = 1 ] && break
+		sleep 0.05
+	done
+	if [ "$(pgrep -c -x cuvisor-vgpu)" = 1 ]; then
+		result PASS mig:no-leftover-workers "only the tenant's worker runs"
+	else
+		result FAIL mig:no-leftover-workers "$(pgrep -a -x cuvisor-vgpu | tr '\n' ';')"
+	fi
+	ck_tenant_end mig-faults
+}
+
+mig_refused() {
+	ck_run mig-refused-unknown 1 "no such tenant" migrate 999999
+	ck_tenant mig-refused || return
+	ck_run mig-refused-no-gpu 1 "no gpu 37" migrate "$CK_ID" --gpu 37
+	ck_tenant_end mig-refused
+}
+
+# A cuBLAS loop migrated twice mid-run: the same digest as natively.
+mig_blas() {
+	local p=$TB/rt/blas_loop log=$LOGS/mig-blas.log nat=$LOGS/mig-blas-native.log
+	local cli i id want got ok
+	if [ "$BACKEND" != cuda ]; then
+		result SKIP mig:blas "cuBLAS kernels need the cuda backend"
+		return
+	fi
+	if [ ! -x "$p" ]; then
+		result SKIP mig:blas "no $p (make rt-programs needs nvcc)"
+		return
+	fi
+	timeout 300 "$p" 600000 > "$nat" 2>&1
+	want=$(awk '$2 == "digest" { print $3, $4 }' "$nat" | tr '\n' ' ')
+	timeout 600 "$BIN/cuvisor" run --socket "$SOCK" --mem 2G -- "$p" 600000 > "$log" 2>&1 &
+	cli=$!
+	BGPIDS+=("$cli")
+	if ! wait_line "$log" '^# ready' 120; then
+		result FAIL mig:blas-start "the cuBLAS loop did not start" "$log"
+		return
+	fi
+	id=$(timeout 10 "$BIN/cuvisor" ps --socket "$SOCK" 2>/dev/null |
+		awk -v p="$(field "$log" guest_pid)" '$2 == p { print $1 }')
+	ok=0
+	for i in 1 2; do
+		if timeout 300 "$BIN/cuvisor" migrate "$id" --socket "$SOCK" \
+			> "$LOGS/mig-blas-$i.out" 2>&1; then
+			result PASS "mig:blas-migrate-$i" "$(head -n 1 "$LOGS/mig-blas-$i.out")"
+			ok=$((ok + 1))
+		else
+			result FAIL "mig:blas-migrate-$i" "$(head -n 1 "$LOGS/mig-blas-$i.out")" "$DLOG"
+		fi
+	done
+	# Only a run that was migrated twice before it ended counts.
+	kill -0 "$cli" 2>/dev/null || ok=0
+	wait "$cli"
+	got=$(awk '$2 == "digest" { print $3, $4 }' "$log" | tr '\n' ' ')
+	if [ $ok = 2 ] && [ -n "$want" ] && [ "$want" = "$got" ]; then
+		result PASS mig:blas-identical "$got"
+	else
+		result FAIL mig:blas-identical "native '$want', migrated ($ok of 2, before the end) '$got'" "$log"
+	fi
+}
+
+run_mig() {
+	if ! have_cuvisor; then
+		result SKIP mig "cuvisor is not built"
+		return
+	fi
+	if [ ! -x "$TB/cu_pagecount" ]; then
+		result FAIL mig "test programs missing (make test-programs)"
+		return
+	fi
+	MIG_NGPUS=1
+	if [ "$BACKEND" = host ]; then
+		export CUVISOR_HOST_GPUS=2
+		MIG_NGPUS=2
+	else
+		MIG_NGPUS=$(nvidia-smi -L 2>/dev/null | wc -l)
+	fi
+	if ! start_daemon; then
+		result FAIL mig:daemon-start "cuvisord did not answer" "$DLOG"
+		return
+	fi
+	mig_ab
+	mig_faults
+	mig_refused
+	mig_blas
+	if daemon_answers; then
+		result PASS mig:daemon-answers
+	else
+		result FAIL mig:daemon-answers "cuvisor ps failed" "$LOGS/ps.out"
+	fi
+	stop_daemon
+	unset CUVISOR_HOST_GPUS
+}
