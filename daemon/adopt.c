@@ -58,16 +58,6 @@ static bool id_taken(const struct cv_d *d, uint64_t id)
 	return false;
 }
 
-static int gpu_slot(const struct cv_d *d, int index)
-{
-	int i;
-
-	for (i = 0; i < d->ngpus; i++)
-		if (d->gpus[i].index == index)
-			return i;
-	return -1;
-}
-
 /* ---- adoption ------------------------------------------------------ */
 
 void cv_d_adopt(struct cv_d *d, struct cv_d_client *c,
@@ -77,7 +67,7 @@ void cv_d_adopt(struct cv_d *d, struct cv_d_client *c,
 	struct cv_d_tenant *t;
 	struct stat st;
 	char path[32];
-	int gpu = gpu_slot(d, h->gpu), err = 0;
+	int gpu = cv_d_gpu_slot(d, h->gpu), err = 0;
 
 	/* Workers run as the daemon's user; the pid must be the peer's. */
 	if (c->uid != geteuid() || (uint32_t)c->pid != h->worker_pid)
@@ -248,7 +238,7 @@ void cv_d_restore_request(struct cv_d *d, struct cv_d_client *c,
 		}
 	}
 	if (!r) {
-		gpu = req->gpu < 0 ? t->gpu : gpu_slot(d, req->gpu);
+		gpu = req->gpu < 0 ? t->gpu : cv_d_gpu_slot(d, req->gpu);
 		if (gpu < 0) {
 			r = -ENODEV;
 			snprintf(why, sizeof(why), "there is no gpu %d",

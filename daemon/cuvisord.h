@@ -359,6 +359,10 @@ int cv_d_tenant_spawn(struct cv_d *d, struct cv_d_tenant *t,
 void cv_d_tenant_add(struct cv_d *d, struct cv_d_tenant *t);
 /* A tenant record with no worker yet: fds -1, token random. */
 struct cv_d_tenant *cv_d_tenant_new(void);
+/* The live, visible tenant with this id, or NULL. */
+struct cv_d_tenant *cv_d_tenant_by_id(struct cv_d *d, uint64_t id);
+/* The d->gpus index of device ordinal index, or -1. */
+int cv_d_gpu_slot(const struct cv_d *d, int index);
 int cv_d_tenant_start(struct cv_d *d, struct cv_d_client *c, int gpu,
 		      uint64_t quota, const struct cv_ctl_attach *a,
 		      struct cv_d_tenant **out);

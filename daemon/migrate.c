@@ -23,27 +23,6 @@
 #include "../core/util.h"
 #include "cuvisord.h"
 
-static struct cv_d_tenant *by_id(struct cv_d *d, uint64_t id)
-{
-	int i;
-
-	for (i = 0; i < d->ntenants; i++)
-		if (!d->tenants[i]->dead && !d->tenants[i]->hidden &&
-		    d->tenants[i]->id == id)
-			return d->tenants[i];
-	return NULL;
-}
-
-static int gpu_slot(const struct cv_d *d, int index)
-{
-	int i;
-
-	for (i = 0; i < d->ngpus; i++)
-		if (d->gpus[i].index == index)
-			return i;
-	return -1;
-}
-
 /* Answers the client (if any) with a reply of only a reason. */
 static void answer_why(struct cv_d *d, struct cv_d_tenant *t, int status,
 		       const char *why, int gpu)
@@ -91,7 +70,7 @@ void cv_d_migrate_request(struct cv_d *d, struct cv_d_client *c,
 	} else if (d->stopping) {
 		r = -ESHUTDOWN;
 		snprintf(why, sizeof(why), "the daemon is stopping");
-	} else if (!(t = by_id(d, req->tenant))) {
+	} else if (!(t = cv_d_tenant_by_id(d, req->tenant))) {
 		r = -ENOENT;
 		snprintf(why, sizeof(why), "no such tenant");
 	} else if (t->op || t->mig_pending || t->restore_client ||
@@ -104,7 +83,8 @@ void cv_d_migrate_request(struct cv_d *d, struct cv_d_client *c,
 		r = -EBUSY;
 		snprintf(why, sizeof(why), "only a running tenant can be "
 			 "migrated (resume it first)");
-	} else if ((slot = req->gpu < 0 ? t->gpu : gpu_slot(d, req->gpu)) <
+	} else if ((slot = req->gpu < 0 ? t->gpu :
+					 cv_d_gpu_slot(d, req->gpu)) <
 		   0) {
 		r = -ENODEV;
 		snprintf(why, sizeof(why), "there is no gpu %d",

@@ -35,17 +35,6 @@ static const char *state_name(uint32_t s)
 	return s < CV_ARRAY_SIZE(names) ? names[s] : "unknown";
 }
 
-static struct cv_d_tenant *by_id(struct cv_d *d, uint64_t id)
-{
-	int i;
-
-	for (i = 0; i < d->ntenants; i++)
-		if (!d->tenants[i]->dead && !d->tenants[i]->hidden &&
-		    d->tenants[i]->id == id)
-			return d->tenants[i];
-	return NULL;
-}
-
 /* Whether the tenant's state allows the operation; -EBUSY if not. */
 static int state_allows(const struct cv_d_tenant *t, uint16_t type,
 			char *why, size_t size)
@@ -80,19 +69,14 @@ static int state_allows(const struct cv_d_tenant *t, uint16_t type,
 static int gpu_allows(const struct cv_d *d, const struct cv_d_tenant *t,
 		      int32_t gpu, int *slot, char *why, size_t size)
 {
-	int i;
-
 	*slot = -1;
 	if (gpu == -1 || gpu == d->gpus[t->gpu].index)
 		return 0;
-	for (i = 0; i < d->ngpus; i++)
-		if (d->gpus[i].index == gpu)
-			break;
-	if (i == d->ngpus) {
+	*slot = cv_d_gpu_slot(d, gpu);
+	if (*slot < 0) {
 		snprintf(why, size, "there is no gpu %d", (int)gpu);
 		return -ENODEV;
 	}
-	*slot = i;
 	return 0;
 }
 
@@ -115,7 +99,7 @@ static int admit(struct cv_d *d, uint16_t type, uint64_t tenant,
 		snprintf(why, size, "%s", w);
 		return r;
 	}
-	t = by_id(d, tenant);
+	t = cv_d_tenant_by_id(d, tenant);
 	if (!t) {
 		snprintf(why, size, "no such tenant");
 		return -ENOENT;

@@ -155,6 +155,27 @@ fail:
 	return r;
 }
 
+struct cv_d_tenant *cv_d_tenant_by_id(struct cv_d *d, uint64_t id)
+{
+	int i;
+
+	for (i = 0; i < d->ntenants; i++)
+		if (!d->tenants[i]->dead && !d->tenants[i]->hidden &&
+		    d->tenants[i]->id == id)
+			return d->tenants[i];
+	return NULL;
+}
+
+int cv_d_gpu_slot(const struct cv_d *d, int index)
+{
+	int i;
+
+	for (i = 0; i < d->ngpus; i++)
+		if (d->gpus[i].index == index)
+			return i;
+	return -1;
+}
+
 struct cv_d_tenant *cv_d_tenant_new(void)
 {
 	struct cv_d_tenant *t = calloc(1, sizeof(*t));
