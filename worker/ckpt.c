@@ -1016,8 +1016,6 @@ static int by_seq(const void *a, const void *b)
 static int rebuild_memory(struct rs *s, struct cv_vgpu *v)
 {
 	struct cv_xfer_seg *seg;
-	struct cv_wvmm *h;
-	struct cv_wmap *m;
 	uint32_t i;
 	int rc = 0;
 
@@ -1027,59 +1025,17 @@ static int rebuild_memory(struct rs *s, struct cv_vgpu *v)
 				  "memory",
 				  (unsigned long long)s->heap[2 * i + 1]);
 	/* VMM handles first, under the guest's ids; their ranges below. */
-	for (i = 0; i < s->nvmm && !rc; i++) {
-		h = calloc(1, sizeof(*h));
-		if (!h || cv_htab_put(&v->vmms, s->vmm[i].id, h)) {
-			free(h);
-			rc = -ENOMEM;
-			break;
-		}
-		h->size = s->vmm[i].size;
-		h->released = s->vmm[i].released;
-		if (v->ops->mem_create(v->b, h->size, &h->mem))
-			rc = fail(s, -ENOMEM, "out of GPU memory: cannot "
-				  "allocate %llu bytes",
-				  (unsigned long long)h->size);
-		else
-			v->used += h->size;
-	}
+	for (i = 0; i < s->nvmm && !rc; i++)
+		rc = cv_vgpu_vmm_add(v, s->vmm[i].id, s->vmm[i].size,
+				     s->vmm[i].released, s->err, s->errlen);
 	seg = calloc(s->ndev + 1u, sizeof(*seg));
 	if (!rc && !seg)
 		rc = -ENOMEM;
 	for (i = 0; i < s->ndev && !rc; i++) {
-		m = calloc(1, sizeof(*m));
-		if (!m) {
-			rc = -ENOMEM;
-			break;
-		}
-		m->size = s->dev[2 * i + 1];
-		m->vmm = s->devvmm[i];
-		m->offset = s->devoff[i];
-		seg[i] = (struct cv_xfer_seg){ s->dev[2 * i], NULL, m->size };
-		h = m->vmm ? cv_htab_get(&v->vmms, m->vmm) : NULL;
-		if (h) {
-			m->mem = h->mem;
-		} else if (v->ops->mem_create(v->b, m->size, &m->mem)) {
-			rc = fail(s, -ENOMEM, "out of GPU memory: cannot "
-				  "allocate %llu bytes",
-				  (unsigned long long)m->size);
-			free(m);
-			break;
-		}
-		if (v->ops->mem_map(v->b, seg[i].dev, m->size, m->mem,
-				    m->offset) ||
-		    cv_rangeset_add(&v->dev, seg[i].dev, m->size, m)) {
-			if (!h)
-				v->ops->mem_release(v->b, m->mem);
-			free(m);
-			rc = fail(s, -EIO, "cannot map device memory at 0x%llx",
-				  (unsigned long long)seg[i].dev);
-			break;
-		}
-		if (h)
-			h->maps++;
-		else
-			v->used += m->size;
+		seg[i] = (struct cv_xfer_seg){ s->dev[2 * i], NULL,
+					       s->dev[2 * i + 1] };
+		rc = cv_vgpu_map_add(v, seg[i].dev, seg[i].len, s->devvmm[i],
+				     s->devoff[i], s->err, s->errlen);
 	}
 	if (!rc) {
 		rc = cv_xfer_run(v, true, seg, s->ndev, mem_in, s);

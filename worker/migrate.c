@@ -545,6 +545,7 @@ static int send_chunks(struct src *s)
 	struct lane_arg args[MIG_LANES];
 	pthread_t th[MIG_LANES];
 	uint32_t i, n = 0;
+	int rc;
 
 	s->next = 0;
 	for (i = 0; i < s->nlanes && i < s->nchunks; i++) {
@@ -558,9 +559,9 @@ static int send_chunks(struct src *s)
 	for (i = 0; i < n; i++)
 		pthread_join(th[i], NULL);
 	pthread_mutex_lock(&s->lock);
-	i = (uint32_t)-s->err;
+	rc = s->err;
 	pthread_mutex_unlock(&s->lock);
-	return -(int)i;
+	return rc;
 }
 
 static int send_plan(struct src *s)
@@ -1290,54 +1291,19 @@ static int reconcile(struct dst *d, const struct cv_mig_plan *p)
 	for (i = 0; i < p->nvmm; i++) {
 		if (cv_htab_get(&v->vmms, p->vmm[i].id))
 			continue;
-		h = calloc(1, sizeof(*h));
-		if (!h || cv_htab_put(&v->vmms, p->vmm[i].id, h)) {
-			free(h);
-			return dfail(d, -ENOMEM, "out of memory");
-		}
-		h->size = p->vmm[i].size;
-		h->released = p->vmm[i].released;
-		if (v->ops->mem_create(v->b, h->size, &h->mem)) {
-			free(cv_htab_del(&v->vmms, p->vmm[i].id));
-			return dfail(d, -ENOMEM, "out of GPU memory: cannot "
-				     "allocate %llu bytes",
-				     (unsigned long long)p->vmm[i].size);
-		}
-		v->used += h->size;
+		rc = cv_vgpu_vmm_add(v, p->vmm[i].id, p->vmm[i].size,
+				     p->vmm[i].released, d->err, d->errlen);
+		if (rc)
+			return dfail(d, rc, "out of memory");
 	}
 	for (i = 0; i < p->nranges; i++) {
 		pr = &p->ranges[i];
 		if (cv_rangeset_find(&v->dev, pr->va))
 			continue; /* kept above, so the same */
-		m = calloc(1, sizeof(*m));
-		if (!m)
-			return dfail(d, -ENOMEM, "out of memory");
-		*m = (struct cv_wmap){ .vmm = pr->vmm, .size = pr->size,
-				       .offset = pr->offset };
-		h = pr->vmm ? cv_htab_get(&v->vmms, pr->vmm) : NULL;
-		if (h) {
-			m->mem = h->mem;
-		} else if (v->ops->mem_create(v->b, pr->size, &m->mem)) {
-			free(m);
-			return dfail(d, -ENOMEM, "out of GPU memory: cannot "
-				     "allocate %llu bytes",
-				     (unsigned long long)pr->size);
-		}
-		rc = v->ops->mem_map(v->b, pr->va, pr->size, m->mem,
-				     pr->offset);
-		if (rc || cv_rangeset_add(&v->dev, pr->va, pr->size, m)) {
-			if (!rc)
-				v->ops->mem_unmap(v->b, pr->va, pr->size);
-			if (!h)
-				v->ops->mem_release(v->b, m->mem);
-			free(m);
-			return dfail(d, -EIO, "cannot map device memory at "
-				     "0x%llx", (unsigned long long)pr->va);
-		}
-		if (h)
-			h->maps++;
-		else
-			v->used += pr->size;
+		rc = cv_vgpu_map_add(v, pr->va, pr->size, pr->vmm, pr->offset,
+				     d->err, d->errlen);
+		if (rc)
+			return dfail(d, rc, "out of memory");
 	}
 	/* The pinned heap: the region is shared, only the mappings and
 	 * their registration differ. */

@@ -175,6 +175,66 @@ int cv_vgpu_heap_unmap(struct cv_vgpu *v, uint64_t off, uint64_t len)
 	return CUDA_SUCCESS;
 }
 
+int cv_vgpu_vmm_add(struct cv_vgpu *v, uint32_t id, uint64_t size,
+		    bool released, char *err, size_t errlen)
+{
+	struct cv_wvmm *h = calloc(1, sizeof(*h));
+
+	if (!h || cv_htab_put(&v->vmms, id, h)) {
+		free(h);
+		return -ENOMEM;
+	}
+	h->size = size;
+	h->released = released;
+	if (v->ops->mem_create(v->b, size, &h->mem)) {
+		free(cv_htab_del(&v->vmms, id));
+		if (err && errlen)
+			snprintf(err, errlen, "out of GPU memory: cannot "
+				 "allocate %llu bytes", (unsigned long long)size);
+		return -ENOMEM;
+	}
+	v->used += size;
+	return 0;
+}
+
+int cv_vgpu_map_add(struct cv_vgpu *v, uint64_t va, uint64_t size,
+		    uint32_t vmm, uint64_t offset, char *err, size_t errlen)
+{
+	struct cv_wvmm *h = vmm ? cv_htab_get(&v->vmms, vmm) : NULL;
+	struct cv_wmap *m = calloc(1, sizeof(*m));
+	int rc;
+
+	if (!m)
+		return -ENOMEM;
+	*m = (struct cv_wmap){ .vmm = vmm, .size = size, .offset = offset };
+	if (h) {
+		m->mem = h->mem;
+	} else if (v->ops->mem_create(v->b, size, &m->mem)) {
+		free(m);
+		if (err && errlen)
+			snprintf(err, errlen, "out of GPU memory: cannot "
+				 "allocate %llu bytes", (unsigned long long)size);
+		return -ENOMEM;
+	}
+	rc = v->ops->mem_map(v->b, va, size, m->mem, offset);
+	if (rc || cv_rangeset_add(&v->dev, va, size, m)) {
+		if (!rc)
+			v->ops->mem_unmap(v->b, va, size);
+		if (!h)
+			v->ops->mem_release(v->b, m->mem);
+		free(m);
+		if (err && errlen)
+			snprintf(err, errlen, "cannot map device memory at "
+				 "0x%llx", (unsigned long long)va);
+		return -EIO;
+	}
+	if (h)
+		h->maps++;
+	else
+		v->used += size;
+	return 0;
+}
+
 /* ---- host functions ---------------------------------------------------------- */
 
 struct cv_hostcall {
