@@ -335,10 +335,16 @@ static void print_done(uint64_t id, const struct cv_ctl_migrate_r *r)
 	cv_cli_fmt_bytes(r->bytes, sz, sizeof(sz));
 	/* A handover on the same GPU pauses for well under a millisecond. */
 	snprintf(ms, sizeof(ms), pause < 1 ? "%.3f ms" : "%.1f ms", pause);
-	printf("tenant %llu migrated to gpu %d: %s in %u round%s, pause %s, "
-	       "total %.0f ms\n", (unsigned long long)id, (int)r->gpu, sz,
-	       r->rounds, r->rounds == 1 ? "" : "s", ms,
-	       (double)r->total_ns / 1e6);
+	if (r->flags & CV_MIGRATE_R_SHARED)
+		printf("tenant %llu migrated to gpu %d: memory shared, nothing "
+		       "copied, pause %s, total %.0f ms\n",
+		       (unsigned long long)id, (int)r->gpu, ms,
+		       (double)r->total_ns / 1e6);
+	else
+		printf("tenant %llu migrated to gpu %d: %s in %u round%s, "
+		       "pause %s, total %.0f ms\n", (unsigned long long)id,
+		       (int)r->gpu, sz, r->rounds, r->rounds == 1 ? "" : "s",
+		       ms, (double)r->total_ns / 1e6);
 }
 
 /* argv: the subcommand, the tenant ID, then options again. */

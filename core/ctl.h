@@ -152,10 +152,12 @@ struct cv_ctl_migrate_r {
 	uint64_t pause_ns;     /* source's suspend to destination running */
 	uint64_t total_ns;
 	uint32_t report_len;   /* bytes of JSON after this struct */
-	uint32_t pad;
+	uint32_t flags;        /* CV_MIGRATE_R_SHARED */
 	char msg[200];         /* why it failed, NUL-terminated */
 };
 _Static_assert(sizeof(struct cv_ctl_migrate_r) == 248, "migrate_r");
+/* The new worker maps the same memory: nothing was copied. */
+#define CV_MIGRATE_R_SHARED 1u
 
 struct cv_ctl_attach_r {
 	uint64_t tenant_id;

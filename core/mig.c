@@ -44,6 +44,7 @@ _Static_assert(sizeof(struct cv_mig_slot) == 8, "slot size");
 _Static_assert(sizeof(struct cv_mig_state) == 16, "state size");
 _Static_assert(sizeof(struct cv_mig_running) == 8, "running size");
 _Static_assert(sizeof(struct cv_mig_abort) == 208, "abort size");
+_Static_assert(sizeof(struct cv_mig_share) == 24, "share size");
 _Static_assert(offsetof(struct cv_mig_abort, msg) == 8, "abort msg");
 
 #define MIG_SEND_FDS 4   /* fds one record may carry */
@@ -820,8 +821,12 @@ int cv_mig_hello_check(const struct cv_mig_hello *h, char *why,
 		    "speaks %u", h->version, CV_MIG_VERSION);
 		return -EPROTO;
 	}
-	if (h->flags)
-		return bad(why, whylen, "HELLO flags 0x%x are not 0", h->flags);
+	if (h->flags & ~CV_MIG_HELLO_SHARE)
+		return bad(why, whylen, "HELLO flags 0x%x are not known",
+			   h->flags);
+	if ((h->flags & CV_MIG_HELLO_SHARE) && h->nslots)
+		return bad(why, whylen, "a HELLO that shares memory has no "
+			   "slots, this one %u", h->nslots);
 	if (!cv_digest_size_ok(h->granule) || CV_GRANULE % h->granule)
 		return bad(why, whylen, "digest granule of %u bytes is not "
 			   "valid", h->granule);
@@ -833,6 +838,36 @@ int cv_mig_hello_check(const struct cv_mig_hello *h, char *why,
 		return bad(why, whylen, "slots of %llu bytes are not valid",
 			   U64(h->slot_size));
 	return 0;
+}
+
+int cv_mig_share_check(const struct cv_mig_share *s, uint64_t quota,
+		       char *why, size_t whylen)
+{
+	if (why && whylen)
+		why[0] = '\0';
+	switch (s->kind) {
+	case CV_MIG_SHARE_MEM:
+		if (s->id || !s->size || s->size % CV_GRANULE ||
+		    s->va % CV_GRANULE || s->size > quota ||
+		    !cv_range_in(s->va, s->size, CV_WINDOW_ADDR,
+				 CV_WINDOW_SIZE))
+			return bad(why, whylen, "SHARE of %llu bytes at "
+				   "0x%llx is not valid", U64(s->size),
+				   U64(s->va));
+		return 0;
+	case CV_MIG_SHARE_VMM:
+		if (!s->id || s->va || !s->size || s->size % CV_GRANULE ||
+		    s->size > quota)
+			return bad(why, whylen, "SHARE of VMM handle %u (%llu "
+				   "bytes) is not valid", s->id, U64(s->size));
+		return 0;
+	case CV_MIG_SHARE_RESET:
+		if (s->id || s->va || s->size)
+			return bad(why, whylen, "SHARE reset with arguments");
+		return 0;
+	default:
+		return bad(why, whylen, "SHARE of unknown kind %u", s->kind);
+	}
 }
 
 void cv_mig_abort_make(struct cv_mig_abort *a, int code, const char *msg)
@@ -887,6 +922,8 @@ size_t cv_mig_fixed_len(uint32_t type)
 		return sizeof(struct cv_mig_state);
 	case CV_MIG_RUNNING:
 		return sizeof(struct cv_mig_running);
+	case CV_MIG_SHARE:
+		return sizeof(struct cv_mig_share);
 	case CV_MIG_READY:
 	case CV_MIG_COMMIT:
 		return 0;

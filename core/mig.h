@@ -51,7 +51,8 @@ enum cv_mig_type {
 	CV_MIG_COMMIT = 12,    /* S>D empty; fd: the guest's link */
 	CV_MIG_RUNNING = 13,   /* D>S struct cv_mig_running */
 	CV_MIG_ABORT = 14,     /* either: struct cv_mig_abort */
-	CV_MIG_TYPE_MAX = CV_MIG_ABORT
+	CV_MIG_SHARE = 15,     /* S>D struct cv_mig_share; fd: the memory */
+	CV_MIG_TYPE_MAX = CV_MIG_SHARE
 };
 
 /* Payloads with a fixed layout (all little-endian on the wire, packed as
@@ -59,7 +60,7 @@ enum cv_mig_type {
 struct cv_mig_hello {
 	uint64_t magic;
 	uint32_t version;
-	uint32_t flags;        /* 0 */
+	uint32_t flags;        /* CV_MIG_HELLO_* */
 	uint8_t token[16];     /* the tenant's */
 	uint64_t tenant;
 	uint64_t quota;        /* device bytes the tenant may hold */
@@ -69,6 +70,25 @@ struct cv_mig_hello {
 	uint64_t slot_size;    /* bytes of one slot, <= CV_MIG_MAX_PAYLOAD */
 	uint32_t backend;      /* enum cv_backend_kind of the source */
 	uint16_t cc_major, cc_minor;
+};
+
+/* HELLO flags. SHARE: both workers are on one device; the memory is
+ * not copied but shared (SHARE records), there is no slot area (nslots
+ * 0) and the HELLO carries the region only. */
+#define CV_MIG_HELLO_SHARE 1u
+
+/* SHARE kinds. */
+enum cv_mig_share_kind {
+	CV_MIG_SHARE_MEM = 1,  /* plain memory mapped at va, size bytes */
+	CV_MIG_SHARE_VMM = 2,  /* VMM handle id of size bytes */
+	CV_MIG_SHARE_RESET = 3,/* no fd: forget every mapping and handle */
+};
+
+struct cv_mig_share {
+	uint32_t kind;         /* enum cv_mig_share_kind */
+	uint32_t id;           /* VMM: the handle id; else 0 */
+	uint64_t va;           /* MEM: where it is mapped; else 0 */
+	uint64_t size;         /* MEM, VMM: bytes, whole CV_GRANULEs */
 };
 
 struct cv_mig_welcome {
@@ -212,6 +232,15 @@ bool cv_mig_plan_covers(const struct cv_mig_plan *p, uint64_t va,
  */
 int cv_mig_hello_check(const struct cv_mig_hello *h, char *why,
 		       size_t whylen);
+
+/*
+ * Checks a SHARE payload: a known kind; MEM: va and size whole
+ * CV_GRANULEs inside the device window, id 0; VMM: id nonzero, size a
+ * nonzero multiple of CV_GRANULE <= quota, va 0; RESET: all else 0.
+ * 0 or -EINVAL with why filled.
+ */
+int cv_mig_share_check(const struct cv_mig_share *s, uint64_t quota,
+		       char *why, size_t whylen);
 
 /* Fills an ABORT payload (msg truncated and NUL-terminated). */
 void cv_mig_abort_make(struct cv_mig_abort *a, int code, const char *msg);

@@ -153,16 +153,14 @@ void cv_d_migrate_request(struct cv_d *d, struct cv_d_client *c,
 	t->mig_dest_ok = t->mig_dest_failed = false;
 	t->mig_start = cv_now_ns();
 	c->migrating = t;
-	if (slot == t->gpu && !(req->flags & CV_MIGRATE_COPY))
-		cv_info("tenant %llu: migrating to a second worker on the "
-			"same gpu %d, by copying (the handover without a copy "
-			"is not built yet)", (unsigned long long)t->id,
-			d->gpus[slot].index);
 	cv_info("tenant %llu: migrating from worker pid %d on gpu %d to "
-		"worker pid %d on gpu %d, asked by pid %d uid %u",
+		"worker pid %d on gpu %d (%s), asked by pid %d uid %u",
 		(unsigned long long)t->id, (int)t->worker_pid,
 		d->gpus[t->gpu].index, (int)nt->worker_pid,
-		d->gpus[slot].index, (int)c->pid, (unsigned)c->uid);
+		d->gpus[slot].index,
+		slot == t->gpu && !(req->flags & CV_MIGRATE_COPY) ?
+			"sharing its memory" : "copying",
+		(int)c->pid, (unsigned)c->uid);
 }
 
 /* The migration is over: the two records forget each other. */

@@ -32,6 +32,7 @@
 #include "../core/hash.h"
 #include "../core/mig.h"
 #include "../core/proto.h"
+#include "../core/util.h"
 
 #define WHYLEN 128
 #define STREAM_MAX (64u << 10) /* fits a socket's buffer: no writer thread */
@@ -153,6 +154,24 @@ static void check_hello(const uint8_t *d, size_t n)
 		abort();
 }
 
+static void check_share(const uint8_t *d, size_t n, uint64_t quota)
+{
+	struct cv_mig_share s;
+	char why[WHYLEN] = "";
+	int ret;
+
+	if (n < sizeof(s))
+		return;
+	memcpy(&s, d, sizeof(s));
+	ret = cv_mig_share_check(&s, quota, why, sizeof(why));
+	check_why(ret, why);
+	if (!ret && s.kind != CV_MIG_SHARE_RESET &&
+	    (!s.size || s.size % CV_GRANULE || s.size > quota ||
+	     (s.kind == CV_MIG_SHARE_MEM &&
+	      !cv_range_in(s.va, s.size, CV_WINDOW_ADDR, CV_WINDOW_SIZE))))
+		abort();
+}
+
 /* One received record's payload to whatever decodes its type. */
 static void decode_record(uint32_t type, const uint8_t *p, uint32_t len,
 			  uint64_t quota)
@@ -165,6 +184,8 @@ static void decode_record(uint32_t type, const uint8_t *p, uint32_t len,
 		decode_abort(p, len);
 	else if (type == CV_MIG_HELLO && len == fixed)
 		check_hello(p, len);
+	else if (type == CV_MIG_SHARE && len == fixed)
+		check_share(p, len, quota);
 }
 
 /* Sends what fits of b[0..n) without blocking (all of it, in a socket's
@@ -280,6 +301,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	decode_plan(data, size, quota);
 	decode_abort(data, size);
 	check_hello(data, size);
+	check_share(data, size, quota);
 	if (size > STREAM_MAX)
 		size = STREAM_MAX;
 	b = malloc(size ? size : 1);

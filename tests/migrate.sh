@@ -3,19 +3,24 @@
 # those of tests/ckpt.sh): live migration (docs/migration.md).
 #
 #   mig:ab-*        the A-B test: cu_pagecount counts rounds in every page
-#                   of OPS_MIB MiB while it is migrated back and forth
-#                   MIG_TIMES times (default 6): between the two host GPUs
-#                   (CUVISOR_HOST_GPUS=2) on the host backend, or between
-#                   two workers on the GPU with one GPU; it keeps counting
-#                   after each, and every page is right at the end
-#   mig:report-*    the JSON report parses and scripts/mig-plot.py draws it
+#                   of OPS_MIB MiB while it is migrated MIG_TIMES times
+#                   (default 6), by turns copying (ab-copy-*: between the
+#                   two host GPUs, CUVISOR_HOST_GPUS=2, on the host
+#                   backend, or with --copy between two workers on a
+#                   machine with one GPU) and sharing its memory with a
+#                   second worker on its own GPU (ab-share-*); it keeps
+#                   counting after each, and every page is right at the end
+#   mig:report-*    the JSON reports of both paths parse and
+#                   scripts/mig-plot.py draws them
 #   mig:fault-*     the destination killed, the stream cut, a record
 #                   corrupted, in a pre-copy round and at the stop and
-#                   copy: the command fails and says why, the tenant runs
-#                   on where it was, and a migration afterwards works
+#                   copy, and the same while sharing (share-*): the
+#                   command fails and says why, the tenant runs on where
+#                   it was, and a migration afterwards works
 #   mig:refused-*   an unknown tenant, a GPU that does not exist
-#   mig:blas-*      (cuda backend) a cuBLAS loop migrated mid-run prints
-#                   the digest of a run that was not migrated
+#   mig:blas-*      (cuda backend) a cuBLAS loop migrated mid-run (once
+#                   copying, once sharing) prints the digest of a run that
+#                   was not migrated
 
 MIG_TIMES=${MIG_TIMES:-6}
 
@@ -29,12 +34,11 @@ mig_other_gpu() {
 	fi
 }
 
-# mig_go NAME ARGS...: `cuvisor migrate CK_ID ARGS`, must succeed and the
-# tenant must count on there.
+# mig_go NAME TO ARGS...: `cuvisor migrate CK_ID --gpu TO ARGS`, must
+# succeed and the tenant must count on there.
 mig_go() {
-	local name=$1 to rc out=$LOGS/mig-$1.out
-	shift
-	to=$(mig_other_gpu)
+	local name=$1 to=$2 rc out=$LOGS/mig-$1.out
+	shift 2
 	timeout 700 "$BIN/cuvisor" migrate "$CK_ID" --gpu "$to" --socket "$SOCK" \
 		"$@" > "$out" 2>&1
 	rc=$?
@@ -48,45 +52,67 @@ mig_go() {
 	return 1
 }
 
-mig_ab() {
-	local i ok=1
-	ck_tenant mig-ab || return
-	for i in $(seq 1 "$MIG_TIMES"); do
-		mig_go "ab-$i" --report "$LOGS/mig-report-$i.json" || ok=0
-	done
-	if python3 -c '
+# mig_report NAME FILE PYTHON: the report FILE passes the asserts.
+mig_report() {
+	if python3 -c "
 import json, sys
 r = json.load(open(sys.argv[1]))
-assert r["result"] == "ok", r
-assert len(r["rounds"]) >= 1 and r["rounds"][-1]["phase"] == "stop", r
-assert r["pause_ms"] > 0 and r["total_ms"] >= r["pause_ms"], r
-assert sum(x["bytes"] for x in r["rounds"]) >= r["memory_bytes"], r
-print("%d rounds, %.1f MiB sent, pause %.2f ms, stop: %s" % (len(r["rounds"]),
-      sum(x["bytes"] for x in r["rounds"]) / 2**20, r["pause_ms"],
-      r["stop_reason"]))' "$LOGS/mig-report-1.json" > "$LOGS/mig-report.out" 2>&1; then
-		result PASS mig:report-json "$(cat "$LOGS/mig-report.out")"
+sent = sum(x['bytes'] for x in r['rounds'])
+assert r['result'] == 'ok', r
+assert r['pause_ms'] > 0 and r['total_ms'] >= r['pause_ms'], r
+$3
+print('%s: %d rounds, %.1f MiB sent, %.1f MiB shared, pause %.2f ms, '
+      'stop: %s' % (r['path'], len(r['rounds']), sent / 2**20,
+      r['shared_bytes'] / 2**20, r['pause_ms'], r['stop_reason']))" \
+		"$2" > "$LOGS/mig-$1.out" 2>&1; then
+		result PASS "mig:$1" "$(cat "$LOGS/mig-$1.out")"
 	else
-		result FAIL mig:report-json "$(tail -n 1 "$LOGS/mig-report.out")" "$LOGS/mig-report-1.json"
+		result FAIL "mig:$1" "$(tail -n 1 "$LOGS/mig-$1.out")" "$2"
 	fi
-	if python3 "$ROOT/scripts/mig-plot.py" "$LOGS/mig-report-1.json" \
-		-o "$LOGS/mig-report-1.svg" > "$LOGS/mig-plot.out" 2>&1 &&
+	if python3 "$ROOT/scripts/mig-plot.py" "$2" -o "$LOGS/mig-$1.svg" \
+		> "$LOGS/mig-$1-plot.out" 2>&1 &&
 	   python3 -c 'import sys, xml.etree.ElementTree as E; E.parse(sys.argv[1])' \
-		"$LOGS/mig-report-1.svg"; then
-		result PASS mig:report-plot "$(stat -c %s "$LOGS/mig-report-1.svg") bytes of SVG"
+		"$LOGS/mig-$1.svg"; then
+		result PASS "mig:$1-plot" "$(stat -c %s "$LOGS/mig-$1.svg") bytes of SVG"
 	else
-		result FAIL mig:report-plot "see the log" "$LOGS/mig-plot.out"
+		result FAIL "mig:$1-plot" "see the log" "$LOGS/mig-$1-plot.out"
 	fi
+}
+
+mig_ab() {
+	local i
+	ck_tenant mig-ab || return
+	for i in $(seq 1 "$MIG_TIMES"); do
+		if [ $((i % 2)) = 1 ]; then
+			mig_go "ab-copy-$i" "$(mig_other_gpu)" --copy \
+				--report "$LOGS/mig-report-copy.json"
+		else
+			mig_go "ab-share-$i" "$(ck_gpu_of "$CK_ID")" \
+				--report "$LOGS/mig-report-share.json"
+		fi
+	done
+	# memory this worker imported is shared on again
+	mig_go ab-share-again "$(ck_gpu_of "$CK_ID")"
+	mig_report report-copy "$LOGS/mig-report-copy.json" "
+assert r['path'] == 'copy' and r['rounds'][-1]['phase'] == 'stop', r
+assert sent >= r['memory_bytes'] and r['shared_bytes'] == 0, r"
+	mig_report report-share "$LOGS/mig-report-share.json" "
+assert r['path'] == 'share' and r['stop_reason'] == 'shared', r
+assert sent == 0 and r['shared_bytes'] >= r['memory_bytes'] > 0, r
+assert r['rounds'][0]['phase'] == 'map' and r['rounds'][0]['objects'] >= 1, r"
 	ck_tenant_end mig-ab
 }
 
-# mig_fault KIND@ROUND: the migration fails, the tenant runs on.
+# mig_fault KIND@ROUND TO ARGS...: the migration fails, the tenant runs on.
 mig_fault() {
-	local f=$1 name rc out before n0
-	name=fault-${f//@/-at-}
+	local f=$1 to=$2 name rc out before n0
+	shift 2
+	name=fault-$([ "$to" = "$(ck_gpu_of "$CK_ID")" ] && [ "$*" != --copy ] &&
+		echo share-)${f//@/-at-}
 	out=$LOGS/mig-$name.out
 	before=$(ck_gpu_of "$CK_ID")
 	n0=$(grep -c "injecting fault" "$DLOG")
-	timeout 700 "$BIN/cuvisor" migrate "$CK_ID" --gpu "$(mig_other_gpu)" \
+	timeout 700 "$BIN/cuvisor" migrate "$CK_ID" --gpu "$to" "$@" \
 		--socket "$SOCK" --fault "$f" --report "$LOGS/mig-$name.json" \
 		> "$out" 2>&1
 	rc=$?
@@ -105,9 +131,13 @@ mig_faults() {
 	local f i
 	ck_tenant mig-faults || return
 	for f in kill-dest@1 cut@1 corrupt@0 corrupt@1 kill-dest@stop cut@stop corrupt@stop; do
-		mig_fault "$f"
+		mig_fault "$f" "$(mig_other_gpu)" --copy
 	done
-	mig_go after-faults
+	for f in kill-dest@0 cut@0 corrupt@0 kill-dest@stop cut@stop corrupt@stop; do
+		mig_fault "$f" "$(ck_gpu_of "$CK_ID")"
+	done
+	mig_go after-faults "$(mig_other_gpu)" --copy
+	mig_go after-faults-share "$(ck_gpu_of "$CK_ID")"
 	# Every destination of a failed migration went away, and every
 	# source of a successful one: the tenant's worker is the only one.
 	for i in $(seq 1 40); do
@@ -154,7 +184,9 @@ mig_blas() {
 		awk -v p="$(field "$log" guest_pid)" '$2 == p { print $1 }')
 	ok=0
 	for i in 1 2; do
+		# once copying, once sharing
 		if timeout 300 "$BIN/cuvisor" migrate "$id" --socket "$SOCK" \
+			$([ $i = 1 ] && echo --copy) \
 			> "$LOGS/mig-blas-$i.out" 2>&1; then
 			result PASS "mig:blas-migrate-$i" "$(head -n 1 "$LOGS/mig-blas-$i.out")"
 			ok=$((ok + 1))

@@ -1180,7 +1180,8 @@ static void test_hello(void)
 	HELLO_CASE(magic, CV_MIG_MAGIC ^ 1, -EINVAL, "wrong magic");
 	HELLO_CASE(version, 0, -EPROTO, "version 0");
 	HELLO_CASE(version, 2, -EPROTO, "version 2");
-	HELLO_CASE(flags, 1, -EINVAL, "flags 1");
+	HELLO_CASE(flags, CV_MIG_HELLO_SHARE, -EINVAL, "sharing, with slots");
+	HELLO_CASE(flags, 2, -EINVAL, "flags 2");
 	HELLO_CASE(granule, 0, -EINVAL, "granule 0");
 	HELLO_CASE(granule, 4097, -EINVAL, "granule 4097");
 	HELLO_CASE(granule, 12288, -EINVAL, "granule 12 KiB (no divisor)");
@@ -1198,6 +1199,59 @@ static void test_hello(void)
 	h.nslots = 0;
 	h.slot_size = 0;
 	CHECK(cv_mig_hello_check(&h, NULL, 0) == 0, "no slots, bytes inline");
+	h.flags = CV_MIG_HELLO_SHARE;
+	CHECK(cv_mig_hello_check(&h, NULL, 0) == 0, "sharing, no slots");
+}
+
+static void test_share(void)
+{
+	static const struct {
+		struct cv_mig_share s;
+		int want;
+		const char *what;
+	} c[] = {
+		{ { CV_MIG_SHARE_MEM, 0, CV_WINDOW_ADDR, CV_GRANULE }, 0,
+		  "plain memory" },
+		{ { CV_MIG_SHARE_MEM, 0, CV_WINDOW_ADDR + CV_WINDOW_SIZE -
+		    CV_GRANULE, CV_GRANULE }, 0, "at the window's end" },
+		{ { CV_MIG_SHARE_MEM, 0, CV_WINDOW_ADDR + CV_WINDOW_SIZE,
+		    CV_GRANULE }, -EINVAL, "past the window" },
+		{ { CV_MIG_SHARE_MEM, 0, CV_WINDOW_ADDR - CV_GRANULE,
+		    CV_GRANULE }, -EINVAL, "before the window" },
+		{ { CV_MIG_SHARE_MEM, 0, ~0ull - CV_GRANULE + 1, CV_GRANULE },
+		  -EINVAL, "wrapping" },
+		{ { CV_MIG_SHARE_MEM, 0, CV_WINDOW_ADDR, 4096 }, -EINVAL,
+		  "not whole granules" },
+		{ { CV_MIG_SHARE_MEM, 0, CV_WINDOW_ADDR, 0 }, -EINVAL,
+		  "empty" },
+		{ { CV_MIG_SHARE_MEM, 3, CV_WINDOW_ADDR, CV_GRANULE }, -EINVAL,
+		  "plain memory with an id" },
+		{ { CV_MIG_SHARE_MEM, 0, CV_WINDOW_ADDR, 4 * CV_GRANULE },
+		  -EINVAL, "over the quota" },
+		{ { CV_MIG_SHARE_VMM, 7, 0, 2 * CV_GRANULE }, 0, "a handle" },
+		{ { CV_MIG_SHARE_VMM, 0, 0, CV_GRANULE }, -EINVAL,
+		  "handle 0" },
+		{ { CV_MIG_SHARE_VMM, 7, CV_WINDOW_ADDR, CV_GRANULE }, -EINVAL,
+		  "a handle with an address" },
+		{ { CV_MIG_SHARE_VMM, 7, 0, 4 * CV_GRANULE }, -EINVAL,
+		  "a handle over the quota" },
+		{ { CV_MIG_SHARE_RESET, 0, 0, 0 }, 0, "reset" },
+		{ { CV_MIG_SHARE_RESET, 0, 0, CV_GRANULE }, -EINVAL,
+		  "reset with a size" },
+		{ { 0, 0, 0, 0 }, -EINVAL, "kind 0" },
+		{ { 4, 0, 0, 0 }, -EINVAL, "kind 4" },
+	};
+	char why[WHYLEN];
+	uint32_t i;
+	int r;
+
+	for (i = 0; i < CV_ARRAY_SIZE(c); i++) {
+		why[0] = 0;
+		r = cv_mig_share_check(&c[i].s, 3 * CV_GRANULE, why,
+				       sizeof(why));
+		CHECK(r == c[i].want && (!r || why[0]), "share %s: %d %s",
+		      c[i].what, r, why);
+	}
 }
 
 static void test_abort(void)
@@ -1264,7 +1318,7 @@ static void test_fixed_len(void)
 		[CV_MIG_ROUND_DONE] = 16, [CV_MIG_STATE] = 16,
 		[CV_MIG_READY] = 0, [CV_MIG_COMMIT] = 0,
 		[CV_MIG_RUNNING] = 8, [CV_MIG_ABORT] = SIZE_MAX,
-		[CV_MIG_TYPE_MAX + 1] = SIZE_MAX,
+		[CV_MIG_SHARE] = 24, [CV_MIG_TYPE_MAX + 1] = SIZE_MAX,
 	};
 	uint32_t t;
 	int bad = 0;
@@ -1294,5 +1348,6 @@ int main(void)
 	test_hello();
 	test_abort();
 	test_fixed_len();
+	test_share();
 	return unit_done();
 }

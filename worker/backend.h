@@ -79,6 +79,14 @@ struct cv_backend_ops {
 	int (*mem_map)(struct cv_backend *b, uint64_t va, uint64_t size,
 		       cv_bobj mem, uint64_t offset);
 	int (*mem_unmap)(struct cv_backend *b, uint64_t va, uint64_t size);
+	/* A file descriptor another worker on the same device imports to
+	 * map the same physical memory (the caller closes it);
+	 * CUDA_ERROR_NOT_SUPPORTED when mem was not made exportable. */
+	int (*mem_export)(struct cv_backend *b, cv_bobj mem, int *fd);
+	/* Memory from another worker's mem_export fd (not taken: the
+	 * caller closes it) of `size` bytes, released as any other. */
+	int (*mem_import)(struct cv_backend *b, int fd, uint64_t size,
+			  cv_bobj *out);
 	int (*mem_info)(struct cv_backend *b, uint64_t *free, uint64_t *total);
 
 	/* stream == NULL is the legacy default stream. */

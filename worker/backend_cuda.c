@@ -18,12 +18,14 @@
  */
 #include <dlfcn.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "../core/digest.h"
 #include "../core/log.h"
@@ -54,6 +56,10 @@ struct cv_cuda_mem {
 	CUmemGenericAllocationHandle h;
 	uint64_t size;
 	bool exportable;        /* created with a POSIX fd handle type */
+	int fd;                 /* imported from this fd (kept), else -1:
+				 * the driver does not export an imported
+				 * handle again, so the next move hands on
+				 * a duplicate of this one */
 };
 
 /* The context current on this thread, as far as this backend knows. */
@@ -571,6 +577,7 @@ static int cv_cuda_mem_create(struct cv_backend *b, uint64_t size,
 	if (!m)
 		return CUDA_ERROR_OUT_OF_MEMORY;
 	m->exportable = true;
+	m->fd = -1;
 	r = cv_cuda_mem_try(c, size, CU_MEM_HANDLE_TYPE_POSIX_FILE_DESCRIPTOR,
 			    &m->h);
 	if (r == CUDA_ERROR_NOT_SUPPORTED || r == CUDA_ERROR_INVALID_VALUE) {
@@ -595,8 +602,11 @@ static int cv_cuda_mem_release(struct cv_backend *b, cv_bobj mem)
 	CUresult r;
 
 	r = c->api.cuMemRelease(m->h);
-	if (!r)
+	if (!r) {
+		if (m->fd >= 0)
+			close(m->fd);
 		free(m);
+	}
 	return r;
 }
 
@@ -630,6 +640,55 @@ static int cv_cuda_mem_unmap(struct cv_backend *b, uint64_t va, uint64_t size)
 	CV_CUDA_ENTER(c, b);
 
 	return c->api.cuMemUnmap(va, size);
+}
+
+static int cv_cuda_mem_export(struct cv_backend *b, cv_bobj mem, int *fd)
+{
+	CV_CUDA_ENTER(c, b);
+	struct cv_cuda_mem *m = mem;
+
+	if (!m->exportable)
+		return CUDA_ERROR_NOT_SUPPORTED;
+	if (m->fd >= 0) {
+		*fd = fcntl(m->fd, F_DUPFD_CLOEXEC, 0);
+		return *fd < 0 ? CUDA_ERROR_OUT_OF_MEMORY : 0;
+	}
+	*fd = -1;
+	return c->api.cuMemExportToShareableHandle(
+		fd, m->h, CU_MEM_HANDLE_TYPE_POSIX_FILE_DESCRIPTOR, 0);
+}
+
+/* A size larger than the allocation cannot be mapped (cuMemMap checks
+ * offset + size against it), so a wrong one does no harm beyond. */
+static int cv_cuda_mem_import(struct cv_backend *b, int fd, uint64_t size,
+			      cv_bobj *out)
+{
+	CV_CUDA_ENTER(c, b);
+	struct cv_cuda_mem *m;
+	CUresult r;
+
+	m = calloc(1, sizeof(*m));
+	if (!m)
+		return CUDA_ERROR_OUT_OF_MEMORY;
+	m->fd = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+	if (m->fd < 0) {
+		free(m);
+		return CUDA_ERROR_OUT_OF_MEMORY;
+	}
+	r = c->api.cuMemImportFromShareableHandle(
+		&m->h, (void *)(uintptr_t)fd,
+		CU_MEM_HANDLE_TYPE_POSIX_FILE_DESCRIPTOR);
+	if (r) {
+		cv_err("cuda: import of %llu bytes: %s",
+		       (unsigned long long)size, cv_cuda_ename(&c->api, r));
+		close(m->fd);
+		free(m);
+		return r;
+	}
+	m->size = size;
+	m->exportable = true;
+	*out = m;
+	return 0;
 }
 
 static int cv_cuda_mem_info(struct cv_backend *b, uint64_t *free_,
@@ -1211,6 +1270,8 @@ const struct cv_backend_ops cv_backend_cuda = {
 	.mem_release = cv_cuda_mem_release,
 	.mem_map = cv_cuda_mem_map,
 	.mem_unmap = cv_cuda_mem_unmap,
+	.mem_export = cv_cuda_mem_export,
+	.mem_import = cv_cuda_mem_import,
 	.mem_info = cv_cuda_mem_info,
 	.stream_create = cv_cuda_stream_create,
 	.stream_destroy = cv_cuda_stream_destroy,

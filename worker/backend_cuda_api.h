@@ -47,6 +47,8 @@
 	X(cuMemMap, 10020)                                           \
 	X(cuMemUnmap, 10020)                                         \
 	X(cuMemSetAccess, 10020)                                     \
+	X(cuMemExportToShareableHandle, 10020)                       \
+	X(cuMemImportFromShareableHandle, 10020)                     \
 	X(cuMemGetInfo, 3020)                                        \
 	X(cuMemAlloc, 3020)                                          \
 	X(cuMemFree, 3020)                                           \

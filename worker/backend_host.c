@@ -34,6 +34,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "../core/digest.h"
@@ -676,12 +677,50 @@ static int cv_host_mem_create(struct cv_backend *b, uint64_t size,
 	m = calloc(1, sizeof(*m));
 	if (!m)
 		return CUDA_ERROR_OUT_OF_MEMORY;
-	m->fd = memfd_create("cuvisor-vram", MFD_CLOEXEC);
-	if (m->fd < 0 || ftruncate(m->fd, (off_t)size)) {
+	/* Sealed: a worker that imports it (mem_import) must never see
+	 * it shrink under its mappings. */
+	m->fd = memfd_create("cuvisor-vram", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+	if (m->fd < 0 || ftruncate(m->fd, (off_t)size) ||
+	    fcntl(m->fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW |
+					  F_SEAL_SEAL)) {
 		cv_err("host: memfd of %llu bytes: %s",
 		       (unsigned long long)size, strerror(errno));
 		if (m->fd >= 0)
 			close(m->fd);
+		free(m);
+		return CUDA_ERROR_OUT_OF_MEMORY;
+	}
+	m->size = size;
+	cv_hobj_add(h, &m->o, CV_HOBJ_MEM);
+	*out = m;
+	return 0;
+}
+
+static int cv_host_mem_export(struct cv_backend *b, cv_bobj mem, int *fd)
+{
+	struct cv_hmem *m = mem;
+
+	*fd = fcntl(m->fd, F_DUPFD_CLOEXEC, 0);
+	return *fd < 0 ? CUDA_ERROR_OUT_OF_MEMORY : 0;
+}
+
+/* The memfd must be exactly size bytes: a shorter one would fault. */
+static int cv_host_mem_import(struct cv_backend *b, int fd, uint64_t size,
+			      cv_bobj *out)
+{
+	struct cv_host *h = to_host(b);
+	struct cv_hmem *m;
+	struct stat st;
+
+	if (!size || size % CV_PAGE || fstat(fd, &st) || !S_ISREG(st.st_mode) ||
+	    (uint64_t)st.st_size != size ||
+	    !(fcntl(fd, F_GET_SEALS) & F_SEAL_SHRINK))
+		return CUDA_ERROR_INVALID_VALUE;
+	m = calloc(1, sizeof(*m));
+	if (!m)
+		return CUDA_ERROR_OUT_OF_MEMORY;
+	m->fd = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+	if (m->fd < 0) {
 		free(m);
 		return CUDA_ERROR_OUT_OF_MEMORY;
 	}
@@ -1392,6 +1431,8 @@ const struct cv_backend_ops cv_backend_host = {
 	.mem_release = cv_host_mem_release,
 	.mem_map = cv_host_mem_map,
 	.mem_unmap = cv_host_mem_unmap,
+	.mem_export = cv_host_mem_export,
+	.mem_import = cv_host_mem_import,
 	.mem_info = cv_host_mem_info,
 	.stream_create = cv_host_stream_create,
 	.stream_destroy = cv_host_obj_destroy,

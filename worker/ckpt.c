@@ -1027,7 +1027,8 @@ static int rebuild_memory(struct rs *s, struct cv_vgpu *v)
 	/* VMM handles first, under the guest's ids; their ranges below. */
 	for (i = 0; i < s->nvmm && !rc; i++)
 		rc = cv_vgpu_vmm_add(v, s->vmm[i].id, s->vmm[i].size,
-				     s->vmm[i].released, s->err, s->errlen);
+				     s->vmm[i].released, NULL, s->err,
+				     s->errlen);
 	seg = calloc(s->ndev + 1u, sizeof(*seg));
 	if (!rc && !seg)
 		rc = -ENOMEM;
@@ -1035,7 +1036,7 @@ static int rebuild_memory(struct rs *s, struct cv_vgpu *v)
 		seg[i] = (struct cv_xfer_seg){ s->dev[2 * i], NULL,
 					       s->dev[2 * i + 1] };
 		rc = cv_vgpu_map_add(v, seg[i].dev, seg[i].len, s->devvmm[i],
-				     s->devoff[i], s->err, s->errlen);
+				     s->devoff[i], NULL, s->err, s->errlen);
 	}
 	if (!rc) {
 		rc = cv_xfer_run(v, true, seg, s->ndev, mem_in, s);

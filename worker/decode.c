@@ -168,6 +168,7 @@ static int h_mem_map(struct cv_vgpu *v, const void *p, uint32_t len,
 	if (rc)
 		goto err_release;
 	pthread_rwlock_wrlock(&v->mem_lock);
+	v->layout_gen++;
 	rc = cv_rangeset_add(&v->dev, a.va, a.size, m);
 	pthread_rwlock_unlock(&v->mem_lock);
 	if (rc) {
@@ -203,6 +204,7 @@ static int unmap_range(struct cv_vgpu *v, uint64_t va, uint64_t size,
 	 * and cuMemUnmap do. */
 	v->ops->ctx_sync(v->b);
 	pthread_rwlock_wrlock(&v->mem_lock);
+	v->layout_gen++;
 	rc = v->ops->mem_unmap(v->b, va, size);
 	if (rc) {
 		pthread_rwlock_unlock(&v->mem_lock);
@@ -1014,10 +1016,27 @@ static int h_event_elapsed(struct cv_vgpu *v, const void *p, uint32_t len,
 
 /* ---- context ------------------------------------------------------------- */
 
+/*
+ * The guest's work is on the legacy stream and on its own streams. While
+ * a migration copies on streams of its own, a context-wide wait would
+ * also wait for those copies (and a launch-bound tenant would run at a
+ * fraction of its rate), so then the guest's streams are waited for one
+ * by one.
+ */
 static int h_ctx_sync(struct cv_vgpu *v, const void *p, uint32_t len,
 		      struct cv_out *out)
 {
-	return v->ops->ctx_sync(v->b);
+	struct cv_wobj *w;
+	uint32_t i;
+	int rc;
+
+	if (!__atomic_load_n(&v->mig_busy, __ATOMIC_ACQUIRE))
+		return v->ops->ctx_sync(v->b);
+	rc = v->ops->stream_sync(v->b, NULL);
+	for (i = 1; i < v->streams.cap && !rc; i++)
+		if ((w = v->streams.v[i]))
+			rc = v->ops->stream_sync(v->b, w->obj);
+	return rc;
 }
 
 static int h_ctx_set_limit(struct cv_vgpu *v, const void *p, uint32_t len,
@@ -1138,6 +1157,7 @@ static int h_vmm_create(struct cv_vgpu *v, const void *p, uint32_t len,
 	h->size = a.size;
 	rc = v->ops->mem_create(v->b, a.size, &h->mem);
 	pthread_rwlock_wrlock(&v->mem_lock);
+	v->layout_gen++;
 	if (!rc && cv_htab_put(&v->vmms, a.id, h)) {
 		v->ops->mem_release(v->b, h->mem);
 		rc = CUDA_ERROR_OUT_OF_MEMORY;
@@ -1162,6 +1182,7 @@ static int h_vmm_release(struct cv_vgpu *v, const void *p, uint32_t len,
 	if (!h || h->released)
 		return CUDA_ERROR_INVALID_HANDLE;
 	pthread_rwlock_wrlock(&v->mem_lock);
+	v->layout_gen++;
 	h->released = true;
 	if (!h->maps) {
 		v->ops->mem_release(v->b, h->mem);
@@ -1195,6 +1216,7 @@ static int h_vmm_map(struct cv_vgpu *v, const void *p, uint32_t len,
 			       .offset = a.offset };
 	rc = v->ops->mem_map(v->b, a.va, a.size, h->mem, a.offset);
 	pthread_rwlock_wrlock(&v->mem_lock);
+	v->layout_gen++;
 	if (!rc && cv_rangeset_add(&v->dev, a.va, a.size, m)) {
 		v->ops->mem_unmap(v->b, a.va, a.size);
 		rc = CUDA_ERROR_OUT_OF_MEMORY;

@@ -41,6 +41,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -827,6 +828,16 @@ int main(int argc, char **argv)
 	int memfd = -1, slot_fd = -1, link = -1, rc;
 
 	signal(SIGPIPE, SIG_IGN);
+	/* Memory shared with another worker (a migration on the same GPU)
+	 * is one fd per allocation: allow as many as the system does. */
+	{
+		struct rlimit rl;
+
+		if (!getrlimit(RLIMIT_NOFILE, &rl) && rl.rlim_cur < rl.rlim_max) {
+			rl.rlim_cur = rl.rlim_max;
+			setrlimit(RLIMIT_NOFILE, &rl);
+		}
+	}
 	if (parse_args(argc, argv, &o)) {
 		usage(stderr);
 		return 2;

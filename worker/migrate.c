@@ -61,6 +61,7 @@
 #define MIG_SLOTS 16u
 #define MIG_SLOT_SIZE (8u << 20)
 #define MIG_LANES 8u
+#define MIG_DST_STREAMS 4u         /* copies the destination has in flight */
 #define MIG_WAIT_MS 120000         /* longest wait for the peer */
 #define MIG_HELLO_MS 10000
 #define MIG_RUNNING_MS 10000
@@ -82,6 +83,7 @@ struct round_stat {
 	uint32_t round;
 	bool stop;
 	uint64_t granules, bytes, digests;
+	uint64_t objects;          /* shared (same device) */
 	double dirty_rate;         /* bytes per second found changed */
 	uint64_t ns;
 };
@@ -128,6 +130,8 @@ struct src {
 	const char *stop_reason;
 	double link_rate;          /* bytes per second, measured */
 	uint64_t dg_ns;            /* last digest pass, source side */
+	bool share;                /* same device: memory shared, not copied */
+	uint64_t shared;           /* bytes shared */
 };
 
 static int set_err(struct src *s, int rc, const char *fmt, ...)
@@ -152,7 +156,7 @@ static const char *stream_why(int rc)
 	case -ECONNRESET: case -EPIPE:
 		return "the destination worker went away";
 	case -EBADMSG:
-		return "a record from the destination failed its checksum";
+		return "a record failed its checksum";
 	case -ETIMEDOUT:
 		return "the destination did not answer in time";
 	default:
@@ -307,8 +311,8 @@ static void *rx_main(void *arg)
 	return NULL;
 }
 
-/* The layout now, read under mem_lock. */
-static int snapshot(struct src *s, uint32_t round)
+/* The layout now; mem_lock held for reading. */
+static int snapshot_locked(struct src *s, uint32_t round)
 {
 	struct cv_vgpu *v = s->v;
 	struct cv_mig_plan *p = &s->plan;
@@ -320,7 +324,6 @@ static int snapshot(struct src *s, uint32_t round)
 	cv_mig_plan_free(p);
 	memset(p, 0, sizeof(*p));
 	p->round = round;
-	pthread_rwlock_rdlock(&v->mem_lock);
 	p->ranges = calloc(v->dev.n + 1, sizeof(*p->ranges));
 	p->vmm = calloc(v->vmms.count + 1, sizeof(*p->vmm));
 	p->heap = calloc(v->heap.n + 1, sizeof(*p->heap));
@@ -347,7 +350,16 @@ static int snapshot(struct src *s, uint32_t round)
 			v->heap.r[i].size };
 	p->nheap = v->heap.n;
 out:
-	pthread_rwlock_unlock(&v->mem_lock);
+	return rc;
+}
+
+static int snapshot(struct src *s, uint32_t round)
+{
+	int rc;
+
+	pthread_rwlock_rdlock(&s->v->mem_lock);
+	rc = snapshot_locked(s, round);
+	pthread_rwlock_unlock(&s->v->mem_lock);
 	return rc;
 }
 
@@ -622,6 +634,122 @@ static void inject(struct src *s, uint32_t round, bool stop)
 		pthread_mutex_unlock(&s->io.send_lock);
 		break;
 	}
+}
+
+/* ---- the same device: sharing instead of copying -------------------- */
+
+struct share_fd {
+	struct cv_mig_share sh;
+	int fd;
+};
+
+/* The physical memory of the layout as fds, with the plan that maps it,
+ * taken at one time (under mem_lock): *gen is that layout's generation. */
+static int share_collect(struct src *s, uint32_t round, struct share_fd **out,
+			 uint32_t *n, uint64_t *gen, uint64_t *bytes)
+{
+	struct cv_vgpu *v = s->v;
+	const struct cv_wvmm *h;
+	const struct cv_wmap *m;
+	struct share_fd *a;
+	uint32_t i, k = 0;
+	int rc;
+
+	pthread_rwlock_rdlock(&v->mem_lock);
+	*gen = v->layout_gen;
+	rc = snapshot_locked(s, round);
+	a = calloc((size_t)v->vmms.count + v->dev.n + 1, sizeof(*a));
+	if (rc || !a) {
+		pthread_rwlock_unlock(&v->mem_lock);
+		free(a);
+		return set_err(s, -ENOMEM, "out of memory");
+	}
+	*bytes = 0;
+	for (i = 1; i < v->vmms.cap && !rc; i++) {
+		if (!(h = v->vmms.v[i]))
+			continue;
+		a[k].sh = (struct cv_mig_share){ CV_MIG_SHARE_VMM, i, 0,
+						 h->size };
+		rc = v->ops->mem_export(v->b, h->mem, &a[k].fd);
+		if (!rc)
+			*bytes += a[k++].sh.size;
+	}
+	for (i = 0; i < v->dev.n && !rc; i++) {
+		m = v->dev.r[i].owner;
+		if (m->vmm)
+			continue;
+		a[k].sh = (struct cv_mig_share){ CV_MIG_SHARE_MEM, 0,
+						 v->dev.r[i].base,
+						 v->dev.r[i].size };
+		rc = v->ops->mem_export(v->b, m->mem, &a[k].fd);
+		if (!rc)
+			*bytes += a[k++].sh.size;
+	}
+	pthread_rwlock_unlock(&v->mem_lock);
+	*out = a;
+	*n = k;
+	if (rc)
+		return set_err(s, rc == CUDA_ERROR_NOT_SUPPORTED ? -EOPNOTSUPP :
+			       -EIO, "device memory cannot be shared with "
+			       "another worker (CUresult %d)", rc);
+	return 0;
+}
+
+static void share_close(struct share_fd *a, uint32_t n)
+{
+	uint32_t i;
+
+	for (i = 0; i < n; i++)
+		close(a[i].fd);
+	free(a);
+}
+
+/*
+ * Hands the destination the tenant's memory as it is now: SHARE records
+ * (after a RESET when it holds an older layout), the PLAN that maps them,
+ * and a round end it answers once everything is mapped.
+ */
+static int share_round(struct src *s, uint32_t round, bool stop, bool reset,
+		       uint64_t *gen)
+{
+	struct round_stat st = { .round = round, .stop = stop };
+	struct cv_mig_share rs = { CV_MIG_SHARE_RESET, 0, 0, 0 };
+	uint64_t t0 = cv_now_ns(), bytes = 0;
+	struct share_fd *a = NULL;
+	struct round_stat *grown;
+	uint32_t n = 0, i;
+	int rc;
+
+	inject(s, round, stop);
+	rc = share_collect(s, round, &a, &n, gen, &bytes);
+	if (!rc && reset &&
+	    (rc = cv_mig_send(&s->io, CV_MIG_SHARE, &rs, sizeof(rs), NULL, 0,
+			      NULL, 0)))
+		set_err(s, rc, "%s", stream_why(rc));
+	for (i = 0; i < n && !rc; i++)
+		if ((rc = cv_mig_send(&s->io, CV_MIG_SHARE, &a[i].sh,
+				      sizeof(a[i].sh), NULL, 0, &a[i].fd, 1)))
+			set_err(s, rc, "%s", stream_why(rc));
+	if (a)
+		share_close(a, n);
+	if (!rc)
+		rc = send_plan(s);
+	if (!rc)
+		rc = send_round(s, CV_MIG_ROUND_END, round, 0);
+	if (!rc)
+		rc = wait_for(s, NULL, &s->rounds_done, round + 1, MIG_WAIT_MS,
+			      "memory mapped");
+	if (rc)
+		return rc;
+	s->shared = bytes;
+	st.objects = n;
+	st.ns = cv_now_ns() - t0;
+	grown = realloc(s->st, (s->nst + 1) * sizeof(*s->st));
+	if (!grown)
+		return set_err(s, -ENOMEM, "out of memory");
+	s->st = grown;
+	s->st[s->nst++] = st;
+	return 0;
 }
 
 /* One round: plan, digests (after round 0), the differing granules. */
@@ -903,9 +1031,10 @@ static size_t report(struct src *s, const struct cv_ctl_migrate_r *r,
 	for (i = 0; i < s->plan.nranges; i++)
 		mem += s->plan.ranges[i].size;
 	jput(&j, "{\"tenant\":%llu,\"from_gpu\":%d,\"to_gpu\":%d,"
-	     "\"path\":\"copy\",\"result\":\"%s\",\"error\":",
+	     "\"path\":\"%s\",\"result\":\"%s\",\"error\":",
 	     (unsigned long long)s->v->hdr->tenant_id, from_gpu,
-	     (int)s->req->gpu, rc ? "failed" : "ok");
+	     (int)s->req->gpu, s->share ? "share" : "copy",
+	     rc ? "failed" : "ok");
 	jstr(&j, rc ? r->msg : "");
 	jput(&j, ",\"granule\":%u,\"memory_bytes\":%llu,\"max_pause_ms\":%u,"
 	     "\"max_rounds\":%u,\"stop_reason\":\"%s\",\"rounds\":[",
@@ -918,11 +1047,13 @@ static size_t report(struct src *s, const struct cv_ctl_migrate_r *r,
 	/* Room for the tail whatever happens to the rounds. */
 	j.cap = cap > 256 ? cap - 256 : cap;
 	for (i = 0; i < s->nst; i++)
-		jput(&j, "%s{\"round\":%u,\"phase\":\"%s\",\"granules\":%llu,"
-		     "\"bytes\":%llu,\"digests\":%llu,"
+		jput(&j, "%s{\"round\":%u,\"phase\":\"%s\",\"objects\":%llu,"
+		     "\"granules\":%llu,\"bytes\":%llu,\"digests\":%llu,"
 		     "\"dirty_bytes_per_s\":%.0f,\"ms\":%.3f}",
 		     i ? "," : "", s->st[i].round,
+		     s->share ? (s->st[i].stop ? "remap" : "map") :
 		     s->st[i].stop ? "stop" : "pre-copy",
+		     (unsigned long long)s->st[i].objects,
 		     (unsigned long long)s->st[i].granules,
 		     (unsigned long long)s->st[i].bytes,
 		     (unsigned long long)s->st[i].digests, s->st[i].dirty_rate,
@@ -930,8 +1061,9 @@ static size_t report(struct src *s, const struct cv_ctl_migrate_r *r,
 	j.cap = cap;
 	j.full = false;
 	jput(&j, "],\"rounds_listed\":%u,\"pause_ms\":%.3f,\"total_ms\":%.3f,"
-	     "\"link_gbps\":%.2f}\n", (unsigned)s->nst, r->pause_ns / 1e6,
-	     r->total_ns / 1e6, s->link_rate / 1e9);
+	     "\"link_gbps\":%.2f,\"shared_bytes\":%llu}\n", (unsigned)s->nst,
+	     r->pause_ns / 1e6, r->total_ns / 1e6, s->link_rate / 1e9,
+	     (unsigned long long)s->shared);
 	return j.len;
 }
 
@@ -947,7 +1079,8 @@ int cv_migrate_source(struct cv_vgpu *v, int sock, int from_gpu,
 	uint64_t t0 = cv_now_ns(), tpause = 0, bytes = 0, state = 0;
 	uint64_t tv = 0, ts = 0, tr = 0, tc = 0; /* the pause's phases */
 	bool suspended = false, committed = false, stop = false;
-	uint32_t round;
+	uint64_t gen = 0;
+	uint32_t round = 0;
 	int rc;
 
 	memset(r, 0, sizeof(*r));
@@ -961,6 +1094,7 @@ int cv_migrate_source(struct cv_vgpu *v, int sock, int from_gpu,
 		pthread_condattr_destroy(&ca);
 	}
 	cv_mig_io_init(&s.io, sock);
+	__atomic_store_n(&v->mig_busy, 1, __ATOMIC_RELEASE);
 	s.max_digests = MIG_MAX_DIGESTS(v->quota);
 	if (getrandom(&s.seed, sizeof(s.seed), 0) != sizeof(s.seed))
 		s.seed = cv_now_ns();
@@ -969,7 +1103,9 @@ int cv_migrate_source(struct cv_vgpu *v, int sock, int from_gpu,
 	rc = s.dg && s.peer_dg ? 0 : set_err(&s, -ENOMEM, "out of memory");
 	if (!rc && (rc = cv_vgpu_vmm_covered(v, "migrated")))
 		set_err(&s, rc, "a VMM allocation has bytes mapped nowhere");
-	if (!rc)
+	s.share = req->gpu == from_gpu && !(req->flags & CV_MIGRATE_COPY) &&
+		  v->ops->mem_export;
+	if (!rc && !s.share)
 		rc = slots_setup(&s);
 	/* The state's globals go through the lanes: not in the pause. */
 	if (!rc && cv_xfer_prepare(v))
@@ -980,14 +1116,15 @@ int cv_migrate_source(struct cv_vgpu *v, int sock, int from_gpu,
 		h.quota = v->quota;
 		h.seed = s.seed;
 		h.granule = MIG_GRANULE;
-		h.nslots = MIG_SLOTS;
-		h.slot_size = MIG_SLOT_SIZE;
+		h.nslots = s.share ? 0 : MIG_SLOTS;
+		h.slot_size = s.share ? 0 : MIG_SLOT_SIZE;
+		h.flags = s.share ? CV_MIG_HELLO_SHARE : 0;
 		h.backend = v->hdr->dev.backend;
 		h.cc_major = (uint16_t)v->hdr->dev.cc_major;
 		h.cc_minor = (uint16_t)v->hdr->dev.cc_minor;
 		fds[1] = s.slot_fd;
 		rc = cv_mig_send(&s.io, CV_MIG_HELLO, &h, sizeof(h), NULL, 0,
-				 fds, 2);
+				 fds, s.share ? 1 : 2);
 		if (rc)
 			set_err(&s, rc, "%s", stream_why(rc));
 	}
@@ -998,7 +1135,30 @@ int cv_migrate_source(struct cv_vgpu *v, int sock, int from_gpu,
 	if (!rc)
 		rc = wait_for(&s, &s.welcomed, NULL, 0, MIG_WAIT_MS,
 			      "welcome");
-	for (round = 0; !rc; round++) {
+	if (!rc && s.share) {
+		/* Map everything on the destination while the tenant runs;
+		 * in the pause only a layout changed meanwhile is redone. */
+		rc = share_round(&s, 0, false, false, &gen);
+		if (!rc) {
+			tpause = cv_now_ns();
+			rc = cv_vgpu_suspend(v);
+			if (rc)
+				set_err(&s, rc, "the tenant cannot be "
+					"suspended: %s", strerror(-rc));
+			else
+				suspended = true;
+		}
+		if (!rc && (rc = cv_vgpu_vmm_covered(v, "migrated")))
+			set_err(&s, rc, "a VMM allocation has bytes mapped "
+				"nowhere");
+		if (!rc && v->layout_gen != gen)
+			rc = share_round(&s, 1, true, true, &gen);
+		tv = ts = cv_now_ns();
+		round = 1;
+		stop = true;
+		s.stop_reason = "shared";
+	}
+	for (; !rc && !s.share; round++) {
 		if (stop) {
 			tpause = cv_now_ns();
 			rc = cv_vgpu_suspend(v);
@@ -1023,15 +1183,16 @@ int cv_migrate_source(struct cv_vgpu *v, int sock, int from_gpu,
 			break;
 		stop = should_stop(&s, round);
 	}
-	if (!rc) {
+	if (!rc && !s.share) {
 		tv = cv_now_ns();
 		inject(&s, round + 1, true);
 		rc = verify(&s, round + 1);
-	}
-	if (!rc) {
 		ts = cv_now_ns();
-		rc = send_state(&s, &state);
+	} else if (!rc) {
+		inject(&s, round, true);
 	}
+	if (!rc)
+		rc = send_state(&s, &state);
 	if (!rc) {
 		tr = cv_now_ns();
 		rc = wait_for(&s, &s.ready, NULL, 0, MIG_WAIT_MS, "ready");
@@ -1058,6 +1219,7 @@ int cv_migrate_source(struct cv_vgpu *v, int sock, int from_gpu,
 	r->gpu = committed ? req->gpu : from_gpu;
 	r->rounds = s.nst;
 	r->bytes = bytes;
+	r->flags = s.share ? CV_MIGRATE_R_SHARED : 0;
 	r->pause_ns = tpause ? cv_now_ns() - tpause : 0;
 	r->total_ns = cv_now_ns() - t0;
 	if (!committed) {
@@ -1090,6 +1252,7 @@ int cv_migrate_source(struct cv_vgpu *v, int sock, int from_gpu,
 	*outlen = report(&s, r, from_gpu, out, cap, committed ? 0 : rc);
 	r->report_len = (uint32_t)*outlen;
 	src_free(&s);
+	__atomic_store_n(&v->mig_busy, 0, __ATOMIC_RELEASE);
 	return committed ? 0 : rc;
 }
 
@@ -1097,7 +1260,7 @@ int cv_migrate_source(struct cv_vgpu *v, int sock, int from_gpu,
 
 /* What the destination frees once the tenant runs. */
 struct later {
-	cv_bobj stream;
+	cv_bobj stream[MIG_DST_STREAMS];
 	uint8_t *slots;
 	uint64_t size;
 	int fd;
@@ -1105,17 +1268,36 @@ struct later {
 };
 static struct later g_later;
 
+/* Memory the source shared (same device), not mapped yet. */
+struct offer {
+	struct cv_mig_share sh;
+	cv_bobj mem;
+};
+
 struct dst {
 	struct cv_vgpu *v;
 	struct cv_mig_io *io;
 	const struct cv_mig_hello *h;
+	bool share;
 	uint8_t *slots;
 	uint64_t slots_size;
 	bool registered;
-	cv_bobj stream;
+	/* GRANULES are copied on these in turn; pend[i]: the slot stream
+	 * i copies from, freed once it is done, or -1 */
+	cv_bobj stream[MIG_DST_STREAMS];
+	int64_t pend[MIG_DST_STREAMS];
+	uint32_t turn;
 	struct cv_mig_plan plan;
 	bool have_plan;
+	/* Digests of what this worker holds, per granule of the plan, kept
+	 * current: a granule written (GRANULES) or mapped anew is digested
+	 * again at the next DIGEST_REQ, and only then. */
 	uint8_t *dg;
+	uint8_t *dg_ok;
+	uint64_t *first;           /* first granule of each plan range */
+	struct offer *offers;
+	uint32_t noffers;
+	uint64_t offered;          /* bytes */
 	int state_fd;
 	uint64_t state_got, state_total;
 	char *err;
@@ -1150,14 +1332,16 @@ int cv_migrate_accept(struct cv_mig_io *io, const uint8_t token[16],
 			 stream_why(rc));
 		return rc;
 	}
-	if (type != CV_MIG_HELLO || len != sizeof(*h) || nfds != 2) {
+	/* Sharing: the region only; copying: the region and the slots. */
+	if (type != CV_MIG_HELLO || len != sizeof(*h) ||
+	    nfds != (h->flags & CV_MIG_HELLO_SHARE ? 1 : 2)) {
 		rc = -EPROTO;
 		snprintf(err, errlen, "the source's first record is not a "
-			 "HELLO with two fds");
+			 "HELLO with its fds");
 	} else if ((rc = cv_mig_hello_check(h, why, sizeof(why)))) {
 		snprintf(err, errlen, "bad HELLO: %s", why);
 	} else if (memcmp(h->token, token, 16) || h->quota != quota ||
-		   h->nslots == 0) {
+		   (h->nslots == 0) != !!(h->flags & CV_MIG_HELLO_SHARE)) {
 		rc = -EINVAL;
 		snprintf(err, errlen, "the source migrates another tenant, or "
 			 "with another quota, than this worker was started for");
@@ -1228,6 +1412,54 @@ static const struct cv_mig_vmm *plan_vmm(const struct cv_mig_plan *p,
 	return NULL;
 }
 
+/* The index of the plan range holding va, or -1. */
+static int64_t plan_index(const struct cv_mig_plan *p, uint64_t va)
+{
+	uint32_t lo = 0, hi = p->nranges, mid;
+
+	while (lo < hi) {
+		mid = lo + (hi - lo) / 2;
+		if (va < p->ranges[mid].va)
+			hi = mid;
+		else if (va - p->ranges[mid].va >= p->ranges[mid].size)
+			lo = mid + 1;
+		else
+			return mid;
+	}
+	return -1;
+}
+
+/* Takes the offer of kind for (id, va, size): its memory, or NULL. */
+static cv_bobj take_offer(struct dst *d, uint32_t kind, uint32_t id,
+			  uint64_t va, uint64_t size)
+{
+	struct offer *o;
+	cv_bobj mem;
+	uint32_t i;
+
+	for (i = 0; i < d->noffers; i++) {
+		o = &d->offers[i];
+		if (o->sh.kind != kind || o->sh.id != id || o->sh.va != va ||
+		    o->sh.size != size)
+			continue;
+		mem = o->mem;
+		d->offered -= o->sh.size;
+		d->offers[i] = d->offers[--d->noffers];
+		return mem;
+	}
+	return NULL;
+}
+
+static void drop_offers(struct dst *d)
+{
+	uint32_t i;
+
+	for (i = 0; i < d->noffers; i++)
+		d->v->ops->mem_release(d->v->b, d->offers[i].mem);
+	d->noffers = 0;
+	d->offered = 0;
+}
+
 static void drop_range(struct cv_vgpu *v, uint32_t i)
 {
 	struct cv_range r = v->dev.r[i];
@@ -1252,13 +1484,16 @@ static void drop_range(struct cv_vgpu *v, uint32_t i)
  * creates what is new. Bytes of ranges that stay are kept (they are what
  * the digests compare).
  */
-static int reconcile(struct dst *d, const struct cv_mig_plan *p)
+static int reconcile(struct dst *d, const struct cv_mig_plan *p,
+		     uint8_t *dropped)
 {
 	struct cv_vgpu *v = d->v;
 	const struct cv_mig_range *pr;
 	const struct cv_mig_vmm *pv;
 	struct cv_wvmm *h;
 	struct cv_wmap *m;
+	cv_bobj mem;
+	int64_t old;
 	uint64_t base;
 	uint32_t i;
 	int rc;
@@ -1269,9 +1504,14 @@ static int reconcile(struct dst *d, const struct cv_mig_plan *p)
 		m = v->dev.r[i].owner;
 		pv = m->vmm ? plan_vmm(p, m->vmm) : NULL;
 		h = m->vmm ? cv_htab_get(&v->vmms, m->vmm) : NULL;
-		if (!pr || !same_range(&v->dev.r[i], pr) ||
-		    (m->vmm && (!pv || !h || pv->size != h->size)))
-			drop_range(v, i);
+		if (pr && same_range(&v->dev.r[i], pr) &&
+		    (!m->vmm || (pv && h && pv->size == h->size)))
+			continue;
+		/* Its digests are of bytes that go away. */
+		if (d->have_plan &&
+		    (old = plan_index(&d->plan, v->dev.r[i].base)) >= 0)
+			dropped[old] = 1;
+		drop_range(v, i);
 	}
 	for (i = 1; i < v->vmms.cap; i++) {
 		if (!(h = v->vmms.v[i]))
@@ -1291,19 +1531,38 @@ static int reconcile(struct dst *d, const struct cv_mig_plan *p)
 	for (i = 0; i < p->nvmm; i++) {
 		if (cv_htab_get(&v->vmms, p->vmm[i].id))
 			continue;
+		mem = d->share ? take_offer(d, CV_MIG_SHARE_VMM, p->vmm[i].id,
+					    0, p->vmm[i].size) : NULL;
+		if (d->share && !mem)
+			return dfail(d, -EPROTO, "the source did not share VMM "
+				     "handle %u", p->vmm[i].id);
 		rc = cv_vgpu_vmm_add(v, p->vmm[i].id, p->vmm[i].size,
-				     p->vmm[i].released, d->err, d->errlen);
-		if (rc)
+				     p->vmm[i].released, mem, d->err,
+				     d->errlen);
+		if (rc) {
+			if (mem)
+				v->ops->mem_release(v->b, mem);
 			return dfail(d, rc, "out of memory");
+		}
 	}
 	for (i = 0; i < p->nranges; i++) {
 		pr = &p->ranges[i];
 		if (cv_rangeset_find(&v->dev, pr->va))
 			continue; /* kept above, so the same */
+		mem = d->share && !pr->vmm ?
+			      take_offer(d, CV_MIG_SHARE_MEM, 0, pr->va,
+					 pr->size) : NULL;
+		if (d->share && !pr->vmm && (!mem || pr->offset))
+			return dfail(d, -EPROTO, "the source did not share the "
+				     "memory at 0x%llx",
+				     (unsigned long long)pr->va);
 		rc = cv_vgpu_map_add(v, pr->va, pr->size, pr->vmm, pr->offset,
-				     d->err, d->errlen);
-		if (rc)
+				     mem, d->err, d->errlen);
+		if (rc) {
+			if (mem)
+				v->ops->mem_release(v->b, mem);
 			return dfail(d, rc, "out of memory");
+		}
 	}
 	/* The pinned heap: the region is shared, only the mappings and
 	 * their registration differ. */
@@ -1330,9 +1589,60 @@ static int reconcile(struct dst *d, const struct cv_mig_plan *p)
 	return 0;
 }
 
+/*
+ * The digest table of a new plan: a range kept as it was (same place,
+ * same backing, not dropped by reconcile) keeps its digests; the rest
+ * are to be computed.
+ */
+static int dg_rebase(struct dst *d, const struct cv_mig_plan *np,
+		     const uint8_t *dropped)
+{
+	uint64_t n = cv_mig_plan_granules(np, d->h->granule), k, g;
+	const struct cv_mig_range *r;
+	uint8_t *dg, *ok;
+	uint64_t *first;
+	int64_t o;
+	uint32_t i;
+
+	dg = malloc(n * CV_DIGEST_LEN + 1);
+	ok = calloc(n + 1, 1);
+	first = calloc(np->nranges + 1u, sizeof(*first));
+	if (!dg || !ok || !first) {
+		free(dg);
+		free(ok);
+		free(first);
+		return dfail(d, -ENOMEM, "out of memory");
+	}
+	for (i = 0, k = 0; i < np->nranges; i++) {
+		r = &np->ranges[i];
+		first[i] = k;
+		g = r->size / d->h->granule;
+		o = d->have_plan ? plan_index(&d->plan, r->va) : -1;
+		if (o >= 0 && !dropped[o] && d->plan.ranges[o].va == r->va &&
+		    d->plan.ranges[o].size == r->size &&
+		    d->plan.ranges[o].vmm == r->vmm &&
+		    d->plan.ranges[o].offset == r->offset) {
+			memcpy(dg + k * CV_DIGEST_LEN,
+			       d->dg + d->first[o] * CV_DIGEST_LEN,
+			       g * CV_DIGEST_LEN);
+			memcpy(ok + k, d->dg_ok + d->first[o], g);
+		}
+		k += g;
+	}
+	first[np->nranges] = k;
+	free(d->dg);
+	free(d->dg_ok);
+	free(d->first);
+	d->dg = dg;
+	d->dg_ok = ok;
+	d->first = first;
+	return 0;
+}
+
 static int on_plan(struct dst *d, const uint8_t *p, uint32_t len)
 {
 	struct cv_mig_plan plan;
+	uint8_t *dropped;
 	char why[160];
 	int rc;
 
@@ -1345,7 +1655,14 @@ static int on_plan(struct dst *d, const uint8_t *p, uint32_t len)
 		cv_mig_plan_free(&plan);
 		return dfail(d, -EINVAL, "bad PLAN: too many granules");
 	}
-	rc = reconcile(d, &plan);
+	dropped = calloc(d->plan.nranges + 1u, 1);
+	rc = dropped ? reconcile(d, &plan, dropped) :
+		       dfail(d, -ENOMEM, "out of memory");
+	/* What was shared and is not in the plan is not ours to keep. */
+	drop_offers(d);
+	if (!rc)
+		rc = dg_rebase(d, &plan, dropped);
+	free(dropped);
 	if (rc) {
 		cv_mig_plan_free(&plan);
 		return rc;
@@ -1356,44 +1673,158 @@ static int on_plan(struct dst *d, const uint8_t *p, uint32_t len)
 	return 0;
 }
 
+/* Digests what changed since the last request, then sends them all. */
 static int on_digest_req(struct dst *d, const uint8_t *p)
 {
 	struct cv_vgpu *v = d->v;
-	struct cv_mig_round r;
+	const uint32_t gs = d->h->granule;
 	const struct cv_mig_range *pr;
-	uint64_t n = cv_mig_plan_granules(&d->plan, d->h->granule), idx = 0;
-	uint8_t *dg;
+	struct cv_mig_round r;
+	uint64_t n, g, e, k;
 	uint32_t i;
 	int rc = 0;
 
 	memcpy(&r, p, sizeof(r));
-	if (!d->have_plan)
-		return dfail(d, -EPROTO, "DIGEST_REQ before any PLAN");
-	dg = realloc(d->dg, n * CV_DIGEST_LEN + 1);
-	if (!dg)
-		return dfail(d, -ENOMEM, "out of memory");
-	d->dg = dg;
+	if (!d->have_plan || d->share)
+		return dfail(d, -EPROTO, "DIGEST_REQ before any PLAN, or "
+			     "while sharing memory");
+	n = d->first[d->plan.nranges];
 	for (i = 0; i < d->plan.nranges && !rc; i++) {
 		pr = &d->plan.ranges[i];
-		rc = v->ops->digest(v->b, pr->va, pr->size, d->h->granule,
-				    d->h->seed, dg + idx * CV_DIGEST_LEN, NULL);
-		idx += pr->size / d->h->granule;
+		k = d->first[i];
+		for (g = 0; g < pr->size / gs && !rc; g = e) {
+			if (d->dg_ok[k + g]) {
+				e = g + 1;
+				continue;
+			}
+			for (e = g; e < pr->size / gs && !d->dg_ok[k + e]; e++)
+				d->dg_ok[k + e] = 1;
+			rc = v->ops->digest(v->b, pr->va + g * gs, (e - g) * gs,
+					    gs, d->h->seed,
+					    d->dg + (k + g) * CV_DIGEST_LEN,
+					    NULL);
+		}
 	}
-	if (rc)
+	if (rc) {
+		memset(d->dg_ok, 0, n);
 		return dfail(d, -EIO, "digesting device memory failed: "
 			     "CUresult %d", rc);
+	}
 	r.n = (uint32_t)n;
 	r.bytes = 0;
-	rc = cv_mig_send(d->io, CV_MIG_DIGESTS, &r, sizeof(r), dg,
+	rc = cv_mig_send(d->io, CV_MIG_DIGESTS, &r, sizeof(r), d->dg,
 			 n * CV_DIGEST_LEN, NULL, 0);
 	return rc ? dfail(d, rc, "%s", strerror(-rc)) : 0;
 }
 
+/* Forgets every mapping and handle (the source shares a new layout). */
+static void reset_all(struct dst *d)
+{
+	struct cv_vgpu *v = d->v;
+	struct cv_wvmm *h;
+	uint32_t i;
+
+	v->ops->ctx_sync(v->b);
+	for (i = v->dev.n; i-- > 0;)
+		drop_range(v, i);
+	for (i = 1; i < v->vmms.cap; i++) {
+		if (!(h = v->vmms.v[i]))
+			continue;
+		v->ops->mem_release(v->b, h->mem);
+		v->used -= h->size;
+		free(cv_htab_del(&v->vmms, i));
+	}
+	drop_offers(d);
+	cv_mig_plan_free(&d->plan);
+	memset(&d->plan, 0, sizeof(d->plan));
+	d->have_plan = false;
+}
+
+/* The source shares memory: import it, to be mapped by the next PLAN. */
+static int on_share(struct dst *d, const uint8_t *p, int fd)
+{
+	struct cv_vgpu *v = d->v;
+	struct cv_mig_share sh;
+	struct offer *o;
+	char why[160];
+	int rc;
+
+	memcpy(&sh, p, sizeof(sh));
+	if (!d->share)
+		return dfail(d, -EPROTO, "SHARE in a migration that copies");
+	if ((rc = cv_mig_share_check(&sh, v->quota, why, sizeof(why))))
+		return dfail(d, rc, "bad SHARE: %s", why);
+	if ((sh.kind == CV_MIG_SHARE_RESET) != (fd < 0))
+		return dfail(d, -EPROTO, "SHARE %s an fd",
+			     fd < 0 ? "without" : "with");
+	if (sh.kind == CV_MIG_SHARE_RESET) {
+		reset_all(d);
+		return 0;
+	}
+	if (d->noffers >= CV_MIG_MAX_RANGES ||
+	    sh.size > v->quota - d->offered)
+		return dfail(d, -EINVAL, "the source shares more than the "
+			     "quota");
+	if (!(d->noffers & (d->noffers - 1))) {
+		o = realloc(d->offers, (d->noffers ? 2 * d->noffers : 16) *
+					       sizeof(*o));
+		if (!o)
+			return dfail(d, -ENOMEM, "out of memory");
+		d->offers = o;
+	}
+	o = &d->offers[d->noffers];
+	o->sh = sh;
+	rc = v->ops->mem_import(v->b, fd, sh.size, &o->mem);
+	if (rc)
+		return dfail(d, -EIO, "cannot import %llu bytes of shared "
+			     "memory: CUresult %d",
+			     (unsigned long long)sh.size, rc);
+	d->noffers++;
+	d->offered += sh.size;
+	return 0;
+}
+
+/* Waits for the copy on stream t, then gives its slot back. */
+static int retire(struct dst *d, uint32_t t)
+{
+	struct cv_vgpu *v = d->v;
+	struct cv_mig_slot sl;
+	int rc;
+
+	if (d->pend[t] < 0)
+		return 0;
+	sl = (struct cv_mig_slot){ (uint32_t)d->pend[t], 0 };
+	d->pend[t] = -1;
+	rc = v->ops->stream_sync(v->b, d->stream[t]);
+	if (rc)
+		return dfail(d, -EIO, "copying to device memory failed: "
+			     "CUresult %d", rc);
+	rc = cv_mig_send(d->io, CV_MIG_SLOT_FREE, &sl, sizeof(sl), NULL, 0,
+			 NULL, 0);
+	return rc ? dfail(d, rc, "%s", strerror(-rc)) : 0;
+}
+
+/* Every copy done and every slot given back. */
+static int retire_all(struct dst *d)
+{
+	uint32_t t;
+	int rc = 0;
+
+	for (t = 0; t < MIG_DST_STREAMS && !rc; t++)
+		rc = retire(d, t);
+	return rc;
+}
+
+/* Starts copying a slot to device memory; the slot is given back when a
+ * later record needs its stream, or before any other record. */
 static int on_granules(struct dst *d, const uint8_t *p)
 {
 	struct cv_vgpu *v = d->v;
+	const struct cv_mig_range *r;
 	struct cv_mig_granules g;
-	struct cv_mig_slot sl;
+	uint64_t k;
+	uint32_t t;
+	int64_t i;
 	int rc;
 
 	memcpy(&g, p, sizeof(g));
@@ -1402,19 +1833,26 @@ static int on_granules(struct dst *d, const uint8_t *p)
 		return dfail(d, -EINVAL, "bad GRANULES: %u bytes at 0x%llx "
 			     "through slot %u", g.len,
 			     (unsigned long long)g.va, g.slot);
+	/* Those granules change: digest them again when asked. */
+	i = plan_index(&d->plan, g.va);
+	r = &d->plan.ranges[i];
+	k = d->first[i] + (g.va - r->va) / d->h->granule;
+	memset(d->dg_ok + k, 0, (g.va - r->va + g.len + d->h->granule - 1) /
+					d->h->granule -
+				(g.va - r->va) / d->h->granule);
+	t = d->turn++ % MIG_DST_STREAMS;
+	rc = retire(d, t);
+	if (rc)
+		return rc;
 	rc = v->ops->memcpy(v->b, CV_COPY_HTOD, g.va,
 			    (uint64_t)(d->slots + g.slot * d->h->slot_size),
-			    g.len, d->stream);
-	if (!rc)
-		rc = v->ops->stream_sync(v->b, d->stream);
+			    g.len, d->stream[t]);
 	if (rc)
 		return dfail(d, -EIO, "copying to device memory at 0x%llx "
 			     "failed: CUresult %d", (unsigned long long)g.va,
 			     rc);
-	sl = (struct cv_mig_slot){ g.slot, 0 };
-	rc = cv_mig_send(d->io, CV_MIG_SLOT_FREE, &sl, sizeof(sl), NULL, 0,
-			 NULL, 0);
-	return rc ? dfail(d, rc, "%s", strerror(-rc)) : 0;
+	d->pend[t] = g.slot;
+	return 0;
 }
 
 static int on_state(struct dst *d, const uint8_t *p, uint32_t len)
@@ -1456,7 +1894,8 @@ int cv_migrate_dest(struct cv_vgpu *v, struct cv_mig_io *io,
 		    uint64_t *commit_ns, char *err, size_t errlen)
 {
 	struct dst d = { .v = v, .io = io, .h = h, .state_fd = -1,
-			 .err = err, .errlen = errlen };
+			 .err = err, .errlen = errlen,
+			 .pend = { -1, -1, -1, -1 } };
 	struct cv_mig_welcome w = { (uint32_t)getpid(), 0 };
 	struct cv_mig_abort ab;
 	struct stat st;
@@ -1464,16 +1903,23 @@ int cv_migrate_dest(struct cv_vgpu *v, struct cv_mig_io *io,
 	int fds[1], nfds, rc = 0;
 	uint8_t *buf = NULL;
 	size_t fixed;
+	uint32_t t;
 
+	_Static_assert(MIG_DST_STREAMS == 4, "pend's initialiser");
 	err[0] = 0;
 	*link_fd = -1;
 	d.slots_size = (uint64_t)h->nslots * h->slot_size;
+	d.share = h->flags & CV_MIG_HELLO_SHARE;
 	if (h->backend != v->hdr->dev.backend ||
 	    h->cc_major != v->hdr->dev.cc_major ||
 	    h->cc_minor != v->hdr->dev.cc_minor)
 		rc = dfail(&d, -EINVAL, "the source runs on another kind of "
 			   "device (backend %u, compute capability %u.%u)",
 			   h->backend, h->cc_major, h->cc_minor);
+	if (!rc && d.share && (slot_fd >= 0 || !v->ops->mem_import))
+		rc = dfail(&d, -EINVAL, "memory cannot be shared here");
+	else if (d.share)
+		goto ready;
 	if (!rc && (fstat(slot_fd, &st) || (uint64_t)st.st_size != d.slots_size ||
 		    !(fcntl(slot_fd, F_GET_SEALS) & F_SEAL_SHRINK)))
 		rc = dfail(&d, -EINVAL, "the slot area is not a sealed memfd "
@@ -1491,9 +1937,11 @@ int cv_migrate_dest(struct cv_vgpu *v, struct cv_mig_io *io,
 		rc = dfail(&d, -ENOMEM, "cannot register the slot area");
 	else if (!rc)
 		d.registered = true;
-	if (!rc && v->ops->stream_create(v->b, CU_STREAM_NON_BLOCKING, 0,
-					 &d.stream))
-		rc = dfail(&d, -EIO, "cannot create a stream");
+	for (t = 0; t < MIG_DST_STREAMS && !rc; t++)
+		if (v->ops->stream_create(v->b, CU_STREAM_NON_BLOCKING, 0,
+					  &d.stream[t]))
+			rc = dfail(&d, -EIO, "cannot create a stream");
+ready:
 	if (!rc && !(buf = malloc(CV_MIG_MAX_PAYLOAD)))
 		rc = dfail(&d, -ENOMEM, "out of memory");
 	/* The restore's globals go through the lanes: not in the pause. */
@@ -1514,7 +1962,7 @@ int cv_migrate_dest(struct cv_vgpu *v, struct cv_mig_io *io,
 			      stream_why(rc));
 			break;
 		}
-		if (nfds && type != CV_MIG_COMMIT) {
+		if (nfds && type != CV_MIG_COMMIT && type != CV_MIG_SHARE) {
 			close(fds[0]);
 			rc = dfail(&d, -EPROTO, "an fd on a record of type %u",
 				   type);
@@ -1533,6 +1981,12 @@ int cv_migrate_dest(struct cv_vgpu *v, struct cv_mig_io *io,
 				   type, len);
 			break;
 		}
+		/* Only copies overlap the next record. */
+		if (type != CV_MIG_GRANULES && (rc = retire_all(&d))) {
+			if (nfds)
+				close(fds[0]);
+			break;
+		}
 		switch (type) {
 		case CV_MIG_PLAN:
 			rc = on_plan(&d, buf, len);
@@ -1542,6 +1996,11 @@ int cv_migrate_dest(struct cv_vgpu *v, struct cv_mig_io *io,
 			break;
 		case CV_MIG_GRANULES:
 			rc = on_granules(&d, buf);
+			break;
+		case CV_MIG_SHARE:
+			rc = on_share(&d, buf, nfds ? fds[0] : -1);
+			if (nfds)
+				close(fds[0]);
 			break;
 		case CV_MIG_ROUND_END:
 			rc = cv_mig_send(io, CV_MIG_ROUND_DONE, buf, len, NULL,
@@ -1563,9 +2022,15 @@ int cv_migrate_dest(struct cv_vgpu *v, struct cv_mig_io *io,
 			*link_fd = fds[0];
 			/* Unregistering the slots takes milliseconds: after
 			 * the tenant runs (cv_migrate_running). */
-			g_later = (struct later){ d.stream, d.slots,
-						  d.slots_size, slot_fd, true };
-			d.stream = NULL;
+			if (!d.share) {
+				g_later = (struct later){ .slots = d.slots,
+							  .size = d.slots_size,
+							  .fd = slot_fd,
+							  .set = true };
+				memcpy(g_later.stream, d.stream,
+				       sizeof(d.stream));
+			}
+			memset(d.stream, 0, sizeof(d.stream));
 			d.registered = false;
 			d.slots = NULL;
 			slot_fd = -1;
@@ -1584,12 +2049,19 @@ int cv_migrate_dest(struct cv_vgpu *v, struct cv_mig_io *io,
 		dst_abort(&d, rc);
 out:
 	free(buf);
+	drop_offers(&d);
+	free(d.offers);
 	free(d.dg);
+	free(d.dg_ok);
+	free(d.first);
 	cv_mig_plan_free(&d.plan);
 	if (d.state_fd >= 0)
 		close(d.state_fd);
-	if (d.stream)
-		v->ops->stream_destroy(v->b, d.stream);
+	if (rc)
+		retire_all(&d); /* no copy may outlive the slots */
+	for (t = 0; t < MIG_DST_STREAMS; t++)
+		if (d.stream[t])
+			v->ops->stream_destroy(v->b, d.stream[t]);
 	if (d.registered)
 		v->ops->host_unregister(v->b, d.slots);
 	if (d.slots)
@@ -1606,7 +2078,8 @@ void cv_migrate_running(struct cv_vgpu *v, struct cv_mig_io *io, uint64_t ns)
 	cv_mig_send(io, CV_MIG_RUNNING, &r, sizeof(r), NULL, 0, NULL, 0);
 	if (!g_later.set)
 		return;
-	v->ops->stream_destroy(v->b, g_later.stream);
+	for (uint32_t t = 0; t < MIG_DST_STREAMS; t++)
+		v->ops->stream_destroy(v->b, g_later.stream[t]);
 	v->ops->host_unregister(v->b, g_later.slots);
 	munmap(g_later.slots, g_later.size);
 	close(g_later.fd);

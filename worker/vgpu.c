@@ -137,6 +137,7 @@ int cv_vgpu_heap_map(struct cv_vgpu *v, uint64_t off, uint64_t len)
 	rc = v->ops->host_register(v->b, p, len);
 	if (!rc) {
 		pthread_rwlock_wrlock(&v->mem_lock);
+		v->layout_gen++;
 		if (cv_rangeset_add(&v->heap, addr, len, NULL))
 			rc = CUDA_ERROR_OUT_OF_MEMORY;
 		pthread_rwlock_unlock(&v->mem_lock);
@@ -160,6 +161,7 @@ int cv_vgpu_heap_unmap(struct cv_vgpu *v, uint64_t off, uint64_t len)
 	if (!cv_range_ok(off, len, CV_HEAP_MAX))
 		return CUDA_ERROR_INVALID_VALUE;
 	pthread_rwlock_wrlock(&v->mem_lock);
+	v->layout_gen++;
 	rc = cv_rangeset_del(&v->heap, addr, len, NULL);
 	pthread_rwlock_unlock(&v->mem_lock);
 	if (rc)
@@ -176,7 +178,7 @@ int cv_vgpu_heap_unmap(struct cv_vgpu *v, uint64_t off, uint64_t len)
 }
 
 int cv_vgpu_vmm_add(struct cv_vgpu *v, uint32_t id, uint64_t size,
-		    bool released, char *err, size_t errlen)
+		    bool released, cv_bobj mem, char *err, size_t errlen)
 {
 	struct cv_wvmm *h = calloc(1, sizeof(*h));
 
@@ -186,7 +188,8 @@ int cv_vgpu_vmm_add(struct cv_vgpu *v, uint32_t id, uint64_t size,
 	}
 	h->size = size;
 	h->released = released;
-	if (v->ops->mem_create(v->b, size, &h->mem)) {
+	h->mem = mem;
+	if (!mem && v->ops->mem_create(v->b, size, &h->mem)) {
 		free(cv_htab_del(&v->vmms, id));
 		if (err && errlen)
 			snprintf(err, errlen, "out of GPU memory: cannot "
@@ -198,7 +201,8 @@ int cv_vgpu_vmm_add(struct cv_vgpu *v, uint32_t id, uint64_t size,
 }
 
 int cv_vgpu_map_add(struct cv_vgpu *v, uint64_t va, uint64_t size,
-		    uint32_t vmm, uint64_t offset, char *err, size_t errlen)
+		    uint32_t vmm, uint64_t offset, cv_bobj mem, char *err,
+		    size_t errlen)
 {
 	struct cv_wvmm *h = vmm ? cv_htab_get(&v->vmms, vmm) : NULL;
 	struct cv_wmap *m = calloc(1, sizeof(*m));
@@ -209,6 +213,8 @@ int cv_vgpu_map_add(struct cv_vgpu *v, uint64_t va, uint64_t size,
 	*m = (struct cv_wmap){ .vmm = vmm, .size = size, .offset = offset };
 	if (h) {
 		m->mem = h->mem;
+	} else if (mem) {
+		m->mem = mem;
 	} else if (v->ops->mem_create(v->b, size, &m->mem)) {
 		free(m);
 		if (err && errlen)
@@ -220,7 +226,7 @@ int cv_vgpu_map_add(struct cv_vgpu *v, uint64_t va, uint64_t size,
 	if (rc || cv_rangeset_add(&v->dev, va, size, m)) {
 		if (!rc)
 			v->ops->mem_unmap(v->b, va, size);
-		if (!h)
+		if (!h && !mem)
 			v->ops->mem_release(v->b, m->mem);
 		free(m);
 		if (err && errlen)
@@ -393,7 +399,16 @@ int cv_vgpu_init(struct cv_vgpu *v, const struct cv_backend_ops *ops,
 	pthread_mutex_init(&v->cb_lock, NULL);
 	pthread_mutex_init(&v->rev_lock, NULL);
 	pthread_cond_init(&v->rev_cond, NULL);
-	pthread_rwlock_init(&v->mem_lock, NULL);
+	{
+		/* A migration's readers must not starve the consumer. */
+		pthread_rwlockattr_t ra;
+
+		pthread_rwlockattr_init(&ra);
+		pthread_rwlockattr_setkind_np(
+			&ra, PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
+		pthread_rwlock_init(&v->mem_lock, &ra);
+		pthread_rwlockattr_destroy(&ra);
+	}
 
 	rc = cv_ring_init(&v->ring, v->ctl, region + CV_RING_OFF, CV_RING_SIZE);
 	if (rc)

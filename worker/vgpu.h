@@ -143,6 +143,11 @@ struct cv_vgpu {
 	 * from its own threads while the consumer runs: the consumer
 	 * changes them (and unmaps memory) only under the write lock. */
 	pthread_rwlock_t mem_lock;
+	uint64_t layout_gen;        /* + 1 at each change, under mem_lock */
+	/* A live migration has streams of its own busy (atomic): the
+	 * guest's cuCtxSynchronize then waits for the guest's streams
+	 * only, not for the migration's copies. */
+	int mig_busy;
 
 	struct cv_wimage *images;   /* loaded images, by content */
 	uint64_t module_seq;        /* modules loaded so far */

@@ -21,13 +21,16 @@ int cv_vgpu_heap_unmap(struct cv_vgpu *v, uint64_t off, uint64_t len);
  * not asked for by the guest. vmm_add makes VMM handle id of size bytes;
  * map_add maps [va, va + size): handle vmm's bytes from offset, or fresh
  * memory of its own (vmm 0), and records it in v->dev. Both count it in
- * v->used. 0, -ENOMEM or -EIO, with err (errlen bytes) saying why when
- * the GPU refused.
+ * v->used. mem, when not NULL, is the memory to use instead of fresh
+ * memory (a migration's shared memory; plain ranges only for map_add):
+ * the vGPU owns it on success, the caller still on failure. 0, -ENOMEM
+ * or -EIO, with err (errlen bytes) saying why when the GPU refused.
  */
 int cv_vgpu_vmm_add(struct cv_vgpu *v, uint32_t id, uint64_t size,
-		    bool released, char *err, size_t errlen);
+		    bool released, cv_bobj mem, char *err, size_t errlen);
 int cv_vgpu_map_add(struct cv_vgpu *v, uint64_t va, uint64_t size,
-		    uint32_t vmm, uint64_t offset, char *err, size_t errlen);
+		    uint32_t vmm, uint64_t offset, cv_bobj mem, char *err,
+		    size_t errlen);
 
 /* Queues a guest host function on stream s; CUresult. */
 int cv_vgpu_host_func(struct cv_vgpu *v, cv_bobj s,
