@@ -13,7 +13,8 @@
 #     total time;
 #   - sharing: tenants of each size in SHARE_MIB (default "1024 16384
 #     65536") migrated TIMES times to a second worker on the same GPU
-#     without --copy (the memory is shared, not copied): the pause;
+#     without --copy (the memory is shared, not copied): the pause
+#     (SHARE_MIB="" for none);
 #   - NVIDIA's stop-the-world checkpoint + restore of a native process
 #     holding the same memory (bench/ckpt_native), for each size in
 #     NATIVE_MIB (default: MIB and the sizes of SHARE_MIB up to 16384).
@@ -31,7 +32,7 @@ BIN=$PWD/$O/bin
 MIB=${1:-16384}
 HOT=${2:-256}
 TIMES=${TIMES:-2}
-SHARE_MIB=${SHARE_MIB:-1024 16384 65536}
+SHARE_MIB=${SHARE_MIB-1024 16384 65536}
 if [ -z "${NATIVE_MIB+x}" ]; then
 	NATIVE_MIB=$MIB
 	for m in $SHARE_MIB; do
@@ -136,6 +137,12 @@ print("%-44s %10.0f /s" % ("tenant rounds, undisturbed (3 s before)", base))
 print("%-44s %10.0f /s   ratio %.3f, target >= 0.8: %s" % (
       "tenant rounds, during the pre-copy", pre, pre / base if base else 0,
       "met" if base and pre / base >= 0.8 else "NOT met"))
+# The tenant's rate, 100 ms at a time, from 0.3 s before the command.
+tl = [(ts, n) for ts, n in pts if t0 - 300_000_000 <= ts <= t1 + 100_000_000]
+print("  tenant krounds/s per sample from t0-0.3 s (t0 = the command): " +
+      " ".join("%.0f@%+.0f" % ((n1 - n0) / ((s1 - s0) / 1e9) / 1e3,
+                               (s1 - t0) / 1e6)
+               for (s0, n0), (s1, n1) in zip(tl, tl[1:])))
 print("PAUSE %.3f" % r["pause_ms"])
 PY
 }
@@ -180,4 +187,6 @@ for m in $NATIVE_MIB; do
 		done
 	done
 done
+echo "== the source workers' own account of each pause"
+grep -h ": migrated in " "$TMP"/*.log 2>/dev/null | sed 's/^.*\(tenant [0-9]*: migrated in\)/\1/'
 exit $rc_all
