@@ -784,14 +784,10 @@ uint64_t cv_mig_plan_granules(const struct cv_mig_plan *p, uint32_t granule)
 	return n;
 }
 
-bool cv_mig_plan_covers(const struct cv_mig_plan *p, uint64_t va,
-			uint64_t len)
+int64_t cv_mig_plan_index(const struct cv_mig_plan *p, uint64_t va)
 {
-	const struct cv_mig_range *g;
 	uint32_t lo = 0, hi = p->nranges, mid;
 
-	if (!len || len > UINT64_MAX - va)
-		return false;
 	/* lo: the first range that starts above va. */
 	while (lo < hi) {
 		mid = lo + (hi - lo) / 2;
@@ -800,10 +796,21 @@ bool cv_mig_plan_covers(const struct cv_mig_plan *p, uint64_t va,
 		else
 			hi = mid;
 	}
-	if (!lo)
+	if (!lo || va - p->ranges[lo - 1].va >= p->ranges[lo - 1].size)
+		return -1;
+	return lo - 1;
+}
+
+bool cv_mig_plan_covers(const struct cv_mig_plan *p, uint64_t va,
+			uint64_t len)
+{
+	int64_t i;
+
+	if (!len || len > UINT64_MAX - va)
 		return false;
-	g = &p->ranges[lo - 1];
-	return cv_range_in(va, len, g->va, g->size);
+	i = cv_mig_plan_index(p, va);
+	return i >= 0 && cv_range_in(va, len, p->ranges[i].va,
+				     p->ranges[i].size);
 }
 
 /* ---- HELLO, ABORT, sizes ----------------------------------------------- */

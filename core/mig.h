@@ -219,6 +219,9 @@ void cv_mig_plan_free(struct cv_mig_plan *p);
  * size / granule (every range size is a multiple of any valid granule
  * that divides CV_GRANULE). */
 uint64_t cv_mig_plan_granules(const struct cv_mig_plan *p, uint32_t granule);
+/* The index of the range of the plan that holds va, or -1; binary
+ * search. */
+int64_t cv_mig_plan_index(const struct cv_mig_plan *p, uint64_t va);
 /* True when [va, va + len) lies inside one range of the plan (len > 0,
  * no overflow); binary search. */
 bool cv_mig_plan_covers(const struct cv_mig_plan *p, uint64_t va,

@@ -167,8 +167,7 @@ static int h_mem_map(struct cv_vgpu *v, const void *p, uint32_t len,
 	rc = v->ops->mem_map(v->b, a.va, a.size, m->mem, 0);
 	if (rc)
 		goto err_release;
-	pthread_rwlock_wrlock(&v->mem_lock);
-	v->layout_gen++;
+	cv_vgpu_layout_lock(v);
 	rc = cv_rangeset_add(&v->dev, a.va, a.size, m);
 	pthread_rwlock_unlock(&v->mem_lock);
 	if (rc) {
@@ -203,8 +202,7 @@ static int unmap_range(struct cv_vgpu *v, uint64_t va, uint64_t size,
 	/* Work still running may use the memory: drain first, as cuMemFree
 	 * and cuMemUnmap do. */
 	v->ops->ctx_sync(v->b);
-	pthread_rwlock_wrlock(&v->mem_lock);
-	v->layout_gen++;
+	cv_vgpu_layout_lock(v);
 	rc = v->ops->mem_unmap(v->b, va, size);
 	if (rc) {
 		pthread_rwlock_unlock(&v->mem_lock);
@@ -213,11 +211,8 @@ static int unmap_range(struct cv_vgpu *v, uint64_t va, uint64_t size,
 	cv_rangeset_del(&v->dev, va, size, NULL);
 	if (vmm) {
 		h = cv_htab_get(&v->vmms, m->vmm);
-		if (h && !--h->maps && h->released) {
-			v->ops->mem_release(v->b, h->mem);
-			v->used -= h->size;
-			free(cv_htab_del(&v->vmms, m->vmm));
-		}
+		if (h && !--h->maps && h->released)
+			cv_vgpu_vmm_drop(v, m->vmm);
 	} else {
 		v->ops->mem_release(v->b, m->mem);
 		v->used -= m->size;
@@ -1156,8 +1151,7 @@ static int h_vmm_create(struct cv_vgpu *v, const void *p, uint32_t len,
 		return CUDA_ERROR_OUT_OF_MEMORY;
 	h->size = a.size;
 	rc = v->ops->mem_create(v->b, a.size, &h->mem);
-	pthread_rwlock_wrlock(&v->mem_lock);
-	v->layout_gen++;
+	cv_vgpu_layout_lock(v);
 	if (!rc && cv_htab_put(&v->vmms, a.id, h)) {
 		v->ops->mem_release(v->b, h->mem);
 		rc = CUDA_ERROR_OUT_OF_MEMORY;
@@ -1181,14 +1175,10 @@ static int h_vmm_release(struct cv_vgpu *v, const void *p, uint32_t len,
 	h = cv_htab_get(&v->vmms, a.id);
 	if (!h || h->released)
 		return CUDA_ERROR_INVALID_HANDLE;
-	pthread_rwlock_wrlock(&v->mem_lock);
-	v->layout_gen++;
+	cv_vgpu_layout_lock(v);
 	h->released = true;
-	if (!h->maps) {
-		v->ops->mem_release(v->b, h->mem);
-		v->used -= h->size;
-		free(cv_htab_del(&v->vmms, a.id));
-	}
+	if (!h->maps)
+		cv_vgpu_vmm_drop(v, a.id);
 	pthread_rwlock_unlock(&v->mem_lock);
 	return CUDA_SUCCESS;
 }
@@ -1215,8 +1205,7 @@ static int h_vmm_map(struct cv_vgpu *v, const void *p, uint32_t len,
 	*m = (struct cv_wmap){ .mem = h->mem, .vmm = a.handle, .size = a.size,
 			       .offset = a.offset };
 	rc = v->ops->mem_map(v->b, a.va, a.size, h->mem, a.offset);
-	pthread_rwlock_wrlock(&v->mem_lock);
-	v->layout_gen++;
+	cv_vgpu_layout_lock(v);
 	if (!rc && cv_rangeset_add(&v->dev, a.va, a.size, m)) {
 		v->ops->mem_unmap(v->b, a.va, a.size);
 		rc = CUDA_ERROR_OUT_OF_MEMORY;

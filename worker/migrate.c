@@ -636,6 +636,19 @@ static void inject(struct src *s, uint32_t round, bool stop)
 	}
 }
 
+/* Appends a round to the report. */
+static int add_stat(struct src *s, const struct round_stat *st)
+{
+	struct round_stat *grown;
+
+	grown = realloc(s->st, (s->nst + 1) * sizeof(*s->st));
+	if (!grown)
+		return set_err(s, -ENOMEM, "out of memory");
+	s->st = grown;
+	s->st[s->nst++] = *st;
+	return 0;
+}
+
 /* ---- the same device: sharing instead of copying -------------------- */
 
 struct share_fd {
@@ -716,7 +729,6 @@ static int share_round(struct src *s, uint32_t round, bool stop, bool reset,
 	struct cv_mig_share rs = { CV_MIG_SHARE_RESET, 0, 0, 0 };
 	uint64_t t0 = cv_now_ns(), bytes = 0;
 	struct share_fd *a = NULL;
-	struct round_stat *grown;
 	uint32_t n = 0, i;
 	int rc;
 
@@ -744,12 +756,7 @@ static int share_round(struct src *s, uint32_t round, bool stop, bool reset,
 	s->shared = bytes;
 	st.objects = n;
 	st.ns = cv_now_ns() - t0;
-	grown = realloc(s->st, (s->nst + 1) * sizeof(*s->st));
-	if (!grown)
-		return set_err(s, -ENOMEM, "out of memory");
-	s->st = grown;
-	s->st[s->nst++] = st;
-	return 0;
+	return add_stat(s, &st);
 }
 
 /* One round: plan, digests (after round 0), the differing granules. */
@@ -757,7 +764,6 @@ static int do_round(struct src *s, uint32_t round, bool stop)
 {
 	struct round_stat st = { .round = round, .stop = stop };
 	uint64_t t0 = cv_now_ns(), tsend, granules, ndg, i;
-	struct round_stat *grown;
 	int rc;
 
 	inject(s, round, stop);
@@ -810,12 +816,7 @@ static int do_round(struct src *s, uint32_t round, bool stop)
 	/* What changed since the last round's digests, per second. */
 	if (round > 0 && s->nst)
 		st.dirty_rate = s->sent * 1e9 / (double)s->st[s->nst - 1].ns;
-	grown = realloc(s->st, (s->nst + 1) * sizeof(*s->st));
-	if (!grown)
-		return set_err(s, -ENOMEM, "out of memory");
-	s->st = grown;
-	s->st[s->nst++] = st;
-	return 0;
+	return add_stat(s, &st);
 }
 
 /* Whether to stop and copy after this round (and why). */
@@ -1377,22 +1378,13 @@ static bool same_range(const struct cv_range *r, const struct cv_mig_range *m)
 	       w->offset == m->offset;
 }
 
-/* Finds va in the (sorted) plan: the range, or NULL. */
+/* The range of the plan that starts at va, or NULL. */
 static const struct cv_mig_range *plan_find(const struct cv_mig_plan *p,
 					    uint64_t va)
 {
-	uint32_t lo = 0, hi = p->nranges, mid;
+	int64_t i = cv_mig_plan_index(p, va);
 
-	while (lo < hi) {
-		mid = lo + (hi - lo) / 2;
-		if (p->ranges[mid].va == va)
-			return &p->ranges[mid];
-		if (p->ranges[mid].va < va)
-			lo = mid + 1;
-		else
-			hi = mid;
-	}
-	return NULL;
+	return i >= 0 && p->ranges[i].va == va ? &p->ranges[i] : NULL;
 }
 
 static const struct cv_mig_vmm *plan_vmm(const struct cv_mig_plan *p,
@@ -1410,23 +1402,6 @@ static const struct cv_mig_vmm *plan_vmm(const struct cv_mig_plan *p,
 			hi = mid;
 	}
 	return NULL;
-}
-
-/* The index of the plan range holding va, or -1. */
-static int64_t plan_index(const struct cv_mig_plan *p, uint64_t va)
-{
-	uint32_t lo = 0, hi = p->nranges, mid;
-
-	while (lo < hi) {
-		mid = lo + (hi - lo) / 2;
-		if (va < p->ranges[mid].va)
-			hi = mid;
-		else if (va - p->ranges[mid].va >= p->ranges[mid].size)
-			lo = mid + 1;
-		else
-			return mid;
-	}
-	return -1;
 }
 
 /* Takes the offer of kind for (id, va, size): its memory, or NULL. */
@@ -1509,7 +1484,7 @@ static int reconcile(struct dst *d, const struct cv_mig_plan *p,
 			continue;
 		/* Its digests are of bytes that go away. */
 		if (d->have_plan &&
-		    (old = plan_index(&d->plan, v->dev.r[i].base)) >= 0)
+		    (old = cv_mig_plan_index(&d->plan, v->dev.r[i].base)) >= 0)
 			dropped[old] = 1;
 		drop_range(v, i);
 	}
@@ -1524,9 +1499,7 @@ static int reconcile(struct dst *d, const struct cv_mig_plan *p,
 		if (h->maps)
 			return dfail(d, -EPROTO, "VMM handle %u is still "
 				     "mapped", i);
-		v->ops->mem_release(v->b, h->mem);
-		v->used -= h->size;
-		free(cv_htab_del(&v->vmms, i));
+		cv_vgpu_vmm_drop(v, i);
 	}
 	for (i = 0; i < p->nvmm; i++) {
 		if (cv_htab_get(&v->vmms, p->vmm[i].id))
@@ -1617,7 +1590,7 @@ static int dg_rebase(struct dst *d, const struct cv_mig_plan *np,
 		r = &np->ranges[i];
 		first[i] = k;
 		g = r->size / d->h->granule;
-		o = d->have_plan ? plan_index(&d->plan, r->va) : -1;
+		o = d->have_plan ? cv_mig_plan_index(&d->plan, r->va) : -1;
 		if (o >= 0 && !dropped[o] && d->plan.ranges[o].va == r->va &&
 		    d->plan.ranges[o].size == r->size &&
 		    d->plan.ranges[o].vmm == r->vmm &&
@@ -1721,19 +1694,14 @@ static int on_digest_req(struct dst *d, const uint8_t *p)
 static void reset_all(struct dst *d)
 {
 	struct cv_vgpu *v = d->v;
-	struct cv_wvmm *h;
 	uint32_t i;
 
 	v->ops->ctx_sync(v->b);
 	for (i = v->dev.n; i-- > 0;)
 		drop_range(v, i);
-	for (i = 1; i < v->vmms.cap; i++) {
-		if (!(h = v->vmms.v[i]))
-			continue;
-		v->ops->mem_release(v->b, h->mem);
-		v->used -= h->size;
-		free(cv_htab_del(&v->vmms, i));
-	}
+	for (i = 1; i < v->vmms.cap; i++)
+		if (v->vmms.v[i])
+			cv_vgpu_vmm_drop(v, i);
 	drop_offers(d);
 	cv_mig_plan_free(&d->plan);
 	memset(&d->plan, 0, sizeof(d->plan));
@@ -1828,14 +1796,14 @@ static int on_granules(struct dst *d, const uint8_t *p)
 	int rc;
 
 	memcpy(&g, p, sizeof(g));
+	i = d->have_plan ? cv_mig_plan_index(&d->plan, g.va) : -1;
+	r = i >= 0 ? &d->plan.ranges[i] : NULL;
 	if (g.slot >= d->h->nslots || !g.len || g.len > d->h->slot_size ||
-	    !d->have_plan || !cv_mig_plan_covers(&d->plan, g.va, g.len))
+	    !r || !cv_range_in(g.va, g.len, r->va, r->size))
 		return dfail(d, -EINVAL, "bad GRANULES: %u bytes at 0x%llx "
 			     "through slot %u", g.len,
 			     (unsigned long long)g.va, g.slot);
 	/* Those granules change: digest them again when asked. */
-	i = plan_index(&d->plan, g.va);
-	r = &d->plan.ranges[i];
 	k = d->first[i] + (g.va - r->va) / d->h->granule;
 	memset(d->dg_ok + k, 0, (g.va - r->va + g.len + d->h->granule - 1) /
 					d->h->granule -

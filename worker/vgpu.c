@@ -136,8 +136,7 @@ int cv_vgpu_heap_map(struct cv_vgpu *v, uint64_t off, uint64_t len)
 		return CUDA_ERROR_OUT_OF_MEMORY;
 	rc = v->ops->host_register(v->b, p, len);
 	if (!rc) {
-		pthread_rwlock_wrlock(&v->mem_lock);
-		v->layout_gen++;
+		cv_vgpu_layout_lock(v);
 		if (cv_rangeset_add(&v->heap, addr, len, NULL))
 			rc = CUDA_ERROR_OUT_OF_MEMORY;
 		pthread_rwlock_unlock(&v->mem_lock);
@@ -160,8 +159,7 @@ int cv_vgpu_heap_unmap(struct cv_vgpu *v, uint64_t off, uint64_t len)
 
 	if (!cv_range_ok(off, len, CV_HEAP_MAX))
 		return CUDA_ERROR_INVALID_VALUE;
-	pthread_rwlock_wrlock(&v->mem_lock);
-	v->layout_gen++;
+	cv_vgpu_layout_lock(v);
 	rc = cv_rangeset_del(&v->heap, addr, len, NULL);
 	pthread_rwlock_unlock(&v->mem_lock);
 	if (rc)
@@ -198,6 +196,15 @@ int cv_vgpu_vmm_add(struct cv_vgpu *v, uint32_t id, uint64_t size,
 	}
 	v->used += size;
 	return 0;
+}
+
+void cv_vgpu_vmm_drop(struct cv_vgpu *v, uint32_t id)
+{
+	struct cv_wvmm *h = cv_htab_del(&v->vmms, id);
+
+	v->ops->mem_release(v->b, h->mem);
+	v->used -= h->size;
+	free(h);
 }
 
 int cv_vgpu_map_add(struct cv_vgpu *v, uint64_t va, uint64_t size,

@@ -143,7 +143,7 @@ struct cv_vgpu {
 	 * from its own threads while the consumer runs: the consumer
 	 * changes them (and unmaps memory) only under the write lock. */
 	pthread_rwlock_t mem_lock;
-	uint64_t layout_gen;        /* + 1 at each change, under mem_lock */
+	uint64_t layout_gen;        /* + 1 at each change (layout_lock) */
 	/* A live migration has streams of its own busy (atomic): the
 	 * guest's cuCtxSynchronize then waits for the guest's streams
 	 * only, not for the migration's copies. */
@@ -197,6 +197,14 @@ struct cv_vgpu {
 	int cons_idle;              /* consumer waits for work (atomic) */
 	uint32_t cb_pending;        /* host functions in the guest (atomic) */
 };
+
+/* Takes mem_lock to change dev, vmms or heap, and counts the change (a
+ * migration that shares memory redoes the layout if it changed). */
+static inline void cv_vgpu_layout_lock(struct cv_vgpu *v)
+{
+	pthread_rwlock_wrlock(&v->mem_lock);
+	v->layout_gen++;
+}
 
 /*
  * Creates the shared region: a memfd sealed against shrinking (so a guest

@@ -32,6 +32,10 @@ int cv_vgpu_map_add(struct cv_vgpu *v, uint64_t va, uint64_t size,
 		    uint32_t vmm, uint64_t offset, cv_bobj mem, char *err,
 		    size_t errlen);
 
+/* Releases VMM handle id's memory and forgets the handle (no mapping of
+ * it may be left). */
+void cv_vgpu_vmm_drop(struct cv_vgpu *v, uint32_t id);
+
 /* Queues a guest host function on stream s; CUresult. */
 int cv_vgpu_host_func(struct cv_vgpu *v, cv_bobj s,
 		      const struct cv_host_func *a);
