@@ -217,7 +217,7 @@ static void *op_thread(void *arg)
 
 	c->r = cv_backend_cuda.digest(c->be, c->dev, c->len,
 				      (uint32_t)c->granule, 0x0b5e55ed, c->out,
-				      c->st);
+				      c->st, 0);
 	__atomic_store_n(&c->done, 1, __ATOMIC_RELEASE);
 	return NULL;
 }
@@ -298,13 +298,13 @@ static void check_op_stream(struct cv_backend *be, CUdeviceptr d,
 	result(!call.r && !memcmp(g, c, n * DL),
 	       "backend:stream (2 MiB granules on the caller's stream: "
 	       "result %d)", call.r);
-	bad = (ops->digest(be, d + 4, 4096, 4096, 1, o, NULL) !=
+	bad = (ops->digest(be, d + 4, 4096, 4096, 1, o, NULL, 0) !=
 	       CUDA_ERROR_INVALID_VALUE) +
-	      (ops->digest(be, d, 4096, 2048, 1, o, NULL) !=
+	      (ops->digest(be, d, 4096, 2048, 1, o, NULL, 0) !=
 	       CUDA_ERROR_INVALID_VALUE) +
-	      (ops->digest(be, d, 12288, 8192, 1, o, NULL) !=
+	      (ops->digest(be, d, 12288, 8192, 1, o, NULL, 0) !=
 	       CUDA_ERROR_INVALID_VALUE) +
-	      (ops->digest(be, d, 0, 4096, 1, o, NULL) != 0);
+	      (ops->digest(be, d, 0, 4096, 1, o, NULL, 0) != 0);
 	result(!bad, "backend:refusals (bad address, granule, length: "
 	       "CUDA_ERROR_INVALID_VALUE; 0 bytes: 0)");
 	CK(cuStreamDestroy(st));
@@ -404,13 +404,23 @@ static void check_op_big(struct cv_backend *be, CUdeviceptr big,
 	gpu_digest(big, max, 4 * KiB, 0x0b5e55ed, 0, k);
 	t0 = now_s();
 	r = cv_backend_cuda.digest(be, big, max, 4 * KiB, 0x0b5e55ed, g,
-				   NULL);
+				   NULL, 0);
 	t1 = now_s();
 	result(!r && !memcmp(g, k, n * DL), "backend:big (%llu GiB in 4 KiB "
 	       "granules, %llu digests: result %d, %s the direct launch)",
 	       (unsigned long long)(max / GiB), (unsigned long long)n, r,
 	       memcmp(g, k, n * DL) ? "differs from" : "as");
 	metric("backend_digest_4k_gbs", max / (t1 - t0) / 1e9, "GB/s");
+	/* gentle: one block per multiprocessor, the same digests */
+	memset(g, 0, n * DL);
+	t0 = now_s();
+	r = cv_backend_cuda.digest(be, big, max, 4 * KiB, 0x0b5e55ed, g,
+				   NULL, CV_DIGEST_GENTLE);
+	t1 = now_s();
+	result(!r && !memcmp(g, k, n * DL), "backend:big gentle (result %d, "
+	       "%s the direct launch)", r,
+	       memcmp(g, k, n * DL) ? "differs from" : "as");
+	metric("backend_digest_4k_gentle_gbs", max / (t1 - t0) / 1e9, "GB/s");
 	free(g);
 	free(k);
 }

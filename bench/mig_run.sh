@@ -4,9 +4,15 @@
 # The live-migration benchmark (docs/migration.md), on a machine with an
 # NVIDIA GPU, in one run:
 #   - copying: a tenant holding MIB MiB (default 16384) whose kernels
-#     rewrite a hot set of HOT MiB (default 256) continuously
-#     (cu_pagecount -H), migrated with the copying path to a second worker
-#     on the same GPU (--copy), TIMES times (default 2), each with
+#     rewrite a hot set of HOT MiB (default 256) continuously, migrated
+#     with the copying path to a second worker on the same GPU (--copy),
+#     for each kind in COPY_KINDS (default "launch rewrite"): launch, a
+#     kernel adds 1 to one word per 4 KiB page of the hot set (cu_pagecount
+#     -H: bound by launch latency, the tenant most sensitive to anything
+#     else on the GPU or its PCIe link); rewrite, a kernel adds 1 to every
+#     word of the hot set (-H -W: bound by memory bandwidth); TIMES times
+#     (default 2) for each --max-rate in COPY_RATES (MB/s, default "0":
+#     none), each with
 #     --report; its throughput (rounds per second) undisturbed, over the
 #     3 s before each migration, and during the pre-copy; the pinned D2H
 #     bandwidth of the GPU (bench/bench natively), for the target on the
@@ -33,6 +39,8 @@ MIB=${1:-16384}
 HOT=${2:-256}
 TIMES=${TIMES:-2}
 SHARE_MIB=${SHARE_MIB-1024 16384 65536}
+COPY_KINDS=${COPY_KINDS-launch rewrite}
+COPY_RATES=${COPY_RATES:-0}
 if [ -z "${NATIVE_MIB+x}" ]; then
 	NATIVE_MIB=$MIB
 	for m in $SHARE_MIB; do
@@ -56,16 +64,17 @@ echo "pinned D2H, 1 GiB, native: ${d2h:-?} GB/s"
 rc_all=0
 declare -A PAUSE
 
-# tenant_start MIB: a counting tenant; sets log, cli, id.
+# tenant_start MIB [launch|rewrite]: a counting tenant; sets log, cli, id.
 tenant_start() {
-	log=$TMP/tenant-$1.log
+	log=$TMP/tenant-$1-${2:-launch}.log
 	"$BIN/cuvisor" run --socket "$SOCK" --mem "$(($1 + 1024))M" -- \
-		"$PWD/$O/tests/cu_pagecount" -m "$1" -H "$HOT" -t 0 -v 1000000 \
+		"$PWD/$O/tests/cu_pagecount" -m "$1" -H "$HOT" \
+		$([ "${2:-}" = rewrite ] && echo -W) -t 0 -v 1000000 \
 		> "$log" 2>&1 &
 	cli=$!
 	for i in $(seq 1800); do grep -q '^# ready' "$log" && break; sleep 0.1; done
 	id=$("$BIN/cuvisor" ps --socket "$SOCK" | awk 'NR > 1 { print $1 }' | tail -1)
-	echo "tenant $id: $1 MiB, hot set $HOT MiB"
+	echo "tenant $id: $1 MiB, hot set $HOT MiB, ${2:-launch} bound"
 }
 
 tenant_end() {
@@ -78,13 +87,21 @@ tenant_end() {
 	[ $rc = 0 ] || { rc_all=1; tail -5 "$log"; }
 }
 
-# migrate MIB K copy|share
+# migrate MIB K copy|share [RATE]
 migrate() {
-	local mib=$1 k=$2 path=$3 t0 t1 rep=$TMP/mig-$3-$1-$2.json rc
+	local mib=$1 k=$2 path=$3 rate=${4:-0} t0 t1 rep=$TMP/mig-$3-$1-$2.json rc i
+	# The daemon's spare worker for the next migration is started after
+	# the last one: not inside the 3 s the undisturbed rate is taken from.
+	for i in $(seq 100); do
+		[ "$(grep -c 'spare worker pid [0-9]* ready' "$TMP/d.log")" -gt \
+		  "$(grep -c 'the spare worker pid [0-9]* on gpu [0-9]* takes it' "$TMP/d.log")" ] && break
+		sleep 0.1
+	done
 	sleep 3
 	t0=$(date +%s%N)
 	"$BIN/cuvisor" migrate "$id" --socket "$SOCK" \
-		$([ "$path" = copy ] && echo --copy) --report "$rep"
+		$([ "$path" = copy ] && echo --copy) \
+		$([ "$rate" != 0 ] && echo --max-rate "$rate") --report "$rep"
 	rc=$?
 	t1=$(date +%s%N)
 	[ $rc = 0 ] || return 1
@@ -122,9 +139,10 @@ base = (b[1] - a[1]) / ((b[0] - a[0]) / 1e9) if a and b and b[0] > a[0] else 0
 pre = (c[1] - b[1]) / ((c[0] - b[0]) / 1e9) if c and b and c[0] > b[0] else 0
 sent = sum(x["bytes"] for x in r["rounds"])
 total_target = 2 * mib * 2**20 / (d2h * 1e9) * 1e3 if d2h else 0
-print("migration: %s, %d rounds (%s), %.2f GiB sent, link %.1f GB/s, command %.0f ms" % (
+print("migration: %s, %d rounds (%s), %.2f GiB sent, link %.1f GB/s, command %.0f ms, --max-rate %s" % (
     r["result"], len(r["rounds"]), r["stop_reason"], sent / 2**30,
-    r["link_gbps"], (t1 - t0) / 1e6))
+    r["link_gbps"], (t1 - t0) / 1e6,
+    "%d MB/s" % r["max_rate_mbs"] if r["max_rate_mbs"] else "none"))
 for x in r["rounds"]:
     print("  round %d %-8s %6.1f MiB in %8.1f ms, %d digests" % (
         x["round"], x["phase"], x["bytes"] / 2**20, x["ms"], x["digests"]))
@@ -147,24 +165,29 @@ print("PAUSE %.3f" % r["pause_ms"])
 PY
 }
 
-# run_path PATH MIB: TIMES migrations; PAUSE[PATH-MIB] lists the pauses.
+# run_path PATH MIB [RATE]: TIMES migrations; PAUSE[PATH-MIB] lists the
+# pauses.
 run_path() {
 	local k
 	for k in $(seq 1 "$TIMES"); do
-		migrate "$2" "$k" "$1" > "$TMP/m.out" 2>&1 || rc_all=1
+		migrate "$2" "$k" "$1" "${3:-0}" > "$TMP/m.out" 2>&1 || rc_all=1
 		grep -v '^PAUSE ' "$TMP/m.out"
 		PAUSE[$1-$2]="${PAUSE[$1-$2]:-} $(awk '$1 == "PAUSE" { print $2 }' "$TMP/m.out")"
 	done
 }
 
-echo "== copying, $MIB MiB"
-tenant_start "$MIB"
-run_path copy "$MIB"
-if [[ " $SHARE_MIB " == *" $MIB "* ]]; then
-	echo "== sharing, $MIB MiB (the same tenant)"
-	run_path share "$MIB"
-fi
-tenant_end
+for kind in $COPY_KINDS; do
+	echo "== copying, $MIB MiB, $kind-bound tenant"
+	tenant_start "$MIB" "$kind"
+	for rate in $COPY_RATES; do
+		run_path copy "$MIB" "$rate"
+	done
+	if [ "$kind" = launch ] && [[ " $SHARE_MIB " == *" $MIB "* ]]; then
+		echo "== sharing, $MIB MiB (the same tenant)"
+		run_path share "$MIB"
+	fi
+	tenant_end
+done
 for m in $SHARE_MIB; do
 	[ "$m" = "$MIB" ] && continue
 	echo "== sharing, $m MiB"

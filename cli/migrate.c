@@ -35,6 +35,7 @@ struct mig_ctx {
 	bool gpu_set;
 	uint32_t max_pause_ms;  /* 0: the default */
 	uint32_t max_rounds;    /* 0: the default */
+	uint32_t max_rate_mbs;  /* 0: no cap */
 	bool copy;
 	uint32_t fault;         /* enum cv_migrate_fault */
 	uint32_t fault_round;
@@ -84,6 +85,16 @@ static int set_pause(void *ctx, const char *v)
 		return 0;
 	fprintf(stderr, "cuvisor migrate: --max-pause: '%s' is not a number "
 		"of milliseconds in 1..%u\n", v, MAX_PAUSE_MS);
+	return -EINVAL;
+}
+
+static int set_rate(void *ctx, const char *v)
+{
+	if (parse_u32(v, 1, CV_MIGRATE_MAX_RATE,
+		      &((struct mig_ctx *)ctx)->max_rate_mbs) == 0)
+		return 0;
+	fprintf(stderr, "cuvisor migrate: --max-rate: '%s' is not a number "
+		"of MB/s in 1..%u\n", v, CV_MIGRATE_MAX_RATE);
 	return -EINVAL;
 }
 
@@ -161,6 +172,10 @@ static const struct cv_cli_opt mig_opts[] = {
 	{ "--max-rounds", "R", set_rounds,
 	  "at most R pre-copy rounds, the final one included (1..1000; "
 	  "default 30)" },
+	{ "--max-rate", "MB/S", set_rate,
+	  "copy at most MB/S megabytes (10^6 bytes) a second while the "
+	  "tenant runs, to leave it more of the GPU's PCIe link; the "
+	  "stop-and-copy is never capped (default: no cap)" },
 	{ "--copy", NULL, set_copy,
 	  "copy the memory even when the GPU is the tenant's own" },
 	{ "--report", "FILE", set_report,
@@ -369,6 +384,7 @@ static int run_migrate(void *ctx, int argc, char **argv)
 	rq.flags = o->copy ? CV_MIGRATE_COPY : 0;
 	rq.max_pause_ms = o->max_pause_ms;
 	rq.max_rounds = o->max_rounds;
+	rq.max_rate_mbs = o->max_rate_mbs;
 	rq.fault = o->fault;
 	rq.fault_round = o->fault_round;
 	n = cv_cli_socket(o->socket, path, sizeof(path));

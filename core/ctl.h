@@ -99,6 +99,15 @@ enum cv_ctl_type {
 	 * migration ended: status 0 means committed (the worker exits right
 	 * after the reply), else the tenant runs on here. */
 	CV_CTL_W_MIGRATE = 41,
+	/* spare worker -> daemon, once: payload cv_ctl_ready, no fd. A
+	 * spare (cuvisor-vgpu --spare) opened its GPU and waits for a
+	 * tenant; a failure says why and the spare exits. */
+	CV_CTL_W_SPARE = 42,
+	/* daemon -> spare. Payload cv_ctl_w_assign and one fd: the
+	 * destination's end of a migration stream. No reply: from then on
+	 * the spare is that tenant's worker, as if started with
+	 * --migrate-fd (W_READY when the migration is in). */
+	CV_CTL_W_ASSIGN = 43,
 };
 
 #define CV_CKPT_STOP 0x1u    /* cv_ctl_ckpt.flags */
@@ -122,6 +131,7 @@ enum cv_migrate_fault {
 #define CV_MIGRATE_DEFAULT_ROUNDS 30u
 #define CV_MIGRATE_MAX_ROUNDS 1000u
 #define CV_MIGRATE_REPORT_MAX 32768u /* bytes of JSON in the reply */
+#define CV_MIGRATE_MAX_RATE 1000000u /* MB/s */
 
 struct cv_ctl_attach {
 	uint32_t pid;       /* informational; the daemon uses SO_PEERCRED */
@@ -141,8 +151,10 @@ struct cv_ctl_migrate {
 	uint32_t max_rounds;   /* 0: CV_MIGRATE_DEFAULT_ROUNDS */
 	uint32_t fault;        /* enum cv_migrate_fault */
 	uint32_t fault_round;  /* round it strikes in, or _AT_STOP */
+	uint32_t max_rate_mbs; /* pre-copy cap, 10^6 bytes/s; 0: none */
+	uint32_t pad;
 };
-_Static_assert(sizeof(struct cv_ctl_migrate) == 32, "migrate");
+_Static_assert(sizeof(struct cv_ctl_migrate) == 40, "migrate");
 
 struct cv_ctl_migrate_r {
 	uint64_t tenant;
@@ -166,6 +178,16 @@ struct cv_ctl_attach_r {
 	uint64_t quota;
 };
 _Static_assert(sizeof(struct cv_ctl_attach_r) == 24, "attach_r");
+
+struct cv_ctl_w_assign {
+	uint64_t tenant;
+	uint64_t mem;       /* quota, bytes, > 0 */
+	uint8_t token[16];
+	uint32_t guest_pid;
+	uint32_t pad;
+	char name[CV_CTL_NAME_LEN]; /* NUL-terminated */
+};
+_Static_assert(sizeof(struct cv_ctl_w_assign) == 104, "w_assign");
 
 struct cv_ctl_ready {
 	int32_t status;     /* 0 or -errno; on failure msg says why */

@@ -46,7 +46,17 @@ _Static_assert(sizeof(struct cv_ctl_hdr) + sizeof(struct cv_ctl_info_r) +
 
 enum cv_d_peer { CV_D_PEER_CLIENT, CV_D_PEER_WORKER };
 
+/* A started worker kept ready for a migration to this GPU (spare.c). */
+struct cv_d_spare {
+	pid_t pid;            /* 0: none */
+	int ctl_fd;           /* -1: none */
+	bool ready;           /* W_SPARE 0 seen */
+	unsigned fails;       /* in a row: the retry delay doubles */
+	uint64_t due;         /* start the next one at (ns), 0: now */
+};
+
 struct cv_d_gpu {
+	struct cv_d_spare spare;
 	int index;            /* device ordinal the worker opens */
 	uint64_t total;       /* bytes */
 	char name[CV_CTL_NAME_LEN];
@@ -232,6 +242,8 @@ struct cv_d_cfg {
 	char pidfile[4096];
 	unsigned start_timeout_s;
 	unsigned op_timeout_s;   /* suspend, resume; evict: 10 times it */
+	int spares;              /* spare workers per GPU (0 or 1), -1: the
+				  * default (1, 0 with --private) */
 };
 
 struct cv_d {
@@ -259,6 +271,25 @@ void cv_d_stop(struct cv_d *d, const char *why);
 void cv_d_stop_listening(struct cv_d *d);
 /* In a forked child before exec: default signal mask and dispositions. */
 void cv_d_child_reset(void);
+
+/* spare.c: a started worker kept ready per GPU for migrations */
+void cv_d_spare_init(struct cv_d *d);
+/* Starts the spares that are due (none while a migration is in flight). */
+void cv_d_spare_tick(struct cv_d *d, uint64_t now);
+/* When the next spare is due (ns), 0: none. */
+uint64_t cv_d_spare_next(const struct cv_d *d);
+/* Input or hang-up on the control socket of GPU slot g's spare. */
+void cv_d_spare_input(struct cv_d *d, int g);
+/* A reaped child: true when it was a spare (forgotten then). */
+bool cv_d_spare_reaped(struct cv_d *d, pid_t pid, int st);
+/* Makes slot g's ready spare nt's worker, the destination of the
+ * migration stream migrate_fd (still the caller's to close): sets
+ * nt->worker_pid and ctl_fd. -EAGAIN when there is none ready (the caller
+ * starts a worker instead). */
+int cv_d_spare_take(struct cv_d *d, int g, struct cv_d_tenant *nt,
+		    int migrate_fd);
+/* The daemon stops: spares are told to go. */
+void cv_d_spare_stop(struct cv_d *d);
 
 /* sock.c */
 int cv_d_listen(struct cv_d *d);
@@ -353,6 +384,9 @@ struct cv_d_spawn {
 	int image_fd;
 	int migrate_fd;          /* >= 0: a migration's destination */
 };
+/* In a forked child: fds[i] becomes fd 3 + i, then exec. Never returns. */
+void cv_d_worker_exec(const char *path, const char *const *argv,
+		      const int *fds, int n);
 int cv_d_tenant_spawn(struct cv_d *d, struct cv_d_tenant *t,
 		      const struct cv_d_spawn *x);
 /* Adds t to the daemon's table and its GPU's accounting. */

@@ -166,6 +166,17 @@ static int opt_op_timeout(struct opts *o, const char *v)
 	return parse_seconds("--op-timeout", v, &o->cfg->op_timeout_s);
 }
 
+static int opt_spares(struct opts *o, const char *v)
+{
+	if (strcmp(v, "0") && strcmp(v, "1")) {
+		fprintf(stderr, "cuvisord: --spare-workers: '%s' is not 0 or "
+			"1\n", v);
+		return -EINVAL;
+	}
+	o->cfg->spares = v[0] - '0';
+	return 0;
+}
+
 static int opt_help(struct opts *o, const char *v)
 {
 	o->help = true;
@@ -213,6 +224,11 @@ static const struct opt options[] = {
 	  "how long a worker may take to suspend or resume its tenant before "
 	  "the client is told it timed out (default: 60); evicting may take "
 	  "10 times as long" },
+	{ "--spare-workers", "0|1", opt_spares,
+	  "keep one started worker per GPU ready to be a migration's "
+	  "destination (it holds a CUDA context: some hundreds of MiB of GPU "
+	  "memory); a migration takes about 0.2 s less with one (default: 1, "
+	  "0 with --private)" },
 	{ "--help", NULL, opt_help, "show this help and exit" },
 };
 
@@ -349,6 +365,7 @@ static void set_defaults(struct cv_d_cfg *cfg)
 	ssize_t n;
 	size_t i;
 
+	cfg->spares = -1;
 	if (cv_ctl_default_path(cfg->socket, sizeof(cfg->socket)) < 0)
 		cfg->socket[0] = 0;
 	for (i = 0; i < CV_ARRAY_SIZE(default_drivers); i++) {
@@ -536,6 +553,7 @@ void cv_d_stop(struct cv_d *d, const char *why)
 	d->stopping = true;
 	d->stop_deadline = cv_now_ns() + CV_D_STOP_TIMEOUT_MS * 1000000ull;
 	cv_d_stop_listening(d);
+	cv_d_spare_stop(d);
 	for (i = 0; i < d->ntenants; i++)
 		cv_d_tenant_stop(d, d->tenants[i]);
 }
@@ -595,6 +613,7 @@ static int next_timeout(const struct cv_d *d, uint64_t now)
 		min_deadline(&best, d->stop_deadline ? d->stop_deadline : 1);
 	if (d->accept_resume)
 		min_deadline(&best, d->accept_resume);
+	min_deadline(&best, cv_d_spare_next(d));
 	if (!best)
 		return -1;
 	if (best <= now)
@@ -602,7 +621,7 @@ static int next_timeout(const struct cv_d *d, uint64_t now)
 	return (int)CV_MIN((best - now + 999999) / 1000000, 60000ull);
 }
 
-enum { K_SIG, K_LISTEN, K_CLIENT, K_TENANT };
+enum { K_SIG, K_LISTEN, K_CLIENT, K_TENANT, K_SPARE };
 
 struct slot {
 	int kind;
@@ -638,6 +657,13 @@ static int build_pollfds(struct cv_d *d, struct pollfd *p, struct slot *s)
 		p[n] = (struct pollfd){ .fd = d->tenants[i]->ctl_fd,
 					.events = POLLIN };
 		s[n++] = (struct slot){ K_TENANT, d->tenants[i] };
+	}
+	for (i = 0; i < d->ngpus; i++) {
+		if (d->gpus[i].spare.ctl_fd < 0)
+			continue;
+		p[n] = (struct pollfd){ .fd = d->gpus[i].spare.ctl_fd,
+					.events = POLLIN };
+		s[n++] = (struct slot){ K_SPARE, &d->gpus[i] };
 	}
 	return n;
 }
@@ -677,14 +703,21 @@ static void dispatch(struct cv_d *d, const struct pollfd *p,
 			else
 				cv_d_tenant_hup(d, t);
 			break;
+		case K_SPARE:
+			if (((struct cv_d_gpu *)s[i].obj)->spare.ctl_fd >= 0)
+				cv_d_spare_input(d, (int)((struct cv_d_gpu *)
+							  s[i].obj - d->gpus));
+			break;
 		}
 	}
 }
 
 static void loop(struct cv_d *d)
 {
-	static struct pollfd p[2 + CV_D_MAX_CLIENTS + CV_D_MAX_TENANTS];
-	static struct slot s[2 + CV_D_MAX_CLIENTS + CV_D_MAX_TENANTS];
+	static struct pollfd p[2 + CV_D_MAX_CLIENTS + CV_D_MAX_TENANTS +
+			       CV_D_MAX_GPUS];
+	static struct slot s[2 + CV_D_MAX_CLIENTS + CV_D_MAX_TENANTS +
+			     CV_D_MAX_GPUS];
 	uint64_t now;
 	int n;
 
@@ -694,6 +727,7 @@ static void loop(struct cv_d *d)
 		cv_d_op_timeouts(d, now);
 		cv_d_ps_poll(d, now);
 		sweep(d);
+		cv_d_spare_tick(d, now);
 		if (d->cfg.private_mode && d->had_tenant && !d->ntenants)
 			cv_d_stop(d, "private daemon, last tenant gone");
 		if (d->stopping &&
@@ -787,7 +821,11 @@ int main(int argc, char **argv)
 	cv_info("listening on %s: backend %s, %d GPU(s), worker %s%s",
 		d.cfg.socket, cv_d_backend_name(d.backend), d.ngpus,
 		d.cfg.worker, d.cfg.private_mode ? ", private" : "");
+	if (d.cfg.spares < 0)
+		d.cfg.spares = !d.cfg.private_mode;
+	cv_d_spare_init(&d);
 	loop(&d);
+	cv_d_spare_stop(&d);
 	finish(&d);
 	return 0;
 }

@@ -110,7 +110,9 @@ void cv_d_migrate_request(struct cv_d *d, struct cv_d_client *c,
 		nt->hidden = true;
 		x = (struct cv_d_spawn){ .region_fd = -1, .link_fd = -1,
 					 .image_fd = -1, .migrate_fd = sv[1] };
-		r = cv_d_tenant_spawn(d, nt, &x);
+		r = cv_d_spare_take(d, slot, nt, sv[1]);
+		if (r == -EAGAIN)
+			r = cv_d_tenant_spawn(d, nt, &x);
 		if (r < 0)
 			snprintf(why, sizeof(why), "cannot start a worker: %s",
 				 strerror(-r));

@@ -9,6 +9,7 @@
 #include "cuvisord.h"
 
 #include <errno.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -104,7 +105,9 @@ static int decode_client(const struct cv_ctl_hdr *hdr, const void *payload,
 		    m->u.migrate.gpu < -1 || m->u.migrate.gpu >= 65536 ||
 		    m->u.migrate.fault > CV_MIGRATE_FAULT_MAX ||
 		    m->u.migrate.max_rounds > CV_MIGRATE_MAX_ROUNDS ||
-		    m->u.migrate.max_pause_ms > 60000)
+		    m->u.migrate.max_pause_ms > 60000 ||
+		    m->u.migrate.max_rate_mbs > CV_MIGRATE_MAX_RATE ||
+		    m->u.migrate.pad)
 			BAD("MIGRATE has unknown flags or a bad value");
 		return 0;
 	case CV_CTL_W_HELLO:
@@ -176,6 +179,19 @@ static int decode_worker(const struct cv_ctl_hdr *hdr, const void *payload,
 		if (hdr->status)
 			BAD("W_READY has a nonzero header status");
 		return decode_ready(payload, len, nfds, m, why);
+	case CV_CTL_W_SPARE:
+		if (hdr->status || nfds)
+			BAD("W_SPARE has a header status or fds");
+		if (len != sizeof(struct cv_ctl_ready))
+			BAD("W_SPARE payload has the wrong length");
+		if (take_string(m->u.ready.msg, (const char *)payload +
+				offsetof(struct cv_ctl_ready, msg),
+				sizeof(m->u.ready.msg)))
+			BAD("W_SPARE msg is not NUL-terminated");
+		memcpy(&m->u.ready.status, payload, sizeof(int32_t));
+		if (m->u.ready.status > 0 || m->u.ready.status < -4095)
+			BAD("W_SPARE status is not 0 or -errno");
+		return 0;
 	case CV_CTL_W_STATS | CV_CTL_REPLY:
 		if (nfds)
 			BAD("W_STATS reply carries file descriptors");

@@ -50,8 +50,8 @@ static void close_from(int lowfd)
  * daemon's log), nothing else stays open. Own process group, so that a
  * terminal's ^C reaches only the daemon. Never returns.
  */
-static void exec_worker(const char *path, const char *const *argv,
-			const int *fds, int n)
+void cv_d_worker_exec(const char *path, const char *const *argv,
+		      const int *fds, int n)
 {
 	int nul, tmp[4], i;
 
@@ -135,7 +135,7 @@ int cv_d_tenant_spawn(struct cv_d *d, struct cv_d_tenant *t,
 		goto fail;
 	}
 	if (pid == 0)
-		exec_worker(d->cfg.worker, argv, fds, restore ? 4 : 2);
+		cv_d_worker_exec(d->cfg.worker, argv, fds, restore ? 4 : 2);
 	close(ctl[1]);
 	if (!restore && !migrate)
 		close(link[1]);
@@ -559,7 +559,7 @@ void cv_d_reap(struct cv_d *d)
 		t = by_pid(d, pid);
 		if (t)
 			tenant_gone(d, t, st);
-		else
+		else if (!cv_d_spare_reaped(d, pid, st))
 			cv_dbg("reaped pid %d", (int)pid);
 	}
 }

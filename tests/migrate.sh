@@ -17,7 +17,12 @@
 #                   copy, and the same while sharing (share-*): the
 #                   command fails and says why, the tenant runs on where
 #                   it was, and a migration afterwards works
+#   mig:max-rate    --max-rate (4 MB/s per MiB of the tenant, 100..20000):
+#                   round 0 takes at least its bytes (less one slot) / the
+#                   cap
 #   mig:refused-*   an unknown tenant, a GPU that does not exist
+#   mig:spare-*     the daemon's spare workers: migrations took them, and
+#                   a killed spare is replaced
 #   mig:blas-*      (cuda backend) a cuBLAS loop migrated mid-run (once
 #                   copying, once sharing) prints the digest of a run that
 #                   was not migrated
@@ -127,8 +132,20 @@ mig_fault() {
 	fi
 }
 
+# Workers other than the daemon's spares: a spare keeps its command line
+# when a migration takes it, so the daemon's log says which ones are.
+mig_workers() {
+	local p n=0
+	for p in $(pgrep -x cuvisor-vgpu); do
+		grep -q "spare worker pid $p ready" "$DLOG" &&
+		! grep -q "the spare worker pid $p on" "$DLOG" && continue
+		n=$((n + 1))
+	done
+	echo $n
+}
+
 mig_faults() {
-	local f i
+	local f i rate
 	ck_tenant mig-faults || return
 	for f in kill-dest@1 cut@1 corrupt@0 corrupt@1 kill-dest@stop cut@stop corrupt@stop; do
 		mig_fault "$f" "$(mig_other_gpu)" --copy
@@ -138,18 +155,61 @@ mig_faults() {
 	done
 	mig_go after-faults "$(mig_other_gpu)" --copy
 	mig_go after-faults-share "$(ck_gpu_of "$CK_ID")"
+	# --max-rate: round 0 moves everything no faster than the cap (a
+	# chunk of 8 MiB may start each 8 MiB / rate; about 0.3 s in all,
+	# at most 20 GB/s, under what the link does)
+	rate=$(( OPS_MIB * 4 < 100 ? 100 : OPS_MIB * 4 > 20000 ? 20000 : OPS_MIB * 4 ))
+	mig_go max-rate "$(mig_other_gpu)" --copy --max-rate "$rate" \
+		--report "$LOGS/mig-rate.json" &&
+	mig_report rate-report "$LOGS/mig-rate.json" "
+r0 = r['rounds'][0]
+assert r['max_rate_mbs'] == $rate and r0['phase'] == 'pre-copy', r
+assert r0['bytes'] >= r['memory_bytes'], r
+assert r0['ms'] >= (r0['bytes'] - 8 * 2**20) / ($rate * 1e6) * 1e3, (r0, 'faster than the cap')"
 	# Every destination of a failed migration went away, and every
 	# source of a successful one: the tenant's worker is the only one.
 	for i in $(seq 1 40); do
-		[ "$(pgrep -c -x cuvisor-vgpu)" = 1 ] && break
+		[ "$(mig_workers)" = 1 ] && break
 		sleep 0.05
 	done
-	if [ "$(pgrep -c -x cuvisor-vgpu)" = 1 ]; then
+	if [ "$(mig_workers)" = 1 ]; then
 		result PASS mig:no-leftover-workers "only the tenant's worker runs"
 	else
 		result FAIL mig:no-leftover-workers "$(pgrep -a -x cuvisor-vgpu | tr '\n' ';')"
 	fi
 	ck_tenant_end mig-faults
+}
+
+# The A-B test's migrations took spares (the daemon keeps one started
+# worker per GPU); a spare killed is replaced by a new one.
+mig_spare() {
+	local n pid new i
+	n=$(grep -c "the spare worker pid [0-9]* on gpu [0-9]* takes it" "$DLOG")
+	if [ "$n" -ge 1 ]; then
+		result PASS mig:spare-taken "$n migrations took a spare worker"
+	else
+		result FAIL mig:spare-taken "no migration took a spare" "$DLOG"
+	fi
+	for i in $(seq 1 100); do
+		pid=$(pgrep -f -- "cuvisor-vgpu --spare --gpu 0 .*--daemon-socket $SOCK\$" | head -1)
+		[ -n "$pid" ] && grep -q "spare worker pid $pid ready" "$DLOG" && break
+		sleep 0.1
+	done
+	if [ -z "$pid" ]; then
+		result FAIL mig:spare-replaced "no spare on gpu 0" "$DLOG"
+		return
+	fi
+	kill -KILL "$pid"
+	for i in $(seq 1 100); do
+		new=$(grep -o "gpu 0: spare worker pid [0-9]* ready" "$DLOG" | tail -1 | awk '{ print $6 }')
+		[ -n "$new" ] && [ "$new" != "$pid" ] && break
+		sleep 0.1
+	done
+	if [ -n "$new" ] && [ "$new" != "$pid" ]; then
+		result PASS mig:spare-replaced "spare pid $pid killed, pid $new ready"
+	else
+		result FAIL mig:spare-replaced "spare pid $pid killed, none ready after 10 s" "$DLOG"
+	fi
 }
 
 mig_refused() {
@@ -226,6 +286,7 @@ run_mig() {
 		return
 	fi
 	mig_ab
+	mig_spare
 	mig_faults
 	mig_refused
 	mig_blas

@@ -422,6 +422,31 @@ static void test_decode_worker(void)
 	CHECK(decode(CV_D_PEER_WORKER, CV_CTL_W_READY, 0, &r, sizeof(r), 0,
 		     &m) < 0);
 
+	/* W_SPARE: a ready, never an fd, the reason NUL-terminated */
+	memset(&r, 0, sizeof(r));
+	CHECK(decode(CV_D_PEER_WORKER, CV_CTL_W_SPARE, 0, &r, sizeof(r), 0,
+		     &m) == 0 && m.u.ready.status == 0);
+	CHECK(decode(CV_D_PEER_WORKER, CV_CTL_W_SPARE, 0, &r, sizeof(r), 1,
+		     &m) < 0);
+	CHECK(decode(CV_D_PEER_WORKER, CV_CTL_W_SPARE, -5, &r, sizeof(r), 0,
+		     &m) < 0);
+	CHECK(decode(CV_D_PEER_WORKER, CV_CTL_W_SPARE, 0, &r, sizeof(r) - 1,
+		     0, &m) < 0);
+	r.status = -ENODEV;
+	snprintf(r.msg, sizeof(r.msg), "no\nGPU");
+	CHECK(decode(CV_D_PEER_WORKER, CV_CTL_W_SPARE, 0, &r, sizeof(r), 0,
+		     &m) == 0 && m.u.ready.status == -ENODEV &&
+	      !strcmp(m.u.ready.msg, "no?GPU"));
+	r.status = 1;
+	CHECK(decode(CV_D_PEER_WORKER, CV_CTL_W_SPARE, 0, &r, sizeof(r), 0,
+		     &m) < 0);
+	r.status = -ENODEV;
+	memset(r.msg, 'z', sizeof(r.msg));
+	CHECK(decode(CV_D_PEER_WORKER, CV_CTL_W_SPARE, 0, &r, sizeof(r), 0,
+		     &m) < 0);
+	CHECK(decode(CV_D_PEER_CLIENT, CV_CTL_W_SPARE, 0, &r, sizeof(r), 0,
+		     &m) < 0);
+
 	CHECK(decode(CV_D_PEER_WORKER, CV_CTL_W_STATS | CV_CTL_REPLY, 0, &s,
 		     sizeof(s), 0, &m) == 0);
 	CHECK(m.u.stats.mem_used == 1 && m.u.stats.state == 1);

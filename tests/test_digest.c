@@ -334,6 +334,7 @@ struct hb_call {
 	uint32_t granule;
 	uint8_t *out;
 	int r;
+	uint32_t flags;
 };
 
 static void *hb_thread(void *arg)
@@ -341,7 +342,7 @@ static void *hb_thread(void *arg)
 	struct hb_call *c = arg;
 
 	c->r = ops->digest(c->be, c->dev, c->len, c->granule, 42, c->out,
-			   NULL);
+			   NULL, c->flags);
 	return NULL;
 }
 
@@ -351,7 +352,9 @@ static bool hb_same(struct cv_backend *be, uint64_t dev, uint64_t len,
 {
 	uint64_t n = len / granule;
 	uint8_t *a = xmalloc(n * DL), *b = xmalloc(n * DL);
-	struct hb_call c = { be, dev, len, granule, a, -1 };
+	/* gentle from the other thread: the flag changes no result */
+	struct hb_call c = { be, dev, len, granule, a, -1,
+			     other_thread ? CV_DIGEST_GENTLE : 0 };
 	pthread_t th;
 	bool ok;
 
@@ -405,23 +408,23 @@ static void test_host_backend(void)
 	      "digest in 2 MiB granules, from another thread");
 	CHECK(hb_same(be, WIN + 4096, 1 * MB, 4 * KB, false),
 	      "digest of an inner range in 4 KiB granules");
-	r = ops->digest(be, WIN, 64 * KB, 64 * KB, 42, out, st);
+	r = ops->digest(be, WIN, 64 * KB, 64 * KB, 42, out, st, 0);
 	CHECK(!r && hb_same(be, WIN, 64 * KB, 64 * KB, false),
 	      "digest on a stream (%d)", r);
 	out[0] = 0x11;
-	r = ops->digest(be, WIN, 0, 4096, 42, out, NULL);
+	r = ops->digest(be, WIN, 0, 4096, 42, out, NULL, 0);
 	CHECK(!r && out[0] == 0x11, "0 bytes: nothing written (%d)", r);
-	CHECK(ops->digest(be, WIN + 4, 4096, 4096, 1, out, NULL) ==
+	CHECK(ops->digest(be, WIN + 4, 4096, 4096, 1, out, NULL, 0) ==
 		      CUDA_ERROR_INVALID_VALUE &&
-	      ops->digest(be, WIN, 4096, 2048, 1, out, NULL) ==
+	      ops->digest(be, WIN, 4096, 2048, 1, out, NULL, 0) ==
 		      CUDA_ERROR_INVALID_VALUE &&
-	      ops->digest(be, WIN, 4096, 6144, 1, out, NULL) ==
+	      ops->digest(be, WIN, 4096, 6144, 1, out, NULL, 0) ==
 		      CUDA_ERROR_INVALID_VALUE &&
-	      ops->digest(be, WIN, 12288, 8192, 1, out, NULL) ==
+	      ops->digest(be, WIN, 12288, 8192, 1, out, NULL, 0) ==
 		      CUDA_ERROR_INVALID_VALUE &&
-	      ops->digest(be, WIN, 32u << 20, 32u << 20, 1, out, NULL) ==
+	      ops->digest(be, WIN, 32u << 20, 32u << 20, 1, out, NULL, 0) ==
 		      CUDA_ERROR_INVALID_VALUE &&
-	      ops->digest(be, ~0ull - 4095, 8192, 4096, 1, out, NULL) ==
+	      ops->digest(be, ~0ull - 4095, 8192, 4096, 1, out, NULL, 0) ==
 		      CUDA_ERROR_INVALID_VALUE &&
 	      out[0] == 0x11,
 	      "unaligned address, bad granule, len not a multiple, wrap: "

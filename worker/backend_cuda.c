@@ -49,6 +49,7 @@ struct cv_cuda {
 	CUdevice dev;
 	CUcontext ctx;          /* the retained primary context */
 	struct cv_cuda_dg *dg;  /* digest state, NULL until the first one */
+	int sms;                /* multiprocessors, for a gentle digest */
 };
 
 /* Physical memory from mem_create. */
@@ -277,6 +278,10 @@ static int cv_cuda_open(const struct cv_backend_cfg *cfg,
 		c->api.cuDevicePrimaryCtxRelease(c->dev);
 		goto fail;
 	}
+	if (c->api.cuDeviceGetAttribute(&c->sms,
+			CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT, c->dev) ||
+	    c->sms < 1)
+		c->sms = 1;
 	cv_info("cuda: GPU %d '%s' cc %d.%d, driver %u", cfg->gpu, info->name,
 		info->cc_major, info->cc_minor, info->driver_version);
 	*out = (struct cv_backend *)c;
@@ -408,10 +413,12 @@ static int cv_cuda_dg_room(struct cv_cuda *c, uint64_t n)
 	return r;
 }
 
-/* Queues the launches and copies; lock held. Returns the first error. */
+/* Queues the launches and copies, a block per granule or (gentle) at
+ * most one per multiprocessor (the kernel strides over the granules);
+ * lock held. Returns the first error. */
 static int cv_cuda_dg_queue(struct cv_cuda *c, CUstream st, uint64_t dev,
 			    uint64_t len, uint32_t granule, uint64_t seed,
-			    uint8_t *out)
+			    uint8_t *out, bool gentle)
 {
 	struct cv_cuda_dg *dg = c->dg;
 	uint64_t n = len / granule, gsize = granule, i, k = 0;
@@ -422,7 +429,9 @@ static int cv_cuda_dg_queue(struct cv_cuda *c, CUstream st, uint64_t dev,
 	for (i = 0; i < n; i += k) {
 		k = CV_MIN(n - i, CV_CUDA_DG_CHUNK);
 		base = dev + i * granule;
-		r = c->api.cuLaunchKernel(dg->fn, (unsigned int)k, 1, 1,
+		r = c->api.cuLaunchKernel(dg->fn, gentle ?
+					  (unsigned int)CV_MIN(k, (uint64_t)c->sms) :
+					  (unsigned int)k, 1, 1,
 					  CV_DIGEST_LANES, 1, 1, 0, st, params,
 					  NULL);
 		if (!r)
@@ -437,7 +446,7 @@ static int cv_cuda_dg_queue(struct cv_cuda *c, CUstream st, uint64_t dev,
 
 static int cv_cuda_digest(struct cv_backend *b, uint64_t dev, uint64_t len,
 			  uint32_t granule, uint64_t seed, uint8_t *out,
-			  cv_bobj s)
+			  cv_bobj s, uint32_t flags)
 {
 	CV_CUDA_ENTER(c, b);
 	CUstream st = NULL;
@@ -455,7 +464,8 @@ static int cv_cuda_digest(struct cv_backend *b, uint64_t dev, uint64_t len,
 		r = cv_cuda_dg_room(c, CV_MIN(len / granule, CV_CUDA_DG_CHUNK));
 	if (r)
 		goto out;
-	r = cv_cuda_dg_queue(c, st, dev, len, granule, seed, out);
+	r = cv_cuda_dg_queue(c, st, dev, len, granule, seed, out,
+			     flags & CV_DIGEST_GENTLE);
 	/* even after an error: no copy into out may outlive the call */
 	w = c->api.cuEventRecordWithFlags(c->dg->done, st, 0);
 	if (!w)

@@ -1410,7 +1410,7 @@ static int cv_host_occupancy_cluster(struct cv_backend *b, cv_bobj f,
  */
 static int cv_host_digest(struct cv_backend *b, uint64_t dev, uint64_t len,
 			  uint32_t granule, uint64_t seed, uint8_t *out,
-			  cv_bobj s)
+			  cv_bobj s, uint32_t flags)
 {
 	if (!cv_digest_range_ok(dev, len, granule))
 		return CUDA_ERROR_INVALID_VALUE;

@@ -28,6 +28,13 @@
  *
  *   cuvisor-vgpu --probe --backend cuda|host [--driver PATH]
  * lists the devices, one line each: gpu INDEX TOTAL_BYTES NAME.
+ *
+ *   cuvisor-vgpu --spare --gpu N --backend cuda|host [--driver PATH]
+ *                --ctl-fd 3 [--log SPEC] [--daemon-socket PATH]
+ * is a spare (daemon/spare.c): it reserves the region's addresses, opens
+ * the GPU, says W_SPARE and waits; W_ASSIGN makes it the destination of
+ * a migration, as if started with --migrate-fd and the tenant's options.
+ * It exits when the daemon's end of --ctl-fd closes first.
  */
 #include <dirent.h>
 #include <errno.h>
@@ -51,6 +58,7 @@
 #include "backend.h"
 #include "migrate.h"
 #include "vgpu.h"
+#include "xfer.h"
 
 #define RECONNECT_MS 100
 #define HELLO_TIMEOUT_MS 2000
@@ -74,6 +82,8 @@ struct wopts {
 	bool have_token;
 	int probe;
 	int hold;
+	int spare;
+	char name_buf[CV_CTL_NAME_LEN]; /* --spare: the assigned name */
 	/* --ckpt-done BYTES:NS: a holder answers the checkpoint it ends */
 	bool ckpt_done;
 	uint64_t ckpt_bytes, ckpt_ns;
@@ -101,6 +111,7 @@ static void usage(FILE *f)
 		"                    [--region-fd FD --restore-fd FD | --migrate-fd FD]\n"
 		"       cuvisor-vgpu --hold --tenant ID ... --region-fd FD\n"
 		"       cuvisor-vgpu --probe --backend cuda|host [--driver PATH]\n"
+		"       cuvisor-vgpu --spare --gpu N --backend cuda|host [--driver PATH] --ctl-fd FD\n"
 		"One tenant's vGPU worker; cuvisord starts it, people do not.\n");
 }
 
@@ -150,6 +161,7 @@ static int parse_args(int argc, char **argv, struct wopts *o)
 		{ "guest-pid", 1, 0, 'P' }, { "name", 1, 0, 'N' },
 		{ "probe", 0, 0, 'p' },  { "hold", 0, 0, 'H' },
 		{ "ckpt-done", 1, 0, 'D' }, { "migrate-fd", 1, 0, 'M' },
+		{ "spare", 0, 0, 'A' },
 		{ "help", 0, 0, 'h' },   { 0, 0, 0, 0 }
 	};
 	uint64_t n;
@@ -181,6 +193,7 @@ static int parse_args(int argc, char **argv, struct wopts *o)
 		case 'L': o->log = optarg; break;
 		case 'p': o->probe = 1; break;
 		case 'H': o->hold = 1; break;
+		case 'A': o->spare = 1; break;
 		case 'D': if (sscanf(optarg, "%" SCNu64 ":%" SCNu64,
 				     &o->ckpt_bytes, &o->ckpt_ns) != 2)
 				  return -EINVAL;
@@ -193,6 +206,10 @@ static int parse_args(int argc, char **argv, struct wopts *o)
 		return -EINVAL;
 	if (o->probe)
 		return 0;
+	if (o->spare)
+		return o->ctl_fd < 0 || o->link_fd >= 0 || o->region_fd >= 0 ||
+		       o->restore_fd >= 0 || o->migrate_fd >= 0 || o->hold ||
+		       o->have_token || o->mem ? -EINVAL : 0;
 	if ((o->link_fd < 0) != (o->migrate_fd >= 0) || !o->mem)
 		return -EINVAL;
 	if (o->migrate_fd >= 0 &&
@@ -783,32 +800,110 @@ static int hold(struct wopts *o)
  * daemon. Checked like anything else the guest could have touched: it
  * must be a sealed memfd that can never shrink under our mappings.
  */
-static int region_adopt(int fd, uint8_t **regionp)
+/* Reserves the region's addresses (nothing mapped there yet). */
+static int region_reserve(void)
 {
-	void *res, *p;
-	off_t size;
-	int seals = fcntl(fd, F_GET_SEALS);
+	void *res = mmap((void *)CV_REGION_ADDR, CV_REGION_SPAN, PROT_NONE,
+			 MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE |
+				 MAP_FIXED_NOREPLACE, -1, 0);
 
-	if (seals < 0 || !(seals & F_SEAL_SHRINK))
-		return -EPERM;
-	size = lseek(fd, 0, SEEK_END);
-	if (size < (off_t)CV_HEAP_OFF)
-		return -EINVAL;
-	res = mmap((void *)CV_REGION_ADDR, CV_REGION_SPAN, PROT_NONE,
-		   MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE |
-			   MAP_FIXED_NOREPLACE, -1, 0);
 	if (res == MAP_FAILED)
 		return -errno;
 	if (res != (void *)CV_REGION_ADDR) {
 		munmap(res, CV_REGION_SPAN);
 		return -EEXIST;
 	}
-	p = mmap(res, CV_HEAP_OFF, PROT_READ | PROT_WRITE,
+	return 0;
+}
+
+/* Maps the guest's region memfd at its address; reserved: the addresses
+ * are already ours (region_reserve). */
+static int region_adopt(int fd, bool reserved, uint8_t **regionp)
+{
+	void *p;
+	off_t size;
+	int seals = fcntl(fd, F_GET_SEALS), rc;
+
+	if (seals < 0 || !(seals & F_SEAL_SHRINK))
+		return -EPERM;
+	size = lseek(fd, 0, SEEK_END);
+	if (size < (off_t)CV_HEAP_OFF)
+		return -EINVAL;
+	if (!reserved && (rc = region_reserve()))
+		return rc;
+	p = mmap((void *)CV_REGION_ADDR, CV_HEAP_OFF, PROT_READ | PROT_WRITE,
 		 MAP_SHARED | MAP_FIXED, fd, 0);
 	if (p == MAP_FAILED)
 		return -errno;
 	*regionp = p;
 	return 0;
+}
+
+/*
+ * --spare: reserves the region's addresses, opens the backend into *b and
+ * *dev, says W_SPARE and waits for W_ASSIGN, which fills in o as the
+ * destination of a migration. Returns only when assigned; exits when the
+ * daemon goes first or something fails (after saying why).
+ */
+static void spare_wait(struct wopts *o, const struct cv_backend_ops *ops,
+		       struct cv_backend **b, struct cv_devinfo *dev)
+{
+	struct cv_backend_cfg cfg = { .gpu = o->gpu, .driver = o->driver };
+	struct cv_ctl_ready r = { 0 };
+	struct cv_ctl_w_assign a;
+	struct cv_ctl_hdr h;
+	int fd = -1, nfds = 1, n;
+
+	n = region_reserve();
+	if (n)
+		snprintf(r.msg, sizeof(r.msg), "cannot reserve the region at "
+			 "0x%llx: %s", (unsigned long long)CV_REGION_ADDR,
+			 strerror(-n));
+	else if ((n = ops->open(&cfg, dev, b)))
+		snprintf(r.msg, sizeof(r.msg), "cannot open GPU %d on the %s "
+			 "backend: CUresult %d", o->gpu, ops->name, n);
+	r.status = n ? (n < 0 ? n : -EIO) : 0;
+	if (n)
+		cv_err("spare on GPU %d: %s", o->gpu, r.msg);
+	if (cv_ctl_send(o->ctl_fd, CV_CTL_W_SPARE, 0, &r, sizeof(r), NULL,
+			0) < 0 || n)
+		_exit(1);
+	/* The lanes are the tenant's business only once they move bytes. */
+	if (cv_xfer_prepare_backend(ops, *b))
+		cv_warn("spare on GPU %d: no transfer lanes yet", o->gpu);
+	cv_info("spare on GPU %d: ready", o->gpu);
+	n = cv_ctl_recv(o->ctl_fd, &h, &a, sizeof(a), &fd, &nfds, -1);
+	if (n == -ECONNRESET || (n >= 0 && h.type == CV_CTL_W_STOP))
+		_exit(0);
+	if (n != (int)sizeof(a) || h.type != CV_CTL_W_ASSIGN || nfds != 1 ||
+	    !a.mem || !memchr(a.name, 0, sizeof(a.name))) {
+		cv_err("spare on GPU %d: expected W_ASSIGN and an fd, got %s "
+		       "(type %u, %d bytes, %d fds)", o->gpu,
+		       n < 0 ? strerror(-n) : "something else",
+		       n < 0 ? 0u : h.type, n, n < 0 ? 0 : nfds);
+		_exit(1);
+	}
+	o->tenant = a.tenant;
+	o->mem = a.mem;
+	memcpy(o->token, a.token, sizeof(o->token));
+	o->have_token = true;
+	o->guest_pid = a.guest_pid;
+	memcpy(o->name_buf, a.name, sizeof(o->name_buf));
+	o->name = o->name_buf;
+	o->migrate_fd = fd;
+	cv_info("tenant %llu: spare on GPU %d assigned, migrating in",
+		(unsigned long long)o->tenant, o->gpu);
+}
+
+/* Sets the transfer lanes up while the tenant starts, so that its first
+ * evict, checkpoint or migration registers nothing (worker/xfer.c). */
+static void *lanes_main(void *arg)
+{
+	if (cv_xfer_prepare(arg))
+		cv_warn("tenant %llu: no transfer lanes yet (they are set up "
+			"at the first move)",
+			(unsigned long long)((struct cv_vgpu *)arg)->tenant);
+	return NULL;
 }
 
 int main(int argc, char **argv)
@@ -855,6 +950,10 @@ int main(int argc, char **argv)
 	if (o.hold)
 		return hold(&o);
 
+	if (o.spare) {
+		spare_wait(&o, ops, &b, &dev);
+		t0 = cv_now_ns(); /* its time starts with its tenant */
+	}
 	restore = o.restore_fd >= 0;
 	migrate_in = o.migrate_fd >= 0;
 	if (migrate_in) {
@@ -864,10 +963,13 @@ int main(int argc, char **argv)
 				       &slot_fd, msg, sizeof(msg));
 		if (rc)
 			goto fail;
-		rc = region_adopt(memfd, &region);
+		rc = region_adopt(memfd, o.spare, &region);
+		cv_info("tenant %llu: migrating in: the source's HELLO %.1f ms "
+			"after the start", (unsigned long long)o.tenant,
+			(cv_now_ns() - t0) / 1e6);
 	} else if (restore) {
 		memfd = o.region_fd;
-		rc = region_adopt(memfd, &region);
+		rc = region_adopt(memfd, false, &region);
 	} else {
 		rc = cv_region_create(&memfd, &region);
 	}
@@ -878,7 +980,7 @@ int main(int argc, char **argv)
 	}
 	cfg = (struct cv_backend_cfg){ .gpu = o.gpu, .driver = o.driver,
 				       .quota = o.mem };
-	rc = ops->open(&cfg, &dev, &b);
+	rc = b ? 0 : ops->open(&cfg, &dev, &b);
 	if (rc) {
 		snprintf(msg, sizeof(msg), "cannot open GPU %d on the %s backend: CUresult %d",
 			 o.gpu, ops->name, rc);
@@ -891,6 +993,10 @@ int main(int argc, char **argv)
 		goto fail;
 	}
 	memcpy(g_vgpu.token, o.token, sizeof(g_vgpu.token));
+	if (migrate_in)
+		cv_info("tenant %llu: migrating in: vGPU set up %.1f ms after "
+			"the start", (unsigned long long)o.tenant,
+			(cv_now_ns() - t0) / 1e6);
 	g_ws = (struct wstate){ .o = &o, .v = &g_vgpu, .ctl = o.ctl_fd,
 				.link = o.link_fd, .memfd = memfd,
 				.tenant = o.tenant };
@@ -925,6 +1031,8 @@ int main(int argc, char **argv)
 	pthread_mutex_lock(&send_lock);
 	send_ready(g_ws.ctl, 0, NULL, memfd);
 	pthread_mutex_unlock(&send_lock);
+	if (!pthread_create(&th, NULL, lanes_main, &g_vgpu))
+		pthread_detach(th);
 	cv_info("tenant %llu: vGPU ready on GPU %d (%s backend, quota %llu bytes)",
 		(unsigned long long)o.tenant, o.gpu, ops->name,
 		(unsigned long long)o.mem);

@@ -97,7 +97,6 @@ struct src {
 	/* the slot area */
 	int slot_fd;
 	uint8_t *slots;
-	bool registered;
 	/* lanes of a round */
 	cv_bobj stream[MIG_LANES];
 	uint32_t nlanes;
@@ -130,6 +129,8 @@ struct src {
 	const char *stop_reason;
 	double link_rate;          /* bytes per second, measured */
 	uint64_t dg_ns;            /* last digest pass, source side */
+	bool pacing;               /* --max-rate applies to this round */
+	uint64_t pace_at;          /* the next chunk may start then (lock) */
 	bool share;                /* same device: memory shared, not copied */
 	uint64_t shared;           /* bytes shared */
 };
@@ -372,7 +373,9 @@ static bool still_mapped(struct cv_vgpu *v, uint64_t va, uint64_t len)
 }
 
 /* Digests of every granule of the plan, in order, into s->dg. */
-static int digest_all(struct src *s)
+/* Our digests of the plan into s->dg; gentle (CV_DIGEST_GENTLE) while
+ * the tenant runs. */
+static int digest_all(struct src *s, bool stop)
 {
 	struct cv_vgpu *v = s->v;
 	const struct cv_mig_range *r;
@@ -389,7 +392,8 @@ static int digest_all(struct src *s)
 				rc = v->ops->digest(v->b, r->va + off, n,
 						    MIG_GRANULE, s->seed,
 						    s->dg + idx * CV_DIGEST_LEN,
-						    NULL);
+						    NULL,
+						    stop ? 0 : CV_DIGEST_GENTLE);
 			else /* gone meanwhile: it will not be sent */
 				memset(s->dg + idx * CV_DIGEST_LEN, 0,
 				       n / MIG_GRANULE * CV_DIGEST_LEN);
@@ -463,6 +467,25 @@ static int plan_chunks(struct src *s, const uint8_t *peer, uint64_t *granules)
 	return rc ? set_err(s, rc, "out of memory") : 0;
 }
 
+/* With --max-rate, waits for this chunk's turn: while the tenant runs the
+ * lanes start at most max_rate_mbs MB of copies a second, together. */
+static void pace(struct src *s, uint64_t len)
+{
+	uint64_t now, at;
+
+	if (!s->pacing)
+		return;
+	pthread_mutex_lock(&s->lock);
+	now = cv_now_ns();
+	at = CV_MAX(s->pace_at, now);
+	s->pace_at = at + len * 1000 / s->req->max_rate_mbs;
+	pthread_mutex_unlock(&s->lock);
+	if (at > now)
+		nanosleep(&(struct timespec){ (time_t)((at - now) / 1000000000u),
+					      (long)((at - now) % 1000000000u) },
+			  NULL);
+}
+
 static int take_slot(struct src *s, uint32_t *slot)
 {
 	struct timespec ts;
@@ -513,6 +536,7 @@ static void *lane_main(void *arg)
 
 	while ((i = __atomic_fetch_add(&s->next, 1, __ATOMIC_RELAXED)) <
 	       s->nchunks) {
+		pace(s, s->chunks[i].len);
 		if (take_slot(s, &slot))
 			break;
 		buf = s->slots + (uint64_t)slot * MIG_SLOT_SIZE;
@@ -779,7 +803,7 @@ static int do_round(struct src *s, uint32_t round, bool stop)
 	if (!rc && round > 0) {
 		rc = peer_digests(s, round);
 		if (!rc)
-			rc = digest_all(s);
+			rc = digest_all(s, stop);
 		if (!rc)
 			rc = wait_for(s, &s->peer_ready, NULL, 0, MIG_WAIT_MS,
 				      "digests");
@@ -787,7 +811,7 @@ static int do_round(struct src *s, uint32_t round, bool stop)
 	} else if (!rc && stop) {
 		/* Stopped in round 0 (nothing worth a pre-copy): the
 		 * verification needs our digests of the frozen memory. */
-		rc = digest_all(s);
+		rc = digest_all(s, stop);
 		st.digests = ndg;
 	}
 	if (!rc)
@@ -800,6 +824,8 @@ static int do_round(struct src *s, uint32_t round, bool stop)
 	__atomic_store_n(&s->v->op_done, 0, __ATOMIC_RELAXED);
 	s->sent = 0;
 	tsend = cv_now_ns();
+	s->pacing = !stop && s->req->max_rate_mbs;
+	s->pace_at = tsend;
 	rc = send_chunks(s);
 	if (!rc)
 		rc = send_round(s, CV_MIG_ROUND_END, round, s->sent);
@@ -811,7 +837,8 @@ static int do_round(struct src *s, uint32_t round, bool stop)
 	st.granules = granules;
 	st.bytes = s->sent;
 	st.ns = cv_now_ns() - t0;
-	if (s->sent >= (64ull << 20))
+	/* A capped round says nothing of the link (the stop is not capped) */
+	if (s->sent >= (64ull << 20) && !s->pacing)
 		s->link_rate = s->sent * 1e9 / (double)(cv_now_ns() - tsend);
 	/* What changed since the last round's digests, per second. */
 	if (round > 0 && s->nst)
@@ -923,28 +950,25 @@ out:
 	return rc;
 }
 
+/* The slot area is the worker's transfer lanes' area (worker/xfer.c),
+ * registered once for the worker's life: nothing to register now. */
 static int slots_setup(struct src *s)
 {
 	struct cv_vgpu *v = s->v;
-	uint64_t size = (uint64_t)MIG_SLOTS * MIG_SLOT_SIZE;
+	uint64_t size = 0;
 	uint32_t i;
+	int fd = -1, rc;
 
-	s->slot_fd = memfd_create("cuvisor-mig-slots",
-				  MFD_CLOEXEC | MFD_ALLOW_SEALING);
-	if (s->slot_fd < 0 || ftruncate(s->slot_fd, (off_t)size) ||
-	    fcntl(s->slot_fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW |
-						   F_SEAL_SEAL))
-		return set_err(s, -errno, "cannot make the slot area: %s",
-			       strerror(errno));
-	s->slots = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED,
-			s->slot_fd, 0);
-	if (s->slots == MAP_FAILED) {
-		s->slots = NULL;
-		return set_err(s, -errno, "mmap: %s", strerror(errno));
-	}
-	if (v->ops->host_register(v->b, s->slots, size))
-		return set_err(s, -ENOMEM, "cannot register the slot area");
-	s->registered = true;
+	rc = cv_xfer_area(v, &fd, &s->slots, &size);
+	if (rc)
+		return set_err(s, rc, "cannot set up the slot area: %s",
+			       strerror(-rc));
+	if (size != (uint64_t)MIG_SLOTS * MIG_SLOT_SIZE)
+		return set_err(s, -EINVAL, "the slot area has %llu bytes",
+			       (unsigned long long)size);
+	s->slot_fd = fcntl(fd, F_DUPFD_CLOEXEC, 3);
+	if (s->slot_fd < 0)
+		return set_err(s, -errno, "dup: %s", strerror(errno));
 	s->nlanes = CV_MIN(MIG_LANES, MIG_SLOTS);
 	for (i = 0; i < s->nlanes; i++)
 		if (v->ops->stream_create(v->b, CU_STREAM_NON_BLOCKING, 0,
@@ -965,10 +989,6 @@ static void src_free(struct src *s)
 	for (i = 0; i < MIG_LANES; i++)
 		if (s->stream[i])
 			v->ops->stream_destroy(v->b, s->stream[i]);
-	if (s->registered)
-		v->ops->host_unregister(v->b, s->slots);
-	if (s->slots)
-		munmap(s->slots, (uint64_t)MIG_SLOTS * MIG_SLOT_SIZE);
 	if (s->slot_fd >= 0)
 		close(s->slot_fd);
 	close(s->io.fd);
@@ -1038,10 +1058,12 @@ static size_t report(struct src *s, const struct cv_ctl_migrate_r *r,
 	     rc ? "failed" : "ok");
 	jstr(&j, rc ? r->msg : "");
 	jput(&j, ",\"granule\":%u,\"memory_bytes\":%llu,\"max_pause_ms\":%u,"
+	     "\"max_rate_mbs\":%u,"
 	     "\"max_rounds\":%u,\"stop_reason\":\"%s\",\"rounds\":[",
 	     MIG_GRANULE, (unsigned long long)mem,
 	     s->req->max_pause_ms ? s->req->max_pause_ms :
 				    CV_MIGRATE_DEFAULT_PAUSE_MS,
+	     s->req->max_rate_mbs,
 	     s->req->max_rounds ? s->req->max_rounds :
 				  CV_MIGRATE_DEFAULT_ROUNDS,
 	     rc ? "failed" : s->stop_reason ? s->stop_reason : "converged");
@@ -1079,6 +1101,7 @@ int cv_migrate_source(struct cv_vgpu *v, int sock, int from_gpu,
 	int fds[2] = { v->memfd, -1 };
 	uint64_t t0 = cv_now_ns(), tpause = 0, bytes = 0, state = 0;
 	uint64_t tv = 0, ts = 0, tr = 0, tc = 0; /* the pause's phases */
+	uint64_t tsl = 0, tx = 0, tw = 0; /* slot area, lanes, welcome */
 	bool suspended = false, committed = false, stop = false;
 	uint64_t gen = 0;
 	uint32_t round = 0;
@@ -1108,9 +1131,11 @@ int cv_migrate_source(struct cv_vgpu *v, int sock, int from_gpu,
 		  v->ops->mem_export;
 	if (!rc && !s.share)
 		rc = slots_setup(&s);
+	tsl = cv_now_ns();
 	/* The state's globals go through the lanes: not in the pause. */
 	if (!rc && cv_xfer_prepare(v))
 		rc = set_err(&s, -ENOMEM, "cannot set up the transfer lanes");
+	tx = cv_now_ns();
 	if (!rc) {
 		memcpy(h.token, v->token, sizeof(h.token));
 		h.tenant = v->hdr->tenant_id;
@@ -1136,6 +1161,7 @@ int cv_migrate_source(struct cv_vgpu *v, int sock, int from_gpu,
 	if (!rc)
 		rc = wait_for(&s, &s.welcomed, NULL, 0, MIG_WAIT_MS,
 			      "welcome");
+	tw = cv_now_ns();
 	if (!rc && s.share) {
 		/* Map everything on the destination while the tenant runs;
 		 * in the pause only a layout changed meanwhile is redone. */
@@ -1243,12 +1269,15 @@ int cv_migrate_source(struct cv_vgpu *v, int sock, int from_gpu,
 		cv_info("tenant %llu: migrated in %u rounds, %llu bytes, "
 			"state %llu bytes, pause %.2f ms (last round %.2f, "
 			"check %.2f, state %.2f, rebuild %.2f, commit to "
-			"running %.2f), total %.1f ms",
+			"running %.2f), total %.1f ms (set-up %.1f: slot area "
+			"%.1f, lanes %.1f, destination's welcome %.1f)",
 			(unsigned long long)v->hdr->tenant_id, s.nst,
 			(unsigned long long)bytes, (unsigned long long)state,
 			r->pause_ns / 1e6, (tv - tpause) / 1e6, (ts - tv) / 1e6,
 			(tr - ts) / 1e6, (tc - tr) / 1e6,
-			(cv_now_ns() - tc) / 1e6, r->total_ns / 1e6);
+			(cv_now_ns() - tc) / 1e6, r->total_ns / 1e6,
+			(tw - t0) / 1e6, (tsl - t0) / 1e6, (tx - tsl) / 1e6,
+			(tw - tx) / 1e6);
 	}
 	*outlen = report(&s, r, from_gpu, out, cap, committed ? 0 : rc);
 	r->report_len = (uint32_t)*outlen;
@@ -1616,6 +1645,7 @@ static int on_plan(struct dst *d, const uint8_t *p, uint32_t len)
 {
 	struct cv_mig_plan plan;
 	uint8_t *dropped;
+	uint64_t t0;
 	char why[160];
 	int rc;
 
@@ -1629,8 +1659,13 @@ static int on_plan(struct dst *d, const uint8_t *p, uint32_t len)
 		return dfail(d, -EINVAL, "bad PLAN: too many granules");
 	}
 	dropped = calloc(d->plan.nranges + 1u, 1);
+	t0 = cv_now_ns();
 	rc = dropped ? reconcile(d, &plan, dropped) :
 		       dfail(d, -ENOMEM, "out of memory");
+	if (!rc && !d->have_plan)
+		cv_info("tenant %llu: migrating in: the first plan mapped in "
+			"%.1f ms", (unsigned long long)d->v->hdr->tenant_id,
+			(cv_now_ns() - t0) / 1e6);
 	/* What was shared and is not in the plan is not ours to keep. */
 	drop_offers(d);
 	if (!rc)
@@ -1675,7 +1710,7 @@ static int on_digest_req(struct dst *d, const uint8_t *p)
 			rc = v->ops->digest(v->b, pr->va + g * gs, (e - g) * gs,
 					    gs, d->h->seed,
 					    d->dg + (k + g) * CV_DIGEST_LEN,
-					    NULL);
+					    NULL, 0);
 		}
 	}
 	if (rc) {
@@ -1870,6 +1905,7 @@ int cv_migrate_dest(struct cv_vgpu *v, struct cv_mig_io *io,
 	uint32_t type, len;
 	int fds[1], nfds, rc = 0;
 	uint8_t *buf = NULL;
+	uint64_t t0 = 0, t1;
 	size_t fixed;
 	uint32_t t;
 
@@ -1901,6 +1937,7 @@ int cv_migrate_dest(struct cv_vgpu *v, struct cv_mig_io *io,
 			rc = dfail(&d, -errno, "mmap: %s", strerror(errno));
 		}
 	}
+	t0 = cv_now_ns();
 	if (!rc && v->ops->host_register(v->b, d.slots, d.slots_size))
 		rc = dfail(&d, -ENOMEM, "cannot register the slot area");
 	else if (!rc)
@@ -1912,10 +1949,15 @@ int cv_migrate_dest(struct cv_vgpu *v, struct cv_mig_io *io,
 ready:
 	if (!rc && !(buf = malloc(CV_MIG_MAX_PAYLOAD)))
 		rc = dfail(&d, -ENOMEM, "out of memory");
+	t1 = cv_now_ns();
 	/* The restore's globals go through the lanes: not in the pause. */
 	if (!rc && cv_xfer_prepare(v))
 		rc = dfail(&d, -ENOMEM, "cannot set up the transfer lanes");
 	if (!rc) {
+		cv_info("tenant %llu: migrating in: slot area registered in "
+			"%.1f ms, lanes in %.1f ms",
+			(unsigned long long)v->hdr->tenant_id,
+			t0 ? (t1 - t0) / 1e6 : 0.0, (cv_now_ns() - t1) / 1e6);
 		rc = cv_mig_send(io, CV_MIG_WELCOME, &w, sizeof(w), NULL, 0,
 				 NULL, 0);
 		if (rc)

@@ -9,11 +9,14 @@
  * H100's 16-core host, 16 lanes of 8 MiB moved 22-26 GB/s out and 31-40
  * GB/s back (4 lanes of 32 MiB: 8-11 and 15).
  *
- * The buffers are registered once, at the first move, and kept for the
- * worker's life (at most XFER_THREADS x XFER_CHUNK bytes of pinned memory).
+ * The buffers (XFER_THREADS x XFER_CHUNK bytes, one sealed memfd) are
+ * registered once, by cv_xfer_prepare or the first move, and kept for the
+ * worker's life; a live migration uses them as its slot area
+ * (cv_xfer_area), so that it registers nothing when it starts.
  */
 #include <cuda.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
@@ -28,10 +31,11 @@
 #define XFER_THREADS 16u
 #define XFER_CHUNK CV_XFER_CHUNK
 
+#define XFER_AREA ((uint64_t)XFER_THREADS * XFER_CHUNK)
+
 struct xfer_lane {
-	void *buf;
+	uint8_t *buf;              /* in area */
 	cv_bobj stream;
-	bool registered;
 };
 
 static struct {
@@ -39,7 +43,10 @@ static struct {
 	struct xfer_lane lane[XFER_THREADS];
 	uint32_t nlanes;
 	bool ready;
-} X = { .lock = PTHREAD_MUTEX_INITIALIZER };
+	int fd;                    /* the area's memfd, -1 */
+	uint8_t *area;             /* XFER_AREA bytes, registered */
+	bool registered;
+} X = { .lock = PTHREAD_MUTEX_INITIALIZER, .fd = -1 };
 
 struct xfer_job {
 	struct cv_vgpu *v;
@@ -59,49 +66,58 @@ struct xfer_arg {
 	struct xfer_lane *lane;
 };
 
-static void lanes_free(struct cv_vgpu *v)
+static void lanes_free(const struct cv_backend_ops *ops, struct cv_backend *b)
 {
 	uint32_t i;
 
 	for (i = 0; i < XFER_THREADS; i++) {
-		struct xfer_lane *l = &X.lane[i];
-
-		if (l->registered)
-			v->ops->host_unregister(v->b, l->buf);
-		if (l->stream)
-			v->ops->stream_destroy(v->b, l->stream);
-		if (l->buf)
-			munmap(l->buf, XFER_CHUNK);
-		memset(l, 0, sizeof(*l));
+		if (X.lane[i].stream)
+			ops->stream_destroy(b, X.lane[i].stream);
+		memset(&X.lane[i], 0, sizeof(X.lane[i]));
 	}
+	if (X.registered)
+		ops->host_unregister(b, X.area);
+	if (X.area)
+		munmap(X.area, XFER_AREA);
+	if (X.fd >= 0)
+		close(X.fd);
+	X.area = NULL;
+	X.fd = -1;
+	X.registered = false;
 }
 
-static int lanes_setup(struct cv_vgpu *v)
+/* The lanes' buffers are one sealed memfd, registered at once: a
+ * migration lends it to the destination as its slot area. */
+static int lanes_setup(const struct cv_backend_ops *ops, struct cv_backend *b)
 {
 	long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
 	uint32_t i;
 	int rc = 0;
 
 	X.nlanes = (uint32_t)CV_MAX(2, CV_MIN(ncpu, (long)XFER_THREADS));
-	for (i = 0; i < X.nlanes && !rc; i++) {
-		struct xfer_lane *l = &X.lane[i];
-
-		l->buf = mmap(NULL, XFER_CHUNK, PROT_READ | PROT_WRITE,
-			      MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
-		if (l->buf == MAP_FAILED) {
-			l->buf = NULL;
+	X.fd = memfd_create("cuvisor-xfer", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+	if (X.fd < 0 || ftruncate(X.fd, (off_t)XFER_AREA) ||
+	    fcntl(X.fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW |
+					     F_SEAL_SEAL))
+		rc = -errno;
+	if (!rc) {
+		X.area = mmap(NULL, XFER_AREA, PROT_READ | PROT_WRITE,
+			      MAP_SHARED | MAP_POPULATE, X.fd, 0);
+		if (X.area == MAP_FAILED) {
+			X.area = NULL;
 			rc = -ENOMEM;
-			break;
 		}
-		if (v->ops->host_register(v->b, l->buf, XFER_CHUNK))
-			rc = -ENOMEM;
-		else
-			l->registered = true;
-		if (!rc && v->ops->stream_create(v->b, 1, 0, &l->stream))
+	}
+	if (!rc && ops->host_register(b, X.area, XFER_AREA))
+		rc = -ENOMEM;
+	X.registered = !rc;
+	for (i = 0; i < X.nlanes && !rc; i++) {
+		X.lane[i].buf = X.area + (uint64_t)i * XFER_CHUNK;
+		if (ops->stream_create(b, 1, 0, &X.lane[i].stream))
 			rc = -EIO;
 	}
 	if (rc)
-		lanes_free(v);
+		lanes_free(ops, b);
 	return rc;
 }
 
@@ -187,7 +203,7 @@ static int run(struct xfer_job *j)
 
 	pthread_mutex_lock(&X.lock);
 	if (!X.ready) {
-		rc = lanes_setup(j->v);
+		rc = lanes_setup(j->v->ops, j->v->b);
 		X.ready = !rc;
 	}
 	for (i = 0; !rc && i < X.nlanes; i++) {
@@ -209,11 +225,30 @@ static int run(struct xfer_job *j)
 
 int cv_xfer_prepare(struct cv_vgpu *v)
 {
+	return cv_xfer_prepare_backend(v->ops, v->b);
+}
+
+int cv_xfer_area(struct cv_vgpu *v, int *fd, uint8_t **base,
+		 uint64_t *size)
+{
+	int rc = cv_xfer_prepare(v);
+
+	if (rc)
+		return rc;
+	*fd = X.fd;
+	*base = X.area;
+	*size = XFER_AREA;
+	return 0;
+}
+
+int cv_xfer_prepare_backend(const struct cv_backend_ops *ops,
+			    struct cv_backend *b)
+{
 	int rc = 0;
 
 	pthread_mutex_lock(&X.lock);
 	if (!X.ready) {
-		rc = lanes_setup(v);
+		rc = lanes_setup(ops, b);
 		X.ready = !rc;
 	}
 	pthread_mutex_unlock(&X.lock);

@@ -35,6 +35,17 @@ int cv_xfer_run(struct cv_vgpu *v, bool to_device,
 /* Sets the lanes up now (they are otherwise set up by the first move):
  * a migration does it before its pause. 0 or -errno. */
 int cv_xfer_prepare(struct cv_vgpu *v);
+/*
+ * The lanes' buffers as one area (set up if need be): its memfd (still
+ * ours), address and size (16 x CV_XFER_CHUNK). A live migration lends it
+ * to its destination as the slot area; meanwhile its caller, the one
+ * operation running, makes no move of its own. 0 or -errno.
+ */
+int cv_xfer_area(struct cv_vgpu *v, int *fd, uint8_t **base,
+		 uint64_t *size);
+/* The same on an open backend before there is a vGPU (a spare worker). */
+int cv_xfer_prepare_backend(const struct cv_backend_ops *ops,
+			    struct cv_backend *b);
 
 /* Copies len bytes; 0, -EIO (a copy failed) or -ENOMEM/-EAGAIN. Called
  * by one operation at a time, with the consumer parked. */

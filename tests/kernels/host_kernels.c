@@ -115,6 +115,16 @@ static void hk_page_inc(const struct cv_hk_dims *d, void **params)
 			base[i * CVK_PAGE_WORDS] += 1;
 }
 
+static void hk_words_inc(const struct cv_hk_dims *d, void **params)
+{
+	uint32_t *base = HK_PTR(uint32_t, params, 0);
+	uint64_t n = HK_ARG(uint64_t, params, 1);
+
+	for (uint64_t r = hk_reps(d); r; r--)
+		for (uint64_t i = 0; i < n; i++)
+			base[i] += 1;
+}
+
 static uint64_t hk_now_ns(void)
 {
 	struct timespec ts;
@@ -233,6 +243,7 @@ static const struct cv_hk_kernel kernels[] = {
 	K("scale", hk_scale, s_scale, a_scale),
 	K("fill_pattern", hk_fill_pattern, s_fill, a_fill),
 	K("page_inc", hk_page_inc, s_p8p8, a_p8p8),
+	K("words_inc", hk_words_inc, s_p8p8, a_p8p8),
 	K("spin", hk_spin, s_p8p8, a_p8p8),
 	K("global_add", hk_global_add, s_i4, a_i4),
 	K("global_read", hk_global_read, s_p8, a_p8),

@@ -64,6 +64,13 @@ __global__ void page_inc(uint32_t *base, uint64_t npages)
 		base[i * CVK_PAGE_WORDS] += 1;
 }
 
+/* Adds 1 to each of the n u32 words at base. */
+__global__ void words_inc(uint32_t *base, uint64_t n)
+{
+	for (uint64_t i = gtid(); i < n; i += gstride())
+		base[i] += 1;
+}
+
 /*
  * Every thread spins for `cycles` SM clock cycles; then thread 0 of
  * block 0 sets *done = 1 when done is not NULL. Used where a test needs

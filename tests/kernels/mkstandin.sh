@@ -17,7 +17,7 @@ set -eu
 
 kind=$1
 out=$2
-kernels="empty vec_add scale fill_pattern page_inc spin global_add global_read params_probe fma_loop write_at"
+kernels="empty vec_add scale fill_pattern page_inc words_inc spin global_add global_read params_probe fma_loop write_at"
 
 # Little-endian integers as raw bytes (octal escapes: POSIX printf).
 # (sh has no locals: the le_ prefix keeps callers' variables intact.)

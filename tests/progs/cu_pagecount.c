@@ -3,7 +3,7 @@
  * Counts rounds in every page of a device buffer: the tenant that the ops
  * tests (tests/run.sh) suspend, evict and resume while it works.
  *
- *	cu_pagecount [-m MIB] [-H MIB] [-t SECONDS] [-v ROUNDS] [-V] [MODULE]
+ *	cu_pagecount [-m MIB] [-H MIB] [-W] [-t SECONDS] [-v ROUNDS] [-V] [MODULE]
  *
  * Allocates -m MiB (default 64) of device memory and fills it with a
  * pattern whose first word in every 4 KiB page is a counter, 0. Then, for
@@ -26,6 +26,11 @@
  * -H MIB: only the first MIB of the buffer is the hot set that rounds
  * count in; the counters of the pages after it stay 0 (and are checked
  * to).
+ *
+ * -W: each round rewrites every word of the hot set (words_inc: + 1)
+ * instead of one word per page: a tenant whose kernels are bound by
+ * memory bandwidth rather than by launches. The counters then count as
+ * before and every other hot word is its pattern + the rounds.
  */
 #include <signal.h>
 
@@ -57,6 +62,7 @@ struct pc {
 	uint64_t npages;
 	uint64_t hot;           /* pages counted in (-H), <= npages */
 	CUfunction inc;
+	CUfunction winc;        /* words_inc, for -W */
 	CUfunction gadd;
 	CUdeviceptr g;          /* g_value */
 	bool vmm;               /* -V */
@@ -65,12 +71,16 @@ struct pc {
 };
 
 static uint64_t g_hot_words = UINT64_MAX; /* -H: words in the hot set */
+static bool g_rewrite;                    /* -W */
 
 /* The word i should hold after `rounds` rounds. */
 static uint32_t want_word(uint64_t i, uint64_t rounds)
 {
-	return i % CVK_PAGE_WORDS ? cvk_pattern(SEED, i) :
-	       i < g_hot_words   ? (uint32_t)rounds : 0;
+	uint32_t base = i % CVK_PAGE_WORDS ? cvk_pattern(SEED, i) : 0;
+
+	if (i >= g_hot_words || (!g_rewrite && i % CVK_PAGE_WORDS))
+		return base;
+	return base + (uint32_t)rounds;
 }
 
 /* g_value counts the rounds too. */
@@ -137,11 +147,16 @@ static CUresult round_once(struct pc *p)
 	uint64_t blocks = (p->hot + 255) / 256;
 	unsigned grid = blocks < 4096 ? (unsigned)blocks : 4096;
 	void *args[] = { &p->d, &p->hot };
+	uint64_t words = p->hot * CVK_PAGE_WORDS;
+	void *wargs[] = { &p->d, &words };
 	int one = 1;
 	void *gargs[] = { &one };
 	CUresult r;
 
-	r = cvt_launch(p->inc, grid, 256, NULL, args);
+	if (g_rewrite)
+		r = cvt_launch(p->winc, 4096, 256, NULL, wargs);
+	else
+		r = cvt_launch(p->inc, grid, 256, NULL, args);
 	if (r == CUDA_SUCCESS)
 		r = cvt_launch(p->gadd, 1, 1, NULL, gargs);
 	if (r == CUDA_SUCCESS)
@@ -194,6 +209,7 @@ static void setup(struct pc *p, uint64_t mib, const char *module)
 	p->hot = p->npages;
 
 	p->inc = cvt_func(m, "page_inc");
+	p->winc = cvt_func(m, "words_inc");
 	p->gadd = cvt_func(m, "global_add");
 	if (cuModuleGetGlobal(&p->g, &gsize, m, "g_value") != CUDA_SUCCESS ||
 	    gsize != sizeof(int))
@@ -215,8 +231,8 @@ static void setup(struct pc *p, uint64_t mib, const char *module)
 
 static int usage(const char *argv0)
 {
-	fprintf(stderr, "usage: %s [-m MIB] [-H MIB] [-t SECONDS] [-v ROUNDS] [-V] "
-		"[MODULE]\n", argv0);
+	fprintf(stderr, "usage: %s [-m MIB] [-H MIB] [-W] [-t SECONDS] [-v ROUNDS] "
+		"[-V] [MODULE]\n", argv0);
 	return 2;
 }
 
@@ -236,11 +252,13 @@ int main(int argc, char **argv)
 	char *end;
 	int opt;
 
-	while ((opt = getopt(argc, argv, "m:H:t:v:V")) != -1) {
+	while ((opt = getopt(argc, argv, "m:H:t:v:VW")) != -1) {
 		errno = 0;
 		end = "";
 		if (opt == 'V')
 			p.vmm = true;
+		else if (opt == 'W')
+			g_rewrite = true;
 		else if (opt == 'm')
 			mib = strtoull(optarg, &end, 10);
 		else if (opt == 'H')
