@@ -5,33 +5,36 @@
  * migration benchmark (bench/mig_run.sh) needs to know which of the
  * migration's activities the GPU or the driver makes the tenant pay for.
  *
- *	mig_interfere MODULE [SECONDS]
+ *	mig_interfere MODULE SECONDS SCENARIO...
  *
  * The tenant is this process's main thread: rounds of page_inc over 256
  * MiB (one word per 4 KiB page, from MODULE, build/tests/kernels.fatbin)
  * and an empty kernel on the legacy stream, then cuStreamSynchronize of
  * the legacy stream, as cu_pagecount -H 256 under cuvisor. Each scenario
- * runs an interferer for SECONDS (default 1) and prints
- * "metric NAME ROUNDS_PER_S ratio R", R against the undisturbed rate
- * measured just before and just after it:
- *   same-d2h8        8 threads of this context, each copying 8 MiB at a
- *                    time device-to-host (pinned) on a non-blocking stream
- *                    of its own and waiting with cuStreamSynchronize
- *   same-d2h8-block  the same, waiting on an event made with
- *                    CU_EVENT_BLOCKING_SYNC
- *   same-digest      one thread of this context digesting 4 GiB (the
+ * runs its interferers for SECONDS and prints
+ * "metric NAME ROUNDS_PER_S ... ratio R interferer G GB/s", R against the
+ * undisturbed rate measured just before and just after it. A scenario is
+ * parts joined by '+', all at once:
+ *   d2h-LANES-MIB[-GAP][-block]  LANES threads of this context, each
+ *                    copying MIB device-to-host (pinned) on a non-blocking
+ *                    stream of its own, sleeping GAP µs between copies,
+ *                    waiting with cuStreamSynchronize (-block: on an event
+ *                    made with CU_EVENT_BLOCKING_SYNC)
+ *   d2hq-DEPTH-MIB   one thread, one stream, DEPTH copies in flight
+ *   digest-MIB[-GRID] one thread of this context digesting 4 GiB (the
  *                    worker's digest kernel, 256 KiB granules) on a
- *                    non-blocking stream of the least priority, again and
- *                    again
- *   same-digest-chunk the same, 64 MiB per launch
- *   other-h2d4       another process copying 8 MiB at a time host-to-
- *                    device from pinned memory on 4 streams (as a
+ *                    stream of the least priority, MIB per launch, GRID
+ *                    blocks per launch (none or 0: one per granule)
+ *   other-h2dN       another process copying 8 MiB at a time host-to-
+ *                    device from pinned memory on N streams (as a
  *                    destination worker)
  *   other-digest     another process digesting 4 GiB of its own, again
  *                    and again (its kernels time-slice with ours)
  *   other-ctx        another process creating and destroying a context
  *   other-idle       another process holding a context, idle
- *   cpu-12           12 threads spinning on the CPU
+ *   cpu-N            N threads spinning on the CPU
+ * e.g. mig_interfere build/tests/kernels.fatbin 2 d2h-8-8+other-h2d4
+ * digest-1024-0 digest-1024-132.
  * Runs on the real driver only.
  */
 #include <cuda.h>

@@ -198,7 +198,7 @@ static int run(struct xfer_job *j)
 	struct xfer_arg args[XFER_THREADS];
 	pthread_t th[XFER_THREADS];
 	bool started[XFER_THREADS] = { false };
-	uint32_t i;
+	uint32_t i, n;
 	int rc = 0;
 
 	pthread_mutex_lock(&X.lock);
@@ -206,19 +206,29 @@ static int run(struct xfer_job *j)
 		rc = lanes_setup(j->v->ops, j->v->b);
 		X.ready = !rc;
 	}
-	for (i = 0; !rc && i < X.nlanes; i++) {
+	/* A thread per chunk at most; one chunk (a migration's module
+	 * globals, in its pause) moves on this thread, without starting
+	 * any. */
+	n = (uint32_t)CV_MIN((uint64_t)X.nlanes, j->nchunks);
+	if (!rc && n == 1) {
+		args[0] = (struct xfer_arg){ j, &X.lane[0] };
+		lane_main(&args[0]);
+		pthread_mutex_unlock(&X.lock);
+		return j->err ? -EIO : 0;
+	}
+	for (i = 0; !rc && i < n; i++) {
 		args[i] = (struct xfer_arg){ j, &X.lane[i] };
 		started[i] = !pthread_create(&th[i], NULL, lane_main, &args[i]);
 	}
-	for (i = 0; !rc && i < X.nlanes; i++)
+	for (i = 0; !rc && i < n; i++)
 		if (started[i])
 			pthread_join(th[i], NULL);
 	pthread_mutex_unlock(&X.lock);
 	if (rc)
 		return rc;
-	for (i = 0; i < X.nlanes && !started[i]; i++)
+	for (i = 0; i < n && !started[i]; i++)
 		;
-	if (i == X.nlanes)
+	if (i == n)
 		return -EAGAIN;
 	return j->err ? -EIO : 0;
 }
