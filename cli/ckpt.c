@@ -109,16 +109,29 @@ static const struct cv_cli_opt rs_opts[] = {
 	  "the GPU to restore on (default: the one it was on)" },
 };
 
-/* One line of progress on stderr, rewritten in place. */
+/* One line of progress on stderr, rewritten in place. The rate is of
+ * the current pass: a migration's rounds each count from 0 again, and
+ * *t0 moves to the start of the pass that *last shows has begun. */
 static void show_progress(const char *path, const char *what, uint64_t id,
-			  uint64_t t0)
+			  uint64_t *t0, uint64_t *last)
 {
 	struct cv_ctl_tenant t;
 	char done[32], total[32], left[32] = "";
-	double s = (double)(cv_now_ns() - t0) / 1e9, rate;
+	double s, rate;
 
 	if (cv_cli_tenant_get(path, id, &t) < 0 || !t.op_total)
 		return;
+	if (t.op_done < *last) {
+		/* a new pass began since the last look: no rate yet */
+		*t0 = cv_now_ns();
+		*last = t.op_done;
+		cv_cli_fmt_bytes(t.op_done, done, sizeof(done));
+		cv_cli_fmt_bytes(t.op_total, total, sizeof(total));
+		fprintf(stderr, "\r%s: %s of %s%*s", what, done, total, 24, "");
+		return;
+	}
+	*last = t.op_done;
+	s = (double)(cv_now_ns() - *t0) / 1e9;
 	cv_cli_fmt_bytes(t.op_done, done, sizeof(done));
 	cv_cli_fmt_bytes(t.op_total, total, sizeof(total));
 	rate = s > 0 ? (double)t.op_done / s : 0;
@@ -136,7 +149,7 @@ int cv_cli_call_progress(const char *path, uint16_t type, const void *p,
 {
 	struct pollfd pf = { .events = POLLIN };
 	bool tty = isatty(2);
-	uint64_t t0 = cv_now_ns();
+	uint64_t t0 = cv_now_ns(), last = 0;
 	struct cv_ctl_hdr h;
 	bool shown = false;
 	int sock, n, waited = 0;
@@ -153,7 +166,7 @@ int cv_cli_call_progress(const char *path, uint16_t type, const void *p,
 		n = 0;
 		waited += TICK_MS;
 		if (tty && id) {
-			show_progress(path, what, id, t0);
+			show_progress(path, what, id, &t0, &last);
 			shown = true;
 		}
 	}

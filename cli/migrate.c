@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * `cuvisor migrate ID [--gpu N] [--max-pause MS] [--max-rounds R] [--copy]
- * [--report FILE] [--fault KIND@ROUND]`: one MIGRATE to the daemon, which
+ * [--max-rate MB/S] [--report FILE] [--fault KIND@ROUND]`: one MIGRATE to the daemon, which
  * answers once the tenant's worker has moved it live to a new worker
  * (docs/migration.md), or has given up and goes on running it.
  *

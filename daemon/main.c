@@ -226,9 +226,9 @@ static const struct opt options[] = {
 	  "10 times as long" },
 	{ "--spare-workers", "0|1", opt_spares,
 	  "keep one started worker per GPU ready to be a migration's "
-	  "destination (it holds a CUDA context: some hundreds of MiB of GPU "
-	  "memory); a migration takes about 0.2 s less with one (default: 1, "
-	  "0 with --private)" },
+	  "destination (it holds a CUDA context, some hundreds of MiB of GPU "
+	  "memory, and 128 MiB of registered host memory); a migration takes "
+	  "about 0.2 s less with one (default: 1, 0 with --private)" },
 	{ "--help", NULL, opt_help, "show this help and exit" },
 };
 
