@@ -28,6 +28,9 @@ LDFLAGS_ALL := -pthread $(LDSAN) $(LDFLAGS)
 # calls the image writer or reader; cv_img_peek (core/image_hdr.c) needs
 # none, and the guest library must never pull core/image.o in.
 ZSTD_LIBS := -lzstd
+# libcrypto (OpenSSL), for the peer link's HMAC and nonces (core/peer.c):
+# the daemon and the CLI.
+CRYPTO_LIBS := -lcrypto
 
 CORE_SRC := $(wildcard core/*.c)
 GUEST_SRC := $(wildcard guest/*.c) $(O)/gen/stubs.c $(O)/gen/procaddr_table.c \
@@ -67,11 +70,11 @@ $(O)/bin/cuvisor-vgpu: $(call obj,$(WORKER_SRC)) \
 
 $(O)/bin/cuvisord: $(call obj,$(DAEMON_SRC)) $(O)/core.a
 	@mkdir -p $(dir $@)
-	$(CC) -o $@ $^ $(LDFLAGS_ALL)
+	$(CC) -o $@ $^ $(LDFLAGS_ALL) $(CRYPTO_LIBS)
 
 $(O)/bin/cuvisor: $(call obj,$(CLI_SRC)) $(O)/core.a
 	@mkdir -p $(dir $@)
-	$(CC) -o $@ $^ $(LDFLAGS_ALL)
+	$(CC) -o $@ $^ $(LDFLAGS_ALL) $(CRYPTO_LIBS)
 
 # ---- begin: generated driver tables (scripts/gen-driver-table.py) ----
 # build/gen/ is generated from the toolkit at build time, never committed:

@@ -101,6 +101,7 @@ extern const struct cv_cli_cmd cv_cli_cmd_run, cv_cli_cmd_ps,
 	cv_cli_cmd_info, cv_cli_cmd_shutdown, cv_cli_cmd_suspend,
 	cv_cli_cmd_checkpoint, cv_cli_cmd_restore,
 	cv_cli_cmd_resume, cv_cli_cmd_evict,
-	cv_cli_cmd_migrate; /* cli/migrate.c */
+	cv_cli_cmd_migrate, /* cli/migrate.c */
+	cv_cli_cmd_peer;    /* cli/peer.c */
 
 #endif

@@ -18,7 +18,7 @@ static const struct cv_cli_cmd *const commands[] = {
 	&cv_cli_cmd_run, &cv_cli_cmd_ps, &cv_cli_cmd_info,
 	&cv_cli_cmd_suspend, &cv_cli_cmd_resume, &cv_cli_cmd_evict,
 	&cv_cli_cmd_checkpoint, &cv_cli_cmd_restore, &cv_cli_cmd_migrate,
-	&cv_cli_cmd_shutdown,
+	&cv_cli_cmd_peer, &cv_cli_cmd_shutdown,
 };
 
 /*

@@ -244,6 +244,8 @@ struct cv_d_cfg {
 	unsigned op_timeout_s;   /* suspend, resume; evict: 10 times it */
 	int spares;              /* spare workers per GPU (0 or 1), -1: the
 				  * default (1, 0 with --private) */
+	char peer_listen[300];   /* [ADDR:]PORT, "" when none */
+	char peer_key[4096];     /* the peer key's file, "" when none */
 };
 
 struct cv_d {
@@ -290,6 +292,10 @@ int cv_d_spare_take(struct cv_d *d, int g, struct cv_d_tenant *nt,
 		    int migrate_fd);
 /* The daemon stops: spares are told to go. */
 void cv_d_spare_stop(struct cv_d *d);
+
+/* peer.c: the TCP link to other hosts' daemons (--peer-listen). 0 when
+ * it listens or was not asked to, else -errno (said why). */
+int cv_d_peer_start(struct cv_d *d);
 
 /* sock.c */
 int cv_d_listen(struct cv_d *d);

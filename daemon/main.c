@@ -177,6 +177,18 @@ static int opt_spares(struct opts *o, const char *v)
 	return 0;
 }
 
+static int opt_peer_listen(struct opts *o, const char *v)
+{
+	return set_str(o->cfg->peer_listen, sizeof(o->cfg->peer_listen),
+		       "--peer-listen", v);
+}
+
+static int opt_peer_key(struct opts *o, const char *v)
+{
+	return set_str(o->cfg->peer_key, sizeof(o->cfg->peer_key),
+		       "--peer-key", v);
+}
+
 static int opt_help(struct opts *o, const char *v)
 {
 	o->help = true;
@@ -229,6 +241,13 @@ static const struct opt options[] = {
 	  "destination (it holds a CUDA context, some hundreds of MiB of GPU "
 	  "memory, and 128 MiB of registered host memory); a migration takes "
 	  "about 0.2 s less with one (default: 1, 0 with --private)" },
+	{ "--peer-listen", "[ADDR:]PORT", opt_peer_listen,
+	  "accept other hosts' daemons on this TCP port (7430 is cuvisor's; "
+	  "default: none); they must prove that they hold the --peer-key" },
+	{ "--peer-key", "FILE", opt_peer_key,
+	  "the key shared with the peers: 64 hex digits in a file only we "
+	  "may read (e.g. `od -An -tx1 -N32 /dev/urandom | tr -d ' \\n' > "
+	  "FILE; chmod 600 FILE`)" },
 	{ "--help", NULL, opt_help, "show this help and exit" },
 };
 
@@ -814,6 +833,10 @@ int main(int argc, char **argv)
 	}
 	if (cv_d_probe(&d) < 0 || cv_d_listen(&d) < 0)
 		return 1;
+	if (cv_d_peer_start(&d) < 0) {
+		cv_d_unlink_socket(&d);
+		return 1;
+	}
 	if (d.cfg.pidfile[0] && cv_d_write_pidfile(d.cfg.pidfile) < 0) {
 		cv_d_unlink_socket(&d);
 		return 1;

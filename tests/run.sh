@@ -43,6 +43,9 @@
 #            destination killed, the stream cut or corrupted (the tenant
 #            runs on), refusals; on the cuda backend a cuBLAS loop
 #            migrated mid-run gives the digest of an unmigrated run
+#   peer     tests/remote.sh: the TCP link between two daemons (loopback):
+#            authentication, a wrong key, a key file others may read,
+#            bytes that are no HELLO
 #
 # Prints one line per test: PASS|FAIL|SKIP NAME [(detail)], the tail of
 # the log after a failure, and last exactly one line
@@ -55,7 +58,7 @@ cd "$(dirname "$0")/.." || exit 2
 O=${O:-build}
 MAKE=${MAKE:-make}
 BACKEND=host
-ONLY=unit,e2e,kill,garbage,san,fuzz,rt,ops,ckpt,mig
+ONLY=unit,e2e,kill,garbage,san,fuzz,rt,ops,ckpt,mig,peer
 KEEP=0
 MEM=1G
 MEM_BYTES=1073741824
@@ -716,8 +719,8 @@ run_san() {
 # ---- fuzzers --------------------------------------------------------------
 
 # Each libFuzzer harness runs for FUZZ_SMOKE_S seconds (default 20) from
-# its seed corpus, fuzz_mig for FUZZ_MIG_S (default 5); a crash, leak or
-# sanitizer report fails it.
+# its seed corpus, fuzz_mig and fuzz_peer for FUZZ_MIG_S (default 5); a
+# crash, leak or sanitizer report fails it.
 run_fuzz() {
 	local t log=$LOGS/fuzz-build.log f c
 	if ! command -v clang > /dev/null; then
@@ -728,7 +731,7 @@ run_fuzz() {
 		result FAIL fuzz:build "make fuzz failed" "$log"
 		return
 	fi
-	for f in fuzz_decode fuzz_ctl fuzz_image fuzz_restore fuzz_mig; do
+	for f in fuzz_decode fuzz_ctl fuzz_image fuzz_restore fuzz_mig fuzz_peer; do
 		c=$LOGS/corpus-$f
 		mkdir -p "$c"
 		t=${FUZZ_SMOKE_S:-20}
@@ -736,6 +739,7 @@ run_fuzz() {
 		[ $f = fuzz_restore ] && python3 fuzz/restore_seeds.py "$c"
 		[ $f = fuzz_mig ] && python3 fuzz/seeds.py --mig "$c" &&
 			t=${FUZZ_MIG_S:-5}
+		[ $f = fuzz_peer ] && t=${FUZZ_MIG_S:-5}
 		# small images, written by the image library itself
 		[ $f = fuzz_image ] && [ -x "$TB/test_image" ] &&
 			"$TB/test_image" --seeds "$c"
@@ -845,6 +849,9 @@ want ckpt && run_ckpt
 # shellcheck source=tests/migrate.sh
 . "$ROOT/tests/migrate.sh"
 want mig && run_mig
+# shellcheck source=tests/remote.sh
+. "$ROOT/tests/remote.sh"
+want peer && run_peer
 
 if [ "$NFAIL" -gt 0 ] || [ "$KEEP" -eq 1 ]; then
 	echo "logs: $LOGS"

@@ -1,0 +1,292 @@
+/* SPDX-License-Identifier: MIT */
+/* The daemons' peer link: key, handshake, decoders (core/peer.h). */
+#include "peer.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <openssl/crypto.h>
+#include <openssl/hmac.h>
+#include <openssl/rand.h>
+#include <poll.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "util.h"
+
+#define WHY(...) (why ? (void)snprintf(why, whylen, __VA_ARGS__) : (void)0)
+
+static int unhex(char c)
+{
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	if (c >= 'a' && c <= 'f')
+		return c - 'a' + 10;
+	if (c >= 'A' && c <= 'F')
+		return c - 'A' + 10;
+	return -1;
+}
+
+int cv_peer_key_load(const char *path, uint8_t key[CV_PEER_KEY_LEN],
+		     char *why, size_t whylen)
+{
+	char buf[2 * CV_PEER_KEY_LEN + 3];
+	struct stat st;
+	ssize_t n;
+	int fd, i, hi, lo, rc = 0;
+
+	fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+	if (fd < 0) {
+		rc = -errno;
+		WHY("%s: %s", path, strerror(errno));
+		return rc;
+	}
+	if (fstat(fd, &st) || !S_ISREG(st.st_mode)) {
+		WHY("%s: not a regular file", path);
+		rc = -EINVAL;
+	} else if (st.st_uid != geteuid() || (st.st_mode & 077)) {
+		WHY("%s: must be ours and neither group nor others may read "
+		    "or write it (chmod 600)", path);
+		rc = -EPERM;
+	}
+	n = rc ? 0 : read(fd, buf, sizeof(buf));
+	close(fd);
+	if (rc)
+		return rc;
+	if (n == 2 * CV_PEER_KEY_LEN + 1 && buf[n - 1] == '\n')
+		n--;
+	if (n != 2 * CV_PEER_KEY_LEN) {
+		WHY("%s: the key is %d hex digits, nothing else", path,
+		    2 * CV_PEER_KEY_LEN);
+		return -EINVAL;
+	}
+	for (i = 0; i < CV_PEER_KEY_LEN; i++) {
+		hi = unhex(buf[2 * i]);
+		lo = unhex(buf[2 * i + 1]);
+		if (hi < 0 || lo < 0) {
+			WHY("%s: the key is %d hex digits, nothing else",
+			    path, 2 * CV_PEER_KEY_LEN);
+			OPENSSL_cleanse(buf, sizeof(buf));
+			return -EINVAL;
+		}
+		key[i] = (uint8_t)(hi << 4 | lo);
+	}
+	OPENSSL_cleanse(buf, sizeof(buf));
+	return 0;
+}
+
+int cv_peer_hello_make(struct cv_peer_hello *h, uint32_t role,
+		       const char *host)
+{
+	memset(h, 0, sizeof(*h));
+	h->magic = CV_PEER_MAGIC;
+	h->version = CV_PEER_VERSION;
+	h->role = role;
+	snprintf(h->host, sizeof(h->host), "%s", host ? host : "");
+	return RAND_bytes(h->nonce, sizeof(h->nonce)) == 1 ? 0 : -EIO;
+}
+
+int cv_peer_hello_check(const void *p, size_t len, uint32_t our_role,
+			struct cv_peer_hello *out, const char **why)
+{
+	size_t i;
+
+	if (len != sizeof(*out)) {
+		*why = "a HELLO of the wrong size";
+		return -EBADMSG;
+	}
+	memcpy(out, p, sizeof(*out));
+	if (out->magic != CV_PEER_MAGIC) {
+		*why = "not a cuvisor peer";
+		return -EBADMSG;
+	}
+	if (out->version != CV_PEER_VERSION) {
+		*why = "a cuvisor peer of another version";
+		return -EBADMSG;
+	}
+	if (out->role != (our_role == CV_PEER_CLIENT ? CV_PEER_SERVER :
+						       CV_PEER_CLIENT)) {
+		*why = "a HELLO of the wrong role";
+		return -EBADMSG;
+	}
+	for (i = 0; i < sizeof(out->host) && out->host[i]; i++)
+		if ((unsigned char)out->host[i] < 0x21 ||
+		    (unsigned char)out->host[i] > 0x7e)
+			break;
+	if (i == sizeof(out->host) || out->host[i]) {
+		*why = "a host name that is not printable or not terminated";
+		return -EBADMSG;
+	}
+	return 0;
+}
+
+void cv_peer_mac(const uint8_t key[CV_PEER_KEY_LEN],
+		 const struct cv_peer_hello *self,
+		 const struct cv_peer_hello *other,
+		 uint8_t mac[CV_PEER_MAC_LEN])
+{
+	static const char label[] = "cuvisor peer v1";
+	uint8_t msg[sizeof(label) + 4 + 2 * CV_PEER_NONCE_LEN +
+		    CV_PEER_HOST_LEN];
+	unsigned int n = CV_PEER_MAC_LEN;
+	size_t off = 0;
+
+	memcpy(msg + off, label, sizeof(label));
+	off += sizeof(label);
+	memcpy(msg + off, &self->role, 4);
+	off += 4;
+	memcpy(msg + off, self->nonce, CV_PEER_NONCE_LEN);
+	off += CV_PEER_NONCE_LEN;
+	memcpy(msg + off, other->nonce, CV_PEER_NONCE_LEN);
+	off += CV_PEER_NONCE_LEN;
+	memcpy(msg + off, self->host, CV_PEER_HOST_LEN);
+	off += CV_PEER_HOST_LEN;
+	if (!HMAC(EVP_sha256(), key, CV_PEER_KEY_LEN, msg, off, mac, &n))
+		memset(mac, 0, CV_PEER_MAC_LEN); /* matches no real MAC */
+}
+
+int cv_peer_auth_ok(const uint8_t key[CV_PEER_KEY_LEN],
+		    const struct cv_peer_hello *self,
+		    const struct cv_peer_hello *other,
+		    const struct cv_peer_auth *auth)
+{
+	uint8_t want[CV_PEER_MAC_LEN], zero[CV_PEER_MAC_LEN] = { 0 };
+
+	/* what the sender of other proves to us, the sender of self */
+	cv_peer_mac(key, other, self, want);
+	return !CRYPTO_memcmp(want, auth->mac, sizeof(want)) &&
+	       CRYPTO_memcmp(want, zero, sizeof(zero));
+}
+
+int cv_peer_info_check(const void *p, size_t len, struct cv_peer_info *out,
+		       const char **why)
+{
+	uint32_t i;
+
+	if (len != sizeof(*out)) {
+		*why = "an INFO of the wrong size";
+		return -EBADMSG;
+	}
+	memcpy(out, p, sizeof(*out));
+	if (out->version != CV_PEER_VERSION || out->ngpus > CV_PEER_MAX_GPUS) {
+		*why = "an INFO of another version or with too many GPUs";
+		return -EBADMSG;
+	}
+	if (!memchr(out->host, 0, sizeof(out->host))) {
+		*why = "an INFO whose host name is not terminated";
+		return -EBADMSG;
+	}
+	for (i = 0; i < out->ngpus; i++)
+		if (!memchr(out->gpu[i].name, 0, sizeof(out->gpu[i].name))) {
+			*why = "an INFO whose GPU name is not terminated";
+			return -EBADMSG;
+		}
+	return 0;
+}
+
+static int wait_fd(int fd, short events, uint64_t deadline)
+{
+	struct pollfd p = { .fd = fd, .events = events };
+	uint64_t now = cv_now_ns();
+	int n;
+
+	if (now >= deadline)
+		return -ETIMEDOUT;
+	n = poll(&p, 1, (int)CV_MIN((deadline - now + 999999) / 1000000,
+				    (uint64_t)60000));
+	if (n < 0)
+		return errno == EINTR ? 0 : -errno;
+	return n ? 0 : -ETIMEDOUT;
+}
+
+int cv_peer_write(int fd, const void *p, size_t n, uint64_t deadline)
+{
+	const uint8_t *b = p;
+	ssize_t k;
+	int rc;
+
+	while (n) {
+		k = send(fd, b, n, MSG_NOSIGNAL | MSG_DONTWAIT);
+		if (k > 0) {
+			b += k;
+			n -= (size_t)k;
+			continue;
+		}
+		if (k < 0 && errno != EAGAIN && errno != EINTR)
+			return -errno;
+		rc = wait_fd(fd, POLLOUT, deadline);
+		if (rc)
+			return rc;
+	}
+	return 0;
+}
+
+int cv_peer_read(int fd, void *p, size_t n, uint64_t deadline)
+{
+	uint8_t *b = p;
+	ssize_t k;
+	int rc;
+
+	while (n) {
+		k = recv(fd, b, n, MSG_DONTWAIT);
+		if (k > 0) {
+			b += k;
+			n -= (size_t)k;
+			continue;
+		}
+		if (k == 0)
+			return -ECONNRESET;
+		if (errno != EAGAIN && errno != EINTR)
+			return -errno;
+		rc = wait_fd(fd, POLLIN, deadline);
+		if (rc)
+			return rc;
+	}
+	return 0;
+}
+
+int cv_peer_handshake(int fd, const uint8_t key[CV_PEER_KEY_LEN],
+		      uint32_t role, const char *host, int timeout_ms,
+		      struct cv_peer_hello *peer, char *why, size_t whylen)
+{
+	uint64_t deadline = cv_now_ns() + (uint64_t)timeout_ms * 1000000ull;
+	struct cv_peer_hello me;
+	struct cv_peer_auth mine, theirs;
+	uint8_t raw[sizeof(struct cv_peer_hello)];
+	const char *bad = NULL;
+	int rc;
+
+	rc = cv_peer_hello_make(&me, role, host);
+	if (rc) {
+		WHY("no randomness for a nonce");
+		return rc;
+	}
+	rc = cv_peer_write(fd, &me, sizeof(me), deadline);
+	if (!rc)
+		rc = cv_peer_read(fd, raw, sizeof(raw), deadline);
+	if (rc) {
+		WHY("the peer's HELLO: %s", strerror(-rc));
+		return rc;
+	}
+	rc = cv_peer_hello_check(raw, sizeof(raw), role, peer, &bad);
+	if (rc) {
+		WHY("%s", bad);
+		return rc;
+	}
+	cv_peer_mac(key, &me, peer, mine.mac);
+	rc = cv_peer_write(fd, &mine, sizeof(mine), deadline);
+	if (!rc)
+		rc = cv_peer_read(fd, &theirs, sizeof(theirs), deadline);
+	OPENSSL_cleanse(&mine, sizeof(mine));
+	if (rc) {
+		WHY("the peer's AUTH: %s", strerror(-rc));
+		return rc;
+	}
+	if (!cv_peer_auth_ok(key, &me, peer, &theirs)) {
+		WHY("the peer \"%s\" does not hold our key", peer->host);
+		return -EACCES;
+	}
+	return 0;
+}

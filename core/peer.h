@@ -1,0 +1,138 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The link between two hosts' daemons (docs/remote.md): a TCP connection
+ * whose two ends prove to each other that they hold the same 32-byte key,
+ * without sending it, before anything else is accepted.
+ *
+ * Handshake, each side at once (both send first, then read):
+ *   HELLO  cv_peer_hello: magic, version, role (the connecting side is
+ *          CV_PEER_CLIENT, the accepting side CV_PEER_SERVER), a fresh
+ *          random nonce, the host's name;
+ *   AUTH   cv_peer_auth: HMAC-SHA256 under the key of
+ *          "cuvisor peer v1", role, own nonce, the other's nonce and own
+ *          host name.
+ * Each checks the other's HELLO (magic, version, the other role, a
+ * terminated printable name) and AUTH (constant-time). The roles in the
+ * MAC keep a side from answering a challenge with the other's own proof;
+ * the fresh nonces keep a recorded handshake from being replayed. Then
+ * requests: cv_peer_req, answered by cv_peer_rsp and its payload.
+ *
+ * Everything a peer sends is untrusted: exact sizes, capped lengths, and
+ * the decoders are pure functions that tests/test_peer.c and
+ * fuzz/fuzz_peer.c drive with arbitrary bytes.
+ */
+#ifndef CV_PEER_H
+#define CV_PEER_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define CV_PEER_MAGIC 0x3152454550565543ull /* "CUVPEER1" */
+#define CV_PEER_VERSION 1u
+#define CV_PEER_KEY_LEN 32
+#define CV_PEER_NONCE_LEN 32
+#define CV_PEER_MAC_LEN 32
+#define CV_PEER_HOST_LEN 64
+#define CV_PEER_DEFAULT_PORT 7430
+#define CV_PEER_MAX_PAYLOAD 65536u
+#define CV_PEER_TIMEOUT_MS 5000
+
+enum cv_peer_role {
+	CV_PEER_CLIENT = 1,
+	CV_PEER_SERVER = 2,
+};
+
+struct cv_peer_hello {
+	uint64_t magic;
+	uint32_t version;
+	uint32_t role;
+	uint8_t nonce[CV_PEER_NONCE_LEN];
+	char host[CV_PEER_HOST_LEN];          /* NUL-terminated, printable */
+};
+_Static_assert(sizeof(struct cv_peer_hello) == 112, "peer hello");
+
+struct cv_peer_auth {
+	uint8_t mac[CV_PEER_MAC_LEN];
+};
+
+enum cv_peer_req_type {
+	CV_PEER_INFO = 1,     /* no payload; answer: cv_peer_info */
+};
+
+struct cv_peer_req {
+	uint32_t type;
+	uint32_t len;         /* payload bytes that follow */
+};
+
+struct cv_peer_rsp {
+	int32_t status;       /* 0 or -errno */
+	uint32_t len;         /* payload bytes that follow, <= MAX_PAYLOAD */
+};
+
+#define CV_PEER_MAX_GPUS 16
+
+struct cv_peer_gpu {
+	uint64_t total;       /* bytes */
+	char name[64];        /* NUL-terminated, printable */
+};
+
+struct cv_peer_info {
+	uint32_t version;
+	uint32_t backend;     /* CV_BACKEND_* */
+	uint32_t ngpus;       /* <= CV_PEER_MAX_GPUS */
+	uint32_t ntenants;
+	char host[CV_PEER_HOST_LEN];
+	struct cv_peer_gpu gpu[CV_PEER_MAX_GPUS];
+};
+_Static_assert(sizeof(struct cv_peer_info) == 16 + 64 + 16 * 72, "info");
+
+/* The key from path: 64 hex digits (then an optional newline), in a
+ * file that is ours and that neither group nor others may read or
+ * write. 0, or -errno with why filled in. */
+int cv_peer_key_load(const char *path, uint8_t key[CV_PEER_KEY_LEN],
+		     char *why, size_t whylen);
+
+/* A HELLO for role with a fresh nonce (0, or -EIO when the system has
+ * no randomness to give). */
+int cv_peer_hello_make(struct cv_peer_hello *h, uint32_t role,
+		       const char *host);
+
+/* Checks a peer's HELLO of len bytes, which must come from the other role
+ * than ours; 0 and *out, or -EBADMSG with why. */
+int cv_peer_hello_check(const void *p, size_t len, uint32_t our_role,
+			struct cv_peer_hello *out, const char **why);
+
+/* The AUTH of the side that sent `self` to the side that sent `other`. */
+void cv_peer_mac(const uint8_t key[CV_PEER_KEY_LEN],
+		 const struct cv_peer_hello *self,
+		 const struct cv_peer_hello *other,
+		 uint8_t mac[CV_PEER_MAC_LEN]);
+
+/* Whether auth proves that the sender of `other` holds the key (constant
+ * time). */
+int cv_peer_auth_ok(const uint8_t key[CV_PEER_KEY_LEN],
+		    const struct cv_peer_hello *self,
+		    const struct cv_peer_hello *other,
+		    const struct cv_peer_auth *auth);
+
+/* Checks a peer's INFO answer of len bytes; 0, or -EBADMSG with why. */
+int cv_peer_info_check(const void *p, size_t len, struct cv_peer_info *out,
+		       const char **why);
+
+/*
+ * The whole handshake on a connected blocking-or-not socket fd, at most
+ * timeout_ms: sends our HELLO and AUTH, checks the peer's. 0 and the
+ * peer's hello in *peer; -EACCES (the peer does not hold the key),
+ * -EBADMSG (not a cuvisor peer of this version), -ETIMEDOUT, or another
+ * -errno; why says which.
+ */
+int cv_peer_handshake(int fd, const uint8_t key[CV_PEER_KEY_LEN],
+		      uint32_t role, const char *host, int timeout_ms,
+		      struct cv_peer_hello *peer, char *why, size_t whylen);
+
+/* Exactly n bytes to or from fd within the deadline (CLOCK_MONOTONIC ns);
+ * 0, -ETIMEDOUT, -ECONNRESET (end of stream) or -errno. */
+int cv_peer_write(int fd, const void *p, size_t n, uint64_t deadline);
+int cv_peer_read(int fd, void *p, size_t n, uint64_t deadline);
+
+#endif

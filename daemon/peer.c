@@ -1,0 +1,259 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The daemon's end of the peer link (--peer-listen, --peer-key;
+ * core/peer.h, docs/remote.md): a thread accepts TCP connections and
+ * gives each one to a thread of its own (at most PEER_CONNS at once) that
+ * runs the handshake and then answers requests until the peer closes,
+ * stays idle for PEER_IDLE_MS or sends anything wrong. Nothing from a
+ * peer is acted on before it proved that it holds the key.
+ *
+ * The threads read only what does not change after start-up (the GPUs,
+ * the backend, the configuration) and the tenant count (atomically); they
+ * never touch the main loop's objects.
+ */
+#include "cuvisord.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "../core/log.h"
+#include "../core/peer.h"
+#include "../core/util.h"
+
+#define PEER_CONNS 8
+#define PEER_IDLE_MS 30000
+
+static struct {
+	struct cv_d *d;
+	int fd;
+	uint8_t key[CV_PEER_KEY_LEN];
+	char host[CV_PEER_HOST_LEN];
+	int conns; /* atomic */
+} P = { .fd = -1 };
+
+struct conn {
+	int fd;
+	char addr[INET6_ADDRSTRLEN + 8];   /* host:port */
+};
+
+static void fill_info(struct cv_peer_info *in)
+{
+	const struct cv_d *d = P.d;
+	int i;
+
+	memset(in, 0, sizeof(*in));
+	in->version = CV_PEER_VERSION;
+	in->backend = (uint32_t)d->backend;
+	in->ngpus = (uint32_t)CV_MIN(d->ngpus, CV_PEER_MAX_GPUS);
+	in->ntenants = (uint32_t)__atomic_load_n(&d->ntenants,
+						 __ATOMIC_RELAXED);
+	memcpy(in->host, P.host, sizeof(in->host));
+	for (i = 0; i < (int)in->ngpus; i++) {
+		in->gpu[i].total = d->gpus[i].total;
+		snprintf(in->gpu[i].name, sizeof(in->gpu[i].name), "%s",
+			 d->gpus[i].name);
+	}
+}
+
+/* Answers requests until the peer goes, idles or errs. */
+static void serve(struct conn *c, const struct cv_peer_hello *them)
+{
+	struct cv_peer_req rq;
+	struct cv_peer_rsp rs;
+	struct cv_peer_info in;
+	int rc;
+
+	for (;;) {
+		rc = cv_peer_read(c->fd, &rq, sizeof(rq),
+				  cv_now_ns() + PEER_IDLE_MS * 1000000ull);
+		if (rc)
+			return; /* gone, idle: nothing to say */
+		if (rq.type != CV_PEER_INFO || rq.len) {
+			cv_warn("peer %s (\"%s\"): unknown request %u (%u "
+				"bytes); closing", c->addr, them->host, rq.type,
+				rq.len);
+			rs = (struct cv_peer_rsp){ -EBADMSG, 0 };
+			cv_peer_write(c->fd, &rs, sizeof(rs),
+				      cv_now_ns() + 1000000000ull);
+			return;
+		}
+		fill_info(&in);
+		rs = (struct cv_peer_rsp){ 0, sizeof(in) };
+		rc = cv_peer_write(c->fd, &rs, sizeof(rs),
+				   cv_now_ns() + CV_PEER_TIMEOUT_MS * 1000000ull);
+		if (!rc)
+			rc = cv_peer_write(c->fd, &in, sizeof(in),
+					   cv_now_ns() +
+						   CV_PEER_TIMEOUT_MS * 1000000ull);
+		if (rc)
+			return;
+	}
+}
+
+static void *conn_main(void *arg)
+{
+	struct conn *c = arg;
+	struct cv_peer_hello them;
+	char why[160];
+	int rc;
+
+	rc = cv_peer_handshake(c->fd, P.key, CV_PEER_SERVER, P.host,
+			       CV_PEER_TIMEOUT_MS, &them, why, sizeof(why));
+	if (rc) {
+		cv_warn("peer %s refused: %s", c->addr, why);
+	} else {
+		cv_info("peer %s (\"%s\") authenticated", c->addr, them.host);
+		serve(c, &them);
+	}
+	close(c->fd);
+	free(c);
+	__atomic_fetch_sub(&P.conns, 1, __ATOMIC_RELAXED);
+	return NULL;
+}
+
+static void *accept_main(void *arg)
+{
+	struct sockaddr_storage sa;
+	socklen_t sl;
+	pthread_t th;
+	struct conn *c;
+	char port[NI_MAXSERV], host[INET6_ADDRSTRLEN];
+	int fd, one = 1;
+
+	for (;;) {
+		sl = sizeof(sa);
+		fd = accept4(P.fd, (struct sockaddr *)&sa, &sl, SOCK_CLOEXEC);
+		if (fd < 0) {
+			if (errno == EINTR || errno == ECONNABORTED)
+				continue;
+			if (errno == EMFILE || errno == ENFILE ||
+			    errno == ENOBUFS || errno == ENOMEM) {
+				usleep(100000);
+				continue;
+			}
+			cv_err("peer listener: accept: %s", strerror(errno));
+			return NULL;
+		}
+		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+		c = calloc(1, sizeof(*c));
+		if (!c || __atomic_add_fetch(&P.conns, 1, __ATOMIC_RELAXED) >
+				  PEER_CONNS) {
+			if (c)
+				__atomic_fetch_sub(&P.conns, 1,
+						   __ATOMIC_RELAXED);
+			cv_warn("peer link: too many connections; refusing one");
+			free(c);
+			close(fd);
+			continue;
+		}
+		c->fd = fd;
+		if (getnameinfo((struct sockaddr *)&sa, sl, host, sizeof(host),
+				port, sizeof(port),
+				NI_NUMERICHOST | NI_NUMERICSERV) == 0)
+			snprintf(c->addr, sizeof(c->addr), "%.*s:%.6s",
+				 (int)INET6_ADDRSTRLEN, host, port);
+		if (pthread_create(&th, NULL, conn_main, c)) {
+			close(fd);
+			free(c);
+			__atomic_fetch_sub(&P.conns, 1, __ATOMIC_RELAXED);
+			continue;
+		}
+		pthread_detach(th);
+	}
+	return NULL;
+}
+
+/* [ADDR:]PORT (ADDR may be [V6]) into a bound, listening socket. */
+static int listen_on(const char *spec)
+{
+	struct addrinfo hints = { .ai_socktype = SOCK_STREAM,
+				  .ai_flags = AI_PASSIVE }, *res, *a;
+	char host[300] = "", port[300];
+	const char *c = strrchr(spec, ':');
+	int fd = -1, one = 1, r;
+
+	if (c) {
+		snprintf(host, sizeof(host), "%.*s", (int)(c - spec), spec);
+		if (host[0] == '[' && host[strlen(host) - 1] == ']') {
+			memmove(host, host + 1, strlen(host));
+			host[strlen(host) - 1] = 0;
+		}
+		snprintf(port, sizeof(port), "%s", c + 1);
+	} else {
+		snprintf(port, sizeof(port), "%s", spec);
+	}
+	r = getaddrinfo(host[0] ? host : NULL, port, &hints, &res);
+	if (r) {
+		cv_err("--peer-listen %s: %s", spec, gai_strerror(r));
+		return -EINVAL;
+	}
+	for (a = res; a && fd < 0; a = a->ai_next) {
+		fd = socket(a->ai_family, a->ai_socktype | SOCK_CLOEXEC,
+			    a->ai_protocol);
+		if (fd < 0)
+			continue;
+		setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+		if (bind(fd, a->ai_addr, a->ai_addrlen) || listen(fd, 16)) {
+			r = errno;
+			close(fd);
+			fd = -1;
+			errno = r;
+		}
+	}
+	freeaddrinfo(res);
+	if (fd < 0) {
+		cv_err("--peer-listen %s: %s", spec, strerror(errno));
+		return -errno;
+	}
+	return fd;
+}
+
+int cv_d_peer_start(struct cv_d *d)
+{
+	struct sockaddr_storage sa;
+	socklen_t sl;
+	pthread_t th;
+	char why[256], addr[INET6_ADDRSTRLEN] = "", port[NI_MAXSERV];
+	int rc;
+
+	if (!d->cfg.peer_listen[0])
+		return 0;
+	if (!d->cfg.peer_key[0]) {
+		cv_err("--peer-listen needs --peer-key FILE");
+		return -EINVAL;
+	}
+	rc = cv_peer_key_load(d->cfg.peer_key, P.key, why, sizeof(why));
+	if (rc) {
+		cv_err("--peer-key %s", why);
+		return rc;
+	}
+	P.d = d;
+	if (gethostname(P.host, sizeof(P.host) - 1))
+		snprintf(P.host, sizeof(P.host), "?");
+	P.fd = listen_on(d->cfg.peer_listen);
+	if (P.fd < 0)
+		return P.fd;
+	if (pthread_create(&th, NULL, accept_main, NULL)) {
+		close(P.fd);
+		P.fd = -1;
+		return -EAGAIN;
+	}
+	pthread_detach(th);
+	sl = sizeof(sa);
+	if (getsockname(P.fd, (struct sockaddr *)&sa, &sl) ||
+	    getnameinfo((struct sockaddr *)&sa, sl, addr, sizeof(addr), port,
+			sizeof(port), NI_NUMERICHOST | NI_NUMERICSERV))
+		snprintf(port, sizeof(port), "?");
+	cv_info("peer link: listening on %s (port %s) as \"%s\"",
+		d->cfg.peer_listen, port, P.host);
+	return 0;
+}

@@ -1,0 +1,228 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The peer link's key file, handshake and decoders (core/peer.h): two
+ * ends of a socketpair run the handshake on two threads, with the same
+ * key, different keys, the wrong roles, a tampered proof and a peer that
+ * says nothing; the key file's refusals; HELLO and INFO decoding.
+ */
+#include <errno.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "../core/peer.h"
+#include "unit.h"
+
+struct side {
+	int fd;
+	uint8_t key[CV_PEER_KEY_LEN];
+	uint32_t role;
+	int rc;
+	struct cv_peer_hello peer;
+	char why[160];
+};
+
+static void *side_main(void *arg)
+{
+	struct side *s = arg;
+
+	s->rc = cv_peer_handshake(s->fd, s->key, s->role,
+				  s->role == CV_PEER_CLIENT ? "alpha" : "beta",
+				  2000, &s->peer, s->why, sizeof(s->why));
+	return NULL;
+}
+
+/* Runs both sides; a and b get the results. */
+static void pair(struct side *a, struct side *b)
+{
+	int sv[2];
+	pthread_t ta, tb;
+
+	CHECK(!socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), "socketpair");
+	a->fd = sv[0];
+	b->fd = sv[1];
+	pthread_create(&ta, NULL, side_main, a);
+	pthread_create(&tb, NULL, side_main, b);
+	pthread_join(ta, NULL);
+	pthread_join(tb, NULL);
+	close(sv[0]);
+	close(sv[1]);
+}
+
+static void test_handshake(void)
+{
+	struct side a = { .role = CV_PEER_CLIENT }, b = { .role = CV_PEER_SERVER };
+
+	memset(a.key, 7, sizeof(a.key));
+	memset(b.key, 7, sizeof(b.key));
+	pair(&a, &b);
+	CHECK(a.rc == 0 && b.rc == 0, "same key: both authenticated (%d %d: "
+	      "%s / %s)", a.rc, b.rc, a.why, b.why);
+	CHECK(!strcmp(a.peer.host, "beta") && !strcmp(b.peer.host, "alpha"),
+	      "each learns the other's name");
+
+	b.key[31] ^= 1;
+	pair(&a, &b);
+	CHECK(a.rc == -EACCES && b.rc == -EACCES, "keys differing in one bit: "
+	      "both refuse (%d %d)", a.rc, b.rc);
+	CHECK(strstr(a.why, "does not hold our key") != NULL, "and say so: %s",
+	      a.why);
+
+	b.key[31] ^= 1;
+	b.role = CV_PEER_CLIENT;
+	pair(&a, &b);
+	CHECK(a.rc == -EBADMSG && b.rc == -EBADMSG, "two clients: refused as "
+	      "the wrong role (%d %d)", a.rc, b.rc);
+}
+
+/* A peer that sends a HELLO, then our own proof back (a reflection). */
+static void test_reflection(void)
+{
+	uint8_t key[CV_PEER_KEY_LEN];
+	struct cv_peer_hello me, them;
+	struct cv_peer_auth a;
+
+	memset(key, 9, sizeof(key));
+	CHECK(!cv_peer_hello_make(&me, CV_PEER_SERVER, "s"), "a HELLO");
+	CHECK(!cv_peer_hello_make(&them, CV_PEER_CLIENT, "c"), "another");
+	cv_peer_mac(key, &them, &me, a.mac);
+	CHECK(cv_peer_auth_ok(key, &me, &them, &a), "the right proof passes");
+	cv_peer_mac(key, &me, &them, a.mac);
+	CHECK(!cv_peer_auth_ok(key, &me, &them, &a), "our own proof sent back "
+	      "fails");
+	cv_peer_mac(key, &them, &me, a.mac);
+	a.mac[0] ^= 0x80;
+	CHECK(!cv_peer_auth_ok(key, &me, &them, &a), "a flipped bit fails");
+	them.nonce[3] ^= 1;
+	cv_peer_mac(key, &them, &me, a.mac);
+	them.nonce[3] ^= 1;
+	CHECK(!cv_peer_auth_ok(key, &me, &them, &a), "a proof for another "
+	      "nonce fails");
+}
+
+/* A peer that connects and says nothing: the handshake times out. */
+static void test_silent(void)
+{
+	uint8_t key[CV_PEER_KEY_LEN] = { 0 };
+	struct cv_peer_hello peer;
+	char why[160];
+	int sv[2], rc;
+
+	CHECK(!socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), "socketpair");
+	rc = cv_peer_handshake(sv[0], key, CV_PEER_SERVER, "s", 200, &peer,
+			       why, sizeof(why));
+	CHECK(rc == -ETIMEDOUT, "a silent peer times out (%d: %s)", rc, why);
+	close(sv[1]);
+	rc = cv_peer_handshake(sv[0], key, CV_PEER_SERVER, "s", 200, &peer,
+			       why, sizeof(why));
+	CHECK(rc == -ECONNRESET || rc == -EPIPE, "a peer gone: %d (%s)", rc,
+	      why);
+	close(sv[0]);
+}
+
+static void test_decoders(void)
+{
+	struct cv_peer_hello h, out;
+	struct cv_peer_info in, o;
+	const char *why;
+
+	CHECK(!cv_peer_hello_make(&h, CV_PEER_CLIENT, "host-1"), "a HELLO");
+	CHECK(cv_peer_hello_check(&h, sizeof(h), CV_PEER_SERVER, &out, &why) ==
+	      0, "a good HELLO");
+	CHECK(cv_peer_hello_check(&h, sizeof(h) - 1, CV_PEER_SERVER, &out,
+				  &why) == -EBADMSG, "short");
+	CHECK(cv_peer_hello_check(&h, sizeof(h), CV_PEER_CLIENT, &out, &why) ==
+	      -EBADMSG, "same role");
+	h.version = 2;
+	CHECK(cv_peer_hello_check(&h, sizeof(h), CV_PEER_SERVER, &out, &why) ==
+	      -EBADMSG && strstr(why, "version"), "another version");
+	h.version = CV_PEER_VERSION;
+	h.magic ^= 1;
+	CHECK(cv_peer_hello_check(&h, sizeof(h), CV_PEER_SERVER, &out, &why) ==
+	      -EBADMSG, "bad magic");
+	h.magic ^= 1;
+	memset(h.host, 'x', sizeof(h.host));
+	CHECK(cv_peer_hello_check(&h, sizeof(h), CV_PEER_SERVER, &out, &why) ==
+	      -EBADMSG, "an unterminated name");
+	snprintf(h.host, sizeof(h.host), "a\tb");
+	CHECK(cv_peer_hello_check(&h, sizeof(h), CV_PEER_SERVER, &out, &why) ==
+	      -EBADMSG, "a name with a control character");
+
+	memset(&in, 0, sizeof(in));
+	in.version = CV_PEER_VERSION;
+	in.ngpus = 1;
+	snprintf(in.host, sizeof(in.host), "h");
+	snprintf(in.gpu[0].name, sizeof(in.gpu[0].name), "g");
+	CHECK(cv_peer_info_check(&in, sizeof(in), &o, &why) == 0, "a good INFO");
+	in.ngpus = CV_PEER_MAX_GPUS + 1;
+	CHECK(cv_peer_info_check(&in, sizeof(in), &o, &why) == -EBADMSG,
+	      "too many GPUs");
+	in.ngpus = 1;
+	memset(in.gpu[0].name, 'n', sizeof(in.gpu[0].name));
+	CHECK(cv_peer_info_check(&in, sizeof(in), &o, &why) == -EBADMSG,
+	      "an unterminated GPU name");
+	CHECK(cv_peer_info_check(&in, 10, &o, &why) == -EBADMSG, "short");
+}
+
+static void write_file(const char *p, const char *s, mode_t m)
+{
+	FILE *f = fopen(p, "w");
+
+	CHECK(f != NULL, "write %s", p);
+	if (!f)
+		return;
+	fputs(s, f);
+	fclose(f);
+	chmod(p, m);
+}
+
+static void test_key_file(void)
+{
+	char dir[] = "/tmp/cv-peer-XXXXXX", p[64], why[256];
+	const char *hex = "000102030405060708090a0b0c0d0e0f"
+			  "101112131415161718191a1b1c1d1e1f";
+	uint8_t key[CV_PEER_KEY_LEN];
+	char line[80];
+	int i;
+
+	CHECK(mkdtemp(dir) != NULL, "a directory");
+	snprintf(p, sizeof(p), "%s/k", dir);
+	snprintf(line, sizeof(line), "%s\n", hex);
+	write_file(p, line, 0600);
+	CHECK(cv_peer_key_load(p, key, why, sizeof(why)) == 0, "a good key: %s",
+	      why);
+	for (i = 0; i < CV_PEER_KEY_LEN && key[i] == i; i++)
+		;
+	CHECK(i == CV_PEER_KEY_LEN, "read as written");
+	write_file(p, hex, 0640);
+	CHECK(cv_peer_key_load(p, key, why, sizeof(why)) == -EPERM,
+	      "group-readable: refused (%s)", why);
+	write_file(p, "0011", 0600);
+	CHECK(cv_peer_key_load(p, key, why, sizeof(why)) == -EINVAL, "short");
+	snprintf(line, sizeof(line), "%.63sg", hex);
+	write_file(p, line, 0600);
+	CHECK(cv_peer_key_load(p, key, why, sizeof(why)) == -EINVAL,
+	      "not hex");
+	snprintf(line, sizeof(line), "%s\n\n", hex);
+	write_file(p, line, 0600);
+	CHECK(cv_peer_key_load(p, key, why, sizeof(why)) == -EINVAL,
+	      "more than one newline");
+	unlink(p);
+	CHECK(cv_peer_key_load(p, key, why, sizeof(why)) == -ENOENT,
+	      "missing");
+	rmdir(dir);
+}
+
+int main(void)
+{
+	test_handshake();
+	test_reflection();
+	test_silent();
+	test_decoders();
+	test_key_file();
+	return unit_done();
+}
