@@ -37,6 +37,7 @@ struct mig_ctx {
 	uint32_t max_rounds;    /* 0: the default */
 	uint32_t max_rate_mbs;  /* 0: no cap */
 	bool copy;
+	bool inline_bytes;
 	uint32_t fault;         /* enum cv_migrate_fault */
 	uint32_t fault_round;
 };
@@ -86,6 +87,12 @@ static int set_pause(void *ctx, const char *v)
 	fprintf(stderr, "cuvisor migrate: --max-pause: '%s' is not a number "
 		"of milliseconds in 1..%u\n", v, MAX_PAUSE_MS);
 	return -EINVAL;
+}
+
+static int set_inline(void *ctx, const char *v)
+{
+	((struct mig_ctx *)ctx)->inline_bytes = true;
+	return 0;
 }
 
 static int set_rate(void *ctx, const char *v)
@@ -176,6 +183,9 @@ static const struct cv_cli_opt mig_opts[] = {
 	  "copy at most MB/S megabytes (10^6 bytes) a second while the "
 	  "tenant runs, to leave it more of the GPU's PCIe link; the "
 	  "stop-and-copy is never capped (default: no cap)" },
+	{ "--inline", NULL, set_inline,
+	  "copy, with the bytes in the stream instead of a memory area both "
+	  "workers map (as between hosts; slower)" },
 	{ "--copy", NULL, set_copy,
 	  "copy the memory even when the GPU is the tenant's own" },
 	{ "--report", "FILE", set_report,
@@ -381,7 +391,8 @@ static int run_migrate(void *ctx, int argc, char **argv)
 	if (n <= 0)
 		return n == 0 ? CV_CLI_EXIT_OK : CV_CLI_EXIT_USAGE;
 	rq.gpu = o->gpu_set ? o->gpu : -1;
-	rq.flags = o->copy ? CV_MIGRATE_COPY : 0;
+	rq.flags = (o->copy ? CV_MIGRATE_COPY : 0) |
+		   (o->inline_bytes ? CV_MIGRATE_COPY | CV_MIGRATE_INLINE : 0);
 	rq.max_pause_ms = o->max_pause_ms;
 	rq.max_rounds = o->max_rounds;
 	rq.max_rate_mbs = o->max_rate_mbs;

@@ -117,6 +117,7 @@ enum cv_ctl_type {
 
 /* cv_ctl_migrate.flags */
 #define CV_MIGRATE_COPY 0x1u    /* copy even on the same GPU */
+#define CV_MIGRATE_INLINE 0x2u  /* bytes in the stream, no slot area */
 /* cv_ctl_migrate.fault: injected by the source worker, for tests */
 enum cv_migrate_fault {
 	CV_MIGRATE_FAULT_NONE = 0,

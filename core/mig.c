@@ -828,12 +828,13 @@ int cv_mig_hello_check(const struct cv_mig_hello *h, char *why,
 		    "speaks %u", h->version, CV_MIG_VERSION);
 		return -EPROTO;
 	}
-	if (h->flags & ~CV_MIG_HELLO_SHARE)
+	if (h->flags & ~(CV_MIG_HELLO_SHARE | CV_MIG_HELLO_INLINE) ||
+	    (h->flags & CV_MIG_HELLO_SHARE && h->flags & CV_MIG_HELLO_INLINE))
 		return bad(why, whylen, "HELLO flags 0x%x are not known",
 			   h->flags);
-	if ((h->flags & CV_MIG_HELLO_SHARE) && h->nslots)
-		return bad(why, whylen, "a HELLO that shares memory has no "
-			   "slots, this one %u", h->nslots);
+	if (h->flags && h->nslots)
+		return bad(why, whylen, "a HELLO that shares memory or sends "
+			   "it inline has no slots, this one %u", h->nslots);
 	if (!cv_digest_size_ok(h->granule) || CV_GRANULE % h->granule)
 		return bad(why, whylen, "digest granule of %u bytes is not "
 			   "valid", h->granule);

@@ -76,6 +76,10 @@ struct cv_mig_hello {
  * not copied but shared (SHARE records), there is no slot area (nslots
  * 0) and the HELLO carries the region only. */
 #define CV_MIG_HELLO_SHARE 1u
+/* INLINE: the bytes travel in GRANULES (slot CV_MIG_INLINE), there is no
+ * slot area (nslots 0) and the HELLO carries the region only: what a
+ * stream between hosts does (docs/remote.md). */
+#define CV_MIG_HELLO_INLINE 2u
 
 /* SHARE kinds. */
 enum cv_mig_share_kind {

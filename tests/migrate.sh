@@ -10,6 +10,8 @@
 #                   machine with one GPU) and sharing its memory with a
 #                   second worker on its own GPU (ab-share-*); it keeps
 #                   counting after each, and every page is right at the end
+#   mig:ab-inline   one more, copying with the bytes inline in the stream
+#                   (--inline: no shared slot area, as between hosts)
 #   mig:report-*    the JSON reports of both paths parse and
 #                   scripts/mig-plot.py draws them
 #   mig:fault-*     the destination killed, the stream cut, a record
@@ -98,9 +100,14 @@ mig_ab() {
 	done
 	# memory this worker imported is shared on again
 	mig_go ab-share-again "$(ck_gpu_of "$CK_ID")"
+	# the bytes inline in the stream, as between hosts
+	mig_go ab-inline "$(mig_other_gpu)" --inline \
+		--report "$LOGS/mig-report-inline.json"
 	mig_report report-copy "$LOGS/mig-report-copy.json" "
 assert r['path'] == 'copy' and r['rounds'][-1]['phase'] == 'stop', r
 assert sent >= r['memory_bytes'] and r['shared_bytes'] == 0, r"
+	mig_report report-inline "$LOGS/mig-report-inline.json" "
+assert r['path'] == 'copy' and sent >= r['memory_bytes'], r"
 	mig_report report-share "$LOGS/mig-report-share.json" "
 assert r['path'] == 'share' and r['stop_reason'] == 'shared', r
 assert sent == 0 and r['shared_bytes'] >= r['memory_bytes'] > 0, r

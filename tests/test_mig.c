@@ -1181,7 +1181,8 @@ static void test_hello(void)
 	HELLO_CASE(version, 0, -EPROTO, "version 0");
 	HELLO_CASE(version, 2, -EPROTO, "version 2");
 	HELLO_CASE(flags, CV_MIG_HELLO_SHARE, -EINVAL, "sharing, with slots");
-	HELLO_CASE(flags, 2, -EINVAL, "flags 2");
+	HELLO_CASE(flags, CV_MIG_HELLO_INLINE, -EINVAL, "inline, with slots");
+	HELLO_CASE(flags, 4, -EINVAL, "flags 4");
 	HELLO_CASE(granule, 0, -EINVAL, "granule 0");
 	HELLO_CASE(granule, 4097, -EINVAL, "granule 4097");
 	HELLO_CASE(granule, 12288, -EINVAL, "granule 12 KiB (no divisor)");
@@ -1201,6 +1202,11 @@ static void test_hello(void)
 	CHECK(cv_mig_hello_check(&h, NULL, 0) == 0, "no slots, bytes inline");
 	h.flags = CV_MIG_HELLO_SHARE;
 	CHECK(cv_mig_hello_check(&h, NULL, 0) == 0, "sharing, no slots");
+	h.flags = CV_MIG_HELLO_INLINE;
+	CHECK(cv_mig_hello_check(&h, NULL, 0) == 0, "inline, no slots");
+	h.flags = CV_MIG_HELLO_SHARE | CV_MIG_HELLO_INLINE;
+	CHECK(cv_mig_hello_check(&h, NULL, 0) == -EINVAL, "sharing and "
+	      "inline at once");
 }
 
 static void test_share(void)

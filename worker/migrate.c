@@ -130,6 +130,8 @@ struct src {
 	double link_rate;          /* bytes per second, measured */
 	uint64_t dg_ns;            /* last digest pass, source side */
 	bool pacing;               /* --max-rate applies to this round */
+	bool inl;                  /* bytes inline in GRANULES, no slot area
+				    * shared (the slots are our staging) */
 	uint64_t pace_at;          /* the next chunk may start then (lock) */
 	bool share;                /* same device: memory shared, not copied */
 	uint64_t shared;           /* bytes shared */
@@ -220,7 +222,9 @@ static void rx_record(struct src *s, uint32_t type, const uint8_t *p,
 		break;
 	case CV_MIG_SLOT_FREE:
 		memcpy(&sl, p, sizeof(sl));
-		if (sl.slot >= MIG_SLOTS || (s->slot_free >> sl.slot) & 1) {
+		/* inline, the slots are our own staging, never lent */
+		if (s->inl || sl.slot >= MIG_SLOTS ||
+		    (s->slot_free >> sl.slot) & 1) {
 			pthread_mutex_unlock(&s->lock);
 			set_err(s, -EPROTO, "the destination freed slot %u, "
 				"which it did not hold", sl.slot);
@@ -541,7 +545,8 @@ static void *lane_main(void *arg)
 			break;
 		buf = s->slots + (uint64_t)slot * MIG_SLOT_SIZE;
 		g = (struct cv_mig_granules){ s->chunks[i].va,
-					      s->chunks[i].len, slot };
+					      s->chunks[i].len,
+					      s->inl ? CV_MIG_INLINE : slot };
 		pthread_rwlock_rdlock(&v->mem_lock);
 		mapped = still_mapped(v, g.va, g.len);
 		rc = 0;
@@ -564,8 +569,12 @@ static void *lane_main(void *arg)
 			give_slot(s, slot);
 			continue;
 		}
-		rc = cv_mig_send(&s->io, CV_MIG_GRANULES, &g, sizeof(g), NULL,
-				 0, NULL, 0);
+		/* inline: the bytes are in the socket when it returns */
+		rc = cv_mig_send(&s->io, CV_MIG_GRANULES, &g, sizeof(g),
+				 s->inl ? buf : NULL, s->inl ? g.len : 0, NULL,
+				 0);
+		if (s->inl)
+			give_slot(s, slot);
 		if (rc) {
 			set_err(s, rc, "%s", stream_why(rc));
 			break;
@@ -1129,6 +1138,7 @@ int cv_migrate_source(struct cv_vgpu *v, int sock, int from_gpu,
 		set_err(&s, rc, "a VMM allocation has bytes mapped nowhere");
 	s.share = req->gpu == from_gpu && !(req->flags & CV_MIGRATE_COPY) &&
 		  v->ops->mem_export;
+	s.inl = !s.share && (req->flags & CV_MIGRATE_INLINE);
 	if (!rc && !s.share)
 		rc = slots_setup(&s);
 	tsl = cv_now_ns();
@@ -1142,15 +1152,16 @@ int cv_migrate_source(struct cv_vgpu *v, int sock, int from_gpu,
 		h.quota = v->quota;
 		h.seed = s.seed;
 		h.granule = MIG_GRANULE;
-		h.nslots = s.share ? 0 : MIG_SLOTS;
-		h.slot_size = s.share ? 0 : MIG_SLOT_SIZE;
-		h.flags = s.share ? CV_MIG_HELLO_SHARE : 0;
+		h.nslots = s.share || s.inl ? 0 : MIG_SLOTS;
+		h.slot_size = s.share || s.inl ? 0 : MIG_SLOT_SIZE;
+		h.flags = s.share ? CV_MIG_HELLO_SHARE :
+			  s.inl ? CV_MIG_HELLO_INLINE : 0;
 		h.backend = v->hdr->dev.backend;
 		h.cc_major = (uint16_t)v->hdr->dev.cc_major;
 		h.cc_minor = (uint16_t)v->hdr->dev.cc_minor;
 		fds[1] = s.slot_fd;
 		rc = cv_mig_send(&s.io, CV_MIG_HELLO, &h, sizeof(h), NULL, 0,
-				 fds, s.share ? 1 : 2);
+				 fds, s.share || s.inl ? 1 : 2);
 		if (rc)
 			set_err(&s, rc, "%s", stream_why(rc));
 	}
@@ -1309,6 +1320,9 @@ struct dst {
 	struct cv_mig_io *io;
 	const struct cv_mig_hello *h;
 	bool share;
+	bool inl;               /* GRANULES carry their bytes */
+	uint8_t *stage;         /* inline: our transfer lanes' area, borrowed:
+				 * MIG_DST_STREAMS pieces of MIG_SLOT_SIZE */
 	uint8_t *slots;
 	uint64_t slots_size;
 	bool registered;
@@ -1364,14 +1378,15 @@ int cv_migrate_accept(struct cv_mig_io *io, const uint8_t token[16],
 	}
 	/* Sharing: the region only; copying: the region and the slots. */
 	if (type != CV_MIG_HELLO || len != sizeof(*h) ||
-	    nfds != (h->flags & CV_MIG_HELLO_SHARE ? 1 : 2)) {
+	    nfds != (h->flags & (CV_MIG_HELLO_SHARE | CV_MIG_HELLO_INLINE) ?
+			     1 : 2)) {
 		rc = -EPROTO;
 		snprintf(err, errlen, "the source's first record is not a "
 			 "HELLO with its fds");
 	} else if ((rc = cv_mig_hello_check(h, why, sizeof(why)))) {
 		snprintf(err, errlen, "bad HELLO: %s", why);
 	} else if (memcmp(h->token, token, 16) || h->quota != quota ||
-		   (h->nslots == 0) != !!(h->flags & CV_MIG_HELLO_SHARE)) {
+		   (h->nslots == 0) != !!h->flags) {
 		rc = -EINVAL;
 		snprintf(err, errlen, "the source migrates another tenant, or "
 			 "with another quota, than this worker was started for");
@@ -1802,6 +1817,8 @@ static int retire(struct dst *d, uint32_t t)
 	if (rc)
 		return dfail(d, -EIO, "copying to device memory failed: "
 			     "CUresult %d", rc);
+	if (d->inl) /* our staging is free again; nothing to tell */
+		return 0;
 	rc = cv_mig_send(d->io, CV_MIG_SLOT_FREE, &sl, sizeof(sl), NULL, 0,
 			 NULL, 0);
 	return rc ? dfail(d, rc, "%s", strerror(-rc)) : 0;
@@ -1820,11 +1837,15 @@ static int retire_all(struct dst *d)
 
 /* Starts copying a slot to device memory; the slot is given back when a
  * later record needs its stream, or before any other record. */
-static int on_granules(struct dst *d, const uint8_t *p)
+/* A GRANULES record of len bytes: its bytes go to device memory on the
+ * next of the streams, from the slot it names or (inline) from our
+ * staging piece of that stream, which the copy keeps until retired. */
+static int on_granules(struct dst *d, const uint8_t *p, uint32_t len)
 {
 	struct cv_vgpu *v = d->v;
 	const struct cv_mig_range *r;
 	struct cv_mig_granules g;
+	uint8_t *src;
 	uint64_t k;
 	uint32_t t;
 	int64_t i;
@@ -1833,8 +1854,14 @@ static int on_granules(struct dst *d, const uint8_t *p)
 	memcpy(&g, p, sizeof(g));
 	i = d->have_plan ? cv_mig_plan_index(&d->plan, g.va) : -1;
 	r = i >= 0 ? &d->plan.ranges[i] : NULL;
-	if (g.slot >= d->h->nslots || !g.len || g.len > d->h->slot_size ||
-	    !r || !cv_range_in(g.va, g.len, r->va, r->size))
+	if (d->inl ? g.slot != CV_MIG_INLINE || g.len > MIG_SLOT_SIZE ||
+		     len != sizeof(g) + g.len :
+		     g.slot >= d->h->nslots || g.len > d->h->slot_size ||
+		     len != sizeof(g))
+		return dfail(d, -EINVAL, "bad GRANULES: %u bytes at 0x%llx "
+			     "through slot %u in a record of %u bytes", g.len,
+			     (unsigned long long)g.va, g.slot, len);
+	if (!g.len || !r || !cv_range_in(g.va, g.len, r->va, r->size))
 		return dfail(d, -EINVAL, "bad GRANULES: %u bytes at 0x%llx "
 			     "through slot %u", g.len,
 			     (unsigned long long)g.va, g.slot);
@@ -1847,9 +1874,12 @@ static int on_granules(struct dst *d, const uint8_t *p)
 	rc = retire(d, t);
 	if (rc)
 		return rc;
-	rc = v->ops->memcpy(v->b, CV_COPY_HTOD, g.va,
-			    (uint64_t)(d->slots + g.slot * d->h->slot_size),
-			    g.len, d->stream[t]);
+	src = d->inl ? d->stage + (uint64_t)t * MIG_SLOT_SIZE :
+		       d->slots + (uint64_t)g.slot * d->h->slot_size;
+	if (d->inl)
+		memcpy(src, p + sizeof(g), g.len);
+	rc = v->ops->memcpy(v->b, CV_COPY_HTOD, g.va, (uint64_t)src, g.len,
+			    d->stream[t]);
 	if (rc)
 		return dfail(d, -EIO, "copying to device memory at 0x%llx "
 			     "failed: CUresult %d", (unsigned long long)g.va,
@@ -1914,6 +1944,7 @@ int cv_migrate_dest(struct cv_vgpu *v, struct cv_mig_io *io,
 	*link_fd = -1;
 	d.slots_size = (uint64_t)h->nslots * h->slot_size;
 	d.share = h->flags & CV_MIG_HELLO_SHARE;
+	d.inl = h->flags & CV_MIG_HELLO_INLINE;
 	if (h->backend != v->hdr->dev.backend ||
 	    h->cc_major != v->hdr->dev.cc_major ||
 	    h->cc_minor != v->hdr->dev.cc_minor)
@@ -1924,6 +1955,16 @@ int cv_migrate_dest(struct cv_vgpu *v, struct cv_mig_io *io,
 		rc = dfail(&d, -EINVAL, "memory cannot be shared here");
 	else if (d.share)
 		goto ready;
+	if (!rc && d.inl) {
+		uint64_t size = 0;
+		int afd;
+
+		if (slot_fd >= 0 ||
+		    cv_xfer_area(v, &afd, &d.stage, &size) ||
+		    size < (uint64_t)MIG_DST_STREAMS * MIG_SLOT_SIZE)
+			rc = dfail(&d, -ENOMEM, "no staging for inline bytes");
+		goto streams;
+	}
 	if (!rc && (fstat(slot_fd, &st) || (uint64_t)st.st_size != d.slots_size ||
 		    !(fcntl(slot_fd, F_GET_SEALS) & F_SEAL_SHRINK)))
 		rc = dfail(&d, -EINVAL, "the slot area is not a sealed memfd "
@@ -1942,6 +1983,7 @@ int cv_migrate_dest(struct cv_vgpu *v, struct cv_mig_io *io,
 		rc = dfail(&d, -ENOMEM, "cannot register the slot area");
 	else if (!rc)
 		d.registered = true;
+streams:
 	for (t = 0; t < MIG_DST_STREAMS && !rc; t++)
 		if (v->ops->stream_create(v->b, CU_STREAM_NON_BLOCKING, 0,
 					  &d.stream[t]))
@@ -1985,7 +2027,8 @@ ready:
 				   type, len);
 			break;
 		}
-		if ((type == CV_MIG_GRANULES && len != fixed) ||
+		if ((type == CV_MIG_GRANULES && len != fixed && !d.inl) ||
+		    (type == CV_MIG_GRANULES && len < fixed) ||
 		    (type == CV_MIG_STATE && len < fixed)) {
 			rc = dfail(&d, -EPROTO, "record of type %u has %u bytes",
 				   type, len);
@@ -2005,7 +2048,7 @@ ready:
 			rc = on_digest_req(&d, buf);
 			break;
 		case CV_MIG_GRANULES:
-			rc = on_granules(&d, buf);
+			rc = on_granules(&d, buf, len);
 			break;
 		case CV_MIG_SHARE:
 			rc = on_share(&d, buf, nfds ? fds[0] : -1);
@@ -2032,7 +2075,7 @@ ready:
 			*link_fd = fds[0];
 			/* Unregistering the slots takes milliseconds: after
 			 * the tenant runs (cv_migrate_running). */
-			if (!d.share) {
+			if (!d.share && !d.inl) {
 				g_later = (struct later){ .slots = d.slots,
 							  .size = d.slots_size,
 							  .fd = slot_fd,
