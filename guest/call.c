@@ -301,6 +301,9 @@ int cv_g_chunk_wait(uint32_t i)
 		st = chunk_state(i);
 		if (st != CV_CHUNK_BUSY)
 			return st == CV_CHUNK_FAILED ? CUDA_ERROR_UNKNOWN : 0;
+		/* A lost vGPU's chunks stay busy: no slice to wait out. */
+		if (g.lost)
+			return CUDA_ERROR_DEVICE_UNAVAILABLE;
 		/* The worker always wakes after changing a chunk's state. */
 		cv_futex_wait(&g.chunk_state[i], CV_CHUNK_BUSY, WAIT_SLICE_NS);
 		if (chunk_state(i) == CV_CHUNK_BUSY && wait_check(&w))

@@ -13,6 +13,7 @@ struct job {
 	uint32_t n;
 	uint32_t next;    /* next item to take (atomic) */
 	int err;          /* first error (under lock) */
+	bool failed;      /* an item failed: take no more (atomic) */
 	bool open;        /* helpers may still join */
 	uint32_t running; /* helpers inside the job (under lock) */
 	uint64_t gen;
@@ -34,19 +35,24 @@ static struct {
 	.once = PTHREAD_ONCE_INIT,
 };
 
-/* Takes items of the job until none is left; records the first error. */
+/* Takes items of the job until none is left or one failed; records the
+ * first error. The items after a failure are not run: a copy that failed
+ * in one piece has failed (and when the vGPU is lost, each piece would
+ * first wait for a chunk that never completes). */
 static void drain(struct job *j)
 {
 	uint32_t i;
 	int r;
 
-	while ((i = __atomic_fetch_add(&j->next, 1, __ATOMIC_RELAXED)) < j->n) {
+	while (!__atomic_load_n(&j->failed, __ATOMIC_RELAXED) &&
+	       (i = __atomic_fetch_add(&j->next, 1, __ATOMIC_RELAXED)) < j->n) {
 		r = j->fn(j->arg, i);
 		if (r) {
 			pthread_mutex_lock(&pool.lock);
 			if (!j->err)
 				j->err = r;
 			pthread_mutex_unlock(&pool.lock);
+			__atomic_store_n(&j->failed, true, __ATOMIC_RELAXED);
 		}
 	}
 }
@@ -95,8 +101,8 @@ static int run_inline(uint32_t n, int (*fn)(void *, uint32_t), void *arg)
 	uint32_t i;
 	int r, err = 0;
 
-	for (i = 0; i < n; i++)
-		if ((r = fn(arg, i)) && !err)
+	for (i = 0; i < n && !err; i++)
+		if ((r = fn(arg, i)))
 			err = r;
 	return err;
 }
