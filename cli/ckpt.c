@@ -43,11 +43,7 @@ struct ck_ctx {
 	bool gpu_set;
 };
 
-static int set_socket(void *ctx, const char *v)
-{
-	((struct ck_ctx *)ctx)->socket = v;
-	return 0;
-}
+CV_CLI_CTX_CHECK(struct ck_ctx);
 
 static int set_out(void *ctx, const char *v)
 {
@@ -87,13 +83,8 @@ static int set_gpu(void *ctx, const char *v)
 	return 0;
 }
 
-#define SOCKET_OPT                                                     \
-	{ "--socket", "PATH", set_socket,                              \
-	  "the daemon's socket (default: $CUVISOR_SOCKET, else the "   \
-	  "per-user or system default)" }
-
 static const struct cv_cli_opt ck_opts[] = {
-	SOCKET_OPT,
+	CV_CLI_SOCKET_OPT,
 	{ "-o", "FILE", set_out, "the image file to write (required)" },
 	{ "--stop", NULL, set_stop,
 	  "leave the tenant stopped, its GPU memory released, until "
@@ -104,7 +95,7 @@ static const struct cv_cli_opt ck_opts[] = {
 };
 
 static const struct cv_cli_opt rs_opts[] = {
-	SOCKET_OPT,
+	CV_CLI_SOCKET_OPT,
 	{ "--gpu", "N", set_gpu,
 	  "the GPU to restore on (default: the one it was on)" },
 };

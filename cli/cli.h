@@ -42,6 +42,18 @@ struct cv_cli_cmd {
 };
 
 /*
+ * --socket: every command's context begins with `const char *socket`
+ * (checked where each is defined), which this option sets.
+ */
+int cv_cli_set_socket(void *ctx, const char *v);
+#define CV_CLI_SOCKET_OPT                                                  \
+	{ "--socket", "PATH", cv_cli_set_socket,                           \
+	  "the daemon's socket (default: $CUVISOR_SOCKET, else the "       \
+	  "per-user or system default)" }
+#define CV_CLI_CTX_CHECK(type)                                             \
+	_Static_assert(offsetof(type, socket) == 0, #type " starts with socket")
+
+/*
  * Parses the options of cmd from argv[1..]; stops at "--" (skipped) or,
  * when stop_at_arg, at the first argument that is not an option. Returns
  * the index of the first remaining argument, or -1 after a usage error

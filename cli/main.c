@@ -98,6 +98,12 @@ static const struct cv_cli_opt *find(const struct cv_cli_cmd *cmd,
 	return NULL;
 }
 
+int cv_cli_set_socket(void *ctx, const char *v)
+{
+	*(const char **)ctx = v;
+	return 0;
+}
+
 int cv_cli_parse(const struct cv_cli_cmd *cmd, void *ctx, int argc,
 		 char **argv, bool stop_at_arg)
 {

@@ -47,11 +47,7 @@ static uint8_t reply[sizeof(struct cv_ctl_migrate_r) + CV_MIGRATE_REPORT_MAX];
 _Static_assert(sizeof(reply) <= CV_CTL_MAX - sizeof(struct cv_ctl_hdr),
 	       "a migrate reply fits in one control message");
 
-static int set_socket(void *ctx, const char *v)
-{
-	((struct mig_ctx *)ctx)->socket = v;
-	return 0;
-}
+CV_CLI_CTX_CHECK(struct mig_ctx);
 
 static int set_gpu(void *ctx, const char *v)
 {
@@ -167,9 +163,7 @@ static int set_fault(void *ctx, const char *v)
 }
 
 static const struct cv_cli_opt mig_opts[] = {
-	{ "--socket", "PATH", set_socket,
-	  "the daemon's socket (default: $CUVISOR_SOCKET, else the per-user "
-	  "or system default)" },
+	CV_CLI_SOCKET_OPT,
 	{ "--gpu", "N", set_gpu,
 	  "the GPU to move the tenant to (default: its own, where nothing is "
 	  "copied unless --copy is given)" },

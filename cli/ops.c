@@ -50,11 +50,7 @@ static const struct op_kind kinds[] = {
 	  "only a running or suspended tenant can be evicted" },
 };
 
-static int set_socket(void *ctx, const char *v)
-{
-	((struct op_ctx *)ctx)->socket = v;
-	return 0;
-}
+CV_CLI_CTX_CHECK(struct op_ctx);
 
 static int set_gpu(void *ctx, const char *v)
 {
@@ -66,15 +62,10 @@ static int set_gpu(void *ctx, const char *v)
 	return 0;
 }
 
-#define SOCKET_OPT                                                     \
-	{ "--socket", "PATH", set_socket,                              \
-	  "the daemon's socket (default: $CUVISOR_SOCKET, else the "   \
-	  "per-user or system default)" }
-
-static const struct cv_cli_opt op_opts[] = { SOCKET_OPT };
+static const struct cv_cli_opt op_opts[] = { CV_CLI_SOCKET_OPT };
 
 static const struct cv_cli_opt resume_opts[] = {
-	SOCKET_OPT,
+	CV_CLI_SOCKET_OPT,
 	{ "--gpu", "N", set_gpu,
 	  "the GPU to resume on (default: its own); another one moves the "
 	  "tenant there through an image in memory" },

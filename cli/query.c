@@ -23,16 +23,10 @@ struct query_ctx {
 	const char *socket;
 };
 
-static int set_socket(void *ctx, const char *v)
-{
-	((struct query_ctx *)ctx)->socket = v;
-	return 0;
-}
+CV_CLI_CTX_CHECK(struct query_ctx);
 
 static const struct cv_cli_opt query_opts[] = {
-	{ "--socket", "PATH", set_socket,
-	  "the daemon's socket (default: $CUVISOR_SOCKET, else the per-user "
-	  "or system default)" },
+	CV_CLI_SOCKET_OPT,
 };
 
 /* Connects and makes one call; the payload length, or -1 (printed). */

@@ -82,11 +82,7 @@ static int set_mem(void *ctx, const char *v)
 	return 0;
 }
 
-static int set_socket(void *ctx, const char *v)
-{
-	((struct run_ctx *)ctx)->socket = v;
-	return 0;
-}
+CV_CLI_CTX_CHECK(struct run_ctx);
 
 static int set_backend(void *ctx, const char *v)
 {
@@ -633,9 +629,7 @@ static const struct cv_cli_opt run_opts[] = {
 	  "run on GPU N (default: the daemon picks the least used)" },
 	{ "--mem", "SIZE", set_mem,
 	  "device memory quota: bytes or K/M/G/T (default: the daemon's)" },
-	{ "--socket", "PATH", set_socket,
-	  "the daemon's socket (default: $CUVISOR_SOCKET, else the per-user "
-	  "or system default)" },
+	CV_CLI_SOCKET_OPT,
 	{ "--backend", "B", set_backend,
 	  "cuda, host or auto, for a private daemon (default: auto)" },
 	{ "--log", "LEVEL[:PATH]", set_log,
