@@ -54,31 +54,17 @@ static const struct cv_cli_opt peer_opts[] = {
 	  "give up after MS milliseconds (default 5000)" },
 };
 
-/* HOST[:PORT] or [V6]:PORT into host and port; 0 or -EINVAL. */
+/* HOST[:PORT] or [V6]:PORT into host and port (the default port when
+ * none); 0 or -EINVAL. */
 static int split(const char *arg, char *host, size_t hsize, char *port,
 		 size_t psize)
 {
-	const char *c;
-
-	if (arg[0] == '[') {
-		c = strchr(arg, ']');
-		if (!c || (c[1] && c[1] != ':') || (size_t)(c - arg) > hsize)
-			return -EINVAL;
-		snprintf(host, hsize, "%.*s", (int)(c - arg - 1), arg + 1);
-		snprintf(port, psize, "%s", c[1] ? c + 2 : "");
-	} else {
-		c = strrchr(arg, ':');
-		if (c && strchr(arg, ':') != c)
-			c = NULL; /* a bare IPv6 address */
-		if ((size_t)(c ? c - arg : (long)strlen(arg)) >= hsize)
-			return -EINVAL;
-		snprintf(host, hsize, "%.*s",
-			 (int)(c ? c - arg : (long)strlen(arg)), arg);
-		snprintf(port, psize, "%s", c ? c + 1 : "");
-	}
+	if (cv_peer_addr_split(arg, false, host, hsize, port, psize) ||
+	    !host[0])
+		return -EINVAL;
 	if (!port[0])
 		snprintf(port, psize, "%d", CV_PEER_DEFAULT_PORT);
-	return host[0] ? 0 : -EINVAL;
+	return 0;
 }
 
 /* A connected TCP socket to host:port, or -1 (printed). */

@@ -18,24 +18,13 @@
 
 #define WHY(...) (why ? (void)snprintf(why, whylen, __VA_ARGS__) : (void)0)
 
-static int unhex(char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
-}
-
 int cv_peer_key_load(const char *path, uint8_t key[CV_PEER_KEY_LEN],
 		     char *why, size_t whylen)
 {
 	char buf[2 * CV_PEER_KEY_LEN + 3];
 	struct stat st;
 	ssize_t n;
-	int fd, i, hi, lo, rc = 0;
+	int fd, rc = 0;
 
 	fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
 	if (fd < 0) {
@@ -62,19 +51,49 @@ int cv_peer_key_load(const char *path, uint8_t key[CV_PEER_KEY_LEN],
 		    2 * CV_PEER_KEY_LEN);
 		return -EINVAL;
 	}
-	for (i = 0; i < CV_PEER_KEY_LEN; i++) {
-		hi = unhex(buf[2 * i]);
-		lo = unhex(buf[2 * i + 1]);
-		if (hi < 0 || lo < 0) {
-			WHY("%s: the key is %d hex digits, nothing else",
-			    path, 2 * CV_PEER_KEY_LEN);
-			OPENSSL_cleanse(buf, sizeof(buf));
-			return -EINVAL;
-		}
-		key[i] = (uint8_t)(hi << 4 | lo);
-	}
+	rc = cv_unhex(buf, CV_PEER_KEY_LEN, key);
 	OPENSSL_cleanse(buf, sizeof(buf));
+	if (rc) {
+		OPENSSL_cleanse(key, CV_PEER_KEY_LEN);
+		WHY("%s: the key is %d hex digits, nothing else", path,
+		    2 * CV_PEER_KEY_LEN);
+	}
+	return rc;
+}
+
+/* The n bytes at s into out (size bytes, terminated); -EINVAL when too
+ * long. */
+static int part(char *out, size_t size, const char *s, size_t n)
+{
+	if (n >= size)
+		return -EINVAL;
+	memcpy(out, s, n);
+	out[n] = 0;
 	return 0;
+}
+
+int cv_peer_addr_split(const char *s, bool bare_is_port, char *host,
+		       size_t hsize, char *port, size_t psize)
+{
+	const char *c;
+
+	host[0] = port[0] = 0;
+	if (s[0] == '[') {
+		c = strchr(s, ']');
+		if (!c || (c[1] && c[1] != ':'))
+			return -EINVAL;
+		return part(host, hsize, s + 1, (size_t)(c - s - 1)) ?:
+		       part(port, psize, c[1] ? c + 2 : "",
+			    c[1] ? strlen(c + 2) : 0);
+	}
+	c = strrchr(s, ':');
+	if (c && strchr(s, ':') != c) /* a bare IPv6 address */
+		return part(host, hsize, s, strlen(s));
+	if (c)
+		return part(host, hsize, s, (size_t)(c - s)) ?:
+		       part(port, psize, c + 1, strlen(c + 1));
+	return bare_is_port ? part(port, psize, s, strlen(s)) :
+			      part(host, hsize, s, strlen(s));
 }
 
 int cv_peer_hello_make(struct cv_peer_hello *h, uint32_t role,

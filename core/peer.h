@@ -24,6 +24,7 @@
 #ifndef CV_PEER_H
 #define CV_PEER_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -91,6 +92,14 @@ _Static_assert(sizeof(struct cv_peer_info) == 16 + 64 + 16 * 72, "info");
  * write. 0, or -errno with why filled in. */
 int cv_peer_key_load(const char *path, uint8_t key[CV_PEER_KEY_LEN],
 		     char *why, size_t whylen);
+
+/*
+ * Splits HOST:PORT, [V6]:PORT, [V6], a bare IPv6 address, and HOST (or,
+ * with bare_is_port, PORT) into host and port; either may come out "".
+ * 0, or -EINVAL when a part does not fit or the brackets do not close.
+ */
+int cv_peer_addr_split(const char *s, bool bare_is_port, char *host,
+		       size_t hsize, char *port, size_t psize);
 
 /* A HELLO for role with a fresh nonce (0, or -EIO when the system has
  * no randomness to give). */

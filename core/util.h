@@ -64,5 +64,8 @@ uint64_t cv_now_ns(void);
 
 /* Writes n bytes as 2n lowercase hex digits and a NUL into out. */
 void cv_hex(const uint8_t *p, size_t n, char *out);
+/* Reads the 2n hex digits (either case) at s into n bytes: 0, or -EINVAL
+ * when one of them is not a hex digit (out is then partly written). */
+int cv_unhex(const char *s, size_t n, uint8_t *out);
 
 #endif

@@ -9,7 +9,6 @@
 #include "cuvisord.h"
 
 #include <errno.h>
-#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -132,22 +131,24 @@ static int decode_client(const struct cv_ctl_hdr *hdr, const void *payload,
 	}
 }
 
+/* W_READY (success carries one fd, the region) and W_SPARE (no fd):
+ * payload cv_ctl_ready, a failure never carries an fd. */
 static int decode_ready(const void *payload, uint32_t len, int nfds,
-			struct cv_d_msg *m, const char **why)
+			int success_fds, struct cv_d_msg *m, const char **why)
 {
 	struct cv_ctl_ready r;
 
 	if (len != sizeof(r))
-		BAD("W_READY payload has the wrong length");
+		BAD("W_READY/W_SPARE payload has the wrong length");
 	memcpy(&r, payload, sizeof(r));
 	if (take_string(m->u.ready.msg, r.msg, sizeof(r.msg)))
-		BAD("W_READY msg is not NUL-terminated");
+		BAD("W_READY/W_SPARE msg is not NUL-terminated");
 	if (r.status > 0 || r.status < -4095)
-		BAD("W_READY status is not 0 or -errno");
-	if (r.status == 0 && nfds != 1)
-		BAD("W_READY success must carry exactly one fd");
+		BAD("W_READY/W_SPARE status is not 0 or -errno");
+	if (r.status == 0 && nfds != success_fds)
+		BAD("W_READY/W_SPARE success carries the wrong number of fds");
 	if (r.status < 0 && nfds != 0)
-		BAD("W_READY failure must carry no fd");
+		BAD("W_READY/W_SPARE failure must carry no fd");
 	m->u.ready.status = r.status;
 	return 0;
 }
@@ -179,20 +180,11 @@ static int decode_worker(const struct cv_ctl_hdr *hdr, const void *payload,
 	case CV_CTL_W_READY:
 		if (hdr->status)
 			BAD("W_READY has a nonzero header status");
-		return decode_ready(payload, len, nfds, m, why);
+		return decode_ready(payload, len, nfds, 1, m, why);
 	case CV_CTL_W_SPARE:
-		if (hdr->status || nfds)
-			BAD("W_SPARE has a header status or fds");
-		if (len != sizeof(struct cv_ctl_ready))
-			BAD("W_SPARE payload has the wrong length");
-		if (take_string(m->u.ready.msg, (const char *)payload +
-				offsetof(struct cv_ctl_ready, msg),
-				sizeof(m->u.ready.msg)))
-			BAD("W_SPARE msg is not NUL-terminated");
-		memcpy(&m->u.ready.status, payload, sizeof(int32_t));
-		if (m->u.ready.status > 0 || m->u.ready.status < -4095)
-			BAD("W_SPARE status is not 0 or -errno");
-		return 0;
+		if (hdr->status)
+			BAD("W_SPARE has a nonzero header status");
+		return decode_ready(payload, len, nfds, 0, m, why);
 	case CV_CTL_W_STATS | CV_CTL_REPLY:
 		if (nfds)
 			BAD("W_STATS reply carries file descriptors");

@@ -177,19 +177,13 @@ static int listen_on(const char *spec)
 {
 	struct addrinfo hints = { .ai_socktype = SOCK_STREAM,
 				  .ai_flags = AI_PASSIVE }, *res, *a;
-	char host[300] = "", port[300];
-	const char *c = strrchr(spec, ':');
+	char host[300], port[300];
 	int fd = -1, one = 1, r;
 
-	if (c) {
-		snprintf(host, sizeof(host), "%.*s", (int)(c - spec), spec);
-		if (host[0] == '[' && host[strlen(host) - 1] == ']') {
-			memmove(host, host + 1, strlen(host));
-			host[strlen(host) - 1] = 0;
-		}
-		snprintf(port, sizeof(port), "%s", c + 1);
-	} else {
-		snprintf(port, sizeof(port), "%s", spec);
+	if (cv_peer_addr_split(spec, true, host, sizeof(host), port,
+			       sizeof(port)) || !port[0]) {
+		cv_err("--peer-listen %s: not [ADDR:]PORT", spec);
+		return -EINVAL;
 	}
 	r = getaddrinfo(host[0] ? host : NULL, port, &hints, &res);
 	if (r) {

@@ -168,6 +168,40 @@ static void test_decoders(void)
 	CHECK(cv_peer_info_check(&in, 10, &o, &why) == -EBADMSG, "short");
 }
 
+static void test_addr_split(void)
+{
+	static const struct {
+		const char *s;
+		bool bare_is_port;
+		int rc;
+		const char *host, *port;
+	} c[] = {
+		{ "gpu-b:7431", false, 0, "gpu-b", "7431" },
+		{ "gpu-b", false, 0, "gpu-b", "" },
+		{ "7430", true, 0, "", "7430" },
+		{ "127.0.0.1:0", true, 0, "127.0.0.1", "0" },
+		{ "[::1]:7430", false, 0, "::1", "7430" },
+		{ "[::1]", false, 0, "::1", "" },
+		{ "fe80::1", false, 0, "fe80::1", "" },
+		{ "[::1", false, -EINVAL, "", "" },
+		{ "[::1]7430", false, -EINVAL, "", "" },
+	};
+	char host[16], port[8];
+	size_t i;
+	int rc;
+
+	for (i = 0; i < sizeof(c) / sizeof(c[0]); i++) {
+		rc = cv_peer_addr_split(c[i].s, c[i].bare_is_port, host,
+					sizeof(host), port, sizeof(port));
+		CHECK(rc == c[i].rc && (rc || (!strcmp(host, c[i].host) &&
+					      !strcmp(port, c[i].port))),
+		      "split '%s': %d '%s' '%s'", c[i].s, rc, host, port);
+	}
+	CHECK(cv_peer_addr_split("a-host-name-too-long:1", false, host,
+				 sizeof(host), port, sizeof(port)) == -EINVAL,
+	      "a host that does not fit");
+}
+
 static void write_file(const char *p, const char *s, mode_t m)
 {
 	FILE *f = fopen(p, "w");
@@ -223,6 +257,7 @@ int main(void)
 	test_reflection();
 	test_silent();
 	test_decoders();
+	test_addr_split();
 	test_key_file();
 	return unit_done();
 }

@@ -136,17 +136,7 @@ static int parse_fd(const char *s, int *fd)
 
 static int parse_hex(const char *s, uint8_t *out, size_t n)
 {
-	size_t i;
-	unsigned x;
-
-	if (strlen(s) != 2 * n)
-		return -EINVAL;
-	for (i = 0; i < n; i++) {
-		if (sscanf(s + 2 * i, "%2x", &x) != 1)
-			return -EINVAL;
-		out[i] = (uint8_t)x;
-	}
-	return 0;
+	return strlen(s) == 2 * n ? cv_unhex(s, n, out) : -EINVAL;
 }
 
 static int parse_args(int argc, char **argv, struct wopts *o)
