@@ -572,7 +572,6 @@ void cv_d_stop(struct cv_d *d, const char *why)
 	d->stopping = true;
 	d->stop_deadline = cv_now_ns() + CV_D_STOP_TIMEOUT_MS * 1000000ull;
 	cv_d_stop_listening(d);
-	cv_d_spare_stop(d);
 	for (i = 0; i < d->ntenants; i++)
 		cv_d_tenant_stop(d, d->tenants[i]);
 }
@@ -848,6 +847,8 @@ int main(int argc, char **argv)
 		d.cfg.spares = !d.cfg.private_mode;
 	cv_d_spare_init(&d);
 	loop(&d);
+	/* Both ways out (stop, or exit leaving tenants for the next
+	 * daemon) end here: spares go either way. */
 	cv_d_spare_stop(&d);
 	finish(&d);
 	return 0;

@@ -975,8 +975,9 @@ static int slots_setup(struct src *s)
 	if (size != (uint64_t)MIG_SLOTS * MIG_SLOT_SIZE)
 		return set_err(s, -EINVAL, "the slot area has %llu bytes",
 			       (unsigned long long)size);
-	s->slot_fd = fcntl(fd, F_DUPFD_CLOEXEC, 3);
-	if (s->slot_fd < 0)
+	/* inline, the area stays ours: nothing to hand over */
+	s->slot_fd = s->inl ? -1 : fcntl(fd, F_DUPFD_CLOEXEC, 3);
+	if (!s->inl && s->slot_fd < 0)
 		return set_err(s, -errno, "dup: %s", strerror(errno));
 	s->nlanes = CV_MIN(MIG_LANES, MIG_SLOTS);
 	for (i = 0; i < s->nlanes; i++)
@@ -2027,9 +2028,9 @@ ready:
 				   type, len);
 			break;
 		}
-		if ((type == CV_MIG_GRANULES && len != fixed && !d.inl) ||
-		    (type == CV_MIG_GRANULES && len < fixed) ||
-		    (type == CV_MIG_STATE && len < fixed)) {
+		/* GRANULES: on_granules checks the exact length */
+		if ((type == CV_MIG_GRANULES || type == CV_MIG_STATE) &&
+		    len < fixed) {
 			rc = dfail(&d, -EPROTO, "record of type %u has %u bytes",
 				   type, len);
 			break;
