@@ -66,7 +66,7 @@ $(LIB): $(call obj,$(GUEST_SRC)) $(O)/core.a $(O)/gen/libcuda.map
 $(O)/bin/cuvisor-vgpu: $(call obj,$(WORKER_SRC)) \
 		$(call obj,$(O)/gen/digest_fatbin.c) $(O)/core.a
 	@mkdir -p $(dir $@)
-	$(CC) -o $@ $^ $(LDFLAGS_ALL) $(ZSTD_LIBS) -ldl -lm
+	$(CC) -o $@ $^ $(LDFLAGS_ALL) $(ZSTD_LIBS) $(CRYPTO_LIBS) -ldl -lm
 
 $(O)/bin/cuvisord: $(call obj,$(DAEMON_SRC)) $(O)/core.a
 	@mkdir -p $(dir $@)

@@ -41,6 +41,8 @@ struct run_ctx {
 	const char *log;
 	const char *gpu;
 	const char *mem;
+	const char *host;       /* --host: a peer's GPU */
+	const char *peer_key;   /* for a private daemon */
 };
 
 /* The socket path must fit sockaddr_un; so must the directory then. */
@@ -92,6 +94,31 @@ static int set_backend(void *ctx, const char *v)
 		return -EINVAL;
 	}
 	((struct run_ctx *)ctx)->backend = v;
+	return 0;
+}
+
+static int set_host(void *ctx, const char *v)
+{
+	if (!*v || strlen(v) >= CV_CTL_HOST_LEN) {
+		fprintf(stderr, "cuvisor run: --host: '%s' is not HOST[:PORT]\n",
+			v);
+		return -EINVAL;
+	}
+	((struct run_ctx *)ctx)->host = v;
+	return 0;
+}
+
+static int set_peer_key(void *ctx, const char *v)
+{
+	static char abs[PATH_MAX];
+
+	/* The private daemon and its workers do not run where we do. */
+	if (!realpath(v, abs)) {
+		fprintf(stderr, "cuvisor run: --peer-key %s: %s\n", v,
+			strerror(errno));
+		return -EINVAL;
+	}
+	((struct run_ctx *)ctx)->peer_key = abs;
 	return 0;
 }
 
@@ -396,6 +423,10 @@ static int start_private(const struct run_ctx *c, struct priv *p)
 		argv[n++] = "--backend";
 		argv[n++] = c->backend;
 	}
+	if (c->peer_key) {
+		argv[n++] = "--peer-key";
+		argv[n++] = c->peer_key;
+	}
 	argv[n++] = "--log";
 	argv[n++] = logspec;
 	argv[n] = NULL;
@@ -504,6 +535,7 @@ static int set_env(const struct run_ctx *c, const char *libdir,
 	    setenv("CUVISOR_SOCKET", sock, 1) < 0 ||
 	    (c->gpu && setenv("CUVISOR_GPU", c->gpu, 1) < 0) ||
 	    (c->mem && setenv("CUVISOR_MEM", c->mem, 1) < 0) ||
+	    (c->host && setenv("CUVISOR_HOST", c->host, 1) < 0) ||
 	    (c->log && setenv("CUVISOR_LOG", c->log, 1) < 0))
 		goto out;
 	r = 0;
@@ -635,6 +667,14 @@ static const struct cv_cli_opt run_opts[] = {
 	{ "--log", "LEVEL[:PATH]", set_log,
 	  "the guest library's log (CUVISOR_LOG); LEVEL error, warn, info, "
 	  "debug" },
+	{ "--host", "HOST[:PORT]", set_host,
+	  "put the vGPU on a GPU of another host, whose daemon listens for "
+	  "peers there (cuvisord --peer-listen; port 7430 by default); the "
+	  "program runs here and reaches the GPU over TCP. --gpu then names "
+	  "that host's GPU" },
+	{ "--peer-key", "FILE", set_peer_key,
+	  "the key shared with that host, for a private daemon (a running "
+	  "daemon uses its own --peer-key)" },
 };
 
 const struct cv_cli_cmd cv_cli_cmd_run = {

@@ -114,6 +114,7 @@ enum cv_ctl_type {
 #define CV_CKPT_LEVEL_MAX 19 /* zstd levels; 0: not compressed */
 
 #define CV_CTL_NAME_LEN 64
+#define CV_CTL_HOST_LEN 256
 
 /* cv_ctl_migrate.flags */
 #define CV_MIGRATE_COPY 0x1u    /* copy even on the same GPU */
@@ -141,8 +142,11 @@ struct cv_ctl_attach {
 	uint32_t flags;
 	uint32_t proto;     /* CV_PROTO_VERSION of the guest */
 	char name[CV_CTL_NAME_LEN]; /* program name, NUL-terminated */
+	/* HOST[:PORT] of a peer daemon whose GPU the vGPU is on
+	 * (docs/remote.md), NUL-terminated; "" for a local GPU. */
+	char host[CV_CTL_HOST_LEN];
 };
-_Static_assert(sizeof(struct cv_ctl_attach) == 88, "attach");
+_Static_assert(sizeof(struct cv_ctl_attach) == 88 + CV_CTL_HOST_LEN, "attach");
 
 struct cv_ctl_migrate {
 	uint64_t tenant;

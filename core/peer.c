@@ -14,6 +14,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "remote.h"
 #include "util.h"
 
 #define WHY(...) (why ? (void)snprintf(why, whylen, __VA_ARGS__) : (void)0)
@@ -202,6 +203,26 @@ int cv_peer_info_check(const void *p, size_t len, struct cv_peer_info *out,
 			*why = "an INFO whose GPU name is not terminated";
 			return -EBADMSG;
 		}
+	return 0;
+}
+
+int cv_peer_vgpu_check(const void *p, size_t len, struct cv_peer_vgpu *out,
+		       const char **why)
+{
+	if (len != sizeof(*out)) {
+		*why = "a VGPU request of the wrong size";
+		return -EBADMSG;
+	}
+	memcpy(out, p, sizeof(*out));
+	if (out->version != CV_RM_VERSION) {
+		*why = "a VGPU request of another version";
+		return -EBADMSG;
+	}
+	if (out->timeout_ms < 1000 || out->timeout_ms > 3600000 ||
+	    !out->quota || out->gpu > 1024) {
+		*why = "a VGPU request out of range";
+		return -EBADMSG;
+	}
 	return 0;
 }
 

@@ -58,7 +58,21 @@ struct cv_peer_auth {
 
 enum cv_peer_req_type {
 	CV_PEER_INFO = 1,     /* no payload; answer: cv_peer_info */
+	CV_PEER_VGPU = 2,     /* cv_peer_vgpu; answer: status only, then
+			       * the connection is a remote vGPU's
+			       * (core/remote.h) */
 };
+
+/* A vGPU for a worker on the asking host. */
+struct cv_peer_vgpu {
+	uint32_t version;     /* CV_RM_VERSION */
+	uint32_t gpu;         /* the serving host's GPU index */
+	uint64_t quota;       /* bytes */
+	uint64_t tenant;      /* the asking host's tenant id (for logs, ps) */
+	uint32_t timeout_ms;  /* silence after which each end gives up */
+	uint32_t pad;
+};
+_Static_assert(sizeof(struct cv_peer_vgpu) == 32, "peer vgpu");
 
 struct cv_peer_req {
 	uint32_t type;
@@ -126,6 +140,11 @@ int cv_peer_auth_ok(const uint8_t key[CV_PEER_KEY_LEN],
 
 /* Checks a peer's INFO answer of len bytes; 0, or -EBADMSG with why. */
 int cv_peer_info_check(const void *p, size_t len, struct cv_peer_info *out,
+		       const char **why);
+
+/* Checks a VGPU request of len bytes (sizes, version, a timeout of
+ * 1..3600 s, a quota); 0, or -EBADMSG with why. */
+int cv_peer_vgpu_check(const void *p, size_t len, struct cv_peer_vgpu *out,
 		       const char **why);
 
 /*

@@ -172,6 +172,18 @@ void cv_d_attach_reply(struct cv_d *d, struct cv_d_client *c, int status,
 	reply(d, c, CV_CTL_ATTACH, 0, &r, sizeof(r), fds, nfds);
 }
 
+/* The peer holds the GPU and enforces the quota; ours is what was asked,
+ * else the daemon's default, else the GPU's whole memory (UINT64_MAX,
+ * which the peer caps). No local GPU slot is taken (gpu 0 is nominal). */
+static int admit_remote(const struct cv_d *d, const struct cv_ctl_attach *a,
+			int *gpu, uint64_t *quota)
+{
+	*gpu = 0;
+	*quota = a->mem ? a->mem :
+		 d->cfg.default_mem ? d->cfg.default_mem : UINT64_MAX;
+	return 0;
+}
+
 static void handle_attach(struct cv_d *d, struct cv_d_client *c,
 			  const struct cv_ctl_attach *a)
 {
@@ -183,6 +195,12 @@ static void handle_attach(struct cv_d *d, struct cv_d_client *c,
 		r = -ESHUTDOWN;
 	else if (d->ntenants >= CV_D_MAX_TENANTS)
 		r = -EAGAIN;
+	else if (a->host[0] && !d->cfg.peer_key[0])
+		r = -ENOKEY; /* a remote vGPU needs our --peer-key */
+	else if (a->host[0] && (a->proto != CV_PROTO_VERSION || a->flags))
+		r = a->flags ? -EINVAL : -EPROTO;
+	else if (a->host[0])
+		r = admit_remote(d, a, &gpu, &quota);
 	else
 		r = cv_d_admit(d->gpus, d->ngpus, a, d->cfg.default_mem, &gpu,
 			       &quota);

@@ -177,6 +177,10 @@ struct cv_d_tenant {
 	uid_t uid;
 	int gpu;                 /* index into d->gpus */
 	uint64_t quota;
+	/* A remote vGPU (docs/remote.md): the peer daemon's HOST[:PORT] and
+	 * its GPU index; "" for a local GPU, which gpu then indexes. */
+	char remote[CV_CTL_HOST_LEN];
+	int remote_gpu;
 	char name[CV_CTL_NAME_LEN];
 	uint32_t state;          /* enum cv_vgpu_state */
 	bool ready;              /* W_READY seen */
@@ -246,6 +250,7 @@ struct cv_d_cfg {
 				  * default (1, 0 with --private) */
 	char peer_listen[300];   /* [ADDR:]PORT, "" when none */
 	char peer_key[4096];     /* the peer key's file, "" when none */
+	unsigned remote_timeout_s; /* a silent peer of a remote vGPU */
 };
 
 struct cv_d {

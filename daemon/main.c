@@ -21,6 +21,7 @@
 #include <unistd.h>
 
 #include "../core/log.h"
+#include "../core/remote.h"
 
 static const char *const default_drivers[] = {
 	"/usr/lib/x86_64-linux-gnu/libcuda.so.1",
@@ -189,6 +190,11 @@ static int opt_peer_key(struct opts *o, const char *v)
 		       "--peer-key", v);
 }
 
+static int opt_remote_timeout(struct opts *o, const char *v)
+{
+	return parse_seconds("--remote-timeout", v, &o->cfg->remote_timeout_s);
+}
+
 static int opt_help(struct opts *o, const char *v)
 {
 	o->help = true;
@@ -248,6 +254,11 @@ static const struct opt options[] = {
 	  "the key shared with the peers: 64 hex digits in a file only we "
 	  "may read (e.g. `od -An -tx1 -N32 /dev/urandom | tr -d ' \\n' > "
 	  "FILE; chmod 600 FILE`)" },
+	{ "--remote-timeout", "SECONDS", opt_remote_timeout,
+	  "a remote vGPU's peer that says nothing for this long is taken for "
+	  "gone: the program's calls then fail with CUDA_ERROR_DEVICE_"
+	  "UNAVAILABLE instead of waiting (default: 10); it holds for the "
+	  "vGPUs we serve to peers too" },
 	{ "--help", NULL, opt_help, "show this help and exit" },
 };
 
@@ -399,6 +410,7 @@ static void set_defaults(struct cv_d_cfg *cfg)
 	snprintf(cfg->worker, sizeof(cfg->worker), "%s/cuvisor-vgpu",
 		 n > 0 ? dirname(exe) : ".");
 	cfg->start_timeout_s = CV_D_START_TIMEOUT_S;
+	cfg->remote_timeout_s = CV_RM_TIMEOUT_MS / 1000;
 	cfg->op_timeout_s = CV_D_OP_TIMEOUT_S;
 	snprintf(cfg->log_level, sizeof(cfg->log_level), "info");
 }

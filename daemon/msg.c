@@ -61,6 +61,8 @@ static int decode_client(const struct cv_ctl_hdr *hdr, const void *payload,
 		memcpy(&a, payload, sizeof(a));
 		if (take_string(m->u.attach.name, a.name, sizeof(a.name)))
 			BAD("ATTACH name is not NUL-terminated");
+		if (take_string(m->u.attach.host, a.host, sizeof(a.host)))
+			BAD("ATTACH host is not NUL-terminated");
 		m->u.attach.pid = a.pid;
 		m->u.attach.gpu = a.gpu;
 		m->u.attach.mem = a.mem;

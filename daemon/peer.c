@@ -64,6 +64,82 @@ static void fill_info(struct cv_peer_info *in)
 	}
 }
 
+/*
+ * A vGPU for the peer: a worker that serves it on this connection
+ * (worker/remote_serve.c). The answer goes before the worker starts, so
+ * the worker's READY comes after it. 1: the connection is the worker's
+ * now; 0: answered no; -errno: the connection is broken.
+ */
+static int give_vgpu(struct conn *c, const struct cv_peer_hello *them,
+		     uint32_t len)
+{
+	const struct cv_d *d = P.d;
+	struct cv_peer_vgpu vg;
+	struct cv_peer_rsp rs = { 0, 0 };
+	uint8_t raw[sizeof(vg)];
+	const char *why, *argv[32];
+	char gpu[16], mem[24], tmo[16], tenant[24], peer[CV_PEER_HOST_LEN + 80];
+	uint64_t dl = cv_now_ns() + CV_PEER_TIMEOUT_MS * 1000000ull;
+	int slot, n = 0, rc;
+	pid_t pid;
+
+	if (len != sizeof(raw))
+		return -EBADMSG;
+	rc = cv_peer_read(c->fd, raw, sizeof(raw), dl);
+	if (rc)
+		return rc;
+	if (cv_peer_vgpu_check(raw, sizeof(raw), &vg, &why)) {
+		cv_warn("peer %s (\"%s\"): %s", c->addr, them->host, why);
+		return -EBADMSG;
+	}
+	slot = cv_d_gpu_slot(d, (int)vg.gpu);
+	if (slot < 0)
+		rs.status = -ENODEV;
+	else if (vg.quota > d->gpus[slot].total)
+		vg.quota = d->gpus[slot].total; /* "the GPU's" */
+	if (rs.status) {
+		cv_warn("peer %s (\"%s\") asked for a vGPU on gpu %u: %s",
+			c->addr, them->host, vg.gpu, strerror(-rs.status));
+		rc = cv_peer_write(c->fd, &rs, sizeof(rs), dl);
+		return rc ? rc : 0;
+	}
+	rc = cv_peer_write(c->fd, &rs, sizeof(rs), dl);
+	if (rc)
+		return rc;
+	snprintf(gpu, sizeof(gpu), "%u", vg.gpu);
+	snprintf(mem, sizeof(mem), "%llu", (unsigned long long)vg.quota);
+	snprintf(tmo, sizeof(tmo), "%u", vg.timeout_ms);
+	snprintf(tenant, sizeof(tenant), "%llu", (unsigned long long)vg.tenant);
+	snprintf(peer, sizeof(peer), "%s (%s)", them->host, c->addr);
+	argv[n++] = d->cfg.worker;
+	argv[n++] = "--serve-fd"; argv[n++] = "3";
+	argv[n++] = "--tenant"; argv[n++] = tenant;
+	argv[n++] = "--gpu"; argv[n++] = gpu;
+	argv[n++] = "--mem"; argv[n++] = mem;
+	argv[n++] = "--backend"; argv[n++] = cv_d_backend_name(d->backend);
+	if (d->cfg.driver[0]) {
+		argv[n++] = "--driver";
+		argv[n++] = d->cfg.driver;
+	}
+	argv[n++] = "--remote-timeout"; argv[n++] = tmo;
+	argv[n++] = "--name"; argv[n++] = peer;
+	argv[n++] = "--log"; argv[n++] = d->cfg.log_level;
+	argv[n] = NULL;
+	pid = fork();
+	if (pid == 0)
+		cv_d_worker_exec(d->cfg.worker, argv, &c->fd, 1);
+	if (pid < 0) {
+		cv_err("peer %s: cannot start a worker: %s", c->addr,
+		       strerror(errno));
+		return -errno;
+	}
+	cv_info("peer %s (\"%s\"): serving its tenant %llu a vGPU on gpu %u "
+		"(worker pid %d, quota %llu bytes)", c->addr, them->host,
+		(unsigned long long)vg.tenant, vg.gpu, (int)pid,
+		(unsigned long long)vg.quota);
+	return 1;
+}
+
 /* Answers requests until the peer goes, idles or errs. */
 static void serve(struct conn *c, const struct cv_peer_hello *them)
 {
@@ -77,6 +153,12 @@ static void serve(struct conn *c, const struct cv_peer_hello *them)
 				  cv_now_ns() + PEER_IDLE_MS * 1000000ull);
 		if (rc)
 			return; /* gone, idle: nothing to say */
+		if (rq.type == CV_PEER_VGPU) {
+			rc = give_vgpu(c, them, rq.len);
+			if (rc)
+				return; /* the worker's, or broken */
+			continue;
+		}
 		if (rq.type != CV_PEER_INFO || rq.len) {
 			cv_warn("peer %s (\"%s\"): unknown request %u (%u "
 				"bytes); closing", c->addr, them->host, rq.type,

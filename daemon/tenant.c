@@ -79,7 +79,7 @@ void cv_d_worker_exec(const char *path, const char *const *argv,
 int cv_d_tenant_spawn(struct cv_d *d, struct cv_d_tenant *t,
 		      const struct cv_d_spawn *x)
 {
-	char id[24], gpu[16], mem[24], token[33], gpid[16];
+	char id[24], gpu[16], mem[24], token[33], gpid[16], tmo[16];
 	const char *argv[40];
 	int ctl[2] = { -1, -1 }, link[2] = { -1, -1 }, fds[4], n = 0, r;
 	bool restore = x && x->region_fd >= 0;
@@ -87,7 +87,9 @@ int cv_d_tenant_spawn(struct cv_d *d, struct cv_d_tenant *t,
 	pid_t pid;
 
 	snprintf(id, sizeof(id), "%llu", (unsigned long long)t->id);
-	snprintf(gpu, sizeof(gpu), "%d", d->gpus[t->gpu].index);
+	snprintf(gpu, sizeof(gpu), "%d",
+		 t->remote[0] ? t->remote_gpu : d->gpus[t->gpu].index);
+	snprintf(tmo, sizeof(tmo), "%u", d->cfg.remote_timeout_s * 1000);
 	snprintf(mem, sizeof(mem), "%llu", (unsigned long long)t->quota);
 	snprintf(gpid, sizeof(gpid), "%d", (int)t->guest_pid);
 	cv_hex(t->token, sizeof(t->token), token);
@@ -95,8 +97,16 @@ int cv_d_tenant_spawn(struct cv_d *d, struct cv_d_tenant *t,
 	argv[n++] = "--tenant"; argv[n++] = id;
 	argv[n++] = "--gpu"; argv[n++] = gpu;
 	argv[n++] = "--mem"; argv[n++] = mem;
-	argv[n++] = "--backend"; argv[n++] = cv_d_backend_name(d->backend);
-	if (d->cfg.driver[0]) {
+	if (t->remote[0]) {
+		argv[n++] = "--backend"; argv[n++] = "remote";
+		argv[n++] = "--remote"; argv[n++] = t->remote;
+		argv[n++] = "--peer-key"; argv[n++] = d->cfg.peer_key;
+		argv[n++] = "--remote-timeout"; argv[n++] = tmo;
+	} else {
+		argv[n++] = "--backend";
+		argv[n++] = cv_d_backend_name(d->backend);
+	}
+	if (d->cfg.driver[0] && !t->remote[0]) {
 		argv[n++] = "--driver";
 		argv[n++] = d->cfg.driver;
 	}
@@ -199,8 +209,11 @@ struct cv_d_tenant *cv_d_tenant_new(void)
 void cv_d_tenant_add(struct cv_d *d, struct cv_d_tenant *t)
 {
 	d->tenants[d->ntenants++] = t;
-	d->gpus[t->gpu].ntenants++;
-	d->gpus[t->gpu].quota_sum += t->quota;
+	/* A remote vGPU takes nothing of ours. */
+	if (!t->remote[0]) {
+		d->gpus[t->gpu].ntenants++;
+		d->gpus[t->gpu].quota_sum += t->quota;
+	}
 	d->had_tenant = true;
 }
 
@@ -222,6 +235,10 @@ int cv_d_tenant_start(struct cv_d *d, struct cv_d_client *c, int gpu,
 	t->quota = quota;
 	t->stats.quota = quota;
 	memcpy(t->name, a->name, sizeof(t->name));
+	if (a->host[0]) {
+		memcpy(t->remote, a->host, sizeof(t->remote));
+		t->remote_gpu = a->gpu < 0 ? 0 : a->gpu;
+	}
 	r = cv_d_tenant_spawn(d, t, NULL);
 	if (r < 0) {
 		free(t);
@@ -231,10 +248,18 @@ int cv_d_tenant_start(struct cv_d *d, struct cv_d_client *c, int gpu,
 	t->start_deadline = cv_now_ns() +
 			    d->cfg.start_timeout_s * 1000000000ull;
 	cv_d_tenant_add(d, t);
-	cv_info("tenant %llu (\"%s\", pid %d uid %u): worker pid %d on gpu %d, "
-		"quota %s", (unsigned long long)t->id, t->name,
-		(int)t->guest_pid, (unsigned)t->uid, (int)t->worker_pid,
-		d->gpus[gpu].index, cv_ctl_fmt_size(quota, sz, sizeof(sz)));
+	if (t->remote[0])
+		cv_info("tenant %llu (\"%s\", pid %d uid %u): worker pid %d, "
+			"vGPU on %s gpu %d, quota %s", (unsigned long long)t->id,
+			t->name, (int)t->guest_pid, (unsigned)t->uid,
+			(int)t->worker_pid, t->remote, t->remote_gpu,
+			quota == UINT64_MAX ? "the GPU's" :
+			cv_ctl_fmt_size(quota, sz, sizeof(sz)));
+	else
+		cv_info("tenant %llu (\"%s\", pid %d uid %u): worker pid %d on gpu %d, "
+			"quota %s", (unsigned long long)t->id, t->name,
+			(int)t->guest_pid, (unsigned)t->uid, (int)t->worker_pid,
+			d->gpus[gpu].index, cv_ctl_fmt_size(quota, sz, sizeof(sz)));
 	*out = t;
 	return 0;
 }
@@ -381,8 +406,10 @@ void cv_d_tenant_hup(struct cv_d *d, struct cv_d_tenant *t)
 		cv_d_tenant_close_ctl(d, t);
 		t->state = CV_STATE_LOST;
 		t->dead = true;
-		d->gpus[t->gpu].ntenants--;
-		d->gpus[t->gpu].quota_sum -= t->quota;
+		if (!t->remote[0]) {
+			d->gpus[t->gpu].ntenants--;
+			d->gpus[t->gpu].quota_sum -= t->quota;
+		}
 		return;
 	}
 	if (t->state == CV_STATE_STARTING) {
@@ -545,8 +572,10 @@ static void tenant_gone(struct cv_d *d, struct cv_d_tenant *t, int st)
 	if (t->link_guest_fd >= 0)
 		close(t->link_guest_fd);
 	t->link_guest_fd = -1;
-	d->gpus[t->gpu].ntenants--;
-	d->gpus[t->gpu].quota_sum -= t->quota;
+	if (!t->remote[0]) {
+		d->gpus[t->gpu].ntenants--;
+		d->gpus[t->gpu].quota_sum -= t->quota;
+	}
 }
 
 void cv_d_reap(struct cv_d *d)

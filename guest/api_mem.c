@@ -647,6 +647,9 @@ CV_API CUresult cuMemHostGetDevicePointer_v2(CUdeviceptr *dptr, void *p,
 	 * there for device access, so the device pointer is the pointer. */
 	if (!halloc_find(p))
 		return CUDA_ERROR_INVALID_VALUE;
+	/* A GPU on another host cannot reach our memory (docs/remote.md). */
+	if (!g.dev.attr[CU_DEVICE_ATTRIBUTE_CAN_MAP_HOST_MEMORY])
+		return CUDA_ERROR_NOT_SUPPORTED;
 	*dptr = (CUdeviceptr)p;
 	return CUDA_SUCCESS;
 }

@@ -139,6 +139,11 @@ static int attach_request(int sock)
 	a.gpu = (int32_t)gpu;
 	a.mem = mem > 0 ? (uint64_t)mem : 0;
 	snprintf(a.name, sizeof(a.name), "%s", program_invocation_short_name);
+	/* A vGPU on another host's GPU (cuvisor run --host). */
+	if (getenv("CUVISOR_HOST") &&
+	    snprintf(a.host, sizeof(a.host), "%s", getenv("CUVISOR_HOST")) >=
+		    (int)sizeof(a.host))
+		return -EINVAL;
 	return cv_ctl_send(sock, CV_CTL_ATTACH, 0, &a, sizeof(a), NULL, 0);
 }
 

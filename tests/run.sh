@@ -46,6 +46,9 @@
 #   peer     tests/remote.sh: the TCP link between two daemons (loopback):
 #            authentication, a wrong key, a key file others may read,
 #            bytes that are no HELLO
+#   netns    tests/netns.sh: the same link between two daemons in two
+#            network namespaces joined by a veth pair (needs root):
+#            both ways, isolation, a wrong key, the link set down and up
 #
 # Prints one line per test: PASS|FAIL|SKIP NAME [(detail)], the tail of
 # the log after a failure, and last exactly one line
@@ -58,7 +61,7 @@ cd "$(dirname "$0")/.." || exit 2
 O=${O:-build}
 MAKE=${MAKE:-make}
 BACKEND=host
-ONLY=unit,e2e,kill,garbage,san,fuzz,rt,ops,ckpt,mig,peer
+ONLY=unit,e2e,kill,garbage,san,fuzz,rt,ops,ckpt,mig,peer,netns
 KEEP=0
 MEM=1G
 MEM_BYTES=1073741824
@@ -852,6 +855,9 @@ want mig && run_mig
 # shellcheck source=tests/remote.sh
 . "$ROOT/tests/remote.sh"
 want peer && run_peer
+# shellcheck source=tests/netns.sh
+. "$ROOT/tests/netns.sh"
+want netns && run_netns
 
 if [ "$NFAIL" -gt 0 ] || [ "$KEEP" -eq 1 ]; then
 	echo "logs: $LOGS"

@@ -37,6 +37,13 @@ struct cv_backend_cfg {
 	int gpu;               /* physical device ordinal */
 	const char *driver;    /* cuda: absolute path of the real libcuda */
 	uint64_t quota;        /* bytes; copied into devinfo.total_mem */
+	/* remote: the serving host's daemon, the peer key file, the tenant
+	 * (for the serving host's log and ps) and how long a silent peer
+	 * is waited for. */
+	const char *remote;
+	const char *key;
+	uint64_t tenant;
+	int timeout_ms;
 };
 
 /* A function's parameter layout, filled by get_function. */
@@ -196,12 +203,20 @@ struct cv_backend_ops {
 	int (*digest)(struct cv_backend *b, uint64_t dev, uint64_t len,
 		      uint32_t granule, uint64_t seed, uint8_t *out,
 		      cv_bobj stream, uint32_t flags);
+
+	/* Optional: the consumer found the ring empty; a backend that
+	 * batches calls sends what it holds. */
+	void (*flush)(struct cv_backend *b);
+	/* Optional: where the device is, for the daemon ("HOST gpu N"). */
+	const char *(*where)(struct cv_backend *b);
 };
 
 #define CV_DIGEST_GENTLE 1u
 
 extern const struct cv_backend_ops cv_backend_cuda;
 extern const struct cv_backend_ops cv_backend_host;
+/* The device of a worker on another host (backend_remote.c). */
+extern const struct cv_backend_ops cv_backend_remote;
 
 /*
  * Device probes for the worker's --probe: print one line per device,

@@ -26,6 +26,11 @@
  * kept open until a restoring worker takes them over (W_HANDOVER), so
  * that the guest never notices its worker went.
  *
+ * With --backend remote --remote HOST[:PORT] --peer-key FILE the device
+ * is a GPU of another host: the backend (backend_remote.c) asks that
+ * host's daemon for a vGPU and calls it over TCP. The daemon there
+ * starts a worker with --serve-fd (remote_serve.c) for it.
+ *
  *   cuvisor-vgpu --probe --backend cuda|host [--driver PATH]
  * lists the devices, one line each: gpu INDEX TOTAL_BYTES NAME.
  *
@@ -54,9 +59,11 @@
 
 #include "../core/ctl.h"
 #include "../core/log.h"
+#include "../core/remote.h"
 #include "../core/util.h"
 #include "backend.h"
 #include "migrate.h"
+#include "remote.h"
 #include "vgpu.h"
 #include "xfer.h"
 
@@ -71,6 +78,10 @@ struct wopts {
 	const char *driver;
 	int ctl_fd;
 	int link_fd;
+	int serve_fd;           /* --serve-fd: a peer's remote vGPU */
+	const char *remote;     /* --backend remote: HOST[:PORT] */
+	const char *peer_key;
+	int remote_timeout_ms;
 	int region_fd;
 	int restore_fd;
 	int migrate_fd;
@@ -105,10 +116,12 @@ static struct wstate g_ws;
 static void usage(FILE *f)
 {
 	fprintf(f,
-		"usage: cuvisor-vgpu --tenant ID --gpu N --mem BYTES --backend cuda|host\n"
+		"usage: cuvisor-vgpu --tenant ID --gpu N --mem BYTES --backend cuda|host|remote\n"
 		"                    [--driver PATH] --ctl-fd FD --link-fd FD [--log LEVEL[:PATH]]\n"
 		"                    [--token HEX] [--daemon-socket PATH] [--guest-pid N] [--name S]\n"
 		"                    [--region-fd FD --restore-fd FD | --migrate-fd FD]\n"
+		"                    [--remote HOST[:PORT] --peer-key FILE] [--remote-timeout MS]\n"
+		"       cuvisor-vgpu --serve-fd FD --tenant ID --gpu N --mem BYTES --backend cuda|host ...\n"
 		"       cuvisor-vgpu --hold --tenant ID ... --region-fd FD\n"
 		"       cuvisor-vgpu --probe --backend cuda|host [--driver PATH]\n"
 		"       cuvisor-vgpu --spare --gpu N --backend cuda|host [--driver PATH] --ctl-fd FD\n"
@@ -152,6 +165,8 @@ static int parse_args(int argc, char **argv, struct wopts *o)
 		{ "probe", 0, 0, 'p' },  { "hold", 0, 0, 'H' },
 		{ "ckpt-done", 1, 0, 'D' }, { "migrate-fd", 1, 0, 'M' },
 		{ "spare", 0, 0, 'A' },
+		{ "serve-fd", 1, 0, 'F' }, { "remote", 1, 0, 'r' },
+		{ "peer-key", 1, 0, 'K' }, { "remote-timeout", 1, 0, 'O' },
 		{ "help", 0, 0, 'h' },   { 0, 0, 0, 0 }
 	};
 	uint64_t n;
@@ -159,7 +174,8 @@ static int parse_args(int argc, char **argv, struct wopts *o)
 
 	*o = (struct wopts){ .gpu = 0, .backend = "cuda", .ctl_fd = -1,
 			     .link_fd = -1, .region_fd = -1, .restore_fd = -1,
-			     .migrate_fd = -1,
+			     .migrate_fd = -1, .serve_fd = -1,
+			     .remote_timeout_ms = CV_RM_TIMEOUT_MS,
 			     .name = "?" };
 	while ((c = getopt_long(argc, argv, "", lo, NULL)) != -1) {
 		switch (c) {
@@ -184,6 +200,12 @@ static int parse_args(int argc, char **argv, struct wopts *o)
 		case 'p': o->probe = 1; break;
 		case 'H': o->hold = 1; break;
 		case 'A': o->spare = 1; break;
+		case 'F': if (parse_fd(optarg, &o->serve_fd)) return -EINVAL; break;
+		case 'r': o->remote = optarg; break;
+		case 'K': o->peer_key = optarg; break;
+		case 'O': if (parse_u64(optarg, &n) || n < 1000 || n > 3600000)
+				  return -EINVAL;
+			  o->remote_timeout_ms = (int)n; break;
 		case 'D': if (sscanf(optarg, "%" SCNu64 ":%" SCNu64,
 				     &o->ckpt_bytes, &o->ckpt_ns) != 2)
 				  return -EINVAL;
@@ -196,6 +218,11 @@ static int parse_args(int argc, char **argv, struct wopts *o)
 		return -EINVAL;
 	if (o->probe)
 		return 0;
+	if (!strcmp(o->backend, "remote") != (o->remote && o->peer_key))
+		return -EINVAL;
+	if (o->serve_fd >= 0)
+		return o->ctl_fd >= 0 || o->link_fd >= 0 || o->spare ||
+		       o->remote || !o->mem ? -EINVAL : 0;
 	if (o->spare)
 		return o->ctl_fd < 0 || o->link_fd >= 0 || o->region_fd >= 0 ||
 		       o->restore_fd >= 0 || o->migrate_fd >= 0 || o->hold ||
@@ -220,6 +247,8 @@ static const struct cv_backend_ops *pick_backend(const char *name)
 		return &cv_backend_cuda;
 	if (!strcmp(name, "host"))
 		return &cv_backend_host;
+	if (!strcmp(name, "remote"))
+		return &cv_backend_remote;
 	return NULL;
 }
 
@@ -896,6 +925,34 @@ static void *lanes_main(void *arg)
 	return NULL;
 }
 
+/*
+ * --serve-fd: a vGPU for a peer's worker on the authenticated connection
+ * the daemon gave us (remote_serve.c). Opens the GPU, tells the peer,
+ * serves until it goes. No region, no ring: the peer's worker has them.
+ */
+static int serve(struct wopts *o, const struct cv_backend_ops *ops)
+{
+	struct cv_backend_cfg cfg = { .gpu = o->gpu, .driver = o->driver,
+				      .quota = o->mem };
+	struct cv_backend *b = NULL;
+	struct cv_devinfo dev = { 0 };
+	char host[64] = "?";
+	int rc;
+
+	gethostname(host, sizeof(host) - 1);
+	rc = ops->open(&cfg, &dev, &b);
+	if (rc)
+		cv_err("tenant %llu of %s: cannot open GPU %d on the %s backend: "
+		       "CUresult %d", (unsigned long long)o->tenant, o->name,
+		       o->gpu, ops->name, rc);
+	dev.total_mem = o->mem;
+	rc = cv_remote_serve(o->serve_fd, ops, b, &dev, rc, o->mem,
+			     o->remote_timeout_ms, o->name, host);
+	cv_info("tenant %llu of %s: remote vGPU ended", (unsigned long long)o->tenant,
+		o->name);
+	_exit(rc ? 1 : 0);
+}
+
 int main(int argc, char **argv)
 {
 	const struct cv_backend_ops *ops;
@@ -939,6 +996,8 @@ int main(int argc, char **argv)
 		return probe(&o);
 	if (o.hold)
 		return hold(&o);
+	if (o.serve_fd >= 0)
+		return serve(&o, ops);
 
 	if (o.spare) {
 		spare_wait(&o, ops, &b, &dev);
@@ -969,13 +1028,23 @@ int main(int argc, char **argv)
 		goto fail;
 	}
 	cfg = (struct cv_backend_cfg){ .gpu = o.gpu, .driver = o.driver,
-				       .quota = o.mem };
+				       .quota = o.mem, .remote = o.remote,
+				       .key = o.peer_key, .tenant = o.tenant,
+				       .timeout_ms = o.remote_timeout_ms };
 	rc = b ? 0 : ops->open(&cfg, &dev, &b);
 	if (rc) {
-		snprintf(msg, sizeof(msg), "cannot open GPU %d on the %s backend: CUresult %d",
-			 o.gpu, ops->name, rc);
+		if (o.remote)
+			snprintf(msg, sizeof(msg), "cannot reach a vGPU on %s "
+				 "gpu %d: CUresult %d (the log says why)",
+				 o.remote, o.gpu, rc);
+		else
+			snprintf(msg, sizeof(msg), "cannot open GPU %d on the %s backend: CUresult %d",
+				 o.gpu, ops->name, rc);
 		goto fail;
 	}
+	/* A remote GPU's peer caps the quota at what it has. */
+	if (o.remote && dev.total_mem && dev.total_mem < o.mem)
+		o.mem = dev.total_mem;
 	rc = cv_vgpu_init(&g_vgpu, ops, b, region, memfd, o.mem, o.tenant,
 			  &dev, restore || migrate_in);
 	if (rc) {
@@ -1023,9 +1092,14 @@ int main(int argc, char **argv)
 	pthread_mutex_unlock(&send_lock);
 	if (!pthread_create(&th, NULL, lanes_main, &g_vgpu))
 		pthread_detach(th);
-	cv_info("tenant %llu: vGPU ready on GPU %d (%s backend, quota %llu bytes)",
-		(unsigned long long)o.tenant, o.gpu, ops->name,
-		(unsigned long long)o.mem);
+	if (ops->where)
+		cv_info("tenant %llu: vGPU ready on %s (%s backend, quota %llu bytes)",
+			(unsigned long long)o.tenant, ops->where(b), ops->name,
+			(unsigned long long)o.mem);
+	else
+		cv_info("tenant %llu: vGPU ready on GPU %d (%s backend, quota %llu bytes)",
+			(unsigned long long)o.tenant, o.gpu, ops->name,
+			(unsigned long long)o.mem);
 	if (migrate_in) {
 		cv_migrate_running(&g_vgpu, &mio, cv_now_ns() - tcommit);
 		cv_info("tenant %llu: migrated in; running %.3f ms after the "

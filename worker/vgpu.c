@@ -614,6 +614,9 @@ int cv_vgpu_run(struct cv_vgpu *v)
 			if (__atomic_load_n(&v->rev_stop, __ATOMIC_ACQUIRE))
 				break;
 		}
+		/* The ring is empty (or we stop): what is batched goes. */
+		if (v->ops->flush)
+			v->ops->flush(v->b);
 		if (n < 0) {
 			cv_err("tenant %llu: the guest broke its command ring (head %llu); giving up",
 			       (unsigned long long)v->hdr->tenant_id,
