@@ -40,6 +40,7 @@ struct mig_ctx {
 	bool inline_bytes;
 	uint32_t fault;         /* enum cv_migrate_fault */
 	uint32_t fault_round;
+	const char *to;         /* --to HOST[:PORT] */
 };
 
 /* Reply buffer: the fixed part and the largest report. */
@@ -48,6 +49,17 @@ _Static_assert(sizeof(reply) <= CV_CTL_MAX - sizeof(struct cv_ctl_hdr),
 	       "a migrate reply fits in one control message");
 
 CV_CLI_CTX_CHECK(struct mig_ctx);
+
+static int set_to(void *ctx, const char *v)
+{
+	if (!*v || strlen(v) >= CV_CTL_HOST_LEN) {
+		fprintf(stderr, "cuvisor migrate: --to: '%s' is not "
+			"HOST[:PORT]\n", v);
+		return -EINVAL;
+	}
+	((struct mig_ctx *)ctx)->to = v;
+	return 0;
+}
 
 static int set_gpu(void *ctx, const char *v)
 {
@@ -167,6 +179,12 @@ static const struct cv_cli_opt mig_opts[] = {
 	{ "--gpu", "N", set_gpu,
 	  "the GPU to move the tenant to (default: its own, where nothing is "
 	  "copied unless --copy is given)" },
+	{ "--to", "HOST[:PORT]", set_to,
+	  "onto a GPU of another host, whose daemon listens for peers there "
+	  "(port 7430 by default) and holds our daemon's --peer-key; --gpu "
+	  "then names that host's GPU (default 0). The program keeps running "
+	  "here and reaches its vGPU over TCP; `migrate ID --gpu N` brings it "
+	  "back to a GPU of ours. The memory is always copied" },
 	{ "--max-pause", "MS", set_pause,
 	  "stop iterating once the estimated pause is under MS milliseconds "
 	  "(1..60000; default 30)" },
@@ -346,7 +364,8 @@ static void print_error(const struct cv_ctl_migrate *rq,
 			strerror(-status));
 }
 
-static void print_done(uint64_t id, const struct cv_ctl_migrate_r *r)
+static void print_done(uint64_t id, const struct cv_ctl_migrate_r *r,
+		       const char *host)
 {
 	double pause = (double)r->pause_ns / 1e6;
 	char sz[32], ms[32];
@@ -360,8 +379,9 @@ static void print_done(uint64_t id, const struct cv_ctl_migrate_r *r)
 		       (unsigned long long)id, (int)r->gpu, ms,
 		       (double)r->total_ns / 1e6);
 	else
-		printf("tenant %llu migrated to gpu %d: %s in %u round%s, "
+		printf("tenant %llu migrated to %s%sgpu %d: %s in %u round%s, "
 		       "pause %s, total %.0f ms\n", (unsigned long long)id,
+		       host ? host : "", host ? " " : "",
 		       (int)r->gpu, sz, r->rounds, r->rounds == 1 ? "" : "s",
 		       ms, (double)r->total_ns / 1e6);
 }
@@ -392,6 +412,8 @@ static int run_migrate(void *ctx, int argc, char **argv)
 	rq.max_rate_mbs = o->max_rate_mbs;
 	rq.fault = o->fault;
 	rq.fault_round = o->fault_round;
+	if (o->to)
+		snprintf(rq.host, sizeof(rq.host), "%s", o->to);
 	n = cv_cli_socket(o->socket, path, sizeof(path));
 	if (n < 0) {
 		fprintf(stderr, "cuvisor migrate: socket path: %s\n",
@@ -419,7 +441,7 @@ static int run_migrate(void *ctx, int argc, char **argv)
 	if (status < 0)
 		print_error(&rq, &r, status);
 	else
-		print_done(rq.tenant, &r);
+		print_done(rq.tenant, &r, o->to);
 	if (report_save(o, fd, tmp, reply + sizeof(r), r.report_len) == 0 &&
 	    status == 0)
 		ret = CV_CLI_EXIT_OK;

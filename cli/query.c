@@ -126,12 +126,35 @@ static void clean(char *s, size_t size)
 			s[i] = '?';
 }
 
+/* The REMOTES reply: its entries into rem (at most CV_CTL_MAX_REMOTES),
+ * their count; 0 from a daemon that does not answer it. */
+static int remotes(void *ctx, struct cv_ctl_remote *rem)
+{
+	static uint8_t buf[CV_CTL_MAX];
+	struct cv_ctl_remotes_r r;
+	int n, i;
+
+	n = query(ctx, "ps", CV_CTL_REMOTES, buf, sizeof(buf),
+		  REPLY_TIMEOUT_MS);
+	if (n < (int)sizeof(r))
+		return 0;
+	memcpy(&r, buf, sizeof(r));
+	if (r.n > CV_CTL_MAX_REMOTES ||
+	    (size_t)n != sizeof(r) + r.n * sizeof(*rem))
+		return 0;
+	memcpy(rem, buf + sizeof(r), r.n * sizeof(*rem));
+	for (i = 0; i < (int)r.n; i++)
+		clean(rem[i].peer, sizeof(rem[i].peer));
+	return (int)r.n;
+}
+
 static int run_ps(void *ctx, int argc, char **argv)
 {
 	static uint8_t buf[CV_CTL_MAX];
+	static struct cv_ctl_remote rem[CV_CTL_MAX_REMOTES];
 	struct cv_ctl_tenant t;
-	char used[16], quota[16], mem[40];
-	int n, count, i;
+	char used[16], quota[16], mem[40], where[CV_CTL_HOST_LEN + 32];
+	int n, count, i, k, nrem;
 
 	if (argc > 1) {
 		fprintf(stderr, "cuvisor ps: unexpected argument '%s'\n",
@@ -147,8 +170,9 @@ static int run_ps(void *ctx, int argc, char **argv)
 			"cuvisor ps: malformed reply from the daemon\n");
 		return CV_CLI_EXIT_ERR;
 	}
-	printf("%-6s %-8s %-4s %-15s %-10s %s\n", "ID", "PID", "GPU", "MEM",
-	       "STATE", "NAME");
+	nrem = remotes(ctx, rem);
+	printf("%-6s %-8s %-4s %-15s %-10s %-16s %s\n", "ID", "PID", "GPU",
+	       "MEM", "STATE", "NAME", "VGPU");
 	for (i = 0; i < count; i++) {
 		memcpy(&t, buf + sizeof(struct cv_ctl_ps_r) + i * sizeof(t),
 		       sizeof(t));
@@ -156,9 +180,26 @@ static int run_ps(void *ctx, int argc, char **argv)
 		snprintf(mem, sizeof(mem), "%s/%s",
 			 cv_ctl_fmt_size(t.mem_used, used, sizeof(used)),
 			 cv_ctl_fmt_size(t.quota, quota, sizeof(quota)));
-		printf("%-6llu %-8u %-4d %-15s %-10s %s\n",
+		snprintf(where, sizeof(where), "here");
+		for (k = 0; k < nrem; k++)
+			if (rem[k].kind == CV_REMOTE_VGPU && rem[k].id == t.id) {
+				snprintf(where, sizeof(where), "on %s",
+					 rem[k].peer);
+				t.gpu = rem[k].gpu;
+			}
+		printf("%-6llu %-8u %-4d %-15s %-10s %-16s %s\n",
 		       (unsigned long long)t.id, t.pid, t.gpu, mem,
-		       cv_cli_state_name(t.state), t.name);
+		       cv_cli_state_name(t.state), t.name, where);
+	}
+	/* Other hosts' programs on our GPUs. */
+	for (k = 0; k < nrem; k++) {
+		if (rem[k].kind != CV_REMOTE_SERVED)
+			continue;
+		printf("%-6s %-8s %-4d %-15s %-10s %-16s here, program of "
+		       "tenant %llu on %s\n", "-", "-", rem[k].gpu,
+		       cv_ctl_fmt_size(rem[k].quota, quota, sizeof(quota)),
+		       "serving", "(peer's)", (unsigned long long)rem[k].id,
+		       rem[k].peer);
 	}
 	return CV_CLI_EXIT_OK;
 }

@@ -68,6 +68,11 @@ enum cv_ctl_type {
 	 * cv_ctl_migrate_r, then report_len bytes of the JSON report (also
 	 * on failure, when the source worker got that far). */
 	CV_CTL_MIGRATE = 10,
+	/* cli -> daemon. No payload. Reply cv_ctl_remotes_r, then n
+	 * cv_ctl_remote entries: our tenants whose vGPU is on another
+	 * host's GPU, and the vGPUs we serve to other hosts' tenants
+	 * (docs/remote.md). */
+	CV_CTL_REMOTES = 11,
 
 	/* worker -> daemon, once, when the vGPU is ready or failed to start.
 	 * Payload cv_ctl_ready; on success one fd: the region memfd. */
@@ -158,8 +163,13 @@ struct cv_ctl_migrate {
 	uint32_t fault_round;  /* round it strikes in, or _AT_STOP */
 	uint32_t max_rate_mbs; /* pre-copy cap, 10^6 bytes/s; 0: none */
 	uint32_t pad;
+	/* HOST[:PORT]: onto a GPU of that peer daemon (gpu is its index),
+	 * the program staying here (docs/remote.md); "": a GPU of ours.
+	 * NUL-terminated. */
+	char host[CV_CTL_HOST_LEN];
 };
-_Static_assert(sizeof(struct cv_ctl_migrate) == 40, "migrate");
+_Static_assert(sizeof(struct cv_ctl_migrate) == 40 + CV_CTL_HOST_LEN,
+	       "migrate");
 
 struct cv_ctl_migrate_r {
 	uint64_t tenant;
@@ -281,6 +291,26 @@ struct cv_ctl_tenant {
 _Static_assert(sizeof(struct cv_ctl_tenant) == 120, "tenant");
 
 struct cv_ctl_ps_r { uint32_t n; uint32_t pad; };
+
+enum cv_ctl_remote_kind {
+	CV_REMOTE_VGPU = 1,    /* our tenant; its vGPU is on peer's GPU */
+	CV_REMOTE_SERVED = 2,  /* peer's tenant id; its vGPU on our gpu */
+};
+
+struct cv_ctl_remote {
+	uint64_t id;
+	uint32_t kind;         /* enum cv_ctl_remote_kind */
+	int32_t gpu;           /* the GPU's index on the host that has it */
+	uint32_t worker_pid;   /* ours */
+	uint32_t pad;
+	uint64_t quota;
+	char peer[CV_CTL_HOST_LEN]; /* VGPU: HOST[:PORT] we reach; SERVED:
+				     * the peer's name and address */
+};
+_Static_assert(sizeof(struct cv_ctl_remote) == 32 + CV_CTL_HOST_LEN, "remote");
+#define CV_CTL_MAX_REMOTES 128
+
+struct cv_ctl_remotes_r { uint32_t n; uint32_t pad; };
 _Static_assert(sizeof(struct cv_ctl_ps_r) == 8, "ps_r");
 
 struct cv_ctl_info_r {

@@ -217,6 +217,40 @@ static void handle_attach(struct cv_d *d, struct cv_d_client *c,
 	c->attaching = t;
 }
 
+/* Where the vGPUs are that cross to another host, both ways. */
+static void handle_remotes(struct cv_d *d, struct cv_d_client *c)
+{
+	static uint8_t buf[sizeof(struct cv_ctl_remotes_r) +
+			   CV_CTL_MAX_REMOTES * sizeof(struct cv_ctl_remote)];
+	struct cv_ctl_remotes_r hdr = { 0 };
+	struct cv_ctl_remote e;
+	struct cv_d_tenant *t;
+	int i;
+
+	for (i = 0; i < d->ntenants && hdr.n < CV_CTL_MAX_REMOTES; i++) {
+		t = d->tenants[i];
+		if (t->dead || t->hidden || !t->remote[0] ||
+		    (!cv_d_privileged(c->uid) && t->uid != c->uid))
+			continue;
+		memset(&e, 0, sizeof(e));
+		e.id = t->id;
+		e.kind = CV_REMOTE_VGPU;
+		e.gpu = t->remote_gpu;
+		e.worker_pid = (uint32_t)t->worker_pid;
+		e.quota = t->quota;
+		memcpy(e.peer, t->remote, sizeof(e.peer));
+		memcpy(buf + sizeof(hdr) + hdr.n++ * sizeof(e), &e, sizeof(e));
+	}
+	/* What we serve belongs to no local user: root and us see it. */
+	if (cv_d_privileged(c->uid))
+		hdr.n += (uint32_t)cv_d_peer_served(
+			(struct cv_ctl_remote *)(buf + sizeof(hdr)) + hdr.n,
+			CV_CTL_MAX_REMOTES - (int)hdr.n);
+	memcpy(buf, &hdr, sizeof(hdr));
+	reply(d, c, CV_CTL_REMOTES, 0, buf,
+	      (uint32_t)(sizeof(hdr) + hdr.n * sizeof(e)), NULL, 0);
+}
+
 static void handle_ps(struct cv_d *d, struct cv_d_client *c)
 {
 	int i;
@@ -343,6 +377,9 @@ static void dispatch(struct cv_d *d, struct cv_d_client *c,
 		break;
 	case CV_CTL_INFO:
 		handle_info(d, c);
+		break;
+	case CV_CTL_REMOTES:
+		handle_remotes(d, c);
 		break;
 	case CV_CTL_SHUTDOWN:
 		handle_shutdown(d, c);

@@ -300,6 +300,10 @@ void cv_d_spare_stop(struct cv_d *d);
 
 /* peer.c: the TCP link to other hosts' daemons (--peer-listen). 0 when
  * it listens or was not asked to, else -errno (said why). */
+/* The vGPUs we serve to peers, at most max into out; their count. */
+int cv_d_peer_served(struct cv_ctl_remote *out, int max);
+/* A reaped child: true when it was a serving worker (forgotten then). */
+bool cv_d_peer_reaped(pid_t pid, int st);
 int cv_d_peer_start(struct cv_d *d);
 
 /* sock.c */

@@ -83,7 +83,11 @@ void cv_d_migrate_request(struct cv_d *d, struct cv_d_client *c,
 		r = -EBUSY;
 		snprintf(why, sizeof(why), "only a running tenant can be "
 			 "migrated (resume it first)");
-	} else if ((slot = req->gpu < 0 ? t->gpu :
+	} else if (req->host[0] && !d->cfg.peer_key[0]) {
+		r = -ENOKEY;
+		snprintf(why, sizeof(why), "a migration to another host needs "
+			 "the daemon's --peer-key");
+	} else if ((slot = req->host[0] ? 0 : req->gpu < 0 ? t->gpu :
 					 cv_d_gpu_slot(d, req->gpu)) <
 		   0) {
 		r = -ENODEV;
@@ -108,9 +112,15 @@ void cv_d_migrate_request(struct cv_d *d, struct cv_d_client *c,
 		memcpy(nt->token, t->token, sizeof(nt->token));
 		memcpy(nt->name, t->name, sizeof(nt->name));
 		nt->hidden = true;
+		if (req->host[0]) {
+			/* A worker here whose backend is the peer's GPU. */
+			memcpy(nt->remote, req->host, sizeof(nt->remote));
+			nt->remote_gpu = req->gpu < 0 ? 0 : req->gpu;
+		}
 		x = (struct cv_d_spawn){ .region_fd = -1, .link_fd = -1,
 					 .image_fd = -1, .migrate_fd = sv[1] };
-		r = cv_d_spare_take(d, slot, nt, sv[1]);
+		r = nt->remote[0] ? -EAGAIN :
+				    cv_d_spare_take(d, slot, nt, sv[1]);
 		if (r == -EAGAIN)
 			r = cv_d_tenant_spawn(d, nt, &x);
 		if (r < 0)
@@ -120,7 +130,10 @@ void cv_d_migrate_request(struct cv_d *d, struct cv_d_client *c,
 	if (sv[1] >= 0)
 		close(sv[1]);
 	if (!r) {
-		w.gpu = d->gpus[slot].index;
+		w.gpu = nt->remote[0] ? nt->remote_gpu : d->gpus[slot].index;
+		/* Between hosts nothing can be shared: the bytes move. */
+		if (nt->remote[0] || t->remote[0])
+			w.flags |= CV_MIGRATE_COPY;
 		r = cv_ctl_send(t->ctl_fd, CV_CTL_W_MIGRATE, 0, &w, sizeof(w),
 				&sv[0], 1);
 		if (r < 0) {
@@ -155,13 +168,16 @@ void cv_d_migrate_request(struct cv_d *d, struct cv_d_client *c,
 	t->mig_dest_ok = t->mig_dest_failed = false;
 	t->mig_start = cv_now_ns();
 	c->migrating = t;
-	cv_info("tenant %llu: migrating from worker pid %d on gpu %d to "
-		"worker pid %d on gpu %d (%s), asked by pid %d uid %u",
+	cv_info("tenant %llu: migrating from worker pid %d on %s%s gpu %d to "
+		"worker pid %d on %s%s gpu %d (%s), asked by pid %d uid %u",
 		(unsigned long long)t->id, (int)t->worker_pid,
-		d->gpus[t->gpu].index, (int)nt->worker_pid,
-		d->gpus[slot].index,
-		slot == t->gpu && !(req->flags & CV_MIGRATE_COPY) ?
-			"sharing its memory" : "copying",
+		t->remote[0] ? t->remote : "", t->remote[0] ? "" : "our",
+		t->remote[0] ? t->remote_gpu : d->gpus[t->gpu].index,
+		(int)nt->worker_pid,
+		nt->remote[0] ? nt->remote : "", nt->remote[0] ? "" : "our",
+		nt->remote[0] ? nt->remote_gpu : d->gpus[slot].index,
+		w.flags & CV_MIGRATE_COPY || slot != t->gpu ? "copying" :
+			"sharing its memory",
 		(int)c->pid, (unsigned)c->uid);
 }
 

@@ -72,6 +72,7 @@ static int decode_client(const struct cv_ctl_hdr *hdr, const void *payload,
 	case CV_CTL_PS:
 	case CV_CTL_SHUTDOWN:
 	case CV_CTL_INFO:
+	case CV_CTL_REMOTES:
 		if (len)
 			BAD("request takes no payload");
 		return 0;
@@ -111,6 +112,8 @@ static int decode_client(const struct cv_ctl_hdr *hdr, const void *payload,
 		    m->u.migrate.max_rate_mbs > CV_MIGRATE_MAX_RATE ||
 		    m->u.migrate.pad)
 			BAD("MIGRATE has unknown flags or a bad value");
+		if (!memchr(m->u.migrate.host, 0, sizeof(m->u.migrate.host)))
+			BAD("MIGRATE host is not NUL-terminated");
 		return 0;
 	case CV_CTL_W_HELLO:
 		if (len != sizeof(m->u.hello))

@@ -23,6 +23,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "../core/log.h"
@@ -39,6 +40,14 @@ static struct {
 	char host[CV_PEER_HOST_LEN];
 	int conns; /* atomic */
 } P = { .fd = -1 };
+
+/* The vGPUs we serve (a worker each), for ps. */
+#define SERVED_MAX CV_CTL_MAX_REMOTES
+static struct {
+	pthread_mutex_t lock;
+	struct cv_ctl_remote e[SERVED_MAX];
+	int n;
+} S = { .lock = PTHREAD_MUTEX_INITIALIZER };
 
 struct conn {
 	int fd;
@@ -137,6 +146,19 @@ static int give_vgpu(struct conn *c, const struct cv_peer_hello *them,
 		"(worker pid %d, quota %llu bytes)", c->addr, them->host,
 		(unsigned long long)vg.tenant, vg.gpu, (int)pid,
 		(unsigned long long)vg.quota);
+	pthread_mutex_lock(&S.lock);
+	if (S.n < SERVED_MAX) {
+		struct cv_ctl_remote *e = &S.e[S.n++];
+
+		memset(e, 0, sizeof(*e));
+		e->id = vg.tenant;
+		e->kind = CV_REMOTE_SERVED;
+		e->gpu = (int32_t)vg.gpu;
+		e->worker_pid = (uint32_t)pid;
+		e->quota = vg.quota;
+		snprintf(e->peer, sizeof(e->peer), "%s", peer);
+	}
+	pthread_mutex_unlock(&S.lock);
 	return 1;
 }
 
@@ -291,6 +313,38 @@ static int listen_on(const char *spec)
 		return -errno;
 	}
 	return fd;
+}
+
+int cv_d_peer_served(struct cv_ctl_remote *out, int max)
+{
+	int n;
+
+	pthread_mutex_lock(&S.lock);
+	n = CV_MIN(S.n, max);
+	memcpy(out, S.e, (size_t)n * sizeof(*out));
+	pthread_mutex_unlock(&S.lock);
+	return n;
+}
+
+bool cv_d_peer_reaped(pid_t pid, int st)
+{
+	bool found;
+	int i;
+
+	pthread_mutex_lock(&S.lock);
+	for (i = 0; i < S.n && S.e[i].worker_pid != (uint32_t)pid; i++)
+		;
+	found = i < S.n;
+	if (found) {
+		cv_info("the vGPU served to %s (its tenant %llu) ended: worker "
+			"pid %d %s %d", S.e[i].peer,
+			(unsigned long long)S.e[i].id, (int)pid,
+			WIFSIGNALED(st) ? "killed by signal" : "exited with",
+			WIFSIGNALED(st) ? WTERMSIG(st) : WEXITSTATUS(st));
+		S.e[i] = S.e[--S.n];
+	}
+	pthread_mutex_unlock(&S.lock);
+	return found;
 }
 
 int cv_d_peer_start(struct cv_d *d)

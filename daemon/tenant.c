@@ -588,7 +588,8 @@ void cv_d_reap(struct cv_d *d)
 		t = by_pid(d, pid);
 		if (t)
 			tenant_gone(d, t, st);
-		else if (!cv_d_spare_reaped(d, pid, st))
+		else if (!cv_d_spare_reaped(d, pid, st) &&
+			 !cv_d_peer_reaped(pid, st))
 			cv_dbg("reaped pid %d", (int)pid);
 	}
 }

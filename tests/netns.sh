@@ -28,6 +28,16 @@
 #                      there is gone once B notices too
 #   netns:remote-key   A's daemon with another key: the program fails at
 #                      cuInit with a clear error, B logged the refusal
+#   netns:remote-migrate  the A-B test across hosts: cu_pagecount on A's
+#                      GPU migrated live to B's (`migrate --to`), then
+#                      back (`migrate --gpu 0`); `cuvisor ps` on A and B
+#                      say where its vGPU is each time; its rounds go on
+#                      and its final check (every page counted once per
+#                      round) passes
+#   netns:remote-migrate-cut  A's veth end set down during a migration to
+#                      B (paced so that it is in pre-copy): the migration
+#                      fails, the tenant runs on on A and its final check
+#                      passes
 #
 # Helpers for other tests between two hosts (remote vGPUs):
 #   netns_setup [NAME]   namespaces, veth pair, key and both daemons; sets
@@ -391,6 +401,105 @@ netns_test_remote_key() {
 	netns_daemon A
 }
 
+# The tenant's rounds so far (its last "# rounds N" line).
+netns_rounds() { awk '$1 == "#" && $2 == "rounds" { n = $3 } END { print n + 0 }' "$1"; }
+
+# A local tenant of A: cu_pagecount started, its id in NT_ID, the pid
+# to wait for in NT_PID, the program's own in NT_GPID, its output in $1.
+netns_tenant() {
+	local out=$1 _
+	shift
+	netns_exec_a timeout 300 "$BIN/cuvisor" run --socket "$SOCK_A" \
+		--mem 512M -- "$TB/cu_pagecount" -t 0 -v 4 "$@" > "$out" 2>&1 &
+	NT_PID=$!
+	BGPIDS+=("$NT_PID")
+	wait_line "$out" "# ready" 30 || return 1
+	NT_GPID=$(field "$out" guest_pid)
+	NT_ID=$("$BIN/cuvisor" ps --socket "$SOCK_A" 2>/dev/null |
+		awk -v p="$NT_GPID" '$2 == p { print $1 }')
+	[ -n "$NT_ID" ]
+}
+
+# Ends the tenant (SIGTERM: a normal end) and says whether its final
+# check passed.
+netns_tenant_end() {
+	kill -TERM "$NT_GPID" 2>/dev/null
+	wait "$NT_PID"
+}
+
+# Rounds of output $1 grow past $2 within 10 s.
+netns_rounds_grow() {
+	local _
+	for _ in $(seq 1 100); do
+		[ "$(netns_rounds "$1")" -gt "$2" ] && return 0
+		sleep 0.1
+	done
+	return 1
+}
+
+netns_test_remote_migrate() {
+	local out=$LOGS/netns/migrate.out m1 m2 psa psb r0 bad=
+	if ! netns_tenant "$out" -m 64; then
+		result FAIL netns:remote-migrate "the tenant did not start" "$out"
+		return
+	fi
+	r0=$(netns_rounds "$out")
+	m1=$("$BIN/cuvisor" migrate "$NT_ID" --socket "$SOCK_A" \
+		--to "$IP_B:$NETNS_PORT" 2>&1) || bad="to B: $m1"
+	psa=$("$BIN/cuvisor" ps --socket "$SOCK_A" 2>&1)
+	psb=$("$BIN/cuvisor" ps --socket "$SOCK_B" 2>&1)
+	echo "$psa" | grep -q "cu_pagecount .* on $IP_B:$NETNS_PORT" ||
+		bad="$bad; ps on A: $psa"
+	echo "$psb" | grep -q "serving .* program of tenant $NT_ID on" ||
+		bad="$bad; ps on B: $psb"
+	netns_rounds_grow "$out" "$r0" || bad="$bad; no rounds on B's GPU"
+	r0=$(netns_rounds "$out")
+	m2=$("$BIN/cuvisor" migrate "$NT_ID" --socket "$SOCK_A" --gpu 0 2>&1) ||
+		bad="$bad; back: $m2"
+	"$BIN/cuvisor" ps --socket "$SOCK_A" 2>&1 | grep -q "cu_pagecount .* here" ||
+		bad="$bad; ps on A after the way back"
+	netns_rounds_grow "$out" "$r0" || bad="$bad; no rounds back on A"
+	netns_tenant_end || bad="$bad; final check: $(grep -m1 'not ok' "$out")"
+	if [ -z "$bad" ]; then
+		result PASS netns:remote-migrate "$m1 / $m2; $(netns_rounds "$out") rounds, every page right"
+	else
+		result FAIL netns:remote-migrate "$bad" "$out"
+	fi
+}
+
+netns_test_remote_migrate_cut() {
+	local out=$LOGS/netns/migrate-cut.out mout=$LOGS/netns/migrate-cut.cli
+	local mpid rc r0 t0 t1 bad=
+	if ! netns_tenant "$out" -m 256 -H 16; then
+		result FAIL netns:remote-migrate-cut "the tenant did not start" "$out"
+		return
+	fi
+	# 256 MiB at 40 MB/s: some 6 s of pre-copy to cut into.
+	"$BIN/cuvisor" migrate "$NT_ID" --socket "$SOCK_A" \
+		--to "$IP_B:$NETNS_PORT" --max-rate 40 > "$mout" 2>&1 &
+	mpid=$!
+	BGPIDS+=("$mpid")
+	sleep 1.5
+	t0=$(date +%s%N)
+	ip netns exec "$NS_A" ip link set "$VETH_A" down
+	wait "$mpid"
+	rc=$?
+	t1=$(date +%s%N)
+	[ "$rc" != 0 ] || bad="the migration succeeded: $(cat "$mout")"
+	r0=$(netns_rounds "$out")
+	netns_rounds_grow "$out" "$r0" || bad="$bad; the tenant stopped counting"
+	ip netns exec "$NS_A" ip link set "$VETH_A" up
+	netns_link_wait "$NS_A" "$VETH_A"
+	"$BIN/cuvisor" ps --socket "$SOCK_A" 2>&1 | grep -q "cu_pagecount .* here" ||
+		bad="$bad; ps on A does not say here"
+	netns_tenant_end || bad="$bad; final check: $(grep -m1 'not ok' "$out")"
+	if [ -z "$bad" ]; then
+		result PASS netns:remote-migrate-cut "migration failed $(( (t1 - t0) / 1000000 )) ms after the cut ($(head -c 160 "$mout")); the tenant ran on, every page right"
+	else
+		result FAIL netns:remote-migrate-cut "$bad" "$out"
+	fi
+}
+
 run_netns() {
 	NETNS_DAEMON_ARGS=(--remote-timeout 3)
 	netns_setup netns || return
@@ -402,5 +511,7 @@ run_netns() {
 	netns_test_remote_run
 	netns_test_remote_cut
 	netns_test_remote_key
+	netns_test_remote_migrate
+	netns_test_remote_migrate_cut
 	netns_cleanup
 }

@@ -25,6 +25,7 @@
 #ifndef CV_BACKEND_H
 #define CV_BACKEND_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -205,8 +206,10 @@ struct cv_backend_ops {
 		      cv_bobj stream, uint32_t flags);
 
 	/* Optional: the consumer found the ring empty; a backend that
-	 * batches calls sends what it holds. */
-	void (*flush)(struct cv_backend *b);
+	 * batches calls sends what it holds when force is set or when the
+	 * batch is big or old enough, and says whether some stays held
+	 * (the consumer then spins a little for more and forces it). */
+	bool (*flush)(struct cv_backend *b, bool force);
 	/* Optional: where the device is, for the daemon ("HOST gpu N"). */
 	const char *(*where)(struct cv_backend *b);
 };

@@ -78,6 +78,7 @@ struct cv_backend {
 	pthread_mutex_t tx;
 	uint8_t *buf;
 	size_t blen;
+	uint64_t first_ns;      /* when the oldest batched op came */
 	uint64_t seq;           /* last sent */
 	uint64_t ordered;       /* last ordered op sent */
 
@@ -221,6 +222,8 @@ static int tx(struct cv_backend *b, uint32_t op, const struct seg *sg,
 		pthread_mutex_unlock(&b->rx);
 	}
 	if (sizeof(h) + len <= TXBUF - b->blen) {
+		if (!b->blen)
+			b->first_ns = cv_now_ns();
 		memcpy(b->buf + b->blen, &h, sizeof(h));
 		b->blen += sizeof(h);
 		for (i = 0; i < nseg; i++) {
@@ -742,15 +745,25 @@ static void r_close(struct cv_backend *b)
 	lose(b, "closed");
 }
 
-static void r_flush(struct cv_backend *b)
+/* A batch goes once it is this big or this old, or when forced. */
+#define FLUSH_BYTES (16u << 10)
+#define FLUSH_AGE_NS 20000ull
+
+static bool r_flush(struct cv_backend *b, bool force)
 {
-	int rc;
+	bool held = false;
+	int rc = 0;
 
 	pthread_mutex_lock(&b->tx);
-	rc = tx_flush(b);
+	if (b->blen && !force && b->blen < FLUSH_BYTES &&
+	    cv_now_ns() - b->first_ns < FLUSH_AGE_NS)
+		held = true;
+	else
+		rc = tx_flush(b);
 	pthread_mutex_unlock(&b->tx);
 	if (rc)
 		lose(b, "the connection broke");
+	return held;
 }
 
 static const char *r_where(struct cv_backend *b)

@@ -15,6 +15,7 @@
  */
 #include <cuda.h>
 #include <errno.h>
+#include <malloc.h>
 #include <pthread.h>
 #include <stdbool.h>
 #include <stdlib.h>
@@ -47,8 +48,16 @@ struct obj {
 struct msg {
 	struct msg *next;
 	struct cv_rm_hdr h;
+	int rx;                 /* HTOD: the rx chunk its bytes are in, -1 */
 	uint8_t p[];
 };
+
+/* An HTOD's bytes go from the socket straight into a registered chunk
+ * (no copy on the way): FREE -> FILLED (reader) -> SENT (the executor
+ * queued the DMA and recorded the chunk's marker) -> FREE once the
+ * reader, wanting it again, waited for the marker. */
+enum { RX_FREE, RX_FILLED, RX_SENT };
+#define NRX 8
 
 struct queue {
 	struct msg *head, *tail;
@@ -72,7 +81,9 @@ static struct {
 	pthread_mutex_t tx_lock;
 
 	pthread_mutex_t lock;   /* queues, objects, done_seq, hostfns */
-	pthread_cond_t cond;
+	pthread_cond_t cond;    /* objects, host functions */
+	pthread_cond_t exec_cond, side_cond, space_cond;
+	int exec_waiting, side_waiting, reader_waiting;
 	struct queue exec, side;
 	uint64_t queued;        /* bytes in exec */
 	uint64_t done_seq;      /* last ordered op that ran */
@@ -86,6 +97,10 @@ static struct {
 	struct cv_rangeset globals;   /* modules' globals, found by name */
 
 	int32_t pending;        /* first asynchronous error not yet told */
+	uint8_t *rx;            /* NRX chunks, registered */
+	cv_bobj rxmark[NRX];
+	int rxstate[NRX];       /* under lock */
+	uint32_t rxnext;
 	uint8_t *bounce;
 	cv_bobj bmark[NBOUNCE];
 	bool bused[NBOUNCE];
@@ -260,31 +275,54 @@ static int bounce_sync(uint32_t i, cv_bobj s)
 
 /* ---- ordered ops -------------------------------------------------------------- */
 
+/* Starts the device-to-host copy of piece [off, off + n) into a chunk. */
+static int dtoh_start(uint64_t src, uint64_t off, uint64_t n, cv_bobj s,
+		      uint32_t *i)
+{
+	int rc = bounce_take(i);
+
+	if (!rc)
+		rc = R.ops->memcpy(R.b, CV_COPY_DTOH, (uint64_t)bounce_at(*i),
+				   src + off, n, s);
+	if (!rc)
+		rc = R.ops->marker_record(R.b, R.bmark[*i], s);
+	return rc;
+}
+
+/* A device-to-host copy: DATA of CV_RM_CHUNK bytes each, the next piece
+ * copied from the GPU while this one goes out. */
 static int do_dtoh(const struct msg *m, const uint64_t *a)
 {
-	uint64_t src = a[1], len = a[2], off = 0, n;
+	uint64_t src = a[1], len = a[2], off = 0, n, next;
 	struct cv_rm_data d = { 0 };
+	uint32_t i = 0, j = 0;
 	cv_bobj s;
-	uint32_t i;
 	int rc;
 
 	rc = stream_arg(a[3], &s);
 	if (!rc && !dev_ok(src, len))
 		rc = CUDA_ERROR_INVALID_VALUE;
+	n = CV_MIN(len, (uint64_t)CV_RM_CHUNK);
+	if (!rc)
+		rc = dtoh_start(src, 0, n, s, &i);
 	while (!rc && off < len) {
-		n = CV_MIN(len - off, (uint64_t)CV_RM_CHUNK);
-		rc = bounce_take(&i);
-		if (!rc)
-			rc = R.ops->memcpy(R.b, CV_COPY_DTOH,
-					   (uint64_t)bounce_at(i), src + off, n, s);
-		if (!rc)
-			rc = bounce_sync(i, s);
+		rc = R.ops->marker_wait(R.b, R.bmark[i]);
 		if (rc)
 			break;
+		next = off + n;
+		if (next < len) {
+			rc = dtoh_start(src, next, CV_MIN(len - next,
+							  (uint64_t)CV_RM_CHUNK),
+					s, &j);
+			if (rc)
+				break;
+		}
 		d.off = off;
 		if (send_msg(CV_RM_DATA, m->h.seq, &d, sizeof(d), bounce_at(i), n))
 			return 0;
-		off += n;
+		off = next;
+		n = CV_MIN(len - off, (uint64_t)CV_RM_CHUNK);
+		i = j;
 	}
 	if (rc) {
 		d.off = off;
@@ -387,6 +425,9 @@ static void hostfn_tramp(void *arg)
 /* A launch's parameters, checked against the function's layout. */
 static int do_launch(const uint64_t *a, const uint8_t *bytes, size_t blen)
 {
+	struct cv_launch_attr sattrs[CV_RM_MAX_ATTRS];
+	uint64_t spbuf[512];
+	void *sparams[256];
 	const struct cv_launch_attr *attrs;
 	uint32_t grid[3], block[3], k;
 	struct obj *f = obj_get(a[0], O_FUNC);
@@ -407,25 +448,29 @@ static int do_launch(const uint64_t *a, const uint8_t *bytes, size_t blen)
 		return CUDA_ERROR_INVALID_VALUE;
 	if ((rc = stream_arg(a[8], &s)))
 		return rc;
-	/* Aligned copies: the packed bytes follow the attributes. */
-	attrs = a[9] ? malloc(a[9] * sizeof(*attrs)) : NULL;
-	pbuf = malloc(f->fp.size + 16);
-	params = calloc(f->fp.n + 1, sizeof(*params));
-	if ((a[9] && !attrs) || !pbuf || !params) {
+	/* Aligned copies (the packed bytes follow the attributes), on the
+	 * stack for the usual sizes: this is the launch path. */
+	attrs = a[9] ? sattrs : NULL;
+	pbuf = f->fp.size <= sizeof(spbuf) ? (uint8_t *)spbuf :
+						  malloc(f->fp.size);
+	params = f->fp.n <= CV_ARRAY_SIZE(sparams) ? sparams :
+		 calloc(f->fp.n, sizeof(*params));
+	if (!pbuf || !params) {
 		rc = CUDA_ERROR_OUT_OF_MEMORY;
 		goto out;
 	}
 	if (a[9])
-		memcpy((void *)attrs, bytes, a[9] * sizeof(*attrs));
+		memcpy(sattrs, bytes, a[9] * sizeof(*attrs));
 	memcpy(pbuf, bytes + a[9] * sizeof(*attrs), f->fp.size);
 	for (k = 0; k < f->fp.n; k++)
 		params[k] = pbuf + f->fp.p[k].offset;
 	rc = R.ops->launch(R.b, f->h, grid, block, (uint32_t)a[7], s, params,
 			   attrs, (uint32_t)a[9]);
 out:
-	free((void *)attrs);
-	free(pbuf);
-	free(params);
+	if (pbuf != (uint8_t *)spbuf)
+		free(pbuf);
+	if (params != sparams)
+		free(params);
 	return rc;
 }
 
@@ -457,7 +502,6 @@ static int exec_op(const struct msg *m, int *rrc, uint64_t *v,
 	const struct cv_backend_ops *ops = R.ops;
 	struct obj *o, *o2;
 	cv_bobj s, h;
-	uint32_t i;
 	char *name;
 	int rc = 0;
 
@@ -579,16 +623,21 @@ static int exec_op(const struct msg *m, int *rrc, uint64_t *v,
 		SYNC(rc);
 	}
 	case CV_RM_HTOD:
-		if ((rc = stream_arg(a[1], &s)))
-			return rc;
-		if (!blen || blen > CV_RM_CHUNK || !dev_ok(a[0], blen))
-			return CUDA_ERROR_INVALID_VALUE;
-		if ((rc = bounce_take(&i)))
-			return rc;
-		memcpy(bounce_at(i), bytes, blen);
-		rc = ops->memcpy(R.b, CV_COPY_HTOD, a[0], (uint64_t)bounce_at(i),
-				 blen, s);
-		return rc ? rc : bounce_after(i, s);
+		rc = stream_arg(a[1], &s);
+		if (!rc && (!blen || blen > CV_RM_CHUNK || !dev_ok(a[0], blen)))
+			rc = CUDA_ERROR_INVALID_VALUE;
+		if (!rc)
+			rc = ops->memcpy(R.b, CV_COPY_HTOD, a[0],
+					 (uint64_t)(R.rx + (size_t)m->rx * CV_RM_CHUNK),
+					 blen, s);
+		if (!rc)
+			rc = ops->marker_record(R.b, R.rxmark[m->rx], s);
+		pthread_mutex_lock(&R.lock);
+		R.rxstate[m->rx] = rc ? RX_FREE : RX_SENT;
+		if (R.reader_waiting)
+			pthread_cond_signal(&R.space_cond);
+		pthread_mutex_unlock(&R.lock);
+		return rc;
 	case CV_RM_DTOH:
 		return do_dtoh(m, a);
 	case CV_RM_DTOD:
@@ -809,12 +858,16 @@ static int exec_op(const struct msg *m, int *rrc, uint64_t *v,
 	return CUDA_ERROR_INVALID_VALUE;
 }
 
-static struct msg *pop(struct queue *q)
+/* The next message of q, waiting on c (counted in *waiting) for one. */
+static struct msg *pop(struct queue *q, pthread_cond_t *c, int *waiting)
 {
 	struct msg *m;
 
-	while (!q->head && !R.stop)
-		pthread_cond_wait(&R.cond, &R.lock);
+	while (!q->head && !R.stop) {
+		__atomic_add_fetch(waiting, 1, __ATOMIC_SEQ_CST);
+		pthread_cond_wait(c, &R.lock);
+		__atomic_sub_fetch(waiting, 1, __ATOMIC_SEQ_CST);
+	}
 	m = q->head;
 	if (m) {
 		q->head = m->next;
@@ -826,7 +879,7 @@ static struct msg *pop(struct queue *q)
 
 static void *exec_main(void *arg)
 {
-	struct msg *m;
+	struct msg *m, *batch = NULL;
 	uint64_t v[4];
 	uint8_t *out;
 	size_t olen;
@@ -834,15 +887,24 @@ static void *exec_main(void *arg)
 
 	(void)arg;
 	for (;;) {
-		pthread_mutex_lock(&R.lock);
-		m = pop(&R.exec);
-		if (m) {
-			R.queued -= m->h.len;
-			pthread_cond_broadcast(&R.cond);
+		/* Everything queued at once: one lock per batch. */
+		if (!batch) {
+			pthread_mutex_lock(&R.lock);
+			m = pop(&R.exec, &R.exec_cond, &R.exec_waiting);
+			if (m) {
+				m->next = R.exec.head;
+				R.exec.head = R.exec.tail = NULL;
+				R.queued = 0;
+				if (R.reader_waiting)
+					pthread_cond_signal(&R.space_cond);
+			}
+			pthread_mutex_unlock(&R.lock);
+			batch = m;
 		}
-		pthread_mutex_unlock(&R.lock);
+		m = batch;
 		if (!m)
 			return NULL;
+		batch = m->next;
 		memset(v, 0, sizeof(v));
 		out = NULL;
 		olen = 0;
@@ -861,10 +923,14 @@ static void *exec_main(void *arg)
 			R.pending = rc;
 		}
 		free(out);
-		pthread_mutex_lock(&R.lock);
-		R.done_seq = m->h.seq;
-		pthread_cond_broadcast(&R.cond);
-		pthread_mutex_unlock(&R.lock);
+		/* Side ops wait for it (they set side_waiting under the lock
+		 * before they look at done_seq). */
+		__atomic_store_n(&R.done_seq, m->h.seq, __ATOMIC_SEQ_CST);
+		if (__atomic_load_n(&R.side_waiting, __ATOMIC_SEQ_CST)) {
+			pthread_mutex_lock(&R.lock);
+			pthread_cond_signal(&R.side_cond);
+			pthread_mutex_unlock(&R.lock);
+		}
 		free(m);
 	}
 }
@@ -956,12 +1022,20 @@ static void *side_main(void *arg)
 	(void)arg;
 	for (;;) {
 		pthread_mutex_lock(&R.lock);
-		m = pop(&R.side);
+		m = pop(&R.side, &R.side_cond, &R.side_waiting);
 		/* After the ordered op it follows (a[9]). */
 		while (m && !R.stop &&
-		       R.done_seq < ((const uint64_t *)m->p)[9] &&
-		       ((const uint64_t *)m->p)[9] < m->h.seq)
-			pthread_cond_wait(&R.cond, &R.lock);
+		       ((const uint64_t *)m->p)[9] < m->h.seq) {
+			__atomic_add_fetch(&R.side_waiting, 1, __ATOMIC_SEQ_CST);
+			if (__atomic_load_n(&R.done_seq, __ATOMIC_SEQ_CST) >=
+			    ((const uint64_t *)m->p)[9]) {
+				__atomic_sub_fetch(&R.side_waiting, 1,
+						   __ATOMIC_SEQ_CST);
+				break;
+			}
+			pthread_cond_wait(&R.side_cond, &R.lock);
+			__atomic_sub_fetch(&R.side_waiting, 1, __ATOMIC_SEQ_CST);
+		}
 		pthread_mutex_unlock(&R.lock);
 		if (!m)
 			return NULL;
@@ -997,6 +1071,76 @@ static void push(struct queue *q, struct msg *m)
 	q->tail = m;
 }
 
+/* The connection's bytes, read in large pieces. */
+static struct {
+	uint8_t *p;
+	size_t at, end;
+} in;
+
+#define INBUF (1u << 20)
+
+/* n bytes to p: what is buffered, then (large) straight from the socket
+ * or (small) through the buffer. */
+static int in_read(void *p, size_t n)
+{
+	uint8_t *d = p;
+	size_t k;
+	ssize_t got;
+	int rc;
+
+	while (n) {
+		if (in.at < in.end) {
+			k = CV_MIN(n, in.end - in.at);
+			memcpy(d, in.p + in.at, k);
+			in.at += k;
+			d += k;
+			n -= k;
+			continue;
+		}
+		if (n >= INBUF / 2)
+			return cv_peer_read(R.fd, d, n, cv_now_ns() + R.timeout_ns);
+		in.at = in.end = 0;
+		got = recv(R.fd, in.p, INBUF, MSG_DONTWAIT);
+		if (got > 0) {
+			in.end = (size_t)got;
+			continue;
+		}
+		if (got == 0)
+			return -ECONNRESET;
+		if (errno != EAGAIN && errno != EINTR)
+			return -errno;
+		/* Nothing buffered: wait (the peer pings every second). */
+		rc = cv_peer_read(R.fd, in.p, 1, cv_now_ns() + R.timeout_ns);
+		if (rc)
+			return rc;
+		in.end = 1;
+	}
+	return 0;
+}
+
+/* The next rx chunk, once it is free: -1 when we stop. */
+static int rx_take(void)
+{
+	uint32_t k = R.rxnext;
+	int st;
+
+	R.rxnext = (k + 1) % NRX;
+	pthread_mutex_lock(&R.lock);
+	while ((st = R.rxstate[k]) == RX_FILLED && !R.stop) {
+		R.reader_waiting++;
+		pthread_cond_wait(&R.space_cond, &R.lock);
+		R.reader_waiting--;
+	}
+	R.rxstate[k] = RX_FILLED;
+	pthread_mutex_unlock(&R.lock);
+	if (R.stop)
+		return -1;
+	/* Its last DMA must be over before the socket overwrites it. */
+	if (st == RX_SENT)
+		R.ops->marker_wait(R.b, R.rxmark[k]);
+	return (int)k;
+}
+
 /* Reads and queues until the peer closes, goes silent or errs. */
 static void read_loop(void)
 {
@@ -1005,10 +1149,13 @@ static void read_loop(void)
 	const char *why;
 	struct msg *m;
 	uint64_t id, last = 0;
-	int rc;
+	int rc, rx;
 
+	in.p = malloc(INBUF);
+	if (!in.p)
+		return;
 	for (;;) {
-		rc = cv_peer_read(R.fd, &h, sizeof(h), cv_now_ns() + R.timeout_ns);
+		rc = in_read(&h, sizeof(h));
 		if (rc) {
 			cv_warn("remote: the peer \"%s\" %s", R.peer,
 				rc == -ETIMEDOUT ? "went silent" :
@@ -1027,13 +1174,28 @@ static void read_loop(void)
 			cv_info("remote: the peer \"%s\" closed the vGPU", R.peer);
 			return;
 		}
-		m = malloc(sizeof(*m) + h.len + 8);
+		rx = h.op == CV_RM_HTOD ? (int)sizeof(struct cv_rm_args) : -1;
+		m = malloc(sizeof(*m) + (rx >= 0 ? (size_t)rx : h.len) + 8);
 		if (!m) {
 			cv_err("remote: out of memory for a %u-byte message", h.len);
 			return;
 		}
 		m->h = h;
-		rc = cv_peer_read(R.fd, m->p, h.len, cv_now_ns() + R.timeout_ns);
+		m->rx = -1;
+		if (rx >= 0) {
+			rc = in_read(m->p, sizeof(struct cv_rm_args));
+			if (!rc && h.len - sizeof(struct cv_rm_args) > CV_RM_CHUNK)
+				rc = -EBADMSG;
+			if (!rc && (m->rx = rx_take()) < 0)
+				rc = -ESHUTDOWN;
+			if (!rc)
+				rc = in_read(R.rx + (size_t)m->rx * CV_RM_CHUNK,
+					     h.len - sizeof(struct cv_rm_args));
+			if (rc && m->rx >= 0)
+				R.rxstate[m->rx] = RX_FREE;
+		} else {
+			rc = in_read(m->p, h.len);
+		}
 		if (rc) {
 			free(m);
 			cv_warn("remote: the peer \"%s\" stopped mid-message", R.peer);
@@ -1060,13 +1222,19 @@ static void read_loop(void)
 		pthread_mutex_lock(&R.lock);
 		if (cv_rm_op_class(h.op) & CV_RM_SIDE) {
 			push(&R.side, m);
+			if (R.side_waiting)
+				pthread_cond_signal(&R.side_cond);
 		} else {
-			while (R.queued > QUEUE_MAX && !R.stop)
-				pthread_cond_wait(&R.cond, &R.lock);
+			while (R.queued > QUEUE_MAX && !R.stop) {
+				R.reader_waiting++;
+				pthread_cond_wait(&R.space_cond, &R.lock);
+				R.reader_waiting--;
+			}
 			push(&R.exec, m);
 			R.queued += h.len;
+			if (R.exec_waiting)
+				pthread_cond_signal(&R.exec_cond);
 		}
-		pthread_cond_broadcast(&R.cond);
 		pthread_mutex_unlock(&R.lock);
 	}
 }
@@ -1090,6 +1258,12 @@ int cv_remote_serve(int fd, const struct cv_backend_ops *ops,
 	pthread_mutex_init(&R.tx_lock, NULL);
 	pthread_mutex_init(&R.lock, NULL);
 	pthread_cond_init(&R.cond, NULL);
+	pthread_cond_init(&R.exec_cond, NULL);
+	pthread_cond_init(&R.side_cond, NULL);
+	pthread_cond_init(&R.space_cond, NULL);
+	/* Copies come in 4 MiB messages: from the heap, not a fresh
+	 * mapping (and its page faults) each. */
+	mallopt(M_MMAP_THRESHOLD, 64 << 20);
 	pthread_rwlock_init(&R.map_lock, NULL);
 	cv_rangeset_init(&R.mapped);
 	cv_rangeset_init(&R.globals);
@@ -1119,6 +1293,17 @@ int cv_remote_serve(int fd, const struct cv_backend_ops *ops,
 		}
 		for (i = 0; !rd.rc && i < NBOUNCE; i++)
 			rd.rc = ops->marker_create(b, &R.bmark[i]);
+		R.rx = mmap(NULL, (size_t)NRX * CV_RM_CHUNK,
+			    PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
+			    -1, 0);
+		if (R.rx == MAP_FAILED) {
+			R.rx = NULL;
+			rd.rc = rd.rc ? rd.rc : CUDA_ERROR_OUT_OF_MEMORY;
+		} else if (!rd.rc) {
+			rd.rc = ops->host_register(b, R.rx, (size_t)NRX * CV_RM_CHUNK);
+		}
+		for (i = 0; !rd.rc && i < NRX; i++)
+			rd.rc = ops->marker_create(b, &R.rxmark[i]);
 	}
 	if (send_msg(CV_RM_READY, 0, &rd, sizeof(rd), NULL, 0) || rd.rc)
 		return rd.rc ? -EIO : -ECONNRESET;
@@ -1132,6 +1317,9 @@ int cv_remote_serve(int fd, const struct cv_backend_ops *ops,
 	pthread_mutex_lock(&R.lock);
 	R.stop = true;
 	pthread_cond_broadcast(&R.cond);
+	pthread_cond_broadcast(&R.exec_cond);
+	pthread_cond_broadcast(&R.side_cond);
+	pthread_cond_broadcast(&R.space_cond);
 	pthread_mutex_unlock(&R.lock);
 	shutdown(fd, SHUT_RDWR);
 	/* The executor may be in a long GPU call: the process's exit frees

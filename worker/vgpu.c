@@ -20,6 +20,7 @@
 #include "vgpu_int.h"
 
 #define CB_WAIT_SLICE_NS 100000000ull
+#define FLUSH_SPIN_NS 20000ull
 
 /* ---- completion thread -------------------------------------------------- */
 
@@ -598,6 +599,13 @@ int cv_vgpu_run(struct cv_vgpu *v)
 		if (__atomic_load_n(&v->rev_stop, __ATOMIC_ACQUIRE))
 			cv_vgpu_park(v);
 		__atomic_store_n(&v->cons_idle, 1, __ATOMIC_SEQ_CST);
+		/* A batching backend: a little more may come before it must
+		 * send (a launch loop refills the ring in microseconds). */
+		if (v->ops->flush && v->ops->flush(v->b, false) &&
+		    !cv_ring_wait(&v->ring, FLUSH_SPIN_NS, 1)) {
+			v->ops->flush(v->b, true);
+			continue;
+		}
 		if (!cv_ring_wait(&v->ring, spin, 100000000ull))
 			continue;
 		/* Busy before the first pop: see cv_vgpu_link_status. */
@@ -614,9 +622,6 @@ int cv_vgpu_run(struct cv_vgpu *v)
 			if (__atomic_load_n(&v->rev_stop, __ATOMIC_ACQUIRE))
 				break;
 		}
-		/* The ring is empty (or we stop): what is batched goes. */
-		if (v->ops->flush)
-			v->ops->flush(v->b);
 		if (n < 0) {
 			cv_err("tenant %llu: the guest broke its command ring (head %llu); giving up",
 			       (unsigned long long)v->hdr->tenant_id,
