@@ -287,9 +287,37 @@ int cv_peer_read(int fd, void *p, size_t n, uint64_t deadline)
 	return 0;
 }
 
+void cv_peer_session_key(const uint8_t key[CV_PEER_KEY_LEN],
+			 const struct cv_peer_hello *a,
+			 const struct cv_peer_hello *b,
+			 uint8_t out[CV_PEER_KEY_LEN])
+{
+	static const char label[] = "cuvisor session v1";
+	const struct cv_peer_hello *c = a->role == CV_PEER_CLIENT ? a : b;
+	const struct cv_peer_hello *s = c == a ? b : a;
+	uint8_t msg[sizeof(label) + 2 * CV_PEER_NONCE_LEN];
+	unsigned int n = CV_PEER_KEY_LEN;
+
+	memcpy(msg, label, sizeof(label));
+	memcpy(msg + sizeof(label), c->nonce, CV_PEER_NONCE_LEN);
+	memcpy(msg + sizeof(label) + CV_PEER_NONCE_LEN, s->nonce,
+	       CV_PEER_NONCE_LEN);
+	if (!HMAC(EVP_sha256(), key, CV_PEER_KEY_LEN, msg, sizeof(msg), out, &n))
+		RAND_bytes(out, CV_PEER_KEY_LEN); /* agrees with nobody */
+}
+
 int cv_peer_handshake(int fd, const uint8_t key[CV_PEER_KEY_LEN],
 		      uint32_t role, const char *host, int timeout_ms,
 		      struct cv_peer_hello *peer, char *why, size_t whylen)
+{
+	return cv_peer_handshake_s(fd, key, role, host, timeout_ms, peer, why,
+				   whylen, NULL);
+}
+
+int cv_peer_handshake_s(int fd, const uint8_t key[CV_PEER_KEY_LEN],
+			uint32_t role, const char *host, int timeout_ms,
+			struct cv_peer_hello *peer, char *why, size_t whylen,
+			uint8_t session[CV_PEER_KEY_LEN])
 {
 	uint64_t deadline = cv_now_ns() + (uint64_t)timeout_ms * 1000000ull;
 	struct cv_peer_hello me;
@@ -328,5 +356,7 @@ int cv_peer_handshake(int fd, const uint8_t key[CV_PEER_KEY_LEN],
 		WHY("the peer \"%s\" does not hold our key", peer->host);
 		return -EACCES;
 	}
+	if (session)
+		cv_peer_session_key(key, &me, peer, session);
 	return 0;
 }

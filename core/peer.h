@@ -158,6 +158,25 @@ int cv_peer_handshake(int fd, const uint8_t key[CV_PEER_KEY_LEN],
 		      uint32_t role, const char *host, int timeout_ms,
 		      struct cv_peer_hello *peer, char *why, size_t whylen);
 
+/* As cv_peer_handshake; then, when session is not NULL, both ends'
+ * session key: cv_peer_session_key of the two HELLOs. */
+int cv_peer_handshake_s(int fd, const uint8_t key[CV_PEER_KEY_LEN],
+			uint32_t role, const char *host, int timeout_ms,
+			struct cv_peer_hello *peer, char *why, size_t whylen,
+			uint8_t session[CV_PEER_KEY_LEN]);
+
+/*
+ * A key for one connection's session: HMAC-SHA256 under the peer key of
+ * a label and the client's and the server's nonces (a and b in either
+ * order). Both ends compute it; it never crosses the wire. The serving
+ * worker of a remote vGPU gets it from its daemon and authenticates the
+ * copy lanes with it (core/remote.h).
+ */
+void cv_peer_session_key(const uint8_t key[CV_PEER_KEY_LEN],
+			 const struct cv_peer_hello *a,
+			 const struct cv_peer_hello *b,
+			 uint8_t out[CV_PEER_KEY_LEN]);
+
 /* Exactly n bytes to or from fd within the deadline (CLOCK_MONOTONIC ns);
  * 0, -ETIMEDOUT, -ECONNRESET (end of stream) or -errno. */
 int cv_peer_write(int fd, const void *p, size_t n, uint64_t deadline);

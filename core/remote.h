@@ -114,6 +114,35 @@ struct cv_rm_ready {
 	int32_t rc;      /* CUresult of the open */
 	struct cv_devinfo dev;
 	char host[64];   /* the serving host's name, terminated */
+	uint16_t lane_port;  /* copy lanes: TCP port, 0 when none */
+	uint16_t nlanes;     /* <= CV_RM_MAX_LANES */
+	uint32_t pad;
+};
+
+/*
+ * Copy lanes: up to CV_RM_MAX_LANES more TCP connections to lane_port of
+ * the serving host, each authenticated by the peer handshake under the
+ * session key (cv_peer_session_key), then its index (uint32_t). A copy's
+ * bytes go over a lane, the copy itself (HTOD with args[2] = lane + 1,
+ * args[3] = bytes) over the connection: lanes are what makes one host's
+ * copies use more than one TCP stream.
+ *   client -> server: cv_rm_lane_hdr (the HTOD's seq, bytes), the bytes
+ *   server -> client: cv_rm_lane_data (DATA of a DTOH), the bytes
+ */
+#define CV_RM_MAX_LANES 8
+#define CV_RM_LANES 4
+
+struct cv_rm_lane_hdr {
+	uint64_t seq;
+	uint32_t len;    /* <= CV_RM_CHUNK */
+	uint32_t pad;
+};
+
+struct cv_rm_lane_data {
+	uint64_t seq;
+	uint64_t off;
+	int32_t rc;      /* nonzero: the copy failed; no bytes */
+	uint32_t len;    /* <= CV_RM_CHUNK */
 };
 
 /* CV_RM_* bits of op, or 0 when op is unknown. */

@@ -15,6 +15,7 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -51,6 +52,7 @@ static struct {
 
 struct conn {
 	int fd;
+	uint8_t session[CV_PEER_KEY_LEN]; /* cv_peer_session_key */
 	char addr[INET6_ADDRSTRLEN + 8];   /* host:port */
 };
 
@@ -89,7 +91,7 @@ static int give_vgpu(struct conn *c, const struct cv_peer_hello *them,
 	const char *why, *argv[32];
 	char gpu[16], mem[24], tmo[16], tenant[24], peer[CV_PEER_HOST_LEN + 80];
 	uint64_t dl = cv_now_ns() + CV_PEER_TIMEOUT_MS * 1000000ull;
-	int slot, n = 0, rc;
+	int slot, n = 0, rc, kp[2], fds[2];
 	pid_t pid;
 
 	if (len != sizeof(raw))
@@ -122,6 +124,7 @@ static int give_vgpu(struct conn *c, const struct cv_peer_hello *them,
 	snprintf(peer, sizeof(peer), "%s (%s)", them->host, c->addr);
 	argv[n++] = d->cfg.worker;
 	argv[n++] = "--serve-fd"; argv[n++] = "3";
+	argv[n++] = "--session-fd"; argv[n++] = "4";
 	argv[n++] = "--tenant"; argv[n++] = tenant;
 	argv[n++] = "--gpu"; argv[n++] = gpu;
 	argv[n++] = "--mem"; argv[n++] = mem;
@@ -134,9 +137,23 @@ static int give_vgpu(struct conn *c, const struct cv_peer_hello *them,
 	argv[n++] = "--name"; argv[n++] = peer;
 	argv[n++] = "--log"; argv[n++] = d->cfg.log_level;
 	argv[n] = NULL;
+	/* The session key reaches the worker through a pipe, never its
+	 * command line; the pipe holds it until the worker reads it. */
+	if (pipe2(kp, O_CLOEXEC))
+		return -errno;
+	if (write(kp[1], c->session, sizeof(c->session)) !=
+	    (ssize_t)sizeof(c->session)) {
+		close(kp[0]);
+		close(kp[1]);
+		return -EIO;
+	}
+	close(kp[1]);
+	fds[0] = c->fd;
+	fds[1] = kp[0];
 	pid = fork();
 	if (pid == 0)
-		cv_d_worker_exec(d->cfg.worker, argv, &c->fd, 1);
+		cv_d_worker_exec(d->cfg.worker, argv, fds, 2);
+	close(kp[0]);
 	if (pid < 0) {
 		cv_err("peer %s: cannot start a worker: %s", c->addr,
 		       strerror(errno));
@@ -210,8 +227,9 @@ static void *conn_main(void *arg)
 	char why[160];
 	int rc;
 
-	rc = cv_peer_handshake(c->fd, P.key, CV_PEER_SERVER, P.host,
-			       CV_PEER_TIMEOUT_MS, &them, why, sizeof(why));
+	rc = cv_peer_handshake_s(c->fd, P.key, CV_PEER_SERVER, P.host,
+				 CV_PEER_TIMEOUT_MS, &them, why, sizeof(why),
+				 c->session);
 	if (rc) {
 		cv_warn("peer %s refused: %s", c->addr, why);
 	} else {
@@ -219,6 +237,7 @@ static void *conn_main(void *arg)
 		serve(c, &them);
 	}
 	close(c->fd);
+	memset(c->session, 0, sizeof(c->session));
 	free(c);
 	__atomic_fetch_sub(&P.conns, 1, __ATOMIC_RELAXED);
 	return NULL;

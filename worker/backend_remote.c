@@ -38,6 +38,7 @@
 #include "backend.h"
 
 #define TXBUF (256u << 10)
+#define LANE_Q 8        /* pieces queued per copy lane */
 #define LOST CUDA_ERROR_DEVICE_UNAVAILABLE
 
 struct waiter {
@@ -55,7 +56,16 @@ struct d2h {
 	uint64_t seq;
 	uint8_t *dst;
 	uint64_t pitch, width, height, total, got;
+	uint8_t *seen;          /* pieces (CV_RM_CHUNK each) taken, a bit
+				 * each: lanes deliver them in any order */
+	bool done;
 };
+
+static void d2h_free(struct d2h *d)
+{
+	free(d->seen);
+	free(d);
+}
 
 struct hostfn {
 	struct hostfn *next;
@@ -100,6 +110,17 @@ struct cv_backend {
 	struct aobj *o;
 
 	pthread_t rx_thread, ping_thread, fn_thread;
+
+	/* Copy lanes (core/remote.h): more TCP streams for copies' bytes,
+	 * each with a thread that sends what is queued for it. */
+	int lane[CV_RM_LANES];
+	pthread_mutex_t lane_tx[CV_RM_LANES];  /* its queue, in seq order */
+	pthread_cond_t lane_cv[CV_RM_LANES];
+	struct lane_job {
+		uint64_t seq, src, n;
+	} lane_q[CV_RM_LANES][LANE_Q];
+	uint32_t lane_head[CV_RM_LANES], lane_tail[CV_RM_LANES];
+	uint32_t nlanes, lane_next;
 };
 
 #define ID(h) ((uint64_t)(uintptr_t)(h))
@@ -153,6 +174,12 @@ static void lose(struct cv_backend *b, const char *why)
 	pthread_cond_broadcast(&b->rxc);
 	pthread_mutex_unlock(&b->rx);
 	shutdown(b->fd, SHUT_RDWR);
+	for (uint32_t k = 0; k < b->nlanes; k++) {
+		shutdown(b->lane[k], SHUT_RDWR);
+		pthread_mutex_lock(&b->lane_tx[k]);
+		pthread_cond_broadcast(&b->lane_cv[k]);
+		pthread_mutex_unlock(&b->lane_tx[k]);
+	}
 }
 
 static bool is_lost(struct cv_backend *b)
@@ -184,8 +211,9 @@ static int tx_flush(struct cv_backend *b)
  * answer cannot beat it) waits for a REPLY; d (likewise) for DATA.
  * flush: send now rather than batch. Returns 0 or LOST.
  */
-static int tx(struct cv_backend *b, uint32_t op, const struct seg *sg,
-	      int nseg, struct waiter *w, struct d2h *d, bool flush)
+static int tx_seq(struct cv_backend *b, uint32_t op, const struct seg *sg,
+		  int nseg, struct waiter *w, struct d2h *d, bool flush,
+		  uint64_t *seqp)
 {
 	struct cv_rm_hdr h = { .op = op };
 	size_t len = 0;
@@ -200,6 +228,8 @@ static int tx(struct cv_backend *b, uint32_t op, const struct seg *sg,
 		return LOST;
 	}
 	h.seq = ++b->seq;
+	if (seqp)
+		*seqp = h.seq;
 	if (cv_rm_op_class(op) & CV_RM_ORDERED)
 		b->ordered = h.seq;
 	if (w || d) {
@@ -253,6 +283,12 @@ static int tx(struct cv_backend *b, uint32_t op, const struct seg *sg,
 	return 0;
 }
 
+static int tx(struct cv_backend *b, uint32_t op, const struct seg *sg,
+	      int nseg, struct waiter *w, struct d2h *d, bool flush)
+{
+	return tx_seq(b, op, sg, nseg, w, d, flush, NULL);
+}
+
 /* An asynchronous op: args only, or args and one segment. */
 static int tx_async(struct cv_backend *b, uint32_t op,
 		    const struct cv_rm_args *a, const void *p, size_t n)
@@ -295,6 +331,8 @@ static int wait_reply(struct cv_backend *b, struct waiter *w)
 	return rc;
 }
 
+static int d2h_landed(struct cv_backend *b, uint64_t need, bool wait);
+
 /* A synchronising op: sends, waits, and gives the answer in w. */
 static int call(struct cv_backend *b, uint32_t op, struct cv_rm_args *a,
 		const void *p, size_t n, struct waiter *w)
@@ -308,7 +346,11 @@ static int call(struct cv_backend *b, uint32_t op, struct cv_rm_args *a,
 	rc = tx(b, op, sg, 2, w, NULL, true);
 	if (rc)
 		return rc;
-	return wait_reply(b, w);
+	rc = wait_reply(b, w);
+	/* Copies' bytes may come over lanes after the answer did. */
+	if (!rc && (cv_rm_op_class(op) & CV_RM_ORDERED))
+		rc = d2h_landed(b, w->seq, true);
+	return rc;
 }
 
 /* call() for ops that answer with no bytes. */
@@ -333,62 +375,115 @@ static int rd(struct cv_backend *b, void *p, size_t n)
 	return cv_peer_read(b->fd, p, n, cv_now_ns() + b->timeout_ns);
 }
 
-/* DATA of the copy at the head of the queue. */
-static int on_data(struct cv_backend *b, const struct cv_rm_hdr *h,
-		   const char **why)
+/*
+ * n bytes of DTOH seq at off (or its failure rc) from fd, put in place:
+ * the copy is found by its seq among those waiting; the bytes must be
+ * one whole piece (CV_RM_CHUNK-aligned, full but for the last) not seen
+ * before (marked first, so that two lanes cannot both fill it). Copies end in any order; the queue drops its
+ * head while the head is done, so "every copy up to seq N landed" is
+ * "the head is after N".
+ */
+static int d2h_put(struct cv_backend *b, int fd, uint64_t seq, uint64_t off,
+		   int32_t rc, size_t n, const char **why)
 {
-	struct cv_rm_data dm;
 	struct d2h *d;
-	size_t n = h->len - sizeof(dm);
-	uint64_t row, col, k;
+	uint64_t row, col, k, m, piece = off / CV_RM_CHUNK;
 	uint8_t *tmp;
-	int rc;
+	int r = 0;
 
-	if ((rc = rd(b, &dm, sizeof(dm))))
-		return rc;
 	pthread_mutex_lock(&b->rx);
-	d = b->d2h_head;
-	pthread_mutex_unlock(&b->rx);
-	if (!d || d->seq != h->seq || dm.off != d->got ||
-	    n > d->total - d->got || (dm.rc && n) || (!dm.rc && !n)) {
+	for (d = b->d2h_head; d && (d->seq != seq || d->done); d = d->next)
+		;
+	if (d && !d->seen)
+		d->seen = calloc(d->total / CV_RM_CHUNK / 8 + 1, 1);
+	if (!d || !d->seen || (rc && n) || off % CV_RM_CHUNK ||
+	    (!rc && (off >= d->total ||
+		     n != CV_MIN(d->total - off, (uint64_t)CV_RM_CHUNK))) ||
+	    (!rc && (d->seen[piece / 8] & (1u << (piece % 8))))) {
+		pthread_mutex_unlock(&b->rx);
 		*why = "bytes nobody asked for";
 		return -EBADMSG;
 	}
+	if (!rc)
+		d->seen[piece / 8] |= (uint8_t)(1u << (piece % 8));
+	pthread_mutex_unlock(&b->rx);
 	if (d->height == 1) {
-		rc = rd(b, d->dst + d->got, n);
-	} else {
+		r = cv_peer_read(fd, d->dst + off, n, cv_now_ns() + b->timeout_ns);
+	} else if (n) {
 		/* Rows of a 2D copy: bytes in order, width of each row. */
-		tmp = malloc(n ? n : 1);
+		tmp = malloc(n);
 		if (!tmp)
 			return -ENOMEM;
-		rc = rd(b, tmp, n);
-		for (k = 0; !rc && k < n;) {
-			uint64_t at = d->got + k, m;
-
-			row = at / d->width;
-			col = at % d->width;
+		r = cv_peer_read(fd, tmp, n, cv_now_ns() + b->timeout_ns);
+		for (k = 0; !r && k < n; k += m) {
+			row = (off + k) / d->width;
+			col = (off + k) % d->width;
 			m = CV_MIN(d->width - col, n - k);
 			memcpy(d->dst + row * d->pitch + col, tmp + k, m);
-			k += m;
 		}
 		free(tmp);
 	}
-	if (rc)
-		return rc;
+	if (r)
+		return r;
 	pthread_mutex_lock(&b->rx);
 	d->got += n;
-	if (dm.rc && !b->async_err)
-		b->async_err = dm.rc;
-	if (dm.rc || d->got == d->total) {
+	if (rc && !b->async_err)
+		b->async_err = rc;
+	if (rc || d->got == d->total)
+		d->done = true;
+	while ((d = b->d2h_head) && d->done) {
 		b->d2h_head = d->next;
 		if (!b->d2h_head)
 			b->d2h_tail = NULL;
 		b->d2h_done = d->seq;
-		free(d);
-		pthread_cond_broadcast(&b->rxc);
+		d2h_free(d);
 	}
+	pthread_cond_broadcast(&b->rxc);
 	pthread_mutex_unlock(&b->rx);
 	return 0;
+}
+
+/* DATA on the connection. */
+static int on_data(struct cv_backend *b, const struct cv_rm_hdr *h,
+		   const char **why)
+{
+	struct cv_rm_data dm;
+	int rc;
+
+	if ((rc = rd(b, &dm, sizeof(dm))))
+		return rc;
+	return d2h_put(b, b->fd, h->seq, dm.off, dm.rc, h->len - sizeof(dm), why);
+}
+
+/* DATA on copy lane k, until it closes. */
+struct lane_arg {
+	struct cv_backend *b;
+	uint32_t k;
+};
+
+static void *lane_rx_main(void *arg)
+{
+	struct lane_arg la = *(struct lane_arg *)arg;
+	struct cv_backend *b = la.b;
+	struct cv_rm_lane_data ld;
+	const char *why = "a broken copy lane";
+	int rc;
+
+	free(arg);
+	for (;;) {
+		rc = cv_peer_read(b->lane[la.k], &ld, sizeof(ld), UINT64_MAX);
+		if (!rc && ld.len > CV_RM_CHUNK)
+			rc = -EBADMSG;
+		if (!rc)
+			rc = d2h_put(b, b->lane[la.k], ld.seq, ld.off, ld.rc,
+				     ld.len, &why);
+		if (rc) {
+			if (!is_lost(b))
+				lose(b, rc == -EBADMSG ? why :
+					"a copy lane broke");
+			return NULL;
+		}
+	}
 }
 
 static int on_reply(struct cv_backend *b, const struct cv_rm_hdr *h,
@@ -597,11 +692,51 @@ next:
 	return fd;
 }
 
+/*
+ * The copy lanes the server offers: each a connection to its lane port,
+ * authenticated under the session key, then its index. The lanes in use
+ * are those that came up, in order (copies still work without any).
+ */
+static void lanes_dial(struct cv_backend *b, const struct cv_backend_cfg *cfg,
+		       const struct cv_rm_ready *rd_out, const uint8_t *session,
+		       const char *me)
+{
+	struct cv_peer_hello them;
+	char host[300], port[300], spec[340], why[160];
+	uint32_t k, n = CV_MIN(rd_out->nlanes, (uint32_t)CV_RM_LANES);
+	int fd;
+
+	if (cv_peer_addr_split(cfg->remote, false, host, sizeof(host), port,
+			       sizeof(port)))
+		return;
+	snprintf(spec, sizeof(spec), strchr(host, ':') ? "[%s]:%u" : "%s:%u",
+		 host, (unsigned)rd_out->lane_port);
+	for (k = 0; k < n; k++) {
+		fd = dial(spec, cfg->timeout_ms, why, sizeof(why));
+		if (fd >= 0 &&
+		    (cv_peer_handshake_s(fd, session, CV_PEER_CLIENT, me,
+					 cfg->timeout_ms, &them, why,
+					 sizeof(why), NULL) ||
+		     cv_peer_write(fd, &k, sizeof(k), cv_now_ns() +
+				   (uint64_t)cfg->timeout_ms * 1000000ull))) {
+			close(fd);
+			fd = -1;
+		}
+		if (fd < 0) {
+			cv_warn("remote vGPU: copy lane %u to %s: %s; %u lane(s)",
+				k, spec, why, k);
+			break;
+		}
+		b->lane[k] = fd;
+		b->nlanes = k + 1;
+	}
+}
+
 /* Authenticates to the host's daemon and asks it for a vGPU. */
 static int attach(struct cv_backend *b, const struct cv_backend_cfg *cfg,
 		  struct cv_rm_ready *rd_out, char *why, size_t wl)
 {
-	uint8_t key[CV_PEER_KEY_LEN];
+	uint8_t key[CV_PEER_KEY_LEN], session[CV_PEER_KEY_LEN];
 	struct cv_peer_hello them;
 	struct cv_peer_req rq = { .type = CV_PEER_VGPU,
 				  .len = sizeof(struct cv_peer_vgpu) };
@@ -627,8 +762,8 @@ static int attach(struct cv_backend *b, const struct cv_backend_cfg *cfg,
 		return rc;
 	b->fd = rc;
 	gethostname(me, sizeof(me) - 1);
-	rc = cv_peer_handshake(b->fd, key, CV_PEER_CLIENT, me, cfg->timeout_ms,
-			       &them, w2, sizeof(w2));
+	rc = cv_peer_handshake_s(b->fd, key, CV_PEER_CLIENT, me, cfg->timeout_ms,
+				 &them, w2, sizeof(w2), session);
 	memset(key, 0, sizeof(key));
 	if (rc) {
 		snprintf(why, wl, "%s: %s", cfg->remote, w2);
@@ -665,8 +800,13 @@ static int attach(struct cv_backend *b, const struct cv_backend_cfg *cfg,
 	}
 	snprintf(b->where, sizeof(b->where), "%s gpu %d", rd_out->host,
 		 cfg->gpu);
+	if (rd_out->lane_port && rd_out->nlanes)
+		lanes_dial(b, cfg, rd_out, session, me);
+	memset(session, 0, sizeof(session));
 	return 0;
 }
+
+static void *lane_tx_main(void *arg);
 
 static int r_open(const struct cv_backend_cfg *cfg, struct cv_devinfo *info,
 		  struct cv_backend **out)
@@ -674,11 +814,17 @@ static int r_open(const struct cv_backend_cfg *cfg, struct cv_devinfo *info,
 	struct cv_backend *b = calloc(1, sizeof(*b));
 	struct cv_rm_ready ready;
 	char why[256];
+	uint32_t k;
 	int rc;
 
 	if (!b)
 		return CUDA_ERROR_OUT_OF_MEMORY;
 	b->fd = -1;
+	for (k = 0; k < CV_RM_LANES; k++) {
+		b->lane[k] = -1;
+		pthread_mutex_init(&b->lane_tx[k], NULL);
+		pthread_cond_init(&b->lane_cv[k], NULL);
+	}
 	b->next_id = 1;
 	b->timeout_ns = (uint64_t)(cfg->timeout_ms > 0 ? cfg->timeout_ms :
 				   CV_RM_TIMEOUT_MS) * 1000000ull;
@@ -719,8 +865,34 @@ static int r_open(const struct cv_backend_cfg *cfg, struct cv_devinfo *info,
 		rc = CUDA_ERROR_OPERATING_SYSTEM;
 		goto fail; /* the process exits on a failed open */
 	}
-	cv_info("remote vGPU: on %s (%s), %.1f GiB", b->where, info->name,
-		info->total_mem / 1073741824.0);
+	for (k = 0; k < b->nlanes; k++) {
+		struct lane_arg *la = malloc(sizeof(*la));
+		pthread_t th;
+
+		if (!la) {
+			rc = CUDA_ERROR_OUT_OF_MEMORY;
+			goto fail;
+		}
+		*la = (struct lane_arg){ b, k };
+		if (pthread_create(&th, NULL, lane_rx_main, la)) {
+			rc = CUDA_ERROR_OPERATING_SYSTEM;
+			goto fail;
+		}
+		pthread_detach(th);
+		la = malloc(sizeof(*la));
+		if (!la) {
+			rc = CUDA_ERROR_OUT_OF_MEMORY;
+			goto fail;
+		}
+		*la = (struct lane_arg){ b, k };
+		if (pthread_create(&th, NULL, lane_tx_main, la)) {
+			rc = CUDA_ERROR_OPERATING_SYSTEM;
+			goto fail;
+		}
+		pthread_detach(th);
+	}
+	cv_info("remote vGPU: on %s (%s), %.1f GiB, %u copy lane(s)", b->where,
+		info->name, info->total_mem / 1073741824.0, b->nlanes);
 	*out = b;
 	return 0;
 fail:
@@ -1023,6 +1195,77 @@ static int dtoh(struct cv_backend *b, uint64_t dst, uint64_t src, uint64_t len,
 	return tx(b, CV_RM_DTOH, &sg, 1, NULL, d, false);
 }
 
+/*
+ * A piece of a host-to-device copy with its bytes on the next copy lane:
+ * the op goes now, the bytes are queued for the lane's thread. The
+ * lane's lock is held from the op's number to the queueing, so that a
+ * lane carries its copies in their order. The bytes are read when the
+ * thread sends them: before the op can run on the other side, so before
+ * anything can report it done (the caller's buffer is the caller's
+ * until then, as for any asynchronous copy).
+ */
+static int htod_lane(struct cv_backend *b, uint64_t dst, uint64_t src,
+		     uint64_t n, cv_bobj s)
+{
+	uint32_t k = __atomic_fetch_add(&b->lane_next, 1, __ATOMIC_RELAXED) %
+		     b->nlanes;
+	struct cv_rm_args *a = ARGS(dst, ID(s), k + 1, n);
+	uint64_t seq = 0;
+	int rc;
+
+	pthread_mutex_lock(&b->lane_tx[k]);
+	while (b->lane_tail[k] - b->lane_head[k] >= LANE_Q && !is_lost(b))
+		pthread_cond_wait(&b->lane_cv[k], &b->lane_tx[k]);
+	rc = is_lost(b) ? LOST :
+	     tx_seq(b, CV_RM_HTOD, &(struct seg){ a, sizeof(*a) }, 1, NULL,
+		    NULL, true, &seq);
+	if (!rc) {
+		b->lane_q[k][b->lane_tail[k] % LANE_Q] =
+			(struct lane_job){ seq, src, n };
+		b->lane_tail[k]++;
+		pthread_cond_broadcast(&b->lane_cv[k]);
+	}
+	pthread_mutex_unlock(&b->lane_tx[k]);
+	return rc;
+}
+
+/* Lane k's sender: the queued pieces' bytes, in order. */
+static void *lane_tx_main(void *arg)
+{
+	struct lane_arg la = *(struct lane_arg *)arg;
+	struct cv_backend *b = la.b;
+	struct cv_rm_lane_hdr lh = { 0 };
+	struct lane_job j;
+	uint32_t k = la.k;
+	uint64_t dl;
+
+	free(arg);
+	for (;;) {
+		pthread_mutex_lock(&b->lane_tx[k]);
+		while (b->lane_head[k] == b->lane_tail[k] && !is_lost(b))
+			pthread_cond_wait(&b->lane_cv[k], &b->lane_tx[k]);
+		if (is_lost(b)) {
+			pthread_mutex_unlock(&b->lane_tx[k]);
+			return NULL;
+		}
+		j = b->lane_q[k][b->lane_head[k] % LANE_Q];
+		pthread_mutex_unlock(&b->lane_tx[k]);
+		lh.seq = j.seq;
+		lh.len = (uint32_t)j.n;
+		dl = cv_now_ns() + b->timeout_ns;
+		if (cv_peer_write(b->lane[k], &lh, sizeof(lh), dl) ||
+		    cv_peer_write(b->lane[k], (const void *)(uintptr_t)j.src,
+				  j.n, dl)) {
+			lose(b, "a copy lane broke");
+			return NULL;
+		}
+		pthread_mutex_lock(&b->lane_tx[k]);
+		b->lane_head[k]++;
+		pthread_cond_broadcast(&b->lane_cv[k]);
+		pthread_mutex_unlock(&b->lane_tx[k]);
+	}
+}
+
 static int r_memcpy(struct cv_backend *b, uint32_t kind, uint64_t dst,
 		    uint64_t src, uint64_t len, cv_bobj s)
 {
@@ -1035,8 +1278,12 @@ static int r_memcpy(struct cv_backend *b, uint32_t kind, uint64_t dst,
 	case CV_COPY_HTOD:
 		for (off = 0; !rc && off < len; off += n) {
 			n = CV_MIN(len - off, (uint64_t)CV_RM_CHUNK);
-			rc = tx_async(b, CV_RM_HTOD, ARGS(dst + off, ID(s)),
-				      (const void *)(uintptr_t)(src + off), n);
+			if (b->nlanes)
+				rc = htod_lane(b, dst + off, src + off, n, s);
+			else
+				rc = tx_async(b, CV_RM_HTOD, ARGS(dst + off, ID(s)),
+					      (const void *)(uintptr_t)(src + off),
+					      n);
 		}
 		return rc;
 	case CV_COPY_DTOH:

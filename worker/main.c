@@ -59,6 +59,7 @@
 
 #include "../core/ctl.h"
 #include "../core/log.h"
+#include "../core/peer.h"
 #include "../core/remote.h"
 #include "../core/util.h"
 #include "backend.h"
@@ -79,6 +80,7 @@ struct wopts {
 	int ctl_fd;
 	int link_fd;
 	int serve_fd;           /* --serve-fd: a peer's remote vGPU */
+	int session_fd;         /* --session-fd: its session key */
 	const char *remote;     /* --backend remote: HOST[:PORT] */
 	const char *peer_key;
 	int remote_timeout_ms;
@@ -166,6 +168,7 @@ static int parse_args(int argc, char **argv, struct wopts *o)
 		{ "ckpt-done", 1, 0, 'D' }, { "migrate-fd", 1, 0, 'M' },
 		{ "spare", 0, 0, 'A' },
 		{ "serve-fd", 1, 0, 'F' }, { "remote", 1, 0, 'r' },
+		{ "session-fd", 1, 0, 'E' },
 		{ "peer-key", 1, 0, 'K' }, { "remote-timeout", 1, 0, 'O' },
 		{ "help", 0, 0, 'h' },   { 0, 0, 0, 0 }
 	};
@@ -174,7 +177,7 @@ static int parse_args(int argc, char **argv, struct wopts *o)
 
 	*o = (struct wopts){ .gpu = 0, .backend = "cuda", .ctl_fd = -1,
 			     .link_fd = -1, .region_fd = -1, .restore_fd = -1,
-			     .migrate_fd = -1, .serve_fd = -1,
+			     .migrate_fd = -1, .serve_fd = -1, .session_fd = -1,
 			     .remote_timeout_ms = CV_RM_TIMEOUT_MS,
 			     .name = "?" };
 	while ((c = getopt_long(argc, argv, "", lo, NULL)) != -1) {
@@ -201,6 +204,7 @@ static int parse_args(int argc, char **argv, struct wopts *o)
 		case 'H': o->hold = 1; break;
 		case 'A': o->spare = 1; break;
 		case 'F': if (parse_fd(optarg, &o->serve_fd)) return -EINVAL; break;
+		case 'E': if (parse_fd(optarg, &o->session_fd)) return -EINVAL; break;
 		case 'r': o->remote = optarg; break;
 		case 'K': o->peer_key = optarg; break;
 		case 'O': if (parse_u64(optarg, &n) || n < 1000 || n > 3600000)
@@ -936,10 +940,18 @@ static int serve(struct wopts *o, const struct cv_backend_ops *ops)
 				      .quota = o->mem };
 	struct cv_backend *b = NULL;
 	struct cv_devinfo dev = { 0 };
+	uint8_t session[CV_PEER_KEY_LEN];
+	bool have_session = false;
 	char host[64] = "?";
 	int rc;
 
 	gethostname(host, sizeof(host) - 1);
+	/* The session key, which the daemon put in a pipe for us. */
+	if (o->session_fd >= 0) {
+		have_session = read(o->session_fd, session, sizeof(session)) ==
+			       (ssize_t)sizeof(session);
+		close(o->session_fd);
+	}
 	rc = ops->open(&cfg, &dev, &b);
 	if (rc)
 		cv_err("tenant %llu of %s: cannot open GPU %d on the %s backend: "
@@ -947,7 +959,8 @@ static int serve(struct wopts *o, const struct cv_backend_ops *ops)
 		       o->gpu, ops->name, rc);
 	dev.total_mem = o->mem;
 	rc = cv_remote_serve(o->serve_fd, ops, b, &dev, rc, o->mem,
-			     o->remote_timeout_ms, o->name, host);
+			     o->remote_timeout_ms, o->name, host,
+			     have_session ? session : NULL);
 	cv_info("tenant %llu of %s: remote vGPU ended", (unsigned long long)o->tenant,
 		o->name);
 	_exit(rc ? 1 : 0);

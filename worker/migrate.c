@@ -62,6 +62,10 @@
 #define MIG_SLOT_SIZE (8u << 20)
 #define MIG_LANES 8u
 #define MIG_DST_STREAMS 4u         /* copies the destination has in flight */
+/* A destination whose GPU is on another host (the remote backend) keeps
+ * more in flight: each copy's completion is a round trip over TCP. */
+#define MIG_DST_STREAMS_REMOTE 12u
+#define MIG_DST_STREAMS_MAX MIG_DST_STREAMS_REMOTE
 #define MIG_WAIT_MS 120000         /* longest wait for the peer */
 #define MIG_HELLO_MS 10000
 #define MIG_RUNNING_MS 10000
@@ -1302,7 +1306,7 @@ int cv_migrate_source(struct cv_vgpu *v, int sock, int from_gpu,
 
 /* What the destination frees once the tenant runs. */
 struct later {
-	cv_bobj stream[MIG_DST_STREAMS];
+	cv_bobj stream[MIG_DST_STREAMS_MAX];
 	uint8_t *slots;
 	uint64_t size;
 	int fd;
@@ -1329,8 +1333,9 @@ struct dst {
 	bool registered;
 	/* GRANULES are copied on these in turn; pend[i]: the slot stream
 	 * i copies from, freed once it is done, or -1 */
-	cv_bobj stream[MIG_DST_STREAMS];
-	int64_t pend[MIG_DST_STREAMS];
+	cv_bobj stream[MIG_DST_STREAMS_MAX];
+	int64_t pend[MIG_DST_STREAMS_MAX];
+	uint32_t nstreams;      /* in use */
 	uint32_t turn;
 	struct cv_mig_plan plan;
 	bool have_plan;
@@ -1831,7 +1836,7 @@ static int retire_all(struct dst *d)
 	uint32_t t;
 	int rc = 0;
 
-	for (t = 0; t < MIG_DST_STREAMS && !rc; t++)
+	for (t = 0; t < d->nstreams && !rc; t++)
 		rc = retire(d, t);
 	return rc;
 }
@@ -1871,7 +1876,7 @@ static int on_granules(struct dst *d, const uint8_t *p, uint32_t len)
 	memset(d->dg_ok + k, 0, (g.va - r->va + g.len + d->h->granule - 1) /
 					d->h->granule -
 				(g.va - r->va) / d->h->granule);
-	t = d->turn++ % MIG_DST_STREAMS;
+	t = d->turn++ % d->nstreams;
 	rc = retire(d, t);
 	if (rc)
 		return rc;
@@ -1929,7 +1934,7 @@ int cv_migrate_dest(struct cv_vgpu *v, struct cv_mig_io *io,
 {
 	struct dst d = { .v = v, .io = io, .h = h, .state_fd = -1,
 			 .err = err, .errlen = errlen,
-			 .pend = { -1, -1, -1, -1 } };
+			 .nstreams = MIG_DST_STREAMS };
 	struct cv_mig_welcome w = { (uint32_t)getpid(), 0 };
 	struct cv_mig_abort ab;
 	struct stat st;
@@ -1940,7 +1945,12 @@ int cv_migrate_dest(struct cv_vgpu *v, struct cv_mig_io *io,
 	size_t fixed;
 	uint32_t t;
 
-	_Static_assert(MIG_DST_STREAMS == 4, "pend's initialiser");
+	for (t = 0; t < MIG_DST_STREAMS_MAX; t++)
+		d.pend[t] = -1;
+	/* Not inline: the stage holds MIG_DST_STREAMS pieces. */
+	if (v->ops == &cv_backend_remote && !(h->flags & CV_MIG_HELLO_INLINE) &&
+	    h->nslots > MIG_DST_STREAMS_REMOTE)
+		d.nstreams = MIG_DST_STREAMS_REMOTE;
 	err[0] = 0;
 	*link_fd = -1;
 	d.slots_size = (uint64_t)h->nslots * h->slot_size;
@@ -1985,7 +1995,7 @@ int cv_migrate_dest(struct cv_vgpu *v, struct cv_mig_io *io,
 	else if (!rc)
 		d.registered = true;
 streams:
-	for (t = 0; t < MIG_DST_STREAMS && !rc; t++)
+	for (t = 0; t < d.nstreams && !rc; t++)
 		if (v->ops->stream_create(v->b, CU_STREAM_NON_BLOCKING, 0,
 					  &d.stream[t]))
 			rc = dfail(&d, -EIO, "cannot create a stream");
@@ -2113,7 +2123,7 @@ out:
 		close(d.state_fd);
 	if (rc)
 		retire_all(&d); /* no copy may outlive the slots */
-	for (t = 0; t < MIG_DST_STREAMS; t++)
+	for (t = 0; t < d.nstreams; t++)
 		if (d.stream[t])
 			v->ops->stream_destroy(v->b, d.stream[t]);
 	if (d.registered)
@@ -2132,8 +2142,9 @@ void cv_migrate_running(struct cv_vgpu *v, struct cv_mig_io *io, uint64_t ns)
 	cv_mig_send(io, CV_MIG_RUNNING, &r, sizeof(r), NULL, 0, NULL, 0);
 	if (!g_later.set)
 		return;
-	for (uint32_t t = 0; t < MIG_DST_STREAMS; t++)
-		v->ops->stream_destroy(v->b, g_later.stream[t]);
+	for (uint32_t t = 0; t < MIG_DST_STREAMS_MAX; t++)
+		if (g_later.stream[t])
+			v->ops->stream_destroy(v->b, g_later.stream[t]);
 	v->ops->host_unregister(v->b, g_later.slots);
 	munmap(g_later.slots, g_later.size);
 	close(g_later.fd);

@@ -15,10 +15,13 @@
  * backend b (opened with open_rc; a failed open is told to the peer and
  * returned). Returns when the peer closes, goes silent for timeout_ms or
  * breaks the protocol: 0, or -errno when serving could not start.
+ * session (32 bytes, or NULL: no copy lanes) is the connection's session
+ * key, which authenticates the copy lanes.
  */
 int cv_remote_serve(int fd, const struct cv_backend_ops *ops,
 		    struct cv_backend *b, const struct cv_devinfo *dev,
 		    int open_rc, uint64_t quota, int timeout_ms,
-		    const char *peer, const char *host);
+		    const char *peer, const char *host,
+		    const uint8_t *session);
 
 #endif

@@ -21,6 +21,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -55,9 +57,12 @@ struct msg {
 /* An HTOD's bytes go from the socket straight into a registered chunk
  * (no copy on the way): FREE -> FILLED (reader) -> SENT (the executor
  * queued the DMA and recorded the chunk's marker) -> FREE once the
- * reader, wanting it again, waited for the marker. */
-enum { RX_FREE, RX_FILLED, RX_SENT };
-#define NRX 8
+ * reader, wanting it again, waited for the marker. A lane's chunk is
+ * FILLING while its bytes come in. */
+enum { RX_FREE, RX_FILLED, RX_SENT, RX_FILLING };
+#define NRX_MAIN 8
+/* Then two chunks per copy lane: lane k fills NRX_MAIN + 2k + {0,1}. */
+#define NRX (NRX_MAIN + 2 * CV_RM_LANES)
 
 struct queue {
 	struct msg *head, *tail;
@@ -100,10 +105,31 @@ static struct {
 	uint8_t *rx;            /* NRX chunks, registered */
 	cv_bobj rxmark[NRX];
 	int rxstate[NRX];       /* under lock */
+	uint64_t rxseq[NRX];    /* lanes' chunks: the HTOD they are for */
+	uint32_t rxlen[NRX];
+
+	/* Copy lanes (core/remote.h). */
+	uint8_t session[CV_PEER_KEY_LEN];
+	bool have_session;
+	int lfd;                /* their listening socket, -1 */
+	int lane[CV_RM_LANES];  /* -1 until connected */
+	pthread_mutex_t lane_tx[CV_RM_LANES];
+	/* DTOH pieces each lane's sender thread has to send (under lock) */
+	struct ljob {
+		struct cv_rm_lane_data ld;
+		int chunk;       /* bounce chunk of the bytes, -1: none */
+	} lq[CV_RM_LANES][NBOUNCE + 1];
+	uint32_t lq_head[CV_RM_LANES], lq_tail[CV_RM_LANES];
+	uint32_t lane_rnext[CV_RM_LANES], lane_cnext[CV_RM_LANES];
+	uint32_t nlanes;        /* connected (atomic) */
+	uint32_t dlane;         /* the next DTOH piece's lane */
+	pthread_cond_t lane_cond;
+	char host[64];
 	uint32_t rxnext;
 	uint8_t *bounce;
 	cv_bobj bmark[NBOUNCE];
 	bool bused[NBOUNCE];
+	bool bsend[NBOUNCE];     /* a lane sends from it (under lock) */
 	uint32_t bnext;
 } R;
 
@@ -249,7 +275,12 @@ static int bounce_take(uint32_t *i)
 	if (R.bused[*i])
 		rc = R.ops->marker_wait(R.b, R.bmark[*i]);
 	R.bused[*i] = false;
-	return rc;
+	/* A lane may still be sending it (send_data). */
+	pthread_mutex_lock(&R.lock);
+	while (R.bsend[*i] && !R.stop)
+		pthread_cond_wait(&R.lane_cond, &R.lock);
+	pthread_mutex_unlock(&R.lock);
+	return R.stop ? CUDA_ERROR_DEVICE_UNAVAILABLE : rc;
 }
 
 static uint8_t *bounce_at(uint32_t i)
@@ -274,6 +305,67 @@ static int bounce_sync(uint32_t i, cv_bobj s)
 }
 
 /* ---- ordered ops -------------------------------------------------------------- */
+
+/* A DTOH's DATA: queued for the next copy lane's sender when there are
+ * lanes (they take turns; the bounce chunk stays taken until it went),
+ * else sent over the connection now. */
+static int send_data(uint64_t seq, const struct cv_rm_data *d, int chunk,
+		     size_t n)
+{
+	uint32_t nl = __atomic_load_n(&R.nlanes, __ATOMIC_ACQUIRE), k;
+	struct ljob j = { { .seq = seq, .off = d->off, .rc = d->rc,
+			    .len = (uint32_t)n }, chunk };
+
+	if (!nl)
+		return send_msg(CV_RM_DATA, seq, d, sizeof(*d),
+				chunk >= 0 ? bounce_at((uint32_t)chunk) : NULL,
+				n);
+	k = R.dlane++ % nl;
+	pthread_mutex_lock(&R.lock);
+	while (R.lq_tail[k] - R.lq_head[k] > NBOUNCE && !R.stop)
+		pthread_cond_wait(&R.lane_cond, &R.lock);
+	if (chunk >= 0)
+		R.bsend[chunk] = true;
+	R.lq[k][R.lq_tail[k]++ % (NBOUNCE + 1)] = j;
+	pthread_cond_broadcast(&R.lane_cond);
+	pthread_mutex_unlock(&R.lock);
+	return R.stop ? -ECONNRESET : 0;
+}
+
+/* Lane k's sender of DTOH pieces. */
+static void *lane_send_main(void *arg)
+{
+	uint32_t k = (uint32_t)(uintptr_t)arg;
+	struct ljob j;
+	int rc;
+
+	for (;;) {
+		pthread_mutex_lock(&R.lock);
+		while (R.lq_head[k] == R.lq_tail[k] && !R.stop)
+			pthread_cond_wait(&R.lane_cond, &R.lock);
+		if (R.stop) {
+			pthread_mutex_unlock(&R.lock);
+			return NULL;
+		}
+		j = R.lq[k][R.lq_head[k] % (NBOUNCE + 1)];
+		pthread_mutex_unlock(&R.lock);
+		rc = cv_peer_write(R.lane[k], &j.ld, sizeof(j.ld),
+				   cv_now_ns() + R.timeout_ns);
+		if (!rc && j.ld.len)
+			rc = cv_peer_write(R.lane[k], bounce_at((uint32_t)j.chunk),
+					   j.ld.len, cv_now_ns() + R.timeout_ns);
+		pthread_mutex_lock(&R.lock);
+		R.lq_head[k]++;
+		if (j.chunk >= 0)
+			R.bsend[j.chunk] = false;
+		pthread_cond_broadcast(&R.lane_cond);
+		pthread_mutex_unlock(&R.lock);
+		if (rc) {
+			shutdown(R.fd, SHUT_RDWR);
+			return NULL;
+		}
+	}
+}
 
 /* Starts the device-to-host copy of piece [off, off + n) into a chunk. */
 static int dtoh_start(uint64_t src, uint64_t off, uint64_t n, cv_bobj s,
@@ -318,7 +410,7 @@ static int do_dtoh(const struct msg *m, const uint64_t *a)
 				break;
 		}
 		d.off = off;
-		if (send_msg(CV_RM_DATA, m->h.seq, &d, sizeof(d), bounce_at(i), n))
+		if (send_data(m->h.seq, &d, (int)i, n))
 			return 0;
 		off = next;
 		n = CV_MIN(len - off, (uint64_t)CV_RM_CHUNK);
@@ -327,7 +419,7 @@ static int do_dtoh(const struct msg *m, const uint64_t *a)
 	if (rc) {
 		d.off = off;
 		d.rc = rc;
-		send_msg(CV_RM_DATA, m->h.seq, &d, sizeof(d), NULL, 0);
+		send_data(m->h.seq, &d, -1, 0);
 	}
 	return 0; /* told through DATA */
 }
@@ -490,10 +582,42 @@ static char *name_of(const uint8_t *bytes, size_t blen)
 }
 
 /*
+ * An HTOD whose bytes come over copy lane a[2] - 1: waits for its chunk
+ * there and points m->rx at it. A lane that sends another copy's bytes
+ * than the next one for it breaks the protocol: -EBADMSG, and we stop.
+ */
+static int lane_chunk(struct msg *m, const uint64_t *a, size_t *blen)
+{
+	uint32_t k = (uint32_t)(a[2] - 1), c;
+	int rc = 0;
+
+	if (a[2] > CV_RM_LANES || !a[3] || a[3] > CV_RM_CHUNK)
+		rc = -EBADMSG;
+	pthread_mutex_lock(&R.lock);
+	c = NRX_MAIN + 2 * k + R.lane_cnext[k];
+	while (!rc && !R.stop && R.rxstate[c] != RX_FILLED)
+		pthread_cond_wait(&R.lane_cond, &R.lock);
+	if (!rc && (R.stop || R.rxseq[c] != m->h.seq || R.rxlen[c] != a[3]))
+		rc = -EBADMSG;
+	if (!rc) {
+		R.lane_cnext[k] ^= 1;
+		m->rx = (int)c;
+		*blen = a[3];
+	}
+	pthread_mutex_unlock(&R.lock);
+	if (rc && !R.stop) {
+		cv_warn("remote: the peer \"%s\" sent a copy's bytes out of "
+			"order on a lane; closing", R.peer);
+		shutdown(R.fd, SHUT_RDWR);
+	}
+	return rc;
+}
+
+/*
  * Runs one ordered op; for a SYNC one, fills the answer (rc, v, bytes)
  * and returns ANSWER, else returns the op's CUresult.
  */
-static int exec_op(const struct msg *m, int *rrc, uint64_t *v,
+static int exec_op(struct msg *m, int *rrc, uint64_t *v,
 		   uint8_t **out, size_t *olen)
 {
 	const uint64_t *a = (const uint64_t *)m->p;
@@ -623,6 +747,8 @@ static int exec_op(const struct msg *m, int *rrc, uint64_t *v,
 		SYNC(rc);
 	}
 	case CV_RM_HTOD:
+		if (a[2] && lane_chunk(m, a, &blen))
+			return CUDA_ERROR_INVALID_VALUE; /* and we stop */
 		rc = stream_arg(a[1], &s);
 		if (!rc && (!blen || blen > CV_RM_CHUNK || !dev_ok(a[0], blen)))
 			rc = CUDA_ERROR_INVALID_VALUE;
@@ -636,6 +762,8 @@ static int exec_op(const struct msg *m, int *rrc, uint64_t *v,
 		R.rxstate[m->rx] = rc ? RX_FREE : RX_SENT;
 		if (R.reader_waiting)
 			pthread_cond_signal(&R.space_cond);
+		if (m->rx >= NRX_MAIN)
+			pthread_cond_broadcast(&R.lane_cond);
 		pthread_mutex_unlock(&R.lock);
 		return rc;
 	case CV_RM_DTOH:
@@ -1124,7 +1252,7 @@ static int rx_take(void)
 	uint32_t k = R.rxnext;
 	int st;
 
-	R.rxnext = (k + 1) % NRX;
+	R.rxnext = (k + 1) % NRX_MAIN;
 	pthread_mutex_lock(&R.lock);
 	while ((st = R.rxstate[k]) == RX_FILLED && !R.stop) {
 		R.reader_waiting++;
@@ -1174,7 +1302,9 @@ static void read_loop(void)
 			cv_info("remote: the peer \"%s\" closed the vGPU", R.peer);
 			return;
 		}
-		rx = h.op == CV_RM_HTOD ? (int)sizeof(struct cv_rm_args) : -1;
+		/* An HTOD's bytes into a chunk; those of a lane come there. */
+		rx = h.op == CV_RM_HTOD && h.len > sizeof(struct cv_rm_args) ?
+			     (int)sizeof(struct cv_rm_args) : -1;
 		m = malloc(sizeof(*m) + (rx >= 0 ? (size_t)rx : h.len) + 8);
 		if (!m) {
 			cv_err("remote: out of memory for a %u-byte message", h.len);
@@ -1239,10 +1369,140 @@ static void read_loop(void)
 	}
 }
 
+/* ---- copy lanes ------------------------------------------------------------ */
+
+/* Lane k's bytes, into its two chunks in turn, until it closes. */
+static void *lane_main(void *arg)
+{
+	uint32_t k = (uint32_t)(uintptr_t)arg, c;
+	struct cv_rm_lane_hdr lh;
+	int st, rc;
+
+	for (;;) {
+		rc = cv_peer_read(R.lane[k], &lh, sizeof(lh), UINT64_MAX);
+		if (rc || !lh.len || lh.len > CV_RM_CHUNK || lh.pad)
+			break;
+		pthread_mutex_lock(&R.lock);
+		c = NRX_MAIN + 2 * k + R.lane_rnext[k];
+		while ((st = R.rxstate[c]) == RX_FILLED && !R.stop)
+			pthread_cond_wait(&R.lane_cond, &R.lock);
+		R.rxstate[c] = RX_FILLING;
+		pthread_mutex_unlock(&R.lock);
+		if (R.stop)
+			break;
+		if (st == RX_SENT)
+			R.ops->marker_wait(R.b, R.rxmark[c]);
+		rc = cv_peer_read(R.lane[k], R.rx + (size_t)c * CV_RM_CHUNK,
+				  lh.len, cv_now_ns() + R.timeout_ns);
+		pthread_mutex_lock(&R.lock);
+		if (rc) {
+			R.rxstate[c] = RX_FREE;
+		} else {
+			R.rxseq[c] = lh.seq;
+			R.rxlen[c] = lh.len;
+			R.rxstate[c] = RX_FILLED;
+			R.lane_rnext[k] ^= 1;
+		}
+		pthread_cond_broadcast(&R.lane_cond);
+		pthread_mutex_unlock(&R.lock);
+		if (rc)
+			break;
+	}
+	/* A lane that breaks ends the vGPU: copies would wait for it. */
+	if (!R.stop && rc != -ECONNRESET)
+		cv_warn("remote: copy lane %u of \"%s\" broke; closing", k, R.peer);
+	shutdown(R.fd, SHUT_RDWR);
+	return NULL;
+}
+
+/* Takes the lanes as they come: handshake under the session key, then
+ * the lane's index. */
+static void *lanes_accept_main(void *arg)
+{
+	struct cv_peer_hello them;
+	pthread_t th;
+	uint32_t idx;
+	char why[160];
+	int fd, n = 0;
+
+	(void)arg;
+	while (n < CV_RM_LANES) {
+		fd = accept4(R.lfd, NULL, NULL, SOCK_CLOEXEC);
+		if (fd < 0) {
+			if (errno == EINTR || errno == ECONNABORTED)
+				continue;
+			break;
+		}
+		if (cv_peer_handshake_s(fd, R.session, CV_PEER_SERVER, R.host,
+					CV_PEER_TIMEOUT_MS, &them, why,
+					sizeof(why), NULL) ||
+		    cv_peer_read(fd, &idx, sizeof(idx),
+				 cv_now_ns() + CV_PEER_TIMEOUT_MS * 1000000ull) ||
+		    idx >= CV_RM_LANES || R.lane[idx] >= 0) {
+			cv_warn("remote: a copy lane of \"%s\" refused", R.peer);
+			close(fd);
+			continue;
+		}
+		R.lane[idx] = fd;
+		if (pthread_create(&th, NULL, lane_main, (void *)(uintptr_t)idx)) {
+			close(fd);
+			R.lane[idx] = -1;
+			continue;
+		}
+		pthread_detach(th);
+		if (pthread_create(&th, NULL, lane_send_main,
+				   (void *)(uintptr_t)idx)) {
+			shutdown(fd, SHUT_RDWR); /* its reader ends us */
+			continue;
+		}
+		pthread_detach(th);
+		n++;
+		/* DTOH uses lanes 0..nlanes-1: count only a prefix. */
+		while (R.nlanes < CV_RM_LANES && R.lane[R.nlanes] >= 0)
+			__atomic_add_fetch(&R.nlanes, 1, __ATOMIC_RELEASE);
+	}
+	close(R.lfd);
+	R.lfd = -1;
+	return NULL;
+}
+
+/* A listening socket for the lanes on the address the peer reached us
+ * at; its port, or 0 (no lanes). */
+static uint16_t lanes_listen(void)
+{
+	struct sockaddr_storage sa;
+	socklen_t sl = sizeof(sa);
+	pthread_t th;
+
+	if (!R.have_session || getsockname(R.fd, (struct sockaddr *)&sa, &sl))
+		return 0;
+	if (sa.ss_family == AF_INET)
+		((struct sockaddr_in *)&sa)->sin_port = 0;
+	else if (sa.ss_family == AF_INET6)
+		((struct sockaddr_in6 *)&sa)->sin6_port = 0;
+	else
+		return 0;
+	R.lfd = socket(sa.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (R.lfd < 0)
+		return 0;
+	if (bind(R.lfd, (struct sockaddr *)&sa, sl) || listen(R.lfd, CV_RM_LANES) ||
+	    getsockname(R.lfd, (struct sockaddr *)&sa, &sl) ||
+	    pthread_create(&th, NULL, lanes_accept_main, NULL)) {
+		close(R.lfd);
+		R.lfd = -1;
+		return 0;
+	}
+	pthread_detach(th);
+	return ntohs(sa.ss_family == AF_INET ?
+		     ((struct sockaddr_in *)&sa)->sin_port :
+		     ((struct sockaddr_in6 *)&sa)->sin6_port);
+}
+
 int cv_remote_serve(int fd, const struct cv_backend_ops *ops,
 		    struct cv_backend *b, const struct cv_devinfo *dev,
 		    int open_rc, uint64_t quota, int timeout_ms,
-		    const char *peer, const char *host)
+		    const char *peer, const char *host,
+		    const uint8_t *session)
 {
 	struct cv_rm_ready rd = { .version = CV_RM_VERSION, .rc = open_rc };
 	pthread_t ex, si, pi;
@@ -1252,6 +1512,17 @@ int cv_remote_serve(int fd, const struct cv_backend_ops *ops,
 	R.ops = ops;
 	R.b = b;
 	R.fd = fd;
+	R.lfd = -1;
+	for (i = 0; i < CV_RM_LANES; i++) {
+		R.lane[i] = -1;
+		pthread_mutex_init(&R.lane_tx[i], NULL);
+	}
+	pthread_cond_init(&R.lane_cond, NULL);
+	if (session) {
+		memcpy(R.session, session, sizeof(R.session));
+		R.have_session = true;
+	}
+	snprintf(R.host, sizeof(R.host), "%s", host);
 	R.quota = quota;
 	R.timeout_ns = (uint64_t)timeout_ms * 1000000ull;
 	snprintf(R.peer, sizeof(R.peer), "%s", peer);
@@ -1305,6 +1576,8 @@ int cv_remote_serve(int fd, const struct cv_backend_ops *ops,
 		for (i = 0; !rd.rc && i < NRX; i++)
 			rd.rc = ops->marker_create(b, &R.rxmark[i]);
 	}
+	if (!rd.rc && (rd.lane_port = lanes_listen()))
+		rd.nlanes = CV_RM_LANES;
 	if (send_msg(CV_RM_READY, 0, &rd, sizeof(rd), NULL, 0) || rd.rc)
 		return rd.rc ? -EIO : -ECONNRESET;
 	if (pthread_create(&ex, NULL, exec_main, NULL) ||
@@ -1320,8 +1593,14 @@ int cv_remote_serve(int fd, const struct cv_backend_ops *ops,
 	pthread_cond_broadcast(&R.exec_cond);
 	pthread_cond_broadcast(&R.side_cond);
 	pthread_cond_broadcast(&R.space_cond);
+	pthread_cond_broadcast(&R.lane_cond);
 	pthread_mutex_unlock(&R.lock);
 	shutdown(fd, SHUT_RDWR);
+	if (R.lfd >= 0)
+		shutdown(R.lfd, SHUT_RDWR);
+	for (i = 0; i < CV_RM_LANES; i++)
+		if (R.lane[i] >= 0)
+			shutdown(R.lane[i], SHUT_RDWR);
 	/* The executor may be in a long GPU call: the process's exit frees
 	 * everything, as for any worker. */
 	return 0;
