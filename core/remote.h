@@ -130,7 +130,7 @@ struct cv_rm_ready {
  *   server -> client: cv_rm_lane_data (DATA of a DTOH), the bytes
  */
 #define CV_RM_MAX_LANES 8
-#define CV_RM_LANES 4
+#define CV_RM_LANES 8
 
 struct cv_rm_lane_hdr {
 	uint64_t seq;

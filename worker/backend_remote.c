@@ -918,8 +918,8 @@ static void r_close(struct cv_backend *b)
 }
 
 /* A batch goes once it is this big or this old, or when forced. */
-#define FLUSH_BYTES (16u << 10)
-#define FLUSH_AGE_NS 20000ull
+#define FLUSH_BYTES (64u << 10)
+#define FLUSH_AGE_NS 200000ull
 
 static bool r_flush(struct cv_backend *b, bool force)
 {
