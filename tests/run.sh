@@ -714,6 +714,7 @@ run_san() {
 	san san:asan:test_image asan "" test_image
 	san san:asan:test_digest asan "" test_digest
 	san san:asan:test_mig asan "" test_mig
+	san san:asan:test_remote asan "" test_remote
 	san san:tsan:test_ring tsan "$notsan"
 	san san:tsan:test_image tsan "$notsan" test_image
 	san san:tsan:test_mig tsan "$notsan" test_mig
@@ -722,7 +723,8 @@ run_san() {
 # ---- fuzzers --------------------------------------------------------------
 
 # Each libFuzzer harness runs for FUZZ_SMOKE_S seconds (default 20) from
-# its seed corpus, fuzz_mig and fuzz_peer for FUZZ_MIG_S (default 5); a
+# its seed corpus, fuzz_mig, fuzz_peer and fuzz_remote for FUZZ_MIG_S
+# (default 5); a
 # crash, leak or sanitizer report fails it.
 run_fuzz() {
 	local t log=$LOGS/fuzz-build.log f c
@@ -734,7 +736,7 @@ run_fuzz() {
 		result FAIL fuzz:build "make fuzz failed" "$log"
 		return
 	fi
-	for f in fuzz_decode fuzz_ctl fuzz_image fuzz_restore fuzz_mig fuzz_peer; do
+	for f in fuzz_decode fuzz_ctl fuzz_image fuzz_restore fuzz_mig fuzz_peer fuzz_remote; do
 		c=$LOGS/corpus-$f
 		mkdir -p "$c"
 		t=${FUZZ_SMOKE_S:-20}
@@ -742,7 +744,7 @@ run_fuzz() {
 		[ $f = fuzz_restore ] && python3 fuzz/restore_seeds.py "$c"
 		[ $f = fuzz_mig ] && python3 fuzz/seeds.py --mig "$c" &&
 			t=${FUZZ_MIG_S:-5}
-		[ $f = fuzz_peer ] && t=${FUZZ_MIG_S:-5}
+		[ $f = fuzz_peer ] || [ $f = fuzz_remote ] && t=${FUZZ_MIG_S:-5}
 		# small images, written by the image library itself
 		[ $f = fuzz_image ] && [ -x "$TB/test_image" ] &&
 			"$TB/test_image" --seeds "$c"

@@ -52,7 +52,7 @@ struct msg {
 	struct msg *next;
 	struct cv_rm_hdr h;
 	int rx;                 /* HTOD: the rx chunk its bytes are in, -1 */
-	uint8_t p[];
+	_Alignas(8) uint8_t p[]; /* read as uint64_t arguments */
 };
 
 /* An HTOD's bytes go from the socket straight into a registered chunk
