@@ -59,12 +59,20 @@
 NETNS_PORT=7430
 NETNS_DAEMON_ARGS=()
 NS_A='' NS_B='' VETH_A='' VETH_B='' PID_A='' PID_B=''
+# Loopback mode (netns_setup_loop): no namespaces, both daemons on
+# 127.0.0.1, B on NETNS_PORT and A on NETNS_PORT + 1.
+NETNS_LOOP=0
+NETNS_SEC=netns     # the remote tests' results' prefix: netns or rloop
 
 # netns_exec_a CMD [ARG...]: runs CMD in namespace A; its status.
-netns_exec_a() { ip netns exec "$NS_A" "$@"; }
+netns_exec_a() {
+	if [ "$NETNS_LOOP" = 1 ]; then "$@"; else ip netns exec "$NS_A" "$@"; fi
+}
 
 # netns_exec_b CMD [ARG...]: runs CMD in namespace B; its status.
-netns_exec_b() { ip netns exec "$NS_B" "$@"; }
+netns_exec_b() {
+	if [ "$NETNS_LOOP" = 1 ]; then "$@"; else ip netns exec "$NS_B" "$@"; fi
+}
 
 # netns_daemon A|B [ARG...]: (re)starts the daemon of namespace A or B on
 # SOCK_x, LOG_x (emptied first) and IP_x:7430 with KEY, then
@@ -72,18 +80,21 @@ netns_exec_b() { ip netns exec "$NS_B" "$@"; }
 # exec` execs, so that is the daemon itself). 0 once its log says it
 # listens, 1 when it does not within 10 s (its log says why).
 netns_daemon() {
-	local w=$1 ns ip sock log pid _
+	local w=$1 ip sock log pid port=$NETNS_PORT pre _
 	shift
 	case $w in
-	A) ns=$NS_A ip=$IP_A sock=$SOCK_A log=$LOG_A ;;
-	B) ns=$NS_B ip=$IP_B sock=$SOCK_B log=$LOG_B ;;
+	A) ip=$IP_A sock=$SOCK_A log=$LOG_A pre=(ip netns exec "$NS_A")
+	   [ "$NETNS_LOOP" = 1 ] && port=$((NETNS_PORT + 1)) ;;
+	B) ip=$IP_B sock=$SOCK_B log=$LOG_B pre=(ip netns exec "$NS_B") ;;
 	*) return 2 ;;
 	esac
+	# `ip netns exec` execs: $! is the daemon's pid either way
+	[ "$NETNS_LOOP" = 1 ] && pre=()
 	netns_stop "$w"
 	rm -f "$sock"
 	: > "$log"
-	ip netns exec "$ns" "$BIN/cuvisord" --socket "$sock" --backend "$BACKEND" \
-		--spare-workers 0 --peer-listen "$ip:$NETNS_PORT" --peer-key "$KEY" \
+	${pre[@]+"${pre[@]}"} "$BIN/cuvisord" --socket "$sock" --backend "$BACKEND" \
+		--spare-workers 0 --peer-listen "$ip:$port" --peer-key "$KEY" \
 		--log "info:$log" ${NETNS_DAEMON_ARGS[@]+"${NETNS_DAEMON_ARGS[@]}"} \
 		"$@" > "${log%.log}.out" 2>&1 &
 	pid=$!
@@ -170,6 +181,33 @@ netns_names() {
 	SOCK_A=$NETNS_DIR/a.sock SOCK_B=$NETNS_DIR/b.sock
 	LOG_A=$NETNS_DIR/a.log LOG_B=$NETNS_DIR/b.log
 	KEY=$NETNS_DIR/key
+}
+
+# netns_setup_loop [NAME]: the two daemons on this machine's loopback,
+# as netns_setup but without namespaces (no root needed; the tests that
+# cut a link cannot run). 0, or 1 after reporting SKIP or FAIL.
+netns_setup_loop() {
+	local name=${1:-rloop}
+	if ! have_cuvisor; then
+		result SKIP "$name" "cuvisor is not built"
+		return 1
+	fi
+	netns_names
+	NETNS_LOOP=1 NS_A='' NS_B='' IP_A=127.0.0.1 IP_B=127.0.0.1
+	NETNS_PORT=$((20000 + $$ % 20000))
+	trap 'netns_cleanup; cleanup' EXIT
+	mkdir -p "$NETNS_DIR"
+	od -An -tx1 -N32 /dev/urandom | tr -d ' \n' > "$KEY"
+	chmod 600 "$KEY"
+	if ! netns_daemon A; then
+		result FAIL "$name:setup" "daemon A does not listen: $(tail -n 1 "${LOG_A%.log}.out")" "$LOG_A"
+	elif ! netns_daemon B; then
+		result FAIL "$name:setup" "daemon B does not listen: $(tail -n 1 "${LOG_B%.log}.out")" "$LOG_B"
+	else
+		return 0
+	fi
+	netns_cleanup
+	return 1
 }
 
 # netns_setup [NAME]: see the top of this file.
@@ -330,27 +368,27 @@ netns_test_remote_run() {
 			> "$out" 2>&1 || bad="$bad $p($(tail -1 "$out"))"
 	done
 	if [ -z "$bad" ] && grep -q "serving its tenant .* a vGPU on gpu 0" "$LOG_B"; then
-		result PASS netns:remote-run "cu_copy, cu_module, cu_memset, cu_pagecount on B's GPU from A"
+		result PASS "$NETNS_SEC":remote-run "cu_copy, cu_module, cu_memset, cu_pagecount on B's GPU from A"
 	else
-		result FAIL netns:remote-run "failed:${bad:- none, but B logged no vGPU}" "$LOG_A"
+		result FAIL "$NETNS_SEC":remote-run "failed:${bad:- none, but B logged no vGPU}" "$LOG_A"
 	fi
 }
 
 # The link cut under a running remote tenant.
 netns_test_remote_cut() {
-	local out=$LOGS/netns/remote-cut.out pid t0 t1 rc i
+	local out=$LOGS/netns/remote-cut.out pid t0 t1 rc _
 	netns_exec_a timeout 120 "$BIN/cuvisor" run --socket "$SOCK_A" \
 		--mem 256M --host "$IP_B:$NETNS_PORT" -- "$TB/cu_pagecount" -t 0 \
 		> "$out" 2>&1 &
 	pid=$!
 	BGPIDS+=("$pid")
 	if ! wait_line "$out" "# ready" 30; then
-		result FAIL netns:remote-cut "the tenant did not start" "$out"
+		result FAIL "$NETNS_SEC":remote-cut "the tenant did not start" "$out"
 		return
 	fi
 	t0=$(date +%s%N)
 	ip netns exec "$NS_A" ip link set "$VETH_A" down
-	for i in $(seq 1 150); do
+	for _ in $(seq 1 150); do
 		alive "$pid" || break
 		sleep 0.1
 	done
@@ -358,24 +396,24 @@ netns_test_remote_cut() {
 	if alive "$pid"; then
 		kill "$pid" 2>/dev/null
 		wait "$pid" 2>/dev/null
-		result FAIL netns:remote-cut "the program still runs 15 s after the cut" "$out"
+		result FAIL "$NETNS_SEC":remote-cut "the program still runs 15 s after the cut" "$out"
 	else
 		wait "$pid"
 		rc=$?
 		if [ "$rc" != 0 ] && grep -q "CUDA_ERROR_DEVICE_UNAVAILABLE" "$out" &&
 		   grep -q "lost: the peer went silent" "$LOG_A"; then
-			result PASS netns:remote-cut "the program failed $(( (t1 - t0) / 1000000 )) ms after the cut (timeout 3 s): $(grep -m1 DEVICE_UNAVAILABLE "$out")"
+			result PASS "$NETNS_SEC":remote-cut "the program failed $(( (t1 - t0) / 1000000 )) ms after the cut (timeout 3 s): $(grep -m1 DEVICE_UNAVAILABLE "$out")"
 		else
-			result FAIL netns:remote-cut "exit $rc" "$out"
+			result FAIL "$NETNS_SEC":remote-cut "exit $rc" "$out"
 		fi
 	fi
 	ip netns exec "$NS_A" ip link set "$VETH_A" up
 	netns_link_wait "$NS_A" "$VETH_A"
 	# B's serving worker notices the silence too and goes.
 	if wait_line "$LOG_B" "remote: the peer .* went silent" 10; then
-		result PASS netns:remote-cut-b "B's worker ended: $(grep -m1 'went silent' "$LOG_B" | cut -c1-120)"
+		result PASS "$NETNS_SEC":remote-cut-b "B's worker ended: $(grep -m1 'went silent' "$LOG_B" | cut -c1-120)"
 	else
-		result FAIL netns:remote-cut-b "B's worker did not notice" "$LOG_B"
+		result FAIL "$NETNS_SEC":remote-cut-b "B's worker did not notice" "$LOG_B"
 	fi
 }
 
@@ -385,7 +423,7 @@ netns_test_remote_key() {
 	od -An -tx1 -N32 /dev/urandom | tr -d ' \n' > "$other"
 	chmod 600 "$other"
 	if ! netns_daemon A --peer-key "$other"; then
-		result FAIL netns:remote-key "daemon A did not start" "$LOG_A"
+		result FAIL "$NETNS_SEC":remote-key "daemon A did not start" "$LOG_A"
 		return
 	fi
 	netns_exec_a timeout 60 "$BIN/cuvisor" run --socket "$SOCK_A" \
@@ -394,9 +432,9 @@ netns_test_remote_key() {
 	rc=$?
 	if [ "$rc" != 0 ] && grep -q "does not hold our key" "$LOG_A" &&
 	   grep -q "refused: the peer .* does not hold our key" "$LOG_B"; then
-		result PASS netns:remote-key "exit $rc; A: $(grep -m1 'does not hold' "$LOG_A" | cut -c1-150)"
+		result PASS "$NETNS_SEC":remote-key "exit $rc; A: $(grep -m1 'does not hold' "$LOG_A" | cut -c1-150)"
 	else
-		result FAIL netns:remote-key "exit $rc" "$LOG_A"
+		result FAIL "$NETNS_SEC":remote-key "exit $rc" "$LOG_A"
 	fi
 	netns_daemon A
 }
@@ -440,7 +478,7 @@ netns_rounds_grow() {
 netns_test_remote_migrate() {
 	local out=$LOGS/netns/migrate.out m1 m2 psa psb r0 bad=
 	if ! netns_tenant "$out" -m 64; then
-		result FAIL netns:remote-migrate "the tenant did not start" "$out"
+		result FAIL "$NETNS_SEC":remote-migrate "the tenant did not start" "$out"
 		return
 	fi
 	r0=$(netns_rounds "$out")
@@ -461,9 +499,9 @@ netns_test_remote_migrate() {
 	netns_rounds_grow "$out" "$r0" || bad="$bad; no rounds back on A"
 	netns_tenant_end || bad="$bad; final check: $(grep -m1 'not ok' "$out")"
 	if [ -z "$bad" ]; then
-		result PASS netns:remote-migrate "$m1 / $m2; $(netns_rounds "$out") rounds, every page right"
+		result PASS "$NETNS_SEC":remote-migrate "$m1 / $m2; $(netns_rounds "$out") rounds, every page right"
 	else
-		result FAIL netns:remote-migrate "$bad" "$out"
+		result FAIL "$NETNS_SEC":remote-migrate "$bad" "$out"
 	fi
 }
 
@@ -471,7 +509,7 @@ netns_test_remote_migrate_cut() {
 	local out=$LOGS/netns/migrate-cut.out mout=$LOGS/netns/migrate-cut.cli
 	local mpid rc r0 t0 t1 bad=
 	if ! netns_tenant "$out" -m 256 -H 16; then
-		result FAIL netns:remote-migrate-cut "the tenant did not start" "$out"
+		result FAIL "$NETNS_SEC":remote-migrate-cut "the tenant did not start" "$out"
 		return
 	fi
 	# 256 MiB at 40 MB/s: some 6 s of pre-copy to cut into.
@@ -494,10 +532,24 @@ netns_test_remote_migrate_cut() {
 		bad="$bad; ps on A does not say here"
 	netns_tenant_end || bad="$bad; final check: $(grep -m1 'not ok' "$out")"
 	if [ -z "$bad" ]; then
-		result PASS netns:remote-migrate-cut "migration failed $(( (t1 - t0) / 1000000 )) ms after the cut ($(head -c 160 "$mout")); the tenant ran on, every page right"
+		result PASS "$NETNS_SEC":remote-migrate-cut "migration failed $(( (t1 - t0) / 1000000 )) ms after the cut ($(head -c 160 "$mout")); the tenant ran on, every page right"
 	else
-		result FAIL netns:remote-migrate-cut "$bad" "$out"
+		result FAIL "$NETNS_SEC":remote-migrate-cut "$bad" "$out"
 	fi
+}
+
+# The remote tests over loopback: what runs where no namespaces can be
+# made, and on a machine with a GPU (two daemons on the one GPU).
+run_rloop() {
+	NETNS_DAEMON_ARGS=(--remote-timeout 3)
+	NETNS_SEC=rloop
+	netns_setup_loop rloop || return
+	result PASS rloop:setup "A pid $PID_A, B pid $PID_B on 127.0.0.1:$NETNS_PORT"
+	netns_test_remote_run
+	netns_test_remote_migrate
+	netns_test_remote_key
+	netns_cleanup
+	NETNS_LOOP=0 NETNS_PORT=7430 NETNS_SEC=netns
 }
 
 run_netns() {

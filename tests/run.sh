@@ -48,7 +48,12 @@
 #            bytes that are no HELLO
 #   netns    tests/netns.sh: the same link between two daemons in two
 #            network namespaces joined by a veth pair (needs root):
-#            both ways, isolation, a wrong key, the link set down and up
+#            both ways, isolation, a wrong key, the link set down and up;
+#            remote vGPUs (`run --host`), the link cut under one, a wrong
+#            key, migration to the other host and back (A-B test), the
+#            link cut during one
+#   rloop    tests/netns.sh: the remote vGPU tests over loopback (no
+#            namespaces; with --backend cuda, two daemons on one GPU)
 #
 # Prints one line per test: PASS|FAIL|SKIP NAME [(detail)], the tail of
 # the log after a failure, and last exactly one line
@@ -61,7 +66,7 @@ cd "$(dirname "$0")/.." || exit 2
 O=${O:-build}
 MAKE=${MAKE:-make}
 BACKEND=host
-ONLY=unit,e2e,kill,garbage,san,fuzz,rt,ops,ckpt,mig,peer,netns
+ONLY=unit,e2e,kill,garbage,san,fuzz,rt,ops,ckpt,mig,peer,netns,rloop
 KEEP=0
 MEM=1G
 MEM_BYTES=1073741824
@@ -73,7 +78,7 @@ while [ $# -gt 0 ]; do
 	--backend) BACKEND=$2; shift 2 ;;
 	--only) ONLY=$2; shift 2 ;;
 	--keep) KEEP=1; shift ;;
-	-h|--help) sed -n '4,45p' "$0"; exit 0 ;;
+	-h|--help) sed -n '4,60p' "$0" | sed '/^$/q'; exit 0 ;;
 	*) echo "tests/run.sh: unknown argument '$1'" >&2; exit 2 ;;
 	esac
 done
@@ -860,6 +865,7 @@ want peer && run_peer
 # shellcheck source=tests/netns.sh
 . "$ROOT/tests/netns.sh"
 want netns && run_netns
+want rloop && run_rloop
 
 if [ "$NFAIL" -gt 0 ] || [ "$KEEP" -eq 1 ]; then
 	echo "logs: $LOGS"
