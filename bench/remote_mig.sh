@@ -32,28 +32,17 @@ if nvidia-smi -L > /dev/null 2>&1; then
 else
 	export CUVISOR_HOST_KERNELS=$TB/libtestkernels.so
 fi
+# shellcheck source=bench/remote_daemons.sh
+. bench/remote_daemons.sh
 done_() {
-	"$BIN/cuvisor" shutdown --socket "$TMP/a.sock" > /dev/null 2>&1
-	"$BIN/cuvisor" shutdown --socket "$TMP/b.sock" > /dev/null 2>&1
-	sleep 1
+	remote_daemons_stop "$BIN" "$TMP"
 	[ -n "${OUT:-}" ] && mkdir -p "$OUT" && cp "$TMP"/*.log "$TMP"/*.out "$OUT/" 2>/dev/null
 	rm -rf "$TMP"
 }
 trap done_ EXIT
-od -An -tx1 -N32 /dev/urandom | tr -d ' \n' > "$TMP/key"
-chmod 600 "$TMP/key"
-"$BIN/cuvisord" --socket "$TMP/b.sock" --backend "$backend" --spare-workers 0 \
-	--peer-listen 127.0.0.1:0 --peer-key "$TMP/key" --log "info:$TMP/b.log" \
-	> /dev/null 2>&1 &
-"$BIN/cuvisord" --socket "$TMP/a.sock" --backend "$backend" --spare-workers 0 \
-	--peer-key "$TMP/key" --log "info:$TMP/a.log" > /dev/null 2>&1 &
-port=
-for _ in $(seq 1 100); do
-	port=$(sed -n 's/.*peer link: listening on .* (port \([0-9]*\)).*/\1/p' "$TMP/b.log" 2>/dev/null)
-	[ -n "$port" ] && "$BIN/cuvisor" ps --socket "$TMP/a.sock" > /dev/null 2>&1 && break
-	sleep 0.1
-done
-[ -n "$port" ] || { echo "remote_mig: the daemons did not start"; exit 1; }
+remote_daemons "$BIN" "$TMP" "$backend" ||
+	{ echo "remote_mig: the daemons did not start"; exit 1; }
+port=$REMOTE_PORT
 "$BIN/cuvisor" run --socket "$TMP/a.sock" --mem $((MIB + 1024))M -- \
 	"$TB/cu_pagecount" -m "$MIB" -H "$HOT" -t 0 -v 1000000 "$@" > "$TMP/tenant.out" 2>&1 &
 run=$!

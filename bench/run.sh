@@ -89,24 +89,14 @@ where=()
 if [ "$REMOTE" = 1 ]; then
 	# The GPU's daemon (B) serves peers on a loopback port; the
 	# tenant's daemon (A) reaches it with the same key.
-	od -An -tx1 -N32 /dev/urandom | tr -d ' \n' > "$TMP/key"
-	chmod 600 "$TMP/key"
-	"$PWD/$O/bin/cuvisord" --socket "$TMP/b.sock" --backend "$backend" \
-		--spare-workers 0 --peer-listen 127.0.0.1:0 --peer-key "$TMP/key" \
-		--log "info:$TMP/b.log" > /dev/null 2>&1 &
-	"$PWD/$O/bin/cuvisord" --socket "$TMP/a.sock" --backend "$backend" \
-		--spare-workers 0 --peer-key "$TMP/key" \
-		--log "info:$TMP/a.log" > /dev/null 2>&1 &
-	trap '"$CUVISOR" shutdown --socket "$TMP/a.sock" >/dev/null 2>&1;
-	      "$CUVISOR" shutdown --socket "$TMP/b.sock" >/dev/null 2>&1;
-	      sleep 0.5; cat "$TMP"/a.log "$TMP"/b.log >> "$LOG";
+	# shellcheck source=bench/remote_daemons.sh
+	. bench/remote_daemons.sh
+	trap 'remote_daemons_stop "$PWD/$O/bin" "$TMP";
+	      cat "$TMP"/a.log "$TMP"/b.log >> "$LOG";
 	      [ -n "${OUT:-}" ] && cp "$LOG" "$OUT/bench.log"; rm -rf "$TMP"' EXIT
-	port=
-	for _ in $(seq 1 100); do
-		port=$(sed -n 's/.*peer link: listening on .* (port \([0-9]*\)).*/\1/p' "$TMP/b.log" 2>/dev/null)
-		[ -n "$port" ] && "$CUVISOR" ps --socket "$TMP/a.sock" > /dev/null 2>&1 && break
-		sleep 0.1
-	done
+	remote_daemons "$PWD/$O/bin" "$TMP" "$backend" ||
+		{ echo "bench/run.sh: the two daemons did not start" >&2; exit 1; }
+	port=$REMOTE_PORT
 	where=(--socket "$TMP/a.sock" --host "127.0.0.1:$port")
 	log "# remote: the vGPU on 127.0.0.1:$port (loopback TCP)"
 fi

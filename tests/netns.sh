@@ -183,6 +183,20 @@ netns_names() {
 	KEY=$NETNS_DIR/key
 }
 
+# netns_daemons NAME: both daemons started; 0, or 1 after reporting
+# FAIL NAME:setup and cleaning up.
+netns_daemons() {
+	if ! netns_daemon A; then
+		result FAIL "$1:setup" "daemon A does not listen: $(tail -n 1 "${LOG_A%.log}.out")" "$LOG_A"
+	elif ! netns_daemon B; then
+		result FAIL "$1:setup" "daemon B does not listen: $(tail -n 1 "${LOG_B%.log}.out")" "$LOG_B"
+	else
+		return 0
+	fi
+	netns_cleanup
+	return 1
+}
+
 # netns_setup_loop [NAME]: the two daemons on this machine's loopback,
 # as netns_setup but without namespaces (no root needed; the tests that
 # cut a link cannot run). 0, or 1 after reporting SKIP or FAIL.
@@ -199,15 +213,7 @@ netns_setup_loop() {
 	mkdir -p "$NETNS_DIR"
 	od -An -tx1 -N32 /dev/urandom | tr -d ' \n' > "$KEY"
 	chmod 600 "$KEY"
-	if ! netns_daemon A; then
-		result FAIL "$name:setup" "daemon A does not listen: $(tail -n 1 "${LOG_A%.log}.out")" "$LOG_A"
-	elif ! netns_daemon B; then
-		result FAIL "$name:setup" "daemon B does not listen: $(tail -n 1 "${LOG_B%.log}.out")" "$LOG_B"
-	else
-		return 0
-	fi
-	netns_cleanup
-	return 1
+	netns_daemons "$name"
 }
 
 # netns_setup [NAME]: see the top of this file.
@@ -244,15 +250,7 @@ netns_setup() {
 		result FAIL "$name:setup" "veth pair: $out"
 		return 1
 	fi
-	if ! netns_daemon A; then
-		result FAIL "$name:setup" "daemon A does not listen: $(tail -n 1 "${LOG_A%.log}.out")" "$LOG_A"
-	elif ! netns_daemon B; then
-		result FAIL "$name:setup" "daemon B does not listen: $(tail -n 1 "${LOG_B%.log}.out")" "$LOG_B"
-	else
-		return 0
-	fi
-	netns_cleanup
-	return 1
+	netns_daemons "$name"
 }
 
 # netns_peer FROM TO [KEYFILE]: `cuvisor peer` run in FROM's namespace to

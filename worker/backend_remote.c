@@ -808,6 +808,23 @@ static int attach(struct cv_backend *b, const struct cv_backend_cfg *cfg,
 
 static void *lane_tx_main(void *arg);
 
+/* A detached thread fn for lane k; 0 or a CUresult. */
+static int lane_thread(struct cv_backend *b, uint32_t k, void *(*fn)(void *))
+{
+	struct lane_arg *la = malloc(sizeof(*la));
+	pthread_t th;
+
+	if (!la)
+		return CUDA_ERROR_OUT_OF_MEMORY;
+	*la = (struct lane_arg){ b, k };
+	if (pthread_create(&th, NULL, fn, la)) {
+		free(la);
+		return CUDA_ERROR_OPERATING_SYSTEM;
+	}
+	pthread_detach(th);
+	return 0;
+}
+
 static int r_open(const struct cv_backend_cfg *cfg, struct cv_devinfo *info,
 		  struct cv_backend **out)
 {
@@ -866,30 +883,11 @@ static int r_open(const struct cv_backend_cfg *cfg, struct cv_devinfo *info,
 		goto fail; /* the process exits on a failed open */
 	}
 	for (k = 0; k < b->nlanes; k++) {
-		struct lane_arg *la = malloc(sizeof(*la));
-		pthread_t th;
-
-		if (!la) {
-			rc = CUDA_ERROR_OUT_OF_MEMORY;
-			goto fail;
-		}
-		*la = (struct lane_arg){ b, k };
-		if (pthread_create(&th, NULL, lane_rx_main, la)) {
-			rc = CUDA_ERROR_OPERATING_SYSTEM;
-			goto fail;
-		}
-		pthread_detach(th);
-		la = malloc(sizeof(*la));
-		if (!la) {
-			rc = CUDA_ERROR_OUT_OF_MEMORY;
-			goto fail;
-		}
-		*la = (struct lane_arg){ b, k };
-		if (pthread_create(&th, NULL, lane_tx_main, la)) {
-			rc = CUDA_ERROR_OPERATING_SYSTEM;
-			goto fail;
-		}
-		pthread_detach(th);
+		rc = lane_thread(b, k, lane_rx_main);
+		if (!rc)
+			rc = lane_thread(b, k, lane_tx_main);
+		if (rc)
+			goto fail; /* the process exits on a failed open */
 	}
 	cv_info("remote vGPU: on %s (%s), %.1f GiB, %u copy lane(s)", b->where,
 		info->name, info->total_mem / 1073741824.0, b->nlanes);
