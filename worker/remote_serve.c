@@ -34,6 +34,10 @@
 #include "tables.h"
 
 #define NBOUNCE 8
+/* Messages of up to SMALL_MSG payload bytes (launches, most ops) come
+ * from a pool the executor gives back a batch at a time: no malloc and
+ * no cross-thread free per launch. */
+#define SMALL_MSG 512u
 #define ANSWER (-1)   /* exec_op: the answer is filled in */
 #define EXEC_SPIN_NS 50000ull
 #define QUEUE_MAX (256ull << 20)
@@ -50,6 +54,7 @@ struct obj {
 
 struct msg {
 	struct msg *next;
+	bool small;             /* from the pool: SMALL_MSG bytes of p */
 	struct cv_rm_hdr h;
 	int rx;                 /* HTOD: the rx chunk its bytes are in, -1 */
 	_Alignas(8) uint8_t p[]; /* read as uint64_t arguments */
@@ -91,6 +96,7 @@ static struct {
 	pthread_cond_t exec_cond, side_cond, space_cond;
 	int exec_waiting, side_waiting, reader_waiting;
 	struct queue exec, side;
+	struct msg *pool;       /* small messages the executor is done with */
 	uint64_t queued;        /* bytes in exec */
 	uint64_t done_seq;      /* last ordered op that ran */
 	bool stop;
@@ -1009,7 +1015,7 @@ static struct msg *pop(struct queue *q, pthread_cond_t *c, int *waiting)
 
 static void *exec_main(void *arg)
 {
-	struct msg *m, *batch = NULL;
+	struct msg *m, *batch = NULL, *done = NULL, *dtail = NULL;
 	uint64_t v[4];
 	uint8_t *out;
 	size_t olen;
@@ -1027,6 +1033,11 @@ static void *exec_main(void *arg)
 			       cv_now_ns() - t0 < EXEC_SPIN_NS)
 				cv_cpu_relax();
 			pthread_mutex_lock(&R.lock);
+			if (done) {
+				dtail->next = R.pool;
+				R.pool = done;
+				done = dtail = NULL;
+			}
 			m = pop(&R.exec, &R.exec_cond, &R.exec_waiting);
 			if (m) {
 				m->next = R.exec.head;
@@ -1070,7 +1081,14 @@ static void *exec_main(void *arg)
 			pthread_cond_signal(&R.side_cond);
 			pthread_mutex_unlock(&R.lock);
 		}
-		free(m);
+		if (m->small) {
+			m->next = done;
+			done = m;
+			if (!dtail)
+				dtail = m;
+		} else {
+			free(m);
+		}
 	}
 }
 
@@ -1280,9 +1298,36 @@ static int rx_take(void)
 	return (int)k;
 }
 
+/* A message of n payload bytes: a small one from the reader's cache
+ * (refilled from the executor's pool), else from the heap. */
+static struct msg *msg_new(size_t n, struct msg **cache)
+{
+	struct msg *m;
+
+	if (n > SMALL_MSG) {
+		m = malloc(sizeof(*m) + n + 8);
+		if (m)
+			m->small = false;
+		return m;
+	}
+	if (!*cache) {
+		pthread_mutex_lock(&R.lock);
+		*cache = R.pool;
+		R.pool = NULL;
+		pthread_mutex_unlock(&R.lock);
+	}
+	m = *cache;
+	if (m)
+		*cache = m->next;
+	else if ((m = malloc(sizeof(*m) + SMALL_MSG + 8)))
+		m->small = true;
+	return m;
+}
+
 /* Reads and queues until the peer closes, goes silent or errs. */
 static void read_loop(void)
 {
+	struct msg *cache = NULL;
 	struct cv_rm_hdr h;
 	struct hostfn *hf;
 	const char *why;
@@ -1316,7 +1361,7 @@ static void read_loop(void)
 		/* An HTOD's bytes into a chunk; those of a lane come there. */
 		rx = h.op == CV_RM_HTOD && h.len > sizeof(struct cv_rm_args) ?
 			     (int)sizeof(struct cv_rm_args) : -1;
-		m = malloc(sizeof(*m) + (rx >= 0 ? (size_t)rx : h.len) + 8);
+		m = msg_new(rx >= 0 ? (size_t)rx : h.len, &cache);
 		if (!m) {
 			cv_err("remote: out of memory for a %u-byte message", h.len);
 			return;
