@@ -24,8 +24,8 @@
 #   netns:remote-cut   A's veth end set down under a running remote
 #                      tenant: its next synchronising call fails with
 #                      CUDA_ERROR_DEVICE_UNAVAILABLE within the
-#                      --remote-timeout (3 s) plus slack, the worker
-#                      there is gone once B notices too
+#                      --remote-timeout (3 s) plus slack, and B's
+#                      serving worker ends (silence or A's close)
 #   netns:remote-key   A's daemon with another key: the program fails at
 #                      cuInit with a clear error, B logged the refusal
 #   netns:remote-migrate  the A-B test across hosts: cu_pagecount on A's
@@ -92,6 +92,8 @@ netns_daemon() {
 	[ "$NETNS_LOOP" = 1 ] && pre=()
 	netns_stop "$w"
 	rm -f "$sock"
+	# a restarted daemon's log goes on in a new file; the old one stays
+	[ -s "$log" ] && mv "$log" "${log%.log}.$(date +%s%N).log"
 	: > "$log"
 	${pre[@]+"${pre[@]}"} "$BIN/cuvisord" --socket "$sock" --backend "$BACKEND" \
 		--spare-workers 0 --peer-listen "$ip:$port" --peer-key "$KEY" \
@@ -407,11 +409,12 @@ netns_test_remote_cut() {
 	fi
 	ip netns exec "$NS_A" ip link set "$VETH_A" up
 	netns_link_wait "$NS_A" "$VETH_A"
-	# B's serving worker notices the silence too and goes.
-	if wait_line "$LOG_B" "remote: the peer .* went silent" 10; then
-		result PASS "$NETNS_SEC":remote-cut-b "B's worker ended: $(grep -m1 'went silent' "$LOG_B" | cut -c1-120)"
+	# B's serving worker ends too: on the silence, or on A's close once
+	# the link is back, whichever comes first; B's daemon reaps it.
+	if wait_line "$LOG_B" "the vGPU served to .* ended" 15; then
+		result PASS "$NETNS_SEC":remote-cut-b "B's worker ended: $(grep -m1 -E 'went silent|closed the connection' "$LOG_B" | cut -c1-120)"
 	else
-		result FAIL "$NETNS_SEC":remote-cut-b "B's worker did not notice" "$LOG_B"
+		result FAIL "$NETNS_SEC":remote-cut-b "B's worker did not end" "$LOG_B"
 	fi
 }
 
@@ -539,7 +542,7 @@ netns_test_remote_migrate_cut() {
 # The remote tests over loopback: what runs where no namespaces can be
 # made, and on a machine with a GPU (two daemons on the one GPU).
 run_rloop() {
-	NETNS_DAEMON_ARGS=(--remote-timeout 3)
+	NETNS_DAEMON_ARGS=()
 	NETNS_SEC=rloop
 	netns_setup_loop rloop || return
 	result PASS rloop:setup "A pid $PID_A, B pid $PID_B on 127.0.0.1:$NETNS_PORT"
