@@ -412,7 +412,7 @@ netns_test_remote_cut() {
 	# B's serving worker ends too: on the silence, or on A's close once
 	# the link is back, whichever comes first; B's daemon reaps it.
 	if wait_line "$LOG_B" "the vGPU served to .* ended" 15; then
-		result PASS "$NETNS_SEC":remote-cut-b "B's worker ended: $(grep -m1 -E 'went silent|closed the connection' "$LOG_B" | cut -c1-120)"
+		result PASS "$NETNS_SEC":remote-cut-b "B's worker ended: $(grep -E 'went silent|closed the connection' "$LOG_B" | tail -n 1 | cut -c1-120)"
 	else
 		result FAIL "$NETNS_SEC":remote-cut-b "B's worker did not end" "$LOG_B"
 	fi
