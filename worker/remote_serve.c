@@ -1053,7 +1053,7 @@ static void *exec_main(void *arg)
 		R.nops++;
 		m = batch;
 		if (!m)
-			return NULL;
+			break;
 		batch = m->next;
 		memset(v, 0, sizeof(v));
 		out = NULL;
@@ -1090,6 +1090,14 @@ static void *exec_main(void *arg)
 			free(m);
 		}
 	}
+	/* We stop: what we hold goes back to the pool (the reader's). */
+	if (done) {
+		pthread_mutex_lock(&R.lock);
+		dtail->next = R.pool;
+		R.pool = done;
+		pthread_mutex_unlock(&R.lock);
+	}
+	return NULL;
 }
 
 /* ---- side ops ------------------------------------------------------------ */
@@ -1325,9 +1333,8 @@ static struct msg *msg_new(size_t n, struct msg **cache)
 }
 
 /* Reads and queues until the peer closes, goes silent or errs. */
-static void read_loop(void)
+static void read_msgs(struct msg **cache)
 {
-	struct msg *cache = NULL;
 	struct cv_rm_hdr h;
 	struct hostfn *hf;
 	const char *why;
@@ -1361,7 +1368,7 @@ static void read_loop(void)
 		/* An HTOD's bytes into a chunk; those of a lane come there. */
 		rx = h.op == CV_RM_HTOD && h.len > sizeof(struct cv_rm_args) ?
 			     (int)sizeof(struct cv_rm_args) : -1;
-		m = msg_new(rx >= 0 ? (size_t)rx : h.len, &cache);
+		m = msg_new(rx >= 0 ? (size_t)rx : h.len, cache);
 		if (!m) {
 			cv_err("remote: out of memory for a %u-byte message", h.len);
 			return;
@@ -1427,6 +1434,19 @@ static void read_loop(void)
 		}
 		pthread_mutex_unlock(&R.lock);
 	}
+}
+
+static void read_loop(void)
+{
+	struct msg *cache = NULL, *m;
+
+	read_msgs(&cache);
+	while ((m = cache)) {
+		cache = m->next;
+		free(m);
+	}
+	free(in.p);
+	in.p = NULL;
 }
 
 /* ---- copy lanes ------------------------------------------------------------ */
