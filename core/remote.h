@@ -116,8 +116,11 @@ struct cv_rm_ready {
 	char host[64];   /* the serving host's name, terminated */
 	uint16_t lane_port;  /* copy lanes: TCP port, 0 when none */
 	uint16_t nlanes;     /* <= CV_RM_MAX_LANES */
-	uint32_t pad;
+	uint32_t flags;      /* CV_RM_READY_* */
 };
+
+/* The server takes zstd-compressed HTOD bytes on its lanes. */
+#define CV_RM_READY_ZSTD 1u
 
 /*
  * Copy lanes: up to CV_RM_MAX_LANES more TCP connections to lane_port of
@@ -135,7 +138,9 @@ struct cv_rm_ready {
 struct cv_rm_lane_hdr {
 	uint64_t seq;
 	uint32_t len;    /* <= CV_RM_CHUNK */
-	uint32_t pad;
+	uint32_t zlen;   /* 0: len bytes follow; else zlen bytes of one zstd
+			  * frame that decompresses to exactly len bytes
+			  * (only to a server that said CV_RM_READY_ZSTD) */
 };
 
 struct cv_rm_lane_data {

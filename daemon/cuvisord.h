@@ -181,6 +181,7 @@ struct cv_d_tenant {
 	 * its GPU index; "" for a local GPU, which gpu then indexes. */
 	char remote[CV_CTL_HOST_LEN];
 	int remote_gpu;
+	bool remote_zstd;        /* its copy lanes compress (migrate --compress) */
 	char name[CV_CTL_NAME_LEN];
 	uint32_t state;          /* enum cv_vgpu_state */
 	bool ready;              /* W_READY seen */

@@ -116,6 +116,7 @@ void cv_d_migrate_request(struct cv_d *d, struct cv_d_client *c,
 			/* A worker here whose backend is the peer's GPU. */
 			memcpy(nt->remote, req->host, sizeof(nt->remote));
 			nt->remote_gpu = req->gpu < 0 ? 0 : req->gpu;
+			nt->remote_zstd = req->flags & CV_MIGRATE_ZSTD;
 		}
 		x = (struct cv_d_spawn){ .region_fd = -1, .link_fd = -1,
 					 .image_fd = -1, .migrate_fd = sv[1] };
@@ -134,6 +135,7 @@ void cv_d_migrate_request(struct cv_d *d, struct cv_d_client *c,
 		/* Between hosts nothing can be shared: the bytes move. */
 		if (nt->remote[0] || t->remote[0])
 			w.flags |= CV_MIGRATE_COPY;
+		w.flags &= ~CV_MIGRATE_ZSTD;
 		r = cv_ctl_send(t->ctl_fd, CV_CTL_W_MIGRATE, 0, &w, sizeof(w),
 				&sv[0], 1);
 		if (r < 0) {

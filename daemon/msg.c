@@ -104,7 +104,8 @@ static int decode_client(const struct cv_ctl_hdr *hdr, const void *payload,
 			BAD("MIGRATE payload has the wrong length");
 		memcpy(&m->u.migrate, payload, sizeof(m->u.migrate));
 		if ((m->u.migrate.flags & ~(CV_MIGRATE_COPY |
-					    CV_MIGRATE_INLINE)) ||
+					    CV_MIGRATE_INLINE |
+					    CV_MIGRATE_ZSTD)) ||
 		    m->u.migrate.gpu < -1 || m->u.migrate.gpu >= 65536 ||
 		    m->u.migrate.fault > CV_MIGRATE_FAULT_MAX ||
 		    m->u.migrate.max_rounds > CV_MIGRATE_MAX_ROUNDS ||

@@ -102,6 +102,8 @@ int cv_d_tenant_spawn(struct cv_d *d, struct cv_d_tenant *t,
 		argv[n++] = "--remote"; argv[n++] = t->remote;
 		argv[n++] = "--peer-key"; argv[n++] = d->cfg.peer_key;
 		argv[n++] = "--remote-timeout"; argv[n++] = tmo;
+		if (t->remote_zstd)
+			argv[n++] = "--remote-compress";
 	} else {
 		argv[n++] = "--backend";
 		argv[n++] = cv_d_backend_name(d->backend);

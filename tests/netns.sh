@@ -476,15 +476,19 @@ netns_rounds_grow() {
 	return 1
 }
 
+# netns_test_remote_migrate [--compress]: the A-B test to B and back
+# (with --compress: zstd on the copy lanes, and B must have taken some).
 netns_test_remote_migrate() {
-	local out=$LOGS/netns/migrate.out m1 m2 psa psb r0 bad=
-	if ! netns_tenant "$out" -m 64; then
-		result FAIL "$NETNS_SEC":remote-migrate "the tenant did not start" "$out"
+	local name=remote-migrate${1:+-zstd} out=$LOGS/netns/migrate${1:-}.out
+	local m1 m2 psa psb r0 bad=
+	# -Z: memory that compresses, for --compress
+	if ! netns_tenant "$out" -m 64 ${1:+-Z}; then
+		result FAIL "$NETNS_SEC:$name" "the tenant did not start" "$out"
 		return
 	fi
 	r0=$(netns_rounds "$out")
 	m1=$("$BIN/cuvisor" migrate "$NT_ID" --socket "$SOCK_A" \
-		--to "$IP_B:$NETNS_PORT" 2>&1) || bad="to B: $m1"
+		--to "$IP_B:$NETNS_PORT" "$@" 2>&1) || bad="to B: $m1"
 	psa=$("$BIN/cuvisor" ps --socket "$SOCK_A" 2>&1)
 	psb=$("$BIN/cuvisor" ps --socket "$SOCK_B" 2>&1)
 	echo "$psa" | grep -q "cu_pagecount .* on $IP_B:$NETNS_PORT" ||
@@ -499,10 +503,13 @@ netns_test_remote_migrate() {
 		bad="$bad; ps on A after the way back"
 	netns_rounds_grow "$out" "$r0" || bad="$bad; no rounds back on A"
 	netns_tenant_end || bad="$bad; final check: $(grep -m1 'not ok' "$out")"
+	if [ -n "${1:-}" ] && ! wait_line "$LOG_B" "came compressed as" 10; then
+		bad="$bad; B took no compressed bytes"
+	fi
 	if [ -z "$bad" ]; then
-		result PASS "$NETNS_SEC":remote-migrate "$m1 / $m2; $(netns_rounds "$out") rounds, every page right"
+		result PASS "$NETNS_SEC:$name" "$m1 / $m2; $(netns_rounds "$out") rounds, every page right${1:+; B: $(grep 'came compressed' "$LOG_B" | tail -n 1 | sed 's/.*remote: //')}"
 	else
-		result FAIL "$NETNS_SEC":remote-migrate "$bad" "$out"
+		result FAIL "$NETNS_SEC:$name" "$bad" "$out"
 	fi
 }
 
@@ -548,6 +555,7 @@ run_rloop() {
 	result PASS rloop:setup "A pid $PID_A, B pid $PID_B on 127.0.0.1:$NETNS_PORT"
 	netns_test_remote_run
 	netns_test_remote_migrate
+	netns_test_remote_migrate --compress
 	netns_test_remote_key
 	netns_cleanup
 	NETNS_LOOP=0 NETNS_PORT=7430 NETNS_SEC=netns

@@ -45,6 +45,7 @@ struct cv_backend_cfg {
 	const char *key;
 	uint64_t tenant;
 	int timeout_ms;
+	bool compress;         /* remote: zstd on the copy lanes */
 };
 
 /* A function's parameter layout, filled by get_function. */

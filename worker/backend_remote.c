@@ -30,6 +30,7 @@
 #include <sys/mman.h>
 #include <sys/socket.h>
 #include <unistd.h>
+#include <zstd.h>
 
 #include "../core/log.h"
 #include "../core/peer.h"
@@ -121,6 +122,8 @@ struct cv_backend {
 	} lane_q[CV_RM_LANES][LANE_Q];
 	uint32_t lane_head[CV_RM_LANES], lane_tail[CV_RM_LANES];
 	uint32_t nlanes, lane_next;
+	bool zstd;              /* compress HTOD pieces where it pays */
+	uint64_t zraw, zsent;   /* bytes of pieces compressed, and sent */
 };
 
 #define ID(h) ((uint64_t)(uintptr_t)(h))
@@ -889,8 +892,10 @@ static int r_open(const struct cv_backend_cfg *cfg, struct cv_devinfo *info,
 		if (rc)
 			goto fail; /* the process exits on a failed open */
 	}
-	cv_info("remote vGPU: on %s (%s), %.1f GiB, %u copy lane(s)", b->where,
-		info->name, info->total_mem / 1073741824.0, b->nlanes);
+	b->zstd = cfg->compress && b->nlanes && (ready.flags & CV_RM_READY_ZSTD);
+	cv_info("remote vGPU: on %s (%s), %.1f GiB, %u copy lane(s)%s", b->where,
+		info->name, info->total_mem / 1073741824.0, b->nlanes,
+		b->zstd ? ", zstd" : "");
 	*out = b;
 	return 0;
 fail:
@@ -1227,6 +1232,26 @@ static int htod_lane(struct cv_backend *b, uint64_t dst, uint64_t src,
 	return rc;
 }
 
+/* A piece compressed into *z (zstd level 1): its size when that saves
+ * a tenth at least, else 0 (sent as it is). */
+static uint32_t lane_zstd(struct cv_backend *b, const struct lane_job *j,
+			  uint8_t **z, ZSTD_CCtx **zc)
+{
+	size_t n;
+
+	if (!*zc && !(*zc = ZSTD_createCCtx()))
+		return 0;
+	if (!*z && !(*z = malloc(ZSTD_compressBound(CV_RM_CHUNK))))
+		return 0;
+	n = ZSTD_compressCCtx(*zc, *z, ZSTD_compressBound(CV_RM_CHUNK),
+			      (const void *)(uintptr_t)j->src, j->n, 1);
+	if (ZSTD_isError(n) || n > j->n - j->n / 10)
+		return 0;
+	__atomic_add_fetch(&b->zraw, j->n, __ATOMIC_RELAXED);
+	__atomic_add_fetch(&b->zsent, n, __ATOMIC_RELAXED);
+	return (uint32_t)n;
+}
+
 /* Lane k's sender: the queued pieces' bytes, in order. */
 static void *lane_tx_main(void *arg)
 {
@@ -1236,6 +1261,8 @@ static void *lane_tx_main(void *arg)
 	struct lane_job j;
 	uint32_t k = la.k;
 	uint64_t dl;
+	uint8_t *z = NULL;
+	ZSTD_CCtx *zc = NULL;
 
 	free(arg);
 	for (;;) {
@@ -1250,10 +1277,12 @@ static void *lane_tx_main(void *arg)
 		pthread_mutex_unlock(&b->lane_tx[k]);
 		lh.seq = j.seq;
 		lh.len = (uint32_t)j.n;
+		lh.zlen = b->zstd ? lane_zstd(b, &j, &z, &zc) : 0;
 		dl = cv_now_ns() + b->timeout_ns;
 		if (cv_peer_write(b->lane[k], &lh, sizeof(lh), dl) ||
-		    cv_peer_write(b->lane[k], (const void *)(uintptr_t)j.src,
-				  j.n, dl)) {
+		    cv_peer_write(b->lane[k], lh.zlen ? (const void *)z :
+				  (const void *)(uintptr_t)j.src,
+				  lh.zlen ? lh.zlen : j.n, dl)) {
 			lose(b, "a copy lane broke");
 			return NULL;
 		}

@@ -84,6 +84,7 @@ struct wopts {
 	const char *remote;     /* --backend remote: HOST[:PORT] */
 	const char *peer_key;
 	int remote_timeout_ms;
+	bool remote_compress;
 	int region_fd;
 	int restore_fd;
 	int migrate_fd;
@@ -123,6 +124,7 @@ static void usage(FILE *f)
 		"                    [--token HEX] [--daemon-socket PATH] [--guest-pid N] [--name S]\n"
 		"                    [--region-fd FD --restore-fd FD | --migrate-fd FD]\n"
 		"                    [--remote HOST[:PORT] --peer-key FILE] [--remote-timeout MS]\n"
+		"                    [--remote-compress]\n"
 		"       cuvisor-vgpu --serve-fd FD --tenant ID --gpu N --mem BYTES --backend cuda|host ...\n"
 		"       cuvisor-vgpu --hold --tenant ID ... --region-fd FD\n"
 		"       cuvisor-vgpu --probe --backend cuda|host [--driver PATH]\n"
@@ -168,7 +170,7 @@ static int parse_args(int argc, char **argv, struct wopts *o)
 		{ "ckpt-done", 1, 0, 'D' }, { "migrate-fd", 1, 0, 'M' },
 		{ "spare", 0, 0, 'A' },
 		{ "serve-fd", 1, 0, 'F' }, { "remote", 1, 0, 'r' },
-		{ "session-fd", 1, 0, 'E' },
+		{ "session-fd", 1, 0, 'E' }, { "remote-compress", 0, 0, 'Z' },
 		{ "peer-key", 1, 0, 'K' }, { "remote-timeout", 1, 0, 'O' },
 		{ "help", 0, 0, 'h' },   { 0, 0, 0, 0 }
 	};
@@ -205,6 +207,7 @@ static int parse_args(int argc, char **argv, struct wopts *o)
 		case 'A': o->spare = 1; break;
 		case 'F': if (parse_fd(optarg, &o->serve_fd)) return -EINVAL; break;
 		case 'E': if (parse_fd(optarg, &o->session_fd)) return -EINVAL; break;
+		case 'Z': o->remote_compress = true; break;
 		case 'r': o->remote = optarg; break;
 		case 'K': o->peer_key = optarg; break;
 		case 'O': if (parse_u64(optarg, &n) || n < 1000 || n > 3600000)
@@ -1043,7 +1046,8 @@ int main(int argc, char **argv)
 	cfg = (struct cv_backend_cfg){ .gpu = o.gpu, .driver = o.driver,
 				       .quota = o.mem, .remote = o.remote,
 				       .key = o.peer_key, .tenant = o.tenant,
-				       .timeout_ms = o.remote_timeout_ms };
+				       .timeout_ms = o.remote_timeout_ms,
+				       .compress = o.remote_compress };
 	rc = b ? 0 : ops->open(&cfg, &dev, &b);
 	if (rc) {
 		if (o.remote)

@@ -25,6 +25,7 @@
 #include <netinet/in.h>
 #include <sys/socket.h>
 #include <unistd.h>
+#include <zstd.h>
 
 #include "../core/log.h"
 #include "../core/peer.h"
@@ -110,6 +111,7 @@ static struct {
 
 	int32_t pending;        /* first asynchronous error not yet told */
 	uint64_t nops, idle_ns, t_start; /* the executor's, for the log */
+	uint64_t zin, zout;     /* compressed pieces: bytes in, bytes out */
 	uint8_t *rx;            /* NRX chunks, registered */
 	cv_bobj rxmark[NRX];
 	int rxstate[NRX];       /* under lock */
@@ -1451,6 +1453,32 @@ static void read_loop(void)
 
 /* ---- copy lanes ------------------------------------------------------------ */
 
+/* A compressed piece on lane k into dst: one zstd frame of lh->zlen
+ * bytes that must give exactly lh->len bytes (the output is capped at
+ * the chunk, so no frame can write past it). 0 or -errno. */
+static int lane_unzstd(uint32_t k, const struct cv_rm_lane_hdr *lh,
+		       uint8_t *dst)
+{
+	static __thread ZSTD_DCtx *dc;
+	static __thread uint8_t *z;
+	size_t n;
+	int rc;
+
+	if (!dc && !(dc = ZSTD_createDCtx()))
+		return -ENOMEM;
+	if (!z && !(z = malloc(ZSTD_compressBound(CV_RM_CHUNK))))
+		return -ENOMEM;
+	rc = cv_peer_read(R.lane[k], z, lh->zlen, cv_now_ns() + R.timeout_ns);
+	if (rc)
+		return rc;
+	n = ZSTD_decompressDCtx(dc, dst, CV_RM_CHUNK, z, lh->zlen);
+	if (ZSTD_isError(n) || n != lh->len)
+		return -EBADMSG;
+	__atomic_add_fetch(&R.zin, lh->zlen, __ATOMIC_RELAXED);
+	__atomic_add_fetch(&R.zout, n, __ATOMIC_RELAXED);
+	return 0;
+}
+
 /* Lane k's bytes, into its two chunks in turn, until it closes. */
 static void *lane_main(void *arg)
 {
@@ -1460,7 +1488,8 @@ static void *lane_main(void *arg)
 
 	for (;;) {
 		rc = cv_peer_read(R.lane[k], &lh, sizeof(lh), UINT64_MAX);
-		if (rc || !lh.len || lh.len > CV_RM_CHUNK || lh.pad)
+		if (rc || !lh.len || lh.len > CV_RM_CHUNK ||
+		    lh.zlen > ZSTD_compressBound(CV_RM_CHUNK))
 			break;
 		pthread_mutex_lock(&R.lock);
 		c = NRX_MAIN + 2 * k + R.lane_rnext[k];
@@ -1472,8 +1501,11 @@ static void *lane_main(void *arg)
 			break;
 		if (st == RX_SENT)
 			R.ops->marker_wait(R.b, R.rxmark[c]);
-		rc = cv_peer_read(R.lane[k], R.rx + (size_t)c * CV_RM_CHUNK,
-				  lh.len, cv_now_ns() + R.timeout_ns);
+		if (lh.zlen)
+			rc = lane_unzstd(k, &lh, R.rx + (size_t)c * CV_RM_CHUNK);
+		else
+			rc = cv_peer_read(R.lane[k], R.rx + (size_t)c * CV_RM_CHUNK,
+					  lh.len, cv_now_ns() + R.timeout_ns);
 		pthread_mutex_lock(&R.lock);
 		if (rc) {
 			R.rxstate[c] = RX_FREE;
@@ -1656,8 +1688,10 @@ int cv_remote_serve(int fd, const struct cv_backend_ops *ops,
 		for (i = 0; !rd.rc && i < NRX; i++)
 			rd.rc = ops->marker_create(b, &R.rxmark[i]);
 	}
-	if (!rd.rc && (rd.lane_port = lanes_listen()))
+	if (!rd.rc && (rd.lane_port = lanes_listen())) {
 		rd.nlanes = CV_RM_LANES;
+		rd.flags = CV_RM_READY_ZSTD;
+	}
 	if (send_msg(CV_RM_READY, 0, &rd, sizeof(rd), NULL, 0) || rd.rc)
 		return rd.rc ? -EIO : -ECONNRESET;
 	if (pthread_create(&ex, NULL, exec_main, NULL) ||
@@ -1672,6 +1706,9 @@ int cv_remote_serve(int fd, const struct cv_backend_ops *ops,
 		"of it", (unsigned long long)R.nops,
 		(cv_now_ns() - R.t_start) / 1e9,
 		100.0 * R.idle_ns / (double)(cv_now_ns() - R.t_start + 1));
+	if (R.zin)
+		cv_info("remote: %llu bytes came compressed as %llu (zstd)",
+			(unsigned long long)R.zout, (unsigned long long)R.zin);
 	pthread_mutex_lock(&R.lock);
 	R.stop = true;
 	pthread_cond_broadcast(&R.cond);

@@ -3,7 +3,7 @@
  * Counts rounds in every page of a device buffer: the tenant that the ops
  * tests (tests/run.sh) suspend, evict and resume while it works.
  *
- *	cu_pagecount [-m MIB] [-H MIB] [-W] [-t SECONDS] [-v ROUNDS] [-V] [MODULE]
+ *	cu_pagecount [-m MIB] [-H MIB] [-W] [-Z] [-t SECONDS] [-v ROUNDS] [-V] [MODULE]
  *
  * Allocates -m MiB (default 64) of device memory and fills it with a
  * pattern whose first word in every 4 KiB page is a counter, 0. Then, for
@@ -31,6 +31,9 @@
  * instead of one word per page: a tenant whose kernels are bound by
  * memory bandwidth rather than by launches. The counters then count as
  * before and every other hot word is its pattern + the rounds.
+ *
+ * -Z: the pattern's words keep only their low 4 bits: memory that
+ * compresses (the migration tests' zstd path).
  */
 #include <signal.h>
 
@@ -72,11 +75,15 @@ struct pc {
 
 static uint64_t g_hot_words = UINT64_MAX; /* -H: words in the hot set */
 static bool g_rewrite;                    /* -W */
+static bool g_small;                      /* -Z: patterns of 4 bits */
 
 /* The word i should hold after `rounds` rounds. */
 static uint32_t want_word(uint64_t i, uint64_t rounds)
 {
 	uint32_t base = i % CVK_PAGE_WORDS ? cvk_pattern(SEED, i) : 0;
+
+	if (g_small)
+		base &= 0xf;
 
 	if (i >= g_hot_words || (!g_rewrite && i % CVK_PAGE_WORDS))
 		return base;
@@ -231,8 +238,8 @@ static void setup(struct pc *p, uint64_t mib, const char *module)
 
 static int usage(const char *argv0)
 {
-	fprintf(stderr, "usage: %s [-m MIB] [-H MIB] [-W] [-t SECONDS] [-v ROUNDS] "
-		"[-V] [MODULE]\n", argv0);
+	fprintf(stderr, "usage: %s [-m MIB] [-H MIB] [-W] [-Z] [-t SECONDS] "
+		"[-v ROUNDS] [-V] [MODULE]\n", argv0);
 	return 2;
 }
 
@@ -252,13 +259,15 @@ int main(int argc, char **argv)
 	char *end;
 	int opt;
 
-	while ((opt = getopt(argc, argv, "m:H:t:v:VW")) != -1) {
+	while ((opt = getopt(argc, argv, "m:H:t:v:VWZ")) != -1) {
 		errno = 0;
 		end = "";
 		if (opt == 'V')
 			p.vmm = true;
 		else if (opt == 'W')
 			g_rewrite = true;
+		else if (opt == 'Z')
+			g_small = true;
 		else if (opt == 'm')
 			mib = strtoull(optarg, &end, 10);
 		else if (opt == 'H')
