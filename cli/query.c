@@ -275,8 +275,12 @@ const struct cv_cli_cmd cv_cli_cmd_ps = {
 	.summary = "list the tenants of the daemon",
 	.details = "Columns: tenant ID, guest PID, GPU, MEM (device memory "
 		   "used/quota), STATE (starting, running, suspended, "
-		   "evicted, lost) and NAME (the program). Users other than "
-		   "the daemon's and root see only their own tenants.",
+		   "evicted, lost), NAME (the program) and VGPU (\"here\", or "
+		   "\"on HOST:PORT\" for a vGPU on another host's GPU, whose "
+		   "index GPU then is). Then, for root and the daemon's user, a "
+		   "row per vGPU this host serves to another host's program "
+		   "(STATE serving). Users other than the daemon's and root see "
+		   "only their own tenants.",
 	.opts = query_opts, .nopts = 1, .run = run_ps,
 	.ctx_size = sizeof(struct query_ctx),
 };

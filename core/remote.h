@@ -115,7 +115,7 @@ struct cv_rm_ready {
 	struct cv_devinfo dev;
 	char host[64];   /* the serving host's name, terminated */
 	uint16_t lane_port;  /* copy lanes: TCP port, 0 when none */
-	uint16_t nlanes;     /* <= CV_RM_MAX_LANES */
+	uint16_t nlanes;     /* <= CV_RM_LANES */
 	uint32_t flags;      /* CV_RM_READY_* */
 };
 
@@ -123,7 +123,7 @@ struct cv_rm_ready {
 #define CV_RM_READY_ZSTD 1u
 
 /*
- * Copy lanes: up to CV_RM_MAX_LANES more TCP connections to lane_port of
+ * Copy lanes: up to CV_RM_LANES more TCP connections to lane_port of
  * the serving host, each authenticated by the peer handshake under the
  * session key (cv_peer_session_key), then its index (uint32_t). A copy's
  * bytes go over a lane, the copy itself (HTOD with args[2] = lane + 1,
@@ -132,7 +132,6 @@ struct cv_rm_ready {
  *   client -> server: cv_rm_lane_hdr (the HTOD's seq, bytes), the bytes
  *   server -> client: cv_rm_lane_data (DATA of a DTOH), the bytes
  */
-#define CV_RM_MAX_LANES 8
 #define CV_RM_LANES 8
 
 struct cv_rm_lane_hdr {

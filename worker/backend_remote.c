@@ -97,12 +97,11 @@ struct cv_backend {
 	pthread_cond_t rxc;
 	struct waiter *waiters;
 	struct d2h *d2h_head, *d2h_tail;
-	uint64_t d2h_sent, d2h_done;
+	uint64_t d2h_sent;       /* the last DTOH sent */
 	struct hostfn *hostfns;
 	uint64_t hostfn_id;
 	int32_t async_err;
 	bool lost, closing;
-	uint64_t last_rx;
 
 	pthread_mutex_t idl;
 	uint64_t *free_ids;
@@ -123,7 +122,6 @@ struct cv_backend {
 	uint32_t lane_head[CV_RM_LANES], lane_tail[CV_RM_LANES];
 	uint32_t nlanes, lane_next;
 	bool zstd;              /* compress HTOD pieces where it pays */
-	uint64_t zraw, zsent;   /* bytes of pieces compressed, and sent */
 };
 
 #define ID(h) ((uint64_t)(uintptr_t)(h))
@@ -438,7 +436,6 @@ static int d2h_put(struct cv_backend *b, int fd, uint64_t seq, uint64_t off,
 		b->d2h_head = d->next;
 		if (!b->d2h_head)
 			b->d2h_tail = NULL;
-		b->d2h_done = d->seq;
 		d2h_free(d);
 	}
 	pthread_cond_broadcast(&b->rxc);
@@ -878,7 +875,6 @@ static int r_open(const struct cv_backend_cfg *cfg, struct cv_devinfo *info,
 		goto fail;
 	}
 	*info = ready.dev;
-	b->last_rx = cv_now_ns();
 	if (pthread_create(&b->rx_thread, NULL, rx_main, b) ||
 	    pthread_create(&b->ping_thread, NULL, ping_main, b) ||
 	    pthread_create(&b->fn_thread, NULL, fn_main, b)) {
@@ -1234,8 +1230,8 @@ static int htod_lane(struct cv_backend *b, uint64_t dst, uint64_t src,
 
 /* A piece compressed into *z (zstd level 1): its size when that saves
  * a tenth at least, else 0 (sent as it is). */
-static uint32_t lane_zstd(struct cv_backend *b, const struct lane_job *j,
-			  uint8_t **z, ZSTD_CCtx **zc)
+static uint32_t lane_zstd(const struct lane_job *j, uint8_t **z,
+			  ZSTD_CCtx **zc)
 {
 	size_t n;
 
@@ -1247,8 +1243,6 @@ static uint32_t lane_zstd(struct cv_backend *b, const struct lane_job *j,
 			      (const void *)(uintptr_t)j->src, j->n, 1);
 	if (ZSTD_isError(n) || n > j->n - j->n / 10)
 		return 0;
-	__atomic_add_fetch(&b->zraw, j->n, __ATOMIC_RELAXED);
-	__atomic_add_fetch(&b->zsent, n, __ATOMIC_RELAXED);
 	return (uint32_t)n;
 }
 
@@ -1277,7 +1271,7 @@ static void *lane_tx_main(void *arg)
 		pthread_mutex_unlock(&b->lane_tx[k]);
 		lh.seq = j.seq;
 		lh.len = (uint32_t)j.n;
-		lh.zlen = b->zstd ? lane_zstd(b, &j, &z, &zc) : 0;
+		lh.zlen = b->zstd ? lane_zstd(&j, &z, &zc) : 0;
 		dl = cv_now_ns() + b->timeout_ns;
 		if (cv_peer_write(b->lane[k], &lh, sizeof(lh), dl) ||
 		    cv_peer_write(b->lane[k], lh.zlen ? (const void *)z :
