@@ -96,6 +96,7 @@ static struct {
 	pthread_cond_t cond;    /* objects, host functions */
 	pthread_cond_t exec_cond, side_cond, space_cond;
 	int exec_waiting, side_waiting, reader_waiting;
+	int seq_waiting;        /* the side thread waits for done_seq */
 	struct queue exec, side;
 	struct msg *pool;       /* small messages the executor is done with */
 	uint64_t queued;        /* bytes in exec */
@@ -1075,10 +1076,12 @@ static void *exec_main(void *arg)
 			R.pending = rc;
 		}
 		free(out);
-		/* Side ops wait for it (they set side_waiting under the lock
-		 * before they look at done_seq). */
+		/* Side ops wait for it (they set seq_waiting under the lock
+		 * before they look at done_seq): the store and the load are
+		 * both sequentially consistent, so one of the two sees the
+		 * other's write and no wake-up is lost. */
 		__atomic_store_n(&R.done_seq, m->h.seq, __ATOMIC_SEQ_CST);
-		if (__atomic_load_n(&R.side_waiting, __ATOMIC_SEQ_CST)) {
+		if (__atomic_load_n(&R.seq_waiting, __ATOMIC_SEQ_CST)) {
 			pthread_mutex_lock(&R.lock);
 			pthread_cond_signal(&R.side_cond);
 			pthread_mutex_unlock(&R.lock);
@@ -1193,15 +1196,15 @@ static void *side_main(void *arg)
 		/* After the ordered op it follows (a[9]). */
 		while (m && !R.stop &&
 		       ((const uint64_t *)m->p)[9] < m->h.seq) {
-			__atomic_add_fetch(&R.side_waiting, 1, __ATOMIC_SEQ_CST);
+			__atomic_add_fetch(&R.seq_waiting, 1, __ATOMIC_SEQ_CST);
 			if (__atomic_load_n(&R.done_seq, __ATOMIC_SEQ_CST) >=
 			    ((const uint64_t *)m->p)[9]) {
-				__atomic_sub_fetch(&R.side_waiting, 1,
+				__atomic_sub_fetch(&R.seq_waiting, 1,
 						   __ATOMIC_SEQ_CST);
 				break;
 			}
 			pthread_cond_wait(&R.side_cond, &R.lock);
-			__atomic_sub_fetch(&R.side_waiting, 1, __ATOMIC_SEQ_CST);
+			__atomic_sub_fetch(&R.seq_waiting, 1, __ATOMIC_SEQ_CST);
 		}
 		pthread_mutex_unlock(&R.lock);
 		if (!m)
