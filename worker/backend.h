@@ -211,6 +211,14 @@ struct cv_backend_ops {
 	 * batch is big or old enough, and says whether some stays held
 	 * (the consumer then spins a little for more and forces it). */
 	bool (*flush)(struct cv_backend *b, bool force);
+	/* Optional, for a backend whose host-to-device copies read their
+	 * source before they run (remote: the bytes are sent): copy_mark
+	 * names the copies issued so far, copy_sent(b, mark) waits until
+	 * their source bytes are read. The host memory is the caller's
+	 * again then, though the copies may not have run: their end and
+	 * their errors are still their stream's. 0 or a CUresult. */
+	uint64_t (*copy_mark)(struct cv_backend *b);
+	int (*copy_sent)(struct cv_backend *b, uint64_t mark);
 	/* Optional: where the device is, for the daemon ("HOST gpu N"). */
 	const char *(*where)(struct cv_backend *b);
 };

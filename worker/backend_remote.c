@@ -1287,6 +1287,30 @@ static void *lane_tx_main(void *arg)
 	}
 }
 
+/* The copies issued so far: every HTOD piece has a seq at most this. */
+static uint64_t r_copy_mark(struct cv_backend *b)
+{
+	return __atomic_load_n(&b->seq, __ATOMIC_ACQUIRE);
+}
+
+/* Waits until no lane holds a piece numbered mark or less (a piece
+ * leaves its queue once its bytes are written; without lanes they were
+ * written or batched before r_memcpy returned). */
+static int r_copy_sent(struct cv_backend *b, uint64_t mark)
+{
+	uint32_t k;
+
+	for (k = 0; k < b->nlanes; k++) {
+		pthread_mutex_lock(&b->lane_tx[k]);
+		while (b->lane_head[k] != b->lane_tail[k] &&
+		       b->lane_q[k][b->lane_head[k] % LANE_Q].seq <= mark &&
+		       !is_lost(b))
+			pthread_cond_wait(&b->lane_cv[k], &b->lane_tx[k]);
+		pthread_mutex_unlock(&b->lane_tx[k]);
+	}
+	return is_lost(b) ? LOST : 0;
+}
+
 static int r_memcpy(struct cv_backend *b, uint32_t kind, uint64_t dst,
 		    uint64_t src, uint64_t len, cv_bobj s)
 {
@@ -1706,5 +1730,7 @@ const struct cv_backend_ops cv_backend_remote = {
 	.marker_wait = r_marker_wait,
 	.digest = r_digest,
 	.flush = r_flush,
+	.copy_mark = r_copy_mark,
+	.copy_sent = r_copy_sent,
 	.where = r_where,
 };
