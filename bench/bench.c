@@ -9,6 +9,8 @@
  * and "#" lines for information. Metrics:
  *   launch_async_us        empty kernel, N async launches then one sync,
  *                          wall time / N, median of 5 runs
+ *                          (and "# launch_issue_us": the launches'
+ *                          time before that sync)
  *   launch_sync_us         launch + cuStreamSynchronize, median
  *   {h2d,d2h}_{pinned,pageable}_SIZE   GB/s (1e9 B/s), median of reps,
  *                          SIZE 4K .. 1G in powers of 4
@@ -95,10 +97,14 @@ static void bench_launch(int n)
 		for (int i = 0; i < n; i++)
 			CK(cuLaunchKernel(k_empty, 1, 1, 1, 1, 1, 1, 0, stream,
 					  none, NULL));
+		v[5 + r] = (double)(cvt_now_ns() - t0) / 1e3 / n;
 		CK(cuStreamSynchronize(stream));
 		v[r] = (double)(cvt_now_ns() - t0) / 1e3 / n;
 	}
 	metric("launch_async_us", median(v, 5), "us");
+	/* how long the calls themselves took, before the sync (information:
+	 * where a launch is queued faster than it runs) */
+	printf("# launch_issue_us %.3f\n", median(v + 5, 5));
 
 	for (int i = 0; i < reps; i++) {
 		t0 = cvt_now_ns();
