@@ -265,6 +265,13 @@ int cv_peer_write(int fd, const void *p, size_t n, uint64_t deadline)
 
 int cv_peer_read(int fd, void *p, size_t n, uint64_t deadline)
 {
+	return cv_peer_read_spin(fd, p, n, deadline, 0);
+}
+
+int cv_peer_read_spin(int fd, void *p, size_t n, uint64_t deadline,
+		      uint64_t spin_ns)
+{
+	uint64_t t0 = 0;
 	uint8_t *b = p;
 	ssize_t k;
 	int rc;
@@ -280,6 +287,14 @@ int cv_peer_read(int fd, void *p, size_t n, uint64_t deadline)
 			return -ECONNRESET;
 		if (errno != EAGAIN && errno != EINTR)
 			return -errno;
+		if (spin_ns) {
+			if (!t0)
+				t0 = cv_now_ns();
+			if (cv_now_ns() - t0 < spin_ns) {
+				cv_cpu_relax();
+				continue;
+			}
+		}
 		rc = wait_fd(fd, POLLIN, deadline);
 		if (rc)
 			return rc;

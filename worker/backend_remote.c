@@ -41,6 +41,10 @@
 #define TXBUF (256u << 10)
 #define LANE_Q 8        /* pieces queued per copy lane */
 #define LOST CUDA_ERROR_DEVICE_UNAVAILABLE
+/* A caller waiting for an answer, and the receiving thread while one
+ * waits, spin this long before they sleep (loopback: a round trip is
+ * tens of microseconds, about the cost of two wake-ups). */
+#define REPLY_SPIN_NS 100000ull
 
 struct waiter {
 	struct waiter *next;
@@ -96,6 +100,7 @@ struct cv_backend {
 	pthread_mutex_t rx;
 	pthread_cond_t rxc;
 	struct waiter *waiters;
+	uint32_t nwait;         /* waiters listed (atomic: rx_main spins on it) */
 	struct d2h *d2h_head, *d2h_tail;
 	uint64_t d2h_sent;       /* the last DTOH sent */
 	struct hostfn *hostfns;
@@ -239,6 +244,7 @@ static int tx_seq(struct cv_backend *b, uint32_t op, const struct seg *sg,
 			w->seq = h.seq;
 			w->next = b->waiters;
 			b->waiters = w;
+			__atomic_add_fetch(&b->nwait, 1, __ATOMIC_RELAXED);
 		}
 		if (d) {
 			d->seq = h.seq;
@@ -306,15 +312,22 @@ static void unlink_waiter(struct cv_backend *b, struct waiter *w)
 	for (pp = &b->waiters; *pp; pp = &(*pp)->next)
 		if (*pp == w) {
 			*pp = w->next;
+			__atomic_sub_fetch(&b->nwait, 1, __ATOMIC_RELAXED);
 			break;
 		}
 }
 
-/* Waits for w's REPLY: its CUresult (or an earlier asynchronous error). */
+/* Waits for w's REPLY: its CUresult (or an earlier asynchronous error).
+ * Spins a little first: a short op's answer comes sooner than a thread
+ * asleep on the condition variable wakes. */
 static int wait_reply(struct cv_backend *b, struct waiter *w)
 {
+	uint64_t t0 = cv_now_ns();
 	int rc;
 
+	while (!__atomic_load_n(&w->done, __ATOMIC_ACQUIRE) && !is_lost(b) &&
+	       cv_now_ns() - t0 < REPLY_SPIN_NS)
+		cv_cpu_relax();
 	pthread_mutex_lock(&b->rx);
 	while (!w->done && !b->lost)
 		pthread_cond_wait(&b->rxc, &b->rx);
@@ -514,7 +527,8 @@ static int on_reply(struct cv_backend *b, const struct cv_rm_hdr *h,
 		w->rep = rep;
 		w->bytes = bytes;
 		w->blen = n;
-		w->done = true;
+		/* after the answer: wait_reply spins on it */
+		__atomic_store_n(&w->done, true, __ATOMIC_RELEASE);
 		pthread_cond_broadcast(&b->rxc);
 	}
 	pthread_mutex_unlock(&b->rx);
@@ -558,7 +572,11 @@ static void *rx_main(void *arg)
 	int rc;
 
 	for (;;) {
-		rc = rd(b, &h, sizeof(h));
+		rc = cv_peer_read_spin(b->fd, &h, sizeof(h),
+				       cv_now_ns() + b->timeout_ns,
+				       __atomic_load_n(&b->nwait,
+						       __ATOMIC_RELAXED) ?
+				       REPLY_SPIN_NS : 0);
 		if (!rc && cv_rm_hdr_check(&h, CV_RM_TO_CLIENT, &why))
 			rc = -EBADMSG;
 		if (!rc) {
