@@ -14,7 +14,7 @@
 # rewritten every round (cu_pagecount -H HOT -W, or ARGS instead of -W).
 # Prints both migrations' results (pause, total) and the tenant's end;
 # the workers' logs go to $OUT when set. Backend: cuda with a GPU, else
-# host.
+# host. MIGRATE_ARGS: more arguments of both migrations (--compress).
 set -u
 cd "$(dirname "$0")/.." || exit 2
 O=${O:-build}
@@ -55,13 +55,15 @@ id=$("$BIN/cuvisor" ps --socket "$TMP/a.sock" | awk -v p="$gpid" '$2 == p { prin
 rounds() { awk '$2 == "rounds" { n = $3 } END { print n + 0 }' "$TMP/tenant.out"; }
 echo "# $backend backend; tenant $id: $MIB MiB, hot set $HOT MiB ($*); B on 127.0.0.1:$port"
 sleep 2
-echo "to B:    $("$BIN/cuvisor" migrate "$id" --socket "$TMP/a.sock" --to "127.0.0.1:$port" 2>&1)"
+# shellcheck disable=SC2086 # words on purpose
+echo "to B:    $("$BIN/cuvisor" migrate "$id" --socket "$TMP/a.sock" --to "127.0.0.1:$port" ${MIGRATE_ARGS:-} 2>&1)"
 "$BIN/cuvisor" ps --socket "$TMP/a.sock" | sed 's/^/  A: /'
 "$BIN/cuvisor" ps --socket "$TMP/b.sock" | sed 's/^/  B: /'
 r0=$(rounds)
 sleep 3
 echo "rounds on B's GPU in 3 s: $(($(rounds) - r0))"
-echo "back:    $("$BIN/cuvisor" migrate "$id" --socket "$TMP/a.sock" --gpu 0 2>&1)"
+# shellcheck disable=SC2086
+echo "back:    $("$BIN/cuvisor" migrate "$id" --socket "$TMP/a.sock" --gpu 0 ${MIGRATE_ARGS:-} 2>&1)"
 r0=$(rounds)
 sleep 3
 echo "rounds on A's GPU in 3 s: $(($(rounds) - r0))"
@@ -70,4 +72,5 @@ wait "$run"
 rc=$?
 echo "tenant exit $rc: $(grep -E '^# [0-9]+ passed' "$TMP/tenant.out")"
 grep -E "migrated in [0-9]+ rounds" "$TMP/a.log" | sed 's/^.*info: /  /'
+grep -hE "compressed as" "$TMP/b.log" | sed 's/^.*info: /  B: /'
 exit $rc

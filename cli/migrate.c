@@ -193,10 +193,11 @@ static const struct cv_cli_opt mig_opts[] = {
 	  "here and reaches its vGPU over TCP; `migrate ID --gpu N` brings it "
 	  "back to a GPU of ours. The memory is always copied" },
 	{ "--compress", NULL, set_compress,
-	  "with --to: compress the bytes on their way to the other host with "
-	  "zstd (level 1) where that makes them smaller; it pays on a network "
-	  "slower than the compression (some GB/s over all copy lanes) and "
-	  "for memory that compresses" },
+	  "between hosts: compress the bytes on the network with zstd (level "
+	  "1) where that makes them smaller. With --to, both ways for as long "
+	  "as the vGPU is there; migrating such a tenant back, for that "
+	  "migration. It pays on a network slower than the compression (some "
+	  "GB/s over all copy lanes) and for memory that compresses" },
 	{ "--max-pause", "MS", set_pause,
 	  "stop iterating once the estimated pause is under MS milliseconds "
 	  "(1..60000; default 30)" },
@@ -426,10 +427,6 @@ static int run_migrate(void *ctx, int argc, char **argv)
 	rq.fault_round = o->fault_round;
 	if (o->to)
 		snprintf(rq.host, sizeof(rq.host), "%s", o->to);
-	if (o->zstd && !o->to) {
-		fprintf(stderr, "cuvisor migrate: --compress goes with --to\n");
-		return CV_CLI_EXIT_USAGE;
-	}
 	if (o->zstd)
 		rq.flags |= CV_MIGRATE_ZSTD;
 	n = cv_cli_socket(o->socket, path, sizeof(path));

@@ -124,8 +124,9 @@ enum cv_ctl_type {
 /* cv_ctl_migrate.flags */
 #define CV_MIGRATE_COPY 0x1u    /* copy even on the same GPU */
 #define CV_MIGRATE_INLINE 0x2u  /* bytes in the stream, no slot area */
-/* With a host: the copy lanes to it carry zstd-compressed bytes where
- * that makes them smaller (docs/remote.md); the daemon's, not sent on. */
+/* Between hosts: the copy lanes carry zstd-compressed bytes where that
+ * makes them smaller (docs/remote.md), both ways, to the end of the
+ * remote vGPU (with --to) or of the migration (from a remote one). */
 #define CV_MIGRATE_ZSTD 0x4u
 /* cv_ctl_migrate.fault: injected by the source worker, for tests */
 enum cv_migrate_fault {

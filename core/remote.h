@@ -37,7 +37,7 @@
 
 #include "proto.h"
 
-#define CV_RM_VERSION 1u
+#define CV_RM_VERSION 2u
 #define CV_RM_CHUNK (4u << 20)       /* bytes of one copy message */
 #define CV_RM_NARGS 10
 #define CV_RM_MAX_PAYLOAD (CV_RM_CHUNK + 4096u)
@@ -119,8 +119,13 @@ struct cv_rm_ready {
 	uint32_t flags;      /* CV_RM_READY_* */
 };
 
-/* The server takes zstd-compressed HTOD bytes on its lanes. */
+/* The server takes zstd-compressed HTOD bytes on its lanes, and sends
+ * DTOH bytes so when a DTOH asks (CV_RM_DTOH_ZSTD). */
 #define CV_RM_READY_ZSTD 1u
+
+/* DTOH args[4]: its pieces that go over a lane may come as zstd frames
+ * (cv_rm_lane_data.zlen), each where that saves a tenth at least. */
+#define CV_RM_DTOH_ZSTD 1u
 
 /*
  * Copy lanes: up to CV_RM_LANES more TCP connections to lane_port of
@@ -147,7 +152,13 @@ struct cv_rm_lane_data {
 	uint64_t off;
 	int32_t rc;      /* nonzero: the copy failed; no bytes */
 	uint32_t len;    /* <= CV_RM_CHUNK */
+	uint32_t zlen;   /* 0: len bytes follow; else zlen bytes of one zstd
+			  * frame of exactly len bytes (only for a DTOH that
+			  * asked, CV_RM_DTOH_ZSTD) */
+	uint32_t pad;
 };
+_Static_assert(sizeof(struct cv_rm_lane_hdr) == 16, "rm lane hdr");
+_Static_assert(sizeof(struct cv_rm_lane_data) == 32, "rm lane data");
 
 /* CV_RM_* bits of op, or 0 when op is unknown. */
 uint32_t cv_rm_op_class(uint32_t op);

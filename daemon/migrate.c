@@ -83,6 +83,12 @@ void cv_d_migrate_request(struct cv_d *d, struct cv_d_client *c,
 		r = -EBUSY;
 		snprintf(why, sizeof(why), "only a running tenant can be "
 			 "migrated (resume it first)");
+	} else if ((req->flags & CV_MIGRATE_ZSTD) && !req->host[0] &&
+		   !t->remote[0]) {
+		r = -EINVAL;
+		snprintf(why, sizeof(why), "--compress is for bytes between "
+			 "hosts: a migration --to a host or from a GPU on "
+			 "another host");
 	} else if (req->host[0] && !d->cfg.peer_key[0]) {
 		r = -ENOKEY;
 		snprintf(why, sizeof(why), "a migration to another host needs "
@@ -135,7 +141,10 @@ void cv_d_migrate_request(struct cv_d *d, struct cv_d_client *c,
 		/* Between hosts nothing can be shared: the bytes move. */
 		if (nt->remote[0] || t->remote[0])
 			w.flags |= CV_MIGRATE_COPY;
-		w.flags &= ~CV_MIGRATE_ZSTD;
+		/* Compression is the remote side's: the destination's from
+		 * its start (remote_zstd), the source's when told so. */
+		if (!t->remote[0])
+			w.flags &= ~CV_MIGRATE_ZSTD;
 		r = cv_ctl_send(t->ctl_fd, CV_CTL_W_MIGRATE, 0, &w, sizeof(w),
 				&sv[0], 1);
 		if (r < 0) {

@@ -477,10 +477,11 @@ netns_rounds_grow() {
 }
 
 # netns_test_remote_migrate [--compress]: the A-B test to B and back
-# (with --compress: zstd on the copy lanes, and B must have taken some).
+# (with --compress, both ways: zstd on the copy lanes, and B must have
+# taken and sent some; then --compress of a tenant here is refused).
 netns_test_remote_migrate() {
 	local name=remote-migrate${1:+-zstd} out=$LOGS/netns/migrate${1:-}.out
-	local m1 m2 psa psb r0 bad=
+	local m1 m2 m3 psa psb r0 bad=
 	# -Z: memory that compresses, for --compress
 	if ! netns_tenant "$out" -m 64 ${1:+-Z}; then
 		result FAIL "$NETNS_SEC:$name" "the tenant did not start" "$out"
@@ -497,17 +498,26 @@ netns_test_remote_migrate() {
 		bad="$bad; ps on B: $psb"
 	netns_rounds_grow "$out" "$r0" || bad="$bad; no rounds on B's GPU"
 	r0=$(netns_rounds "$out")
-	m2=$("$BIN/cuvisor" migrate "$NT_ID" --socket "$SOCK_A" --gpu 0 2>&1) ||
+	m2=$("$BIN/cuvisor" migrate "$NT_ID" --socket "$SOCK_A" --gpu 0 "$@" 2>&1) ||
 		bad="$bad; back: $m2"
 	"$BIN/cuvisor" ps --socket "$SOCK_A" 2>&1 | grep -q "cu_pagecount .* here" ||
 		bad="$bad; ps on A after the way back"
 	netns_rounds_grow "$out" "$r0" || bad="$bad; no rounds back on A"
+	if [ -n "${1:-}" ] &&
+	   m3=$("$BIN/cuvisor" migrate "$NT_ID" --socket "$SOCK_A" --gpu 0 "$@" 2>&1); then
+		bad="$bad; --compress between two GPUs here: $m3"
+	elif [ -n "${1:-}" ] && ! echo "$m3" | grep -q "between hosts"; then
+		bad="$bad; --compress here said: $m3"
+	fi
 	netns_tenant_end || bad="$bad; final check: $(grep -m1 'not ok' "$out")"
 	if [ -n "${1:-}" ] && ! wait_line "$LOG_B" "came compressed as" 10; then
 		bad="$bad; B took no compressed bytes"
 	fi
+	if [ -n "${1:-}" ] && ! wait_line "$LOG_B" "went compressed as" 10; then
+		bad="$bad; B sent no compressed bytes"
+	fi
 	if [ -z "$bad" ]; then
-		result PASS "$NETNS_SEC:$name" "$m1 / $m2; $(netns_rounds "$out") rounds, every page right${1:+; B: $(grep 'came compressed' "$LOG_B" | tail -n 1 | sed 's/.*remote: //')}"
+		result PASS "$NETNS_SEC:$name" "$m1 / $m2; $(netns_rounds "$out") rounds, every page right${1:+; B: $(grep -h 'came compressed' "$LOG_B" | tail -n 1 | sed 's/.*remote: //'), $(grep -h 'went compressed' "$LOG_B" | tail -n 1 | sed 's/.*remote: //')}"
 	else
 		result FAIL "$NETNS_SEC:$name" "$bad" "$out"
 	fi

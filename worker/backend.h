@@ -217,6 +217,10 @@ struct cv_backend_ops {
 	 * their source bytes are read. The host memory is the caller's
 	 * again then, though the copies may not have run: their end and
 	 * their errors are still their stream's. 0 or a CUresult. */
+	/* Optional: turns compression of the bytes on their way on or off
+	 * (remote: zstd on the copy lanes, both ways, where it pays, when
+	 * the server can); returns whether it was on. */
+	bool (*compress)(struct cv_backend *b, bool on);
 	uint64_t (*copy_mark)(struct cv_backend *b);
 	int (*copy_sent)(struct cv_backend *b, uint64_t mark);
 	/* Optional: where the device is, for the daemon ("HOST gpu N"). */

@@ -63,6 +63,7 @@ struct d2h {
 	uint64_t pitch, width, height, total, got;
 	uint8_t *seen;          /* pieces (CV_RM_CHUNK each) taken, a bit
 				 * each: lanes deliver them in any order */
+	bool z;                 /* asked for compressed pieces */
 	bool done;
 };
 
@@ -126,7 +127,9 @@ struct cv_backend {
 	} lane_q[CV_RM_LANES][LANE_Q];
 	uint32_t lane_head[CV_RM_LANES], lane_tail[CV_RM_LANES];
 	uint32_t nlanes, lane_next;
-	bool zstd;              /* compress HTOD pieces where it pays */
+	bool zstd;              /* compress HTOD pieces where it pays and ask
+				 * for DTOH ones so (atomic: lanes read it) */
+	bool zstd_ok;           /* the server can (CV_RM_READY_ZSTD) */
 };
 
 #define ID(h) ((uint64_t)(uintptr_t)(h))
@@ -397,8 +400,38 @@ static int rd(struct cv_backend *b, void *p, size_t n)
  * head while the head is done, so "every copy up to seq N landed" is
  * "the head is after N".
  */
+/* A lane receiver's decompression state, made when first needed. */
+struct unz {
+	ZSTD_DCtx *dc;
+	uint8_t *buf;
+};
+
+/* A compressed piece of zlen bytes from fd into dst: one frame that must
+ * give exactly n bytes (the output is capped at n). 0 or -errno. */
+static int d2h_unzstd(struct cv_backend *b, int fd, struct unz *u,
+		      uint8_t *dst, size_t n, uint32_t zlen, const char **why)
+{
+	size_t got;
+	int r;
+
+	if (!u->dc && !(u->dc = ZSTD_createDCtx()))
+		return -ENOMEM;
+	if (!u->buf && !(u->buf = malloc(ZSTD_compressBound(CV_RM_CHUNK))))
+		return -ENOMEM;
+	r = cv_peer_read(fd, u->buf, zlen, cv_now_ns() + b->timeout_ns);
+	if (r)
+		return r;
+	got = ZSTD_decompressDCtx(u->dc, dst, n, u->buf, zlen);
+	if (ZSTD_isError(got) || got != n) {
+		*why = "a compressed piece that is not one of its size";
+		return -EBADMSG;
+	}
+	return 0;
+}
+
 static int d2h_put(struct cv_backend *b, int fd, uint64_t seq, uint64_t off,
-		   int32_t rc, size_t n, const char **why)
+		   int32_t rc, size_t n, struct unz *u, uint32_t zlen,
+		   const char **why)
 {
 	struct d2h *d;
 	uint64_t row, col, k, m, piece = off / CV_RM_CHUNK;
@@ -413,7 +446,9 @@ static int d2h_put(struct cv_backend *b, int fd, uint64_t seq, uint64_t off,
 	if (!d || !d->seen || (rc && n) || off % CV_RM_CHUNK ||
 	    (!rc && (off >= d->total ||
 		     n != CV_MIN(d->total - off, (uint64_t)CV_RM_CHUNK))) ||
-	    (!rc && (d->seen[piece / 8] & (1u << (piece % 8))))) {
+	    (!rc && (d->seen[piece / 8] & (1u << (piece % 8)))) ||
+	    (zlen && (!u || !d->z || d->height != 1 || rc || !n ||
+		      zlen > ZSTD_compressBound(CV_RM_CHUNK)))) {
 		pthread_mutex_unlock(&b->rx);
 		*why = "bytes nobody asked for";
 		return -EBADMSG;
@@ -421,7 +456,9 @@ static int d2h_put(struct cv_backend *b, int fd, uint64_t seq, uint64_t off,
 	if (!rc)
 		d->seen[piece / 8] |= (uint8_t)(1u << (piece % 8));
 	pthread_mutex_unlock(&b->rx);
-	if (d->height == 1) {
+	if (zlen) {
+		r = d2h_unzstd(b, fd, u, d->dst + off, n, zlen, why);
+	} else if (d->height == 1) {
 		r = cv_peer_read(fd, d->dst + off, n, cv_now_ns() + b->timeout_ns);
 	} else if (n) {
 		/* Rows of a 2D copy: bytes in order, width of each row. */
@@ -465,7 +502,8 @@ static int on_data(struct cv_backend *b, const struct cv_rm_hdr *h,
 
 	if ((rc = rd(b, &dm, sizeof(dm))))
 		return rc;
-	return d2h_put(b, b->fd, h->seq, dm.off, dm.rc, h->len - sizeof(dm), why);
+	return d2h_put(b, b->fd, h->seq, dm.off, dm.rc, h->len - sizeof(dm),
+		       NULL, 0, why);
 }
 
 /* DATA on copy lane k, until it closes. */
@@ -480,23 +518,27 @@ static void *lane_rx_main(void *arg)
 	struct cv_backend *b = la.b;
 	struct cv_rm_lane_data ld;
 	const char *why = "a broken copy lane";
+	struct unz u = { NULL, NULL };
 	int rc;
 
 	free(arg);
 	for (;;) {
 		rc = cv_peer_read(b->lane[la.k], &ld, sizeof(ld), UINT64_MAX);
-		if (!rc && ld.len > CV_RM_CHUNK)
+		if (!rc && (ld.len > CV_RM_CHUNK || ld.pad))
 			rc = -EBADMSG;
 		if (!rc)
 			rc = d2h_put(b, b->lane[la.k], ld.seq, ld.off, ld.rc,
-				     ld.len, &why);
+				     ld.len, &u, ld.zlen, &why);
 		if (rc) {
 			if (!is_lost(b))
 				lose(b, rc == -EBADMSG ? why :
 					"a copy lane broke");
-			return NULL;
+			break;
 		}
 	}
+	ZSTD_freeDCtx(u.dc);
+	free(u.buf);
+	return NULL;
 }
 
 static int on_reply(struct cv_backend *b, const struct cv_rm_hdr *h,
@@ -906,7 +948,8 @@ static int r_open(const struct cv_backend_cfg *cfg, struct cv_devinfo *info,
 		if (rc)
 			goto fail; /* the process exits on a failed open */
 	}
-	b->zstd = cfg->compress && b->nlanes && (ready.flags & CV_RM_READY_ZSTD);
+	b->zstd_ok = b->nlanes && (ready.flags & CV_RM_READY_ZSTD);
+	b->zstd = cfg->compress && b->zstd_ok;
 	cv_info("remote vGPU: on %s (%s), %.1f GiB, %u copy lane(s)%s", b->where,
 		info->name, info->total_mem / 1073741824.0, b->nlanes,
 		b->zstd ? ", zstd" : "");
@@ -1201,11 +1244,14 @@ static int dtoh(struct cv_backend *b, uint64_t dst, uint64_t src, uint64_t len,
 		cv_bobj s)
 {
 	struct d2h *d = calloc(1, sizeof(*d));
-	struct cv_rm_args *a = ARGS(dst, src, len, ID(s));
+	bool z = __atomic_load_n(&b->zstd, __ATOMIC_RELAXED);
+	struct cv_rm_args *a = ARGS(dst, src, len, ID(s),
+				    z ? CV_RM_DTOH_ZSTD : 0);
 	struct seg sg = { a, sizeof(*a) };
 
 	if (!d)
 		return CUDA_ERROR_OUT_OF_MEMORY;
+	d->z = z;
 	d->dst = (uint8_t *)(uintptr_t)dst;
 	d->pitch = d->width = d->total = len;
 	d->height = 1;
@@ -1289,7 +1335,8 @@ static void *lane_tx_main(void *arg)
 		pthread_mutex_unlock(&b->lane_tx[k]);
 		lh.seq = j.seq;
 		lh.len = (uint32_t)j.n;
-		lh.zlen = b->zstd ? lane_zstd(&j, &z, &zc) : 0;
+		lh.zlen = __atomic_load_n(&b->zstd, __ATOMIC_RELAXED) ?
+			  lane_zstd(&j, &z, &zc) : 0;
 		dl = cv_now_ns() + b->timeout_ns;
 		if (cv_peer_write(b->lane[k], &lh, sizeof(lh), dl) ||
 		    cv_peer_write(b->lane[k], lh.zlen ? (const void *)z :
@@ -1303,6 +1350,12 @@ static void *lane_tx_main(void *arg)
 		pthread_cond_broadcast(&b->lane_cv[k]);
 		pthread_mutex_unlock(&b->lane_tx[k]);
 	}
+}
+
+static bool r_compress(struct cv_backend *b, bool on)
+{
+	return __atomic_exchange_n(&b->zstd, on && b->zstd_ok,
+				   __ATOMIC_RELAXED);
 }
 
 /* The copies issued so far: every HTOD piece has a seq at most this. */
@@ -1748,6 +1801,7 @@ const struct cv_backend_ops cv_backend_remote = {
 	.marker_wait = r_marker_wait,
 	.digest = r_digest,
 	.flush = r_flush,
+	.compress = r_compress,
 	.copy_mark = r_copy_mark,
 	.copy_sent = r_copy_sent,
 	.where = r_where,

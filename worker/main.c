@@ -521,7 +521,8 @@ static int op_check(struct wstate *w, uint16_t type, const void *p, int n,
 		if (n != (int)sizeof(a->mig) || nfds != 1)
 			return -EINVAL;
 		memcpy(&a->mig, p, sizeof(a->mig));
-		if ((a->mig.flags & ~(CV_MIGRATE_COPY | CV_MIGRATE_INLINE)) ||
+		if ((a->mig.flags & ~(CV_MIGRATE_COPY | CV_MIGRATE_INLINE |
+				      CV_MIGRATE_ZSTD)) ||
 		    a->mig.fault > CV_MIGRATE_FAULT_MAX ||
 		    a->mig.max_rounds > CV_MIGRATE_MAX_ROUNDS)
 			return -EINVAL;

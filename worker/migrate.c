@@ -1120,6 +1120,7 @@ int cv_migrate_source(struct cv_vgpu *v, int sock, int from_gpu,
 	uint64_t tv = 0, ts = 0, tr = 0, tc = 0; /* the pause's phases */
 	uint64_t tsl = 0, tx = 0, tw = 0; /* slot area, lanes, welcome */
 	bool suspended = false, committed = false, stop = false;
+	bool zset = false, zwas = false;
 	uint64_t gen = 0;
 	uint32_t round = 0;
 	int rc;
@@ -1147,6 +1148,12 @@ int cv_migrate_source(struct cv_vgpu *v, int sock, int from_gpu,
 	s.share = req->gpu == from_gpu && !(req->flags & CV_MIGRATE_COPY) &&
 		  v->ops->mem_export;
 	s.inl = !s.share && (req->flags & CV_MIGRATE_INLINE);
+	/* From a GPU on another host: its bytes come compressed if asked
+	 * (as they were, should the migration fail). */
+	if ((req->flags & CV_MIGRATE_ZSTD) && v->ops->compress) {
+		zwas = v->ops->compress(v->b, true);
+		zset = true;
+	}
 	if (!rc && !s.share)
 		rc = slots_setup(&s);
 	tsl = cv_now_ns();
@@ -1276,6 +1283,8 @@ int cv_migrate_source(struct cv_vgpu *v, int sock, int from_gpu,
 		pthread_mutex_unlock(&s.lock);
 		/* Stop the lanes' peer, then run on as before. */
 		shutdown(s.io.fd, SHUT_RDWR);
+		if (zset)
+			v->ops->compress(v->b, zwas);
 		if (suspended) {
 			uint64_t dummy;
 
