@@ -30,13 +30,13 @@
 #include <sys/mman.h>
 #include <sys/socket.h>
 #include <unistd.h>
-#include <zstd.h>
 
 #include "../core/log.h"
 #include "../core/peer.h"
 #include "../core/remote.h"
 #include "../core/util.h"
 #include "backend.h"
+#include "remote.h"
 
 #define TXBUF (256u << 10)
 #define LANE_Q 8        /* pieces queued per copy lane */
@@ -400,37 +400,8 @@ static int rd(struct cv_backend *b, void *p, size_t n)
  * head while the head is done, so "every copy up to seq N landed" is
  * "the head is after N".
  */
-/* A lane receiver's decompression state, made when first needed. */
-struct unz {
-	ZSTD_DCtx *dc;
-	uint8_t *buf;
-};
-
-/* A compressed piece of zlen bytes from fd into dst: one frame that must
- * give exactly n bytes (the output is capped at n). 0 or -errno. */
-static int d2h_unzstd(struct cv_backend *b, int fd, struct unz *u,
-		      uint8_t *dst, size_t n, uint32_t zlen, const char **why)
-{
-	size_t got;
-	int r;
-
-	if (!u->dc && !(u->dc = ZSTD_createDCtx()))
-		return -ENOMEM;
-	if (!u->buf && !(u->buf = malloc(ZSTD_compressBound(CV_RM_CHUNK))))
-		return -ENOMEM;
-	r = cv_peer_read(fd, u->buf, zlen, cv_now_ns() + b->timeout_ns);
-	if (r)
-		return r;
-	got = ZSTD_decompressDCtx(u->dc, dst, n, u->buf, zlen);
-	if (ZSTD_isError(got) || got != n) {
-		*why = "a compressed piece that is not one of its size";
-		return -EBADMSG;
-	}
-	return 0;
-}
-
 static int d2h_put(struct cv_backend *b, int fd, uint64_t seq, uint64_t off,
-		   int32_t rc, size_t n, struct unz *u, uint32_t zlen,
+		   int32_t rc, size_t n, struct cv_lane_unz *u, uint32_t zlen,
 		   const char **why)
 {
 	struct d2h *d;
@@ -447,8 +418,7 @@ static int d2h_put(struct cv_backend *b, int fd, uint64_t seq, uint64_t off,
 	    (!rc && (off >= d->total ||
 		     n != CV_MIN(d->total - off, (uint64_t)CV_RM_CHUNK))) ||
 	    (!rc && (d->seen[piece / 8] & (1u << (piece % 8)))) ||
-	    (zlen && (!u || !d->z || d->height != 1 || rc || !n ||
-		      zlen > ZSTD_compressBound(CV_RM_CHUNK)))) {
+	    (zlen && (!u || !d->z || d->height != 1 || rc || !n))) {
 		pthread_mutex_unlock(&b->rx);
 		*why = "bytes nobody asked for";
 		return -EBADMSG;
@@ -457,7 +427,11 @@ static int d2h_put(struct cv_backend *b, int fd, uint64_t seq, uint64_t off,
 		d->seen[piece / 8] |= (uint8_t)(1u << (piece % 8));
 	pthread_mutex_unlock(&b->rx);
 	if (zlen) {
-		r = d2h_unzstd(b, fd, u, d->dst + off, n, zlen, why);
+		/* capped at the piece: no frame writes past it */
+		r = cv_lane_unzstd(u, fd, d->dst + off, n, zlen,
+				   cv_now_ns() + b->timeout_ns);
+		if (r == -EBADMSG)
+			*why = "a compressed piece that is not one of its size";
 	} else if (d->height == 1) {
 		r = cv_peer_read(fd, d->dst + off, n, cv_now_ns() + b->timeout_ns);
 	} else if (n) {
@@ -518,7 +492,7 @@ static void *lane_rx_main(void *arg)
 	struct cv_backend *b = la.b;
 	struct cv_rm_lane_data ld;
 	const char *why = "a broken copy lane";
-	struct unz u = { NULL, NULL };
+	struct cv_lane_unz u = { NULL, NULL };
 	int rc;
 
 	free(arg);
@@ -536,8 +510,7 @@ static void *lane_rx_main(void *arg)
 			break;
 		}
 	}
-	ZSTD_freeDCtx(u.dc);
-	free(u.buf);
+	cv_lane_unz_exit(&u);
 	return NULL;
 }
 
@@ -1292,35 +1265,16 @@ static int htod_lane(struct cv_backend *b, uint64_t dst, uint64_t src,
 	return rc;
 }
 
-/* A piece compressed into *z (zstd level 1): its size when that saves
- * a tenth at least, else 0 (sent as it is). */
-static uint32_t lane_zstd(const struct lane_job *j, uint8_t **z,
-			  ZSTD_CCtx **zc)
-{
-	size_t n;
-
-	if (!*zc && !(*zc = ZSTD_createCCtx()))
-		return 0;
-	if (!*z && !(*z = malloc(ZSTD_compressBound(CV_RM_CHUNK))))
-		return 0;
-	n = ZSTD_compressCCtx(*zc, *z, ZSTD_compressBound(CV_RM_CHUNK),
-			      (const void *)(uintptr_t)j->src, j->n, 1);
-	if (ZSTD_isError(n) || n > j->n - j->n / 10)
-		return 0;
-	return (uint32_t)n;
-}
-
 /* Lane k's sender: the queued pieces' bytes, in order. */
 static void *lane_tx_main(void *arg)
 {
 	struct lane_arg la = *(struct lane_arg *)arg;
 	struct cv_backend *b = la.b;
 	struct cv_rm_lane_hdr lh = { 0 };
+	struct cv_lane_z z = { 0 };
 	struct lane_job j;
 	uint32_t k = la.k;
 	uint64_t dl;
-	uint8_t *z = NULL;
-	ZSTD_CCtx *zc = NULL;
 
 	free(arg);
 	for (;;) {
@@ -1329,27 +1283,30 @@ static void *lane_tx_main(void *arg)
 			pthread_cond_wait(&b->lane_cv[k], &b->lane_tx[k]);
 		if (is_lost(b)) {
 			pthread_mutex_unlock(&b->lane_tx[k]);
-			return NULL;
+			break;
 		}
 		j = b->lane_q[k][b->lane_head[k] % LANE_Q];
 		pthread_mutex_unlock(&b->lane_tx[k]);
 		lh.seq = j.seq;
 		lh.len = (uint32_t)j.n;
 		lh.zlen = __atomic_load_n(&b->zstd, __ATOMIC_RELAXED) ?
-			  lane_zstd(&j, &z, &zc) : 0;
+			  cv_lane_zstd(&z, (const void *)(uintptr_t)j.src,
+				       lh.len) : 0;
 		dl = cv_now_ns() + b->timeout_ns;
 		if (cv_peer_write(b->lane[k], &lh, sizeof(lh), dl) ||
-		    cv_peer_write(b->lane[k], lh.zlen ? (const void *)z :
+		    cv_peer_write(b->lane[k], lh.zlen ? (const void *)z.buf :
 				  (const void *)(uintptr_t)j.src,
 				  lh.zlen ? lh.zlen : j.n, dl)) {
 			lose(b, "a copy lane broke");
-			return NULL;
+			break;
 		}
 		pthread_mutex_lock(&b->lane_tx[k]);
 		b->lane_head[k]++;
 		pthread_cond_broadcast(&b->lane_cv[k]);
 		pthread_mutex_unlock(&b->lane_tx[k]);
 	}
+	cv_lane_z_exit(&z);
+	return NULL;
 }
 
 static bool r_compress(struct cv_backend *b, bool on)

@@ -26,7 +26,6 @@
 #include <netinet/tcp.h>
 #include <sys/socket.h>
 #include <unistd.h>
-#include <zstd.h>
 
 #include "../core/log.h"
 #include "../core/peer.h"
@@ -348,32 +347,12 @@ static int send_data(uint64_t seq, const struct cv_rm_data *d, int chunk,
 	return R.stop ? -ECONNRESET : 0;
 }
 
-/* The n bytes at p compressed into *z (zstd level 1): the frame's size
- * when that saves a tenth at least, else 0 (sent as they are). */
-static uint32_t lane_zstd(const uint8_t *p, uint32_t n, uint8_t **z,
-			  ZSTD_CCtx **zc)
-{
-	size_t r;
-
-	if (!*zc && !(*zc = ZSTD_createCCtx()))
-		return 0;
-	if (!*z && !(*z = malloc(ZSTD_compressBound(CV_RM_CHUNK))))
-		return 0;
-	r = ZSTD_compressCCtx(*zc, *z, ZSTD_compressBound(CV_RM_CHUNK), p, n, 1);
-	if (ZSTD_isError(r) || r > n - n / 10)
-		return 0;
-	__atomic_add_fetch(&R.zsent, r, __ATOMIC_RELAXED);
-	__atomic_add_fetch(&R.zraw, n, __ATOMIC_RELAXED);
-	return (uint32_t)r;
-}
-
 /* Lane k's sender of DTOH pieces. */
 static void *lane_send_main(void *arg)
 {
 	uint32_t k = (uint32_t)(uintptr_t)arg;
+	struct cv_lane_z z = { 0 };
 	const uint8_t *p;
-	ZSTD_CCtx *zc = NULL;
-	uint8_t *z = NULL;
 	struct ljob j;
 	int rc;
 
@@ -388,9 +367,12 @@ static void *lane_send_main(void *arg)
 		j = R.lq[k][R.lq_head[k] % (NBOUNCE + 1)];
 		pthread_mutex_unlock(&R.lock);
 		p = j.ld.len ? bounce_at((uint32_t)j.chunk) : NULL;
-		j.ld.zlen = j.z && p ? lane_zstd(p, j.ld.len, &z, &zc) : 0;
-		if (j.ld.zlen)
-			p = z;
+		j.ld.zlen = j.z && p ? cv_lane_zstd(&z, p, j.ld.len) : 0;
+		if (j.ld.zlen) {
+			__atomic_add_fetch(&R.zsent, j.ld.zlen, __ATOMIC_RELAXED);
+			__atomic_add_fetch(&R.zraw, j.ld.len, __ATOMIC_RELAXED);
+			p = z.buf;
+		}
 		rc = cv_peer_write(R.lane[k], &j.ld, sizeof(j.ld),
 				   cv_now_ns() + R.timeout_ns);
 		if (!rc && p)
@@ -408,8 +390,7 @@ static void *lane_send_main(void *arg)
 			break;
 		}
 	}
-	ZSTD_freeCCtx(zc);
-	free(z);
+	cv_lane_z_exit(&z);
 	return NULL;
 }
 
@@ -1495,43 +1476,17 @@ static void read_loop(void)
 
 /* ---- copy lanes ------------------------------------------------------------ */
 
-/* A compressed piece on lane k into dst: one zstd frame of lh->zlen
- * bytes that must give exactly lh->len bytes (the output is capped at
- * the chunk, so no frame can write past it). 0 or -errno. */
-static int lane_unzstd(uint32_t k, const struct cv_rm_lane_hdr *lh,
-		       uint8_t *dst)
-{
-	static __thread ZSTD_DCtx *dc;
-	static __thread uint8_t *z;
-	size_t n;
-	int rc;
-
-	if (!dc && !(dc = ZSTD_createDCtx()))
-		return -ENOMEM;
-	if (!z && !(z = malloc(ZSTD_compressBound(CV_RM_CHUNK))))
-		return -ENOMEM;
-	rc = cv_peer_read(R.lane[k], z, lh->zlen, cv_now_ns() + R.timeout_ns);
-	if (rc)
-		return rc;
-	n = ZSTD_decompressDCtx(dc, dst, CV_RM_CHUNK, z, lh->zlen);
-	if (ZSTD_isError(n) || n != lh->len)
-		return -EBADMSG;
-	__atomic_add_fetch(&R.zin, lh->zlen, __ATOMIC_RELAXED);
-	__atomic_add_fetch(&R.zout, n, __ATOMIC_RELAXED);
-	return 0;
-}
-
 /* Lane k's bytes, into its two chunks in turn, until it closes. */
 static void *lane_main(void *arg)
 {
 	uint32_t k = (uint32_t)(uintptr_t)arg, c;
+	struct cv_lane_unz u = { 0 };
 	struct cv_rm_lane_hdr lh;
 	int st, rc;
 
 	for (;;) {
 		rc = cv_peer_read(R.lane[k], &lh, sizeof(lh), UINT64_MAX);
-		if (rc || !lh.len || lh.len > CV_RM_CHUNK ||
-		    lh.zlen > ZSTD_compressBound(CV_RM_CHUNK))
+		if (rc || !lh.len || lh.len > CV_RM_CHUNK)
 			break;
 		pthread_mutex_lock(&R.lock);
 		c = NRX_MAIN + 2 * k + R.lane_rnext[k];
@@ -1543,9 +1498,19 @@ static void *lane_main(void *arg)
 			break;
 		if (st == RX_SENT)
 			R.ops->marker_wait(R.b, R.rxmark[c]);
-		if (lh.zlen)
-			rc = lane_unzstd(k, &lh, R.rx + (size_t)c * CV_RM_CHUNK);
-		else
+		if (lh.zlen) {
+			/* capped at the piece: no frame writes past it */
+			rc = cv_lane_unzstd(&u, R.lane[k],
+					    R.rx + (size_t)c * CV_RM_CHUNK,
+					    lh.len, lh.zlen,
+					    cv_now_ns() + R.timeout_ns);
+			if (!rc) {
+				__atomic_add_fetch(&R.zin, lh.zlen,
+						   __ATOMIC_RELAXED);
+				__atomic_add_fetch(&R.zout, lh.len,
+						   __ATOMIC_RELAXED);
+			}
+		} else
 			rc = cv_peer_read(R.lane[k], R.rx + (size_t)c * CV_RM_CHUNK,
 					  lh.len, cv_now_ns() + R.timeout_ns);
 		pthread_mutex_lock(&R.lock);
@@ -1566,6 +1531,7 @@ static void *lane_main(void *arg)
 	if (!R.stop && rc != -ECONNRESET)
 		cv_warn("remote: copy lane %u of \"%s\" broke; closing", k, R.peer);
 	shutdown(R.fd, SHUT_RDWR);
+	cv_lane_unz_exit(&u);
 	return NULL;
 }
 
