@@ -5,7 +5,8 @@
  * over a socketpair, driven by hand as a peer would, good and bad: every
  * id, range, length and quota refused as it must be, an asynchronous
  * error told at the next synchronising op, and a peer that breaks the
- * protocol closed on.
+ * protocol closed on; and the copy lanes' compressor (worker/lane_zstd.c)
+ * with frames a peer could send.
  */
 #include <cuda.h>
 #include <errno.h>
@@ -14,6 +15,7 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
+#include <zstd.h>
 
 #include "../core/peer.h"
 #include "../core/remote.h"
@@ -292,9 +294,88 @@ static void server(void)
 	close(fd);
 }
 
+/* zlen bytes of z through a socketpair into dst (n bytes expected). */
+static int unz(struct cv_lane_unz *u, const void *z, uint32_t zlen,
+	       uint8_t *dst, size_t n)
+{
+	int sv[2], rc;
+
+	if (socketpair(AF_UNIX, SOCK_STREAM, 0, sv))
+		return -errno;
+	/* small frames only: they fit in the socket's buffer */
+	rc = zlen && zlen <= (64u << 10) ?
+		     cv_peer_write(sv[0], z, zlen, cv_now_ns() + 1000000000ull) : 0;
+	if (!rc)
+		rc = cv_lane_unzstd(u, sv[1], dst, n, zlen,
+				    cv_now_ns() + 1000000000ull);
+	close(sv[0]);
+	close(sv[1]);
+	return rc;
+}
+
+static void lane_zstd(void)
+{
+	const uint32_t n = CV_RM_CHUNK;
+	uint8_t *p = malloc(n), *q = malloc(n + 64), frame[256];
+	struct cv_lane_z z = { 0 };
+	struct cv_lane_unz u = { 0 };
+	uint32_t zl, i, x = 1;
+	size_t fl;
+
+	if (!p || !q)
+		abort();
+	for (i = 0; i < n; i++) /* words of a counter: compresses */
+		p[i] = (uint8_t)(i % 4 ? 0 : i >> 12);
+	zl = cv_lane_zstd(&z, p, n);
+	CHECK(zl && zl < n / 10, "a piece that compresses: %u bytes", zl);
+	memset(q, 0xee, n + 64);
+	/* (checked with zstd itself: the frame need not fit a socket) */
+	CHECK(ZSTD_decompress(q, n, z.buf, zl) == n && !memcmp(p, q, n) &&
+	      q[n] == 0xee, "it decompresses to the piece");
+	for (i = 0; i < n; i++) { /* xorshift: does not compress */
+		x ^= x << 13; x ^= x >> 17; x ^= x << 5;
+		q[i] = (uint8_t)x;
+	}
+	CHECK(cv_lane_zstd(&z, q, n) == 0, "a piece that does not: sent as it is");
+	CHECK(cv_lane_zstd(&z, p, n) == 0, "the next piece is not tried");
+	CHECK(cv_lane_zstd(&z, p, n) != 0, "the one after it is");
+	CHECK(cv_lane_zstd(&z, q, n) == 0 && cv_lane_zstd(&z, p, n) == 0 &&
+	      cv_lane_zstd(&z, q, n) == 0 && cv_lane_zstd(&z, p, n) == 0 &&
+	      cv_lane_zstd(&z, p, n) == 0 && cv_lane_zstd(&z, p, n) == 0 &&
+	      cv_lane_zstd(&z, p, n) != 0,
+	      "a second miss in a row: three skipped, then tried again");
+
+	/* Frames as a peer could send them. */
+	memset(p, 0, 8192);
+	fl = ZSTD_compress(frame, sizeof(frame), p, 8192, 1);
+	CHECK(!ZSTD_isError(fl), "an 8 KiB frame");
+	memset(q, 0xee, 8192);
+	CHECK(unz(&u, frame, (uint32_t)fl, q, 8192) == 0 && q[0] == 0 &&
+	      q[8191] == 0, "a frame of its size lands");
+	memset(q, 0xee, 8192);
+	CHECK(unz(&u, frame, (uint32_t)fl, q, 4096) == -EBADMSG &&
+	      q[4096] == 0xee, "a frame larger than the piece: refused, "
+	      "nothing written past it");
+	CHECK(unz(&u, frame, (uint32_t)fl, q, 8192 + 1) == -EBADMSG,
+	      "a frame smaller than the piece: refused");
+	memset(frame, 0x5a, sizeof(frame));
+	CHECK(unz(&u, frame, sizeof(frame), q, 8192) == -EBADMSG,
+	      "bytes that are no frame: refused");
+	CHECK(unz(&u, frame, 0, q, 8192) == -EBADMSG &&
+	      unz(&u, frame, (uint32_t)ZSTD_compressBound(CV_RM_CHUNK) + 1, q,
+		  8192) == -EBADMSG &&
+	      unz(&u, frame, 16, q, CV_RM_CHUNK + 1) == -EBADMSG,
+	      "a zlen of 0 or past the bound, a piece past the chunk: refused");
+	cv_lane_z_exit(&z);
+	cv_lane_unz_exit(&u);
+	free(p);
+	free(q);
+}
+
 int main(void)
 {
 	decoders();
+	lane_zstd();
 	server();
 	return unit_done();
 }

@@ -1275,6 +1275,7 @@ static void *lane_tx_main(void *arg)
 	struct lane_job j;
 	uint32_t k = la.k;
 	uint64_t dl;
+	int rc;
 
 	free(arg);
 	for (;;) {
@@ -1293,11 +1294,15 @@ static void *lane_tx_main(void *arg)
 			  cv_lane_zstd(&z, (const void *)(uintptr_t)j.src,
 				       lh.len) : 0;
 		dl = cv_now_ns() + b->timeout_ns;
-		if (cv_peer_write(b->lane[k], &lh, sizeof(lh), dl) ||
-		    cv_peer_write(b->lane[k], lh.zlen ? (const void *)z.buf :
-				  (const void *)(uintptr_t)j.src,
-				  lh.zlen ? lh.zlen : j.n, dl)) {
-			lose(b, "a copy lane broke");
+		rc = cv_peer_write(b->lane[k], &lh, sizeof(lh), dl);
+		if (!rc)
+			rc = cv_peer_write(b->lane[k], lh.zlen ?
+					   (const void *)z.buf :
+					   (const void *)(uintptr_t)j.src,
+					   lh.zlen ? lh.zlen : j.n, dl);
+		if (rc) {
+			lose(b, rc == -ETIMEDOUT ? "the peer stopped taking data" :
+						   "a copy lane broke");
 			break;
 		}
 		pthread_mutex_lock(&b->lane_tx[k]);
