@@ -226,6 +226,8 @@ int cv_peer_vgpu_check(const void *p, size_t len, struct cv_peer_vgpu *out,
 	return 0;
 }
 
+int cv_peer_poll_ms = 60000;
+
 static int wait_fd(int fd, short events, uint64_t deadline)
 {
 	struct pollfd p = { .fd = fd, .events = events };
@@ -235,11 +237,11 @@ static int wait_fd(int fd, short events, uint64_t deadline)
 	if (now >= deadline)
 		return -ETIMEDOUT;
 	n = poll(&p, 1, (int)CV_MIN((deadline - now + 999999) / 1000000,
-				    (uint64_t)60000));
+				    (uint64_t)cv_peer_poll_ms));
 	if (n < 0)
 		return errno == EINTR ? 0 : -errno;
-	/* A wait longer than a minute is done a minute at a time (an idle
-	 * copy lane waits without a deadline): only the deadline ends it. */
+	/* A long wait is done a poll at a time (an idle copy lane waits
+	 * without a deadline): only the deadline ends it. */
 	return n || cv_now_ns() < deadline ? 0 : -ETIMEDOUT;
 }
 

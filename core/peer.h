@@ -181,6 +181,9 @@ void cv_peer_session_key(const uint8_t key[CV_PEER_KEY_LEN],
  * 0, -ETIMEDOUT, -ECONNRESET (end of stream) or -errno. */
 int cv_peer_write(int fd, const void *p, size_t n, uint64_t deadline);
 int cv_peer_read(int fd, void *p, size_t n, uint64_t deadline);
+/* The longest single poll of those waits, in ms (60000; a test lowers
+ * it to see that only the deadline ends a wait). */
+extern int cv_peer_poll_ms;
 /* The same, but when nothing has come, trying again for up to spin_ns
  * before sleeping in poll: on a link where the answer is microseconds
  * away, a wake-up from poll costs more than the answer. */

@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "../core/peer.h"
+#include "../core/util.h"
 #include "unit.h"
 
 struct side {
@@ -251,11 +252,49 @@ static void test_key_file(void)
 	rmdir(dir);
 }
 
+static void *late_writer(void *arg)
+{
+	int fd = *(int *)arg;
+
+	usleep(300000);
+	if (write(fd, "x", 1) != 1)
+		abort();
+	return NULL;
+}
+
+/* A wait is polled a piece at a time; only its deadline ends it (an
+ * idle copy lane reads without one and must not fail after a poll). */
+static void test_long_wait(void)
+{
+	int sv[2], keep = cv_peer_poll_ms, rc;
+	uint64_t t0;
+	pthread_t th;
+	char c = 0;
+
+	if (socketpair(AF_UNIX, SOCK_STREAM, 0, sv))
+		abort();
+	cv_peer_poll_ms = 20;
+	pthread_create(&th, NULL, late_writer, &sv[0]);
+	t0 = cv_now_ns();
+	rc = cv_peer_read(sv[1], &c, 1, UINT64_MAX);
+	CHECK(rc == 0 && c == 'x' && cv_now_ns() - t0 >= 250000000ull,
+	      "a read without a deadline outlasts 15 polls (rc %d)", rc);
+	pthread_join(th, NULL);
+	t0 = cv_now_ns();
+	rc = cv_peer_read(sv[1], &c, 1, t0 + 100000000ull);
+	CHECK(rc == -ETIMEDOUT && cv_now_ns() - t0 >= 100000000ull,
+	      "a deadline still ends a wait (rc %d)", rc);
+	cv_peer_poll_ms = keep;
+	close(sv[0]);
+	close(sv[1]);
+}
+
 int main(void)
 {
 	test_handshake();
 	test_reflection();
 	test_silent();
+	test_long_wait();
 	test_decoders();
 	test_addr_split();
 	test_key_file();
