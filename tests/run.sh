@@ -750,6 +750,10 @@ run_fuzz() {
 		[ $f = fuzz_mig ] && python3 fuzz/seeds.py --mig "$c" &&
 			t=${FUZZ_MIG_S:-5}
 		[ $f = fuzz_peer ] || [ $f = fuzz_remote ] && t=${FUZZ_MIG_S:-5}
+		# a copy lane's piece: 8 KiB of zeros as one zstd frame
+		[ $f = fuzz_remote ] &&
+			printf '\004\377\037\050\265\057\375\000\110\115\000\000\020\000\000\001\000\373\337\003\054' \
+				> "$c/lane-zeros"
 		# small images, written by the image library itself
 		[ $f = fuzz_image ] && [ -x "$TB/test_image" ] &&
 			"$TB/test_image" --seeds "$c"
