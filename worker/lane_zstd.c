@@ -22,6 +22,8 @@ uint32_t cv_lane_zstd(struct cv_lane_z *z, const void *p, uint32_t n)
 {
 	size_t r;
 
+	if (n > CV_RM_CHUNK) /* never a lane's piece: not compressed */
+		return 0;
 	if (z->skip) {
 		z->skip--;
 		return 0;
@@ -30,13 +32,11 @@ uint32_t cv_lane_zstd(struct cv_lane_z *z, const void *p, uint32_t n)
 		return 0;
 	if (!z->buf && !(z->buf = malloc(ZSTD_compressBound(CV_RM_CHUNK))))
 		return 0;
-	r = n <= CV_RM_CHUNK ?
-		    ZSTD_compressCCtx(z->cc, z->buf,
-				      ZSTD_compressBound(CV_RM_CHUNK), p, n, 1) :
-		    n;
+	r = ZSTD_compressCCtx(z->cc, z->buf, ZSTD_compressBound(CV_RM_CHUNK),
+			      p, n, 1);
 	if (ZSTD_isError(r) || r > n - n / 10) {
 		z->skip = z->miss < 6 ? (2u << z->miss) - 1 : SKIP_MAX;
-		z->miss++;
+		z->miss += z->miss < 6;
 		return 0;
 	}
 	z->miss = 0;
