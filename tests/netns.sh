@@ -400,8 +400,9 @@ netns_test_remote_cut() {
 	else
 		wait "$pid"
 		rc=$?
-		# silent: nothing came (receiver), or nothing went (a copy
-		# lane's sender, when the cut caught a copy on its way)
+		# silent: nothing came (a receiver, the connection's or a copy
+		# lane's that the cut caught mid-piece), or nothing went (a
+		# copy lane's sender)
 		if [ "$rc" != 0 ] && grep -q "CUDA_ERROR_DEVICE_UNAVAILABLE" "$out" &&
 		   grep -Eq "lost: the peer (went silent|stopped taking data)" "$LOG_A"; then
 			result PASS "$NETNS_SEC":remote-cut "the program failed $(( (t1 - t0) / 1000000 )) ms after the cut (timeout 3 s): $(grep -m1 DEVICE_UNAVAILABLE "$out")"

@@ -503,10 +503,13 @@ static void *lane_rx_main(void *arg)
 		if (!rc)
 			rc = d2h_put(b, b->lane[la.k], ld.seq, ld.off, ld.rc,
 				     ld.len, &u, ld.zlen, &why);
+		/* A piece's bytes are read by a deadline: a cut that catches
+		 * one on its way is silence, as on the connection. */
 		if (rc) {
 			if (!is_lost(b))
 				lose(b, rc == -EBADMSG ? why :
-					"a copy lane broke");
+					rc == -ETIMEDOUT ? "the peer went silent" :
+							   "a copy lane broke");
 			break;
 		}
 	}
