@@ -47,14 +47,29 @@ int cv_g_alive(void *unused)
 }
 
 /*
- * Asks the worker over the link whether it has executed everything up to
- * ring position upto and has nothing left in flight. Then whatever the
- * caller waits for in shared memory will never arrive: the region was
- * corrupted (only the guest itself can do that), so the vGPU is marked
- * lost rather than waited on forever. Returns -ENODEV in that case, else
- * 0 (also when the worker does not answer in time).
+ * What a long wait waits for. upto is the ring position (bytes committed)
+ * up to which the worker must have executed for the wait to end; done()
+ * re-reads, from the region, whether it has ended.
  */
-static int check_stalled(uint64_t upto)
+struct waiter {
+	uint64_t upto;
+	uint32_t slices;
+	bool (*done)(const struct waiter *w);
+	const void *obj;  /* what done() reads: a reply slot, a chunk index */
+};
+
+/*
+ * Asks the worker over the link whether it has executed everything up to
+ * w->upto and has nothing left in flight. An honest worker publishes what
+ * w waits for (a reply, a chunk's state, ring space) before it becomes
+ * idle past w->upto, so once it says so, w->done() is read again: true
+ * means the worker simply finished while we asked. Only when it is still
+ * false will what we wait for never arrive: the region was corrupted (only
+ * the guest itself can do that), and the vGPU is marked lost rather than
+ * waited on forever. Returns -ENODEV in that case, else 0 (also when the
+ * worker does not answer in time).
+ */
+static int check_stalled(const struct waiter *w)
 {
 	static pthread_mutex_t ping_lock = PTHREAD_MUTEX_INITIALIZER;
 	struct pollfd p = { g.link_fd, POLLIN, 0 };
@@ -70,8 +85,13 @@ static int check_stalled(uint64_t upto)
 	    poll(&p, 1, 1000) > 0 && (p.revents & POLLIN))
 		n = recv(g.link_fd, &st, sizeof(st), MSG_DONTWAIT);
 	pthread_mutex_unlock(&ping_lock);
-	if (n != (ssize_t)sizeof(st) || !st.idle || st.head < upto)
+	if (n != (ssize_t)sizeof(st) || !st.idle || st.head < w->upto)
 		return cv_g_alive(NULL);
+	/* Full fence: the region is read again only after the answer, which
+	 * the worker sent after publishing everything up to st.head. */
+	__atomic_thread_fence(__ATOMIC_SEQ_CST);
+	if (w->done(w))
+		return 0;
 	if (!g.lost) {
 		g.lost = 1;
 		cv_err("vGPU of tenant %llu unusable: the shared region was overwritten (worker idle at ring position %llu)",
@@ -82,16 +102,33 @@ static int check_stalled(uint64_t upto)
 }
 
 /* Liveness for long waits: every second, also check for a stall. */
-struct waiter {
-	uint64_t upto;
-	uint32_t slices;
-};
-
 static int wait_check(struct waiter *w)
 {
 	if (++w->slices % 20)
 		return cv_g_alive(NULL);
-	return check_stalled(w->upto);
+	return check_stalled(w);
+}
+
+/* A producer waiting for space: an honest worker idle past upto has
+ * consumed the whole ring (no other producer commits while we hold
+ * ring_lock, so head cannot pass upto), and then there is space. */
+static bool ring_drained(const struct waiter *w)
+{
+	return __atomic_load_n(&g.ring.ctl->head, __ATOMIC_ACQUIRE) == w->upto;
+}
+
+static bool reply_done(const struct waiter *w)
+{
+	const struct cv_reply *r = w->obj;
+
+	return __atomic_load_n(&r->state, __ATOMIC_ACQUIRE) == CV_REPLY_DONE;
+}
+
+static bool chunk_done(const struct waiter *w)
+{
+	const uint32_t *st = w->obj;
+
+	return __atomic_load_n(st, __ATOMIC_ACQUIRE) != CV_CHUNK_BUSY;
 }
 
 static int ring_space_check(void *arg)
@@ -128,7 +165,7 @@ void *cv_g_reserve(uint16_t op, uint32_t len, int *err)
 		return NULL;
 	}
 	pthread_mutex_lock(&g.ring_lock);
-	w = (struct waiter){ g.ring.tail, 0 };
+	w = (struct waiter){ g.ring.tail, 0, ring_drained, NULL };
 	p = cv_ring_reserve(&g.ring, op, 0, len, CV_NO_REPLY, ring_space_check,
 			    &w, err);
 	if (!p) {
@@ -191,7 +228,7 @@ static void slot_put(uint32_t i)
 /* Waits for reply slot r to be DONE; 0 or -ENODEV. */
 static int reply_wait(struct cv_reply *r, uint64_t upto)
 {
-	struct waiter w = { upto, 0 };
+	struct waiter w = { upto, 0, reply_done, r };
 	uint64_t t0 = cv_now_ns();
 
 	/* Acquire: pairs with the worker's release of DONE, so the data
@@ -231,7 +268,7 @@ static int call_parts(uint16_t op, bool collect, const void *p1, uint32_t l1,
 	__atomic_store_n(&r->sleeping, 0, __ATOMIC_RELAXED);
 	__atomic_store_n(&r->state, CV_REPLY_PENDING, __ATOMIC_RELAXED);
 	pthread_mutex_lock(&g.ring_lock);
-	w = (struct waiter){ g.ring.tail, 0 };
+	w = (struct waiter){ g.ring.tail, 0, ring_drained, NULL };
 	p = cv_ring_reserve(&g.ring, op, collect ? CV_CMDF_COLLECT : 0,
 			    l1 + l2, slot, ring_space_check, &w, &err);
 	if (!p) {
@@ -294,7 +331,8 @@ static uint32_t chunk_state(uint32_t i)
 
 int cv_g_chunk_wait(uint32_t i)
 {
-	struct waiter w = { committed(), 0 };
+	struct waiter w = { committed(), 0, chunk_done,
+			    &g.chunk_state[i] };
 	uint32_t st;
 
 	for (;;) {

@@ -32,6 +32,9 @@
 #            shows each state, no progress while suspended or evicted,
 #            progress after resume, every page right at the end (exit 0);
 #            an unknown tenant and resuming a running one fail clearly
+#   crowd    tests/survive.sh: CROWD_N (default 40) counting tenants
+#            started at once through one daemon: none lost, none taken
+#            for a corrupted region, every page right
 #   ckpt     tests/ckpt.sh: checkpoint to a file and go on, checkpoint
 #            --stop, every refused image (truncated, corrupted, foreign
 #            version, not an image, stale, restored twice, tenant gone),
@@ -66,7 +69,7 @@ cd "$(dirname "$0")/.." || exit 2
 O=${O:-build}
 MAKE=${MAKE:-make}
 BACKEND=host
-ONLY=unit,e2e,kill,garbage,san,fuzz,rt,ops,ckpt,mig,peer,netns,rloop
+ONLY=unit,e2e,kill,garbage,san,fuzz,rt,ops,crowd,ckpt,mig,peer,netns,rloop
 KEEP=0
 MEM=1G
 MEM_BYTES=1073741824
@@ -857,6 +860,9 @@ want san && run_san
 want fuzz && run_fuzz
 want rt && run_rt
 want ops && run_ops
+# shellcheck source=tests/survive.sh
+. "$ROOT/tests/survive.sh"
+want crowd && run_crowd
 # shellcheck source=tests/ckpt.sh
 . "$ROOT/tests/ckpt.sh"
 want ckpt && run_ckpt
