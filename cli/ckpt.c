@@ -134,9 +134,9 @@ static void show_progress(const char *path, const char *what, uint64_t id,
 }
 
 int cv_cli_call_progress(const char *path, uint16_t type, const void *p,
-			 uint32_t len, int fd, void *buf, uint32_t size,
-			 int *status, const char *what, uint64_t id,
-			 int wait_ms)
+			 uint32_t len, const int *fds, int nfds, void *buf,
+			 uint32_t size, int *status, const char *what,
+			 uint64_t id, int wait_ms)
 {
 	struct pollfd pf = { .events = POLLIN };
 	bool tty = isatty(2);
@@ -148,7 +148,7 @@ int cv_cli_call_progress(const char *path, uint16_t type, const void *p,
 	sock = cv_cli_connect(path, false);
 	if (sock < 0)
 		return -ENOTCONN; /* cv_cli_connect said why */
-	n = cv_ctl_send(sock, type, 0, p, len, fd >= 0 ? &fd : NULL, fd >= 0);
+	n = cv_ctl_send(sock, type, 0, p, len, fds, nfds);
 	pf.fd = sock;
 	while (n == 0 && waited < wait_ms) {
 		n = poll(&pf, 1, TICK_MS);
@@ -178,32 +178,72 @@ int cv_cli_call_progress(const char *path, uint16_t type, const void *p,
 
 /* ---- checkpoint ---------------------------------------------------- */
 
+/*
+ * Where an image goes. A regular file (new or not) is written unnamed in
+ * its directory, and the worker gives it its name once it is complete
+ * (CV_CKPT_NAME): the name then appears even if this CLI or the daemon
+ * dies meanwhile, and never names half an image. Anything else that
+ * exists (/dev/null, a pipe) is written in place.
+ */
 struct outfile {
 	int fd;
-	bool named;            /* a device or a pipe: written in place */
-	char tmp[PATH_MAX];    /* fallback temporary name, or "" */
+	int dir_fd;            /* -1: written in place */
+	char base[CV_CTL_FILE_LEN]; /* the name in dir_fd */
+	char tmp[CV_CTL_FILE_LEN + 32]; /* fallback temporary name, or "" */
 };
 
-/* An unnamed file next to path, or path itself when it is no regular
- * file (/dev/null, say). 0 or -errno (printed). */
+/* Opens path's directory and splits off its last component into f->base.
+ * 0 or -errno (printed). */
+static int out_dir(const char *path, struct outfile *f)
+{
+	char dir[PATH_MAX], base[PATH_MAX];
+	size_t n = strlen(path);
+
+	if (n == 0 || n >= sizeof(dir) || path[n - 1] == '/') {
+		fprintf(stderr, "cuvisor checkpoint: %s: not a file name\n",
+			path);
+		return -EINVAL;
+	}
+	memcpy(dir, path, n + 1);
+	memcpy(base, path, n + 1);
+	snprintf(f->base, sizeof(f->base), "%s", basename(base));
+	if (strlen(basename(base)) >= sizeof(f->base) ||
+	    !strcmp(f->base, ".") || !strcmp(f->base, "..")) {
+		fprintf(stderr, "cuvisor checkpoint: %s: not a file name\n",
+			path);
+		return -EINVAL;
+	}
+	f->dir_fd = open(dirname(dir), O_PATH | O_DIRECTORY | O_CLOEXEC);
+	if (f->dir_fd < 0) {
+		fprintf(stderr, "cuvisor checkpoint: %s: %s\n", dir,
+			strerror(errno));
+		return -errno;
+	}
+	return 0;
+}
+
+/* 0 or -errno (printed). */
 static int out_open(const char *path, struct outfile *f)
 {
-	char dir[PATH_MAX];
 	struct stat st;
 
 	memset(f, 0, sizeof(*f));
-	if (stat(path, &st) == 0 && !S_ISREG(st.st_mode)) {
-		f->named = true;
+	f->fd = f->dir_fd = -1;
+	if (lstat(path, &st) == 0 && !S_ISREG(st.st_mode) &&
+	    !S_ISLNK(st.st_mode)) {
 		f->fd = open(path, O_WRONLY | O_CLOEXEC);
+	} else if (out_dir(path, f) < 0) {
+		return -EINVAL;
 	} else {
-		snprintf(dir, sizeof(dir), "%s", path);
-		f->fd = open(dirname(dir), O_TMPFILE | O_WRONLY | O_CLOEXEC,
-			     0600);
+		f->fd = openat(f->dir_fd, ".", O_TMPFILE | O_WRONLY | O_CLOEXEC,
+			       0600);
 		if (f->fd < 0 && (errno == EOPNOTSUPP || errno == EISDIR)) {
-			snprintf(f->tmp, sizeof(f->tmp), "%s.tmp-%d", path,
+			snprintf(f->tmp, sizeof(f->tmp), ".%s.tmp-%d", f->base,
 				 (int)getpid());
-			f->fd = open(f->tmp, O_WRONLY | O_CREAT | O_EXCL |
-						     O_CLOEXEC, 0600);
+			f->fd = openat(f->dir_fd, f->tmp, O_WRONLY | O_CREAT |
+				       O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+			if (f->fd < 0)
+				f->tmp[0] = 0;
 		}
 	}
 	if (f->fd < 0) {
@@ -214,35 +254,12 @@ static int out_open(const char *path, struct outfile *f)
 	return 0;
 }
 
-/* Gives the finished image its name (replacing an older one). */
-static int out_commit(const char *path, struct outfile *f)
-{
-	char proc[64], tmp[PATH_MAX + 32];
-	int r = 0;
-
-	if (f->named)
-		return 0;
-	if (f->tmp[0]) {
-		r = rename(f->tmp, path) ? -errno : 0;
-		f->tmp[0] = 0;
-		return r;
-	}
-	fchmod(f->fd, 0644 & ~umask(022));
-	snprintf(proc, sizeof(proc), "/proc/self/fd/%d", f->fd);
-	snprintf(tmp, sizeof(tmp), "%s.tmp-%d", path, (int)getpid());
-	if (linkat(AT_FDCWD, proc, AT_FDCWD, tmp, AT_SYMLINK_FOLLOW))
-		return -errno;
-	if (rename(tmp, path)) {
-		r = -errno;
-		unlink(tmp);
-	}
-	return r;
-}
-
 static void out_close(struct outfile *f)
 {
 	if (f->tmp[0])
-		unlink(f->tmp);
+		unlinkat(f->dir_fd, f->tmp, 0);
+	if (f->dir_fd >= 0)
+		close(f->dir_fd);
 	close(f->fd);
 }
 
@@ -310,7 +327,7 @@ static int run_checkpoint(void *ctx, int argc, char **argv)
 	struct outfile f;
 	char path[108], sz[32], what[48];
 	uint8_t buf[256];
-	int status = 0, n;
+	int status = 0, n, fds[2];
 
 	if (argc < 2 || cv_cli_parse_id(argv[1], &ck.tenant) < 0) {
 		fprintf(stderr, "cuvisor checkpoint: which tenant? (an ID "
@@ -330,11 +347,17 @@ static int run_checkpoint(void *ctx, int argc, char **argv)
 	n = cv_cli_socket(o->socket, path, sizeof(path));
 	if (n < 0 || out_open(o->out, &f) < 0)
 		return CV_CLI_EXIT_ERR;
+	fds[0] = f.fd;
+	fds[1] = f.dir_fd;
+	if (f.dir_fd >= 0) {
+		ck.flags |= CV_CKPT_NAME;
+		memcpy(ck.name, f.base, sizeof(ck.name));
+	}
 	snprintf(what, sizeof(what), "checkpoint of tenant %llu",
 		 (unsigned long long)ck.tenant);
 	n = cv_cli_call_progress(path, CV_CTL_CHECKPOINT, &ck, sizeof(ck),
-				 f.fd, buf, sizeof(buf), &status, what,
-				 ck.tenant, WAIT_MS);
+				 fds, f.dir_fd >= 0 ? 2 : 1, buf, sizeof(buf),
+				 &status, what, ck.tenant, WAIT_MS);
 	if (n >= 0 && n != 0 && n != (int)sizeof(r))
 		n = -EBADMSG;
 	if (n < 0 || status < 0) {
@@ -352,15 +375,7 @@ static int run_checkpoint(void *ctx, int argc, char **argv)
 		return CV_CLI_EXIT_ERR;
 	}
 	memcpy(&r, buf, sizeof(r));
-	n = out_commit(o->out, &f);
 	out_close(&f);
-	if (n < 0) {
-		fprintf(stderr, "cuvisor checkpoint: cannot name the image "
-			"%s: %s%s\n", o->out, strerror(-n), o->stop ?
-			"; the tenant is stopped without an image: resume is "
-			"impossible" : "");
-		return CV_CLI_EXIT_ERR;
-	}
 	cv_cli_fmt_bytes(r.bytes, sz, sizeof(sz));
 	printf("tenant %llu: checkpointed to %s: %s in %.1f ms (%.2f GB/s)%s\n",
 	       (unsigned long long)ck.tenant, o->out, sz, r.ns / 1e6,
@@ -413,7 +428,7 @@ static int run_restore(void *ctx, int argc, char **argv)
 	}
 	snprintf(what, sizeof(what), "restore of tenant %llu",
 		 (unsigned long long)id.tenant_id);
-	n = cv_cli_call_progress(path, CV_CTL_RESTORE, &rq, sizeof(rq), fd,
+	n = cv_cli_call_progress(path, CV_CTL_RESTORE, &rq, sizeof(rq), &fd, 1,
 				 buf, sizeof(buf), &status, what,
 				 id.tenant_id, WAIT_MS);
 	close(fd);

@@ -77,16 +77,16 @@ int cv_cli_call(int fd, uint16_t type, const void *p, uint32_t len, void *buf,
 		uint32_t size, int timeout_ms);
 
 /*
- * Sends one request (with fd unless it is -1) on a new connection to path
+ * Sends one request (with its nfds fds) on a new connection to path
  * and waits up to wait_ms for its reply, showing tenant id's progress on
  * a terminal ("what: 3.2 GiB of 8.0 GiB, 5.1 GB/s, 1 s left"). The
  * reply's payload length in buf, or -errno (transport, -ETIMEDOUT);
  * *status is the reply's status. (cli/ckpt.c)
  */
 int cv_cli_call_progress(const char *path, uint16_t type, const void *p,
-			 uint32_t len, int fd, void *buf, uint32_t size,
-			 int *status, const char *what, uint64_t id,
-			 int wait_ms);
+			 uint32_t len, const int *fds, int nfds, void *buf,
+			 uint32_t size, int *status, const char *what,
+			 uint64_t id, int wait_ms);
 
 /* A tenant ID: decimal, nonzero. 0 or -EINVAL. */
 int cv_cli_parse_id(const char *s, uint64_t *id);

@@ -442,7 +442,7 @@ static int run_migrate(void *ctx, int argc, char **argv)
 	}
 	snprintf(what, sizeof(what), "migration of tenant %llu",
 		 (unsigned long long)rq.tenant);
-	n = cv_cli_call_progress(path, CV_CTL_MIGRATE, &rq, sizeof(rq), -1,
+	n = cv_cli_call_progress(path, CV_CTL_MIGRATE, &rq, sizeof(rq), NULL, 0,
 				 reply, sizeof(reply), &status, what,
 				 rq.tenant, WAIT_MS);
 	if (n >= 0)

@@ -95,7 +95,7 @@ static int op_call(const char *path, const struct op_kind *k, int wait_ms,
 
 	snprintf(what, sizeof(what), "%s of tenant %llu", k->name,
 		 (unsigned long long)op->tenant);
-	n = cv_cli_call_progress(path, k->type, op, sizeof(*op), -1, buf,
+	n = cv_cli_call_progress(path, k->type, op, sizeof(*op), NULL, 0, buf,
 				 sizeof(buf), status, what, op->tenant,
 				 wait_ms);
 	if (n < 0)

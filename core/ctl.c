@@ -8,6 +8,7 @@
 
 #include <errno.h>
 #include <poll.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -36,6 +37,33 @@ int cv_ctl_hdr_check(const struct cv_ctl_hdr *hdr, size_t dgram_len)
 	if (hdr->len != dgram_len - sizeof(*hdr))
 		return -EBADMSG;
 	return (int)hdr->len;
+}
+
+int cv_ctl_ckpt_check(const struct cv_ctl_ckpt *ck, int nfds,
+		      const char **why)
+{
+	const char *n = ck->name;
+	size_t len = strnlen(n, sizeof(ck->name)), i;
+	bool named = ck->flags & CV_CKPT_NAME;
+
+	*why = NULL;
+	if (ck->flags & ~(CV_CKPT_STOP | CV_CKPT_NAME))
+		*why = "unknown checkpoint flags";
+	else if (ck->level < 0 || ck->level > CV_CKPT_LEVEL_MAX)
+		*why = "a compression level out of range";
+	else if (nfds != (named ? 2 : 1))
+		*why = "a checkpoint carries the image's fd, and with a name "
+		       "its directory's";
+	else if (len == sizeof(ck->name))
+		*why = "the image's name is not NUL-ended";
+	else if (named != (len > 0))
+		*why = "a name without CV_CKPT_NAME, or the flag without one";
+	else if (memchr(n, '/', len) || !strcmp(n, ".") || !strcmp(n, ".."))
+		*why = "the image's name is not one path component";
+	for (i = len; !*why && i < sizeof(ck->name); i++)
+		if (n[i])
+			*why = "bytes after the image's name";
+	return *why ? -EINVAL : 0;
 }
 
 int cv_ctl_send(int sock, uint16_t type, int32_t status, const void *payload,

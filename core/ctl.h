@@ -86,9 +86,11 @@ enum cv_ctl_type {
 	CV_CTL_W_SUSPEND = 35,
 	CV_CTL_W_RESUME = 36,
 	CV_CTL_W_EVICT = 37,
-	/* daemon -> worker. Payload cv_ctl_ckpt, one fd (the image). Reply
-	 * cv_ctl_op_r. With CV_CKPT_STOP the worker then becomes a holder
-	 * (state STOPPED): no GPU, only the guest's region and link. */
+	/* daemon -> worker. Payload cv_ctl_ckpt, one fd (the image), and
+	 * with CV_CKPT_NAME a second one (the directory to name it in).
+	 * Reply cv_ctl_op_r. With CV_CKPT_STOP the worker then becomes a
+	 * holder (state STOPPED): no GPU, only the guest's region and link;
+	 * a named image has its name before anything is released. */
 	CV_CTL_W_CHECKPOINT = 38,
 	/* daemon -> holder. No payload. Reply with two fds, [0] the region
 	 * memfd and [1] the worker's end of the link, for a restoring worker;
@@ -116,6 +118,12 @@ enum cv_ctl_type {
 };
 
 #define CV_CKPT_STOP 0x1u    /* cv_ctl_ckpt.flags */
+/* The image fd is an unnamed file (or one with a temporary name); once the
+ * image is complete and synced, the worker links it as cv_ctl_ckpt.name in
+ * the directory of the message's second fd, replacing what had that name.
+ * So the image gets its name whoever of the CLI and the daemon dies. */
+#define CV_CKPT_NAME 0x2u
+#define CV_CTL_FILE_LEN 256  /* a file name (one path component), NUL */
 #define CV_CKPT_LEVEL_MAX 19 /* zstd levels; 0: not compressed */
 
 #define CV_CTL_NAME_LEN 64
@@ -229,10 +237,12 @@ _Static_assert(sizeof(struct cv_ctl_w_stats_r) == 56, "w_stats_r");
 
 struct cv_ctl_ckpt {
 	uint64_t tenant;
-	uint32_t flags;     /* CV_CKPT_STOP */
+	uint32_t flags;     /* CV_CKPT_STOP, CV_CKPT_NAME */
 	int32_t level;      /* 0..CV_CKPT_LEVEL_MAX */
+	char name[CV_CTL_FILE_LEN]; /* CV_CKPT_NAME: the image's name, else
+				       all zero */
 };
-_Static_assert(sizeof(struct cv_ctl_ckpt) == 16, "ckpt");
+_Static_assert(sizeof(struct cv_ctl_ckpt) == 272, "ckpt");
 
 struct cv_ctl_restore {
 	int32_t gpu;        /* -1: the GPU it was on */
@@ -366,6 +376,16 @@ int cv_ctl_recv(int sock, struct cv_ctl_hdr *hdr, void *buf, uint32_t bufsize,
  * No I/O: the decoders and their fuzzers call it directly.
  */
 int cv_ctl_hdr_check(const struct cv_ctl_hdr *hdr, size_t dgram_len);
+
+/*
+ * Checks a CHECKPOINT / W_CHECKPOINT payload that came with nfds fds:
+ * known flags, a level in range, and with CV_CKPT_NAME two fds and a name
+ * that is one path component ("." and ".." refused, NUL-ended, nothing
+ * after the NUL), else one fd and an all-zero name. 0 or -EINVAL with *why
+ * set (a static string). No I/O.
+ */
+int cv_ctl_ckpt_check(const struct cv_ctl_ckpt *ck, int nfds,
+		      const char **why);
 
 /*
  * The default control socket path: $CUVISOR_SOCKET if set, else

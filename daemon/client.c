@@ -363,10 +363,10 @@ static void handle_shutdown(struct cv_d *d, struct cv_d_client *c)
 	cv_d_stop(d, why);
 }
 
-/* fd: the request's one fd (CHECKPOINT, RESTORE) or -1; set to -1 when
- * the handler keeps it. */
+/* fds: the request's nfds fds (CHECKPOINT, RESTORE), as decoding
+ * checked; one set to -1 is the handler's now. */
 static void dispatch(struct cv_d *d, struct cv_d_client *c,
-		     const struct cv_d_msg *m, int *fd)
+		     const struct cv_d_msg *m, int *fds, int nfds)
 {
 	switch (m->type) {
 	case CV_CTL_ATTACH:
@@ -390,11 +390,11 @@ static void dispatch(struct cv_d *d, struct cv_d_client *c,
 		cv_d_op_request(d, c, m->type, &m->u.op);
 		break;
 	case CV_CTL_CHECKPOINT:
-		cv_d_checkpoint_request(d, c, &m->u.ckpt, *fd);
+		cv_d_checkpoint_request(d, c, &m->u.ckpt, fds, nfds);
 		break;
 	case CV_CTL_RESTORE:
-		cv_d_restore_request(d, c, &m->u.restore, *fd);
-		*fd = -1; /* its own now */
+		cv_d_restore_request(d, c, &m->u.restore, fds[0]);
+		fds[0] = -1; /* its own now */
 		break;
 	case CV_CTL_W_HELLO:
 		cv_d_adopt(d, c, &m->u.hello);
@@ -435,7 +435,7 @@ void cv_d_client_input(struct cv_d *d, struct cv_d_client *c)
 			(unsigned)c->uid, h.type, r, why);
 		cv_d_client_kill(d, c);
 	} else {
-		dispatch(d, c, &m, nfds ? &fds[0] : &(int){ -1 });
+		dispatch(d, c, &m, fds, nfds);
 	}
 	for (i = 0; i < nfds; i++)
 		if (fds[i] >= 0)

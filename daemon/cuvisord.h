@@ -336,10 +336,11 @@ bool cv_d_privileged(uid_t uid);
 /* A client's decoded SUSPEND/RESUME/EVICT: forwarded or refused. */
 void cv_d_op_request(struct cv_d *d, struct cv_d_client *c, uint16_t type,
 		     const struct cv_ctl_tenant_op *op);
-/* A client's CHECKPOINT: forwarded with the image fd (still the
- * caller's to close) or refused. */
+/* A client's CHECKPOINT: forwarded with its fds (the image, and with
+ * CV_CKPT_NAME its directory; still the caller's to close) or refused. */
 void cv_d_checkpoint_request(struct cv_d *d, struct cv_d_client *c,
-			     const struct cv_ctl_ckpt *ck, int fd);
+			     const struct cv_ctl_ckpt *ck, const int *fds,
+			     int nfds);
 /* The worker's reply to the pending operation; -EPROTO if there is none
  * of that type (the caller treats the worker as broken). */
 int cv_d_op_reply(struct cv_d *d, struct cv_d_tenant *t,

@@ -46,12 +46,12 @@ static int decode_client(const struct cv_ctl_hdr *hdr, const void *payload,
 {
 	struct cv_ctl_attach a;
 
-	bool one_fd = hdr->type == CV_CTL_CHECKPOINT ||
-		      hdr->type == CV_CTL_RESTORE;
-
-	if (nfds != (one_fd ? 1 : 0))
-		BAD(one_fd ? "CHECKPOINT and RESTORE carry exactly one fd" :
-			     "a request carries file descriptors");
+	/* CHECKPOINT's fds are checked with its payload. */
+	if (hdr->type == CV_CTL_RESTORE && nfds != 1)
+		BAD("RESTORE carries exactly one fd");
+	if (hdr->type != CV_CTL_RESTORE && hdr->type != CV_CTL_CHECKPOINT &&
+	    nfds)
+		BAD("a request carries file descriptors");
 	if (hdr->status)
 		BAD("a request has a nonzero status");
 	switch (hdr->type) {
@@ -87,10 +87,7 @@ static int decode_client(const struct cv_ctl_hdr *hdr, const void *payload,
 		if (len != sizeof(m->u.ckpt))
 			BAD("CHECKPOINT payload has the wrong length");
 		memcpy(&m->u.ckpt, payload, sizeof(m->u.ckpt));
-		if ((m->u.ckpt.flags & ~CV_CKPT_STOP) || m->u.ckpt.level < 0 ||
-		    m->u.ckpt.level > CV_CKPT_LEVEL_MAX)
-			BAD("CHECKPOINT has unknown flags or a bad level");
-		return 0;
+		return cv_ctl_ckpt_check(&m->u.ckpt, nfds, why) ? -EBADMSG : 0;
 	case CV_CTL_RESTORE:
 		if (len != sizeof(m->u.restore))
 			BAD("RESTORE payload has the wrong length");

@@ -129,14 +129,14 @@ static int admit(struct cv_d *d, uint16_t type, uint64_t tenant,
 
 /* Sends the worker its message; the operation is pending on success. */
 static int forward(struct cv_d *d, struct cv_d_tenant *t, uint16_t type,
-		   const void *p, uint32_t len, int fd, char *why, size_t size)
+		   const void *p, uint32_t len, const int *fds, int nfds,
+		   char *why, size_t size)
 {
 	uint16_t wtype = cv_d_op_to_worker(type);
 	uint64_t now = cv_now_ns(), s = d->cfg.op_timeout_s;
 	int r;
 
-	r = cv_ctl_send(t->ctl_fd, wtype, 0, p, len, fd >= 0 ? &fd : NULL,
-			fd >= 0);
+	r = cv_ctl_send(t->ctl_fd, wtype, 0, p, len, fds, nfds);
 	if (r == -EAGAIN) {
 		snprintf(why, size, "the worker does not read its control "
 			 "socket");
@@ -158,10 +158,10 @@ static int forward(struct cv_d *d, struct cv_d_tenant *t, uint16_t type,
 }
 
 /* Admits and forwards SUSPEND, RESUME, EVICT (op) or CHECKPOINT (ck,
- * with the image's fd, which stays the caller's). */
+ * with its nfds fds, which stay the caller's). */
 static void request(struct cv_d *d, struct cv_d_client *c, uint16_t type,
 		    const struct cv_ctl_tenant_op *op,
-		    const struct cv_ctl_ckpt *ck, int fd)
+		    const struct cv_ctl_ckpt *ck, const int *fds, int nfds)
 {
 	uint64_t tenant = op ? op->tenant : ck->tenant;
 	struct cv_ctl_tenant_op w;
@@ -189,9 +189,11 @@ static void request(struct cv_d *d, struct cv_d_client *c, uint16_t type,
 		/* The tenant's own GPU and -1 mean the same: where it is. */
 		w = *op;
 		w.gpu = -1;
-		r = forward(d, t, type, &w, sizeof(w), -1, why, sizeof(why));
+		r = forward(d, t, type, &w, sizeof(w), NULL, 0, why,
+			    sizeof(why));
 	} else if (r == 0) {
-		r = forward(d, t, type, ck, sizeof(*ck), fd, why, sizeof(why));
+		r = forward(d, t, type, ck, sizeof(*ck), fds, nfds, why,
+			    sizeof(why));
 	}
 	if (r < 0) {
 		cv_info("tenant %llu: %s from pid %d refused: %s (%s)",
@@ -210,13 +212,14 @@ static void request(struct cv_d *d, struct cv_d_client *c, uint16_t type,
 void cv_d_op_request(struct cv_d *d, struct cv_d_client *c, uint16_t type,
 		     const struct cv_ctl_tenant_op *op)
 {
-	request(d, c, type, op, NULL, -1);
+	request(d, c, type, op, NULL, NULL, 0);
 }
 
 void cv_d_checkpoint_request(struct cv_d *d, struct cv_d_client *c,
-			     const struct cv_ctl_ckpt *ck, int fd)
+			     const struct cv_ctl_ckpt *ck, const int *fds,
+			     int nfds)
 {
-	request(d, c, CV_CTL_CHECKPOINT, NULL, ck, fd);
+	request(d, c, CV_CTL_CHECKPOINT, NULL, ck, fds, nfds);
 }
 
 /* The operation is over: nobody waits any more. */

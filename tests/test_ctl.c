@@ -390,6 +390,49 @@ static void test_decode_client(void)
 	      0);
 }
 
+/* CHECKPOINT: the image's name is one path component, with its flag and
+ * the directory's fd, or nothing at all. */
+static void test_decode_checkpoint(void)
+{
+	struct cv_ctl_ckpt ck = { .tenant = 3, .flags = CV_CKPT_STOP };
+	struct cv_d_msg m;
+	const char *why;
+
+	CHECK(decode(CV_D_PEER_CLIENT, CV_CTL_CHECKPOINT, 0, &ck, sizeof(ck),
+		     1, &m) == 0 && m.u.ckpt.tenant == 3);
+	CHECK(decode(CV_D_PEER_CLIENT, CV_CTL_CHECKPOINT, 0, &ck, sizeof(ck),
+		     0, &m) < 0);
+	CHECK(decode(CV_D_PEER_CLIENT, CV_CTL_CHECKPOINT, 0, &ck, sizeof(ck),
+		     2, &m) < 0);
+	CHECK(decode(CV_D_PEER_CLIENT, CV_CTL_CHECKPOINT, 0, &ck, 16, 1, &m)
+	      < 0);
+	ck.flags |= CV_CKPT_NAME;
+	CHECK(cv_ctl_ckpt_check(&ck, 2, &why) == -EINVAL); /* no name */
+	strcpy(ck.name, "img.cvimg");
+	CHECK(decode(CV_D_PEER_CLIENT, CV_CTL_CHECKPOINT, 0, &ck, sizeof(ck),
+		     2, &m) == 0 && !strcmp(m.u.ckpt.name, "img.cvimg"));
+	CHECK(cv_ctl_ckpt_check(&ck, 1, &why) == -EINVAL);
+	strcpy(ck.name, "../img");
+	CHECK(cv_ctl_ckpt_check(&ck, 2, &why) == -EINVAL);
+	strcpy(ck.name, "..");
+	CHECK(cv_ctl_ckpt_check(&ck, 2, &why) == -EINVAL);
+	strcpy(ck.name, "a");
+	ck.name[5] = 'x'; /* bytes after the NUL */
+	CHECK(cv_ctl_ckpt_check(&ck, 2, &why) == -EINVAL);
+	memset(ck.name, 'a', sizeof(ck.name)); /* no NUL */
+	CHECK(cv_ctl_ckpt_check(&ck, 2, &why) == -EINVAL);
+	memset(ck.name, 0, sizeof(ck.name));
+	strcpy(ck.name, "a");
+	ck.flags &= ~CV_CKPT_NAME; /* a name without the flag */
+	CHECK(cv_ctl_ckpt_check(&ck, 1, &why) == -EINVAL && why);
+	ck.flags = 0x80;
+	memset(ck.name, 0, sizeof(ck.name));
+	CHECK(cv_ctl_ckpt_check(&ck, 1, &why) == -EINVAL);
+	ck.flags = 0;
+	ck.level = CV_CKPT_LEVEL_MAX + 1;
+	CHECK(cv_ctl_ckpt_check(&ck, 1, &why) == -EINVAL);
+}
+
 static void test_decode_worker(void)
 {
 	struct cv_ctl_ready r = { .status = 0 };
@@ -551,6 +594,7 @@ int main(void)
 	test_paths();
 	test_sizes();
 	test_decode_client();
+	test_decode_checkpoint();
 	test_decode_worker();
 	test_admit();
 	test_probe();

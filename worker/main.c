@@ -385,6 +385,8 @@ struct op_args {
 	struct cv_ctl_migrate mig;
 	int fd;                 /* W_CHECKPOINT: the image; W_MIGRATE: the
 				   stream to the destination */
+	int dir_fd;             /* W_CHECKPOINT with CV_CKPT_NAME: where to
+				   name the image; else -1 */
 };
 
 static pthread_mutex_t op_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -398,8 +400,37 @@ static const char *op_name(uint16_t type)
 	       type == CV_CTL_W_MIGRATE ? "migration" : "resume";
 }
 
-/* Suspend (if not already), write the image, then leave the tenant as it
- * was, or (STOP) release everything and become a holder. */
+/*
+ * Gives the complete image fd the name `name` in directory dir_fd,
+ * replacing whatever had that name (a symbolic link too: it is replaced,
+ * never followed). Through a temporary name, so the name holds either the
+ * old file or the whole image. The directory came from the CLI, opened
+ * with its user's rights; only the daemon's own user and root may ask for
+ * a checkpoint (daemon/ops.c), so we act for no one with fewer rights
+ * than ours. 0 or -errno.
+ */
+static int name_image(int fd, int dir_fd, const char *name)
+{
+	char proc[32], tmp[CV_CTL_FILE_LEN + 48];
+	int rc = 0;
+
+	snprintf(proc, sizeof(proc), "/proc/self/fd/%d", fd);
+	snprintf(tmp, sizeof(tmp), ".%.200s.cuvisor-%d", name, (int)getpid());
+	unlinkat(dir_fd, tmp, 0);
+	if (linkat(AT_FDCWD, proc, dir_fd, tmp, AT_SYMLINK_FOLLOW))
+		return -errno;
+	if (renameat(dir_fd, tmp, dir_fd, name)) {
+		rc = -errno;
+		unlinkat(dir_fd, tmp, 0);
+	}
+	/* The new name is durable before the tenant's GPU state goes. */
+	if (!rc && fsync(dir_fd) && errno != EINVAL && errno != EBADF)
+		rc = -errno;
+	return rc;
+}
+
+/* Suspend (if not already), write the image (and name it), then leave the
+ * tenant as it was, or (STOP) release everything and become a holder. */
 static int checkpoint(struct op_args *a, uint64_t *bytes, bool *stop)
 {
 	struct cv_vgpu *v = a->w->v;
@@ -413,6 +444,13 @@ static int checkpoint(struct op_args *a, uint64_t *bytes, bool *stop)
 	rc = cv_vgpu_suspend(v);
 	if (!rc)
 		rc = cv_vgpu_checkpoint(v, a->fd, a->ck.level, 0, bytes);
+	if (!rc && a->dir_fd >= 0) {
+		rc = name_image(a->fd, a->dir_fd, a->ck.name);
+		if (rc)
+			cv_warn("tenant %llu: cannot name the image \"%s\": "
+				"%s", (unsigned long long)a->w->tenant,
+				a->ck.name, strerror(-rc));
+	}
 	*stop = !rc && (a->ck.flags & CV_CKPT_STOP);
 	if (!*stop && !was_stopped)
 		cv_vgpu_resume(v, &dummy);
@@ -467,6 +505,8 @@ static void *op_main(void *arg)
 	} else if (a.type == CV_CTL_W_CHECKPOINT) {
 		rc = checkpoint(&a, &r.bytes, &stop);
 		close(a.fd);
+		if (a.dir_fd >= 0)
+			close(a.dir_fd);
 	} else {
 		rc = cv_vgpu_suspend(v);
 		if (!rc && a.type == CV_CTL_W_EVICT)
@@ -507,15 +547,13 @@ static int op_check(struct wstate *w, uint16_t type, const void *p, int n,
 		    int nfds, struct op_args *a)
 {
 	struct cv_ctl_tenant_op op;
+	const char *why;
 
 	if (type == CV_CTL_W_CHECKPOINT) {
-		if (n != (int)sizeof(a->ck) || nfds != 1)
+		if (n != (int)sizeof(a->ck))
 			return -EINVAL;
 		memcpy(&a->ck, p, sizeof(a->ck));
-		if ((a->ck.flags & ~CV_CKPT_STOP) || a->ck.level < 0 ||
-		    a->ck.level > CV_CKPT_LEVEL_MAX)
-			return -EINVAL;
-		return 0;
+		return cv_ctl_ckpt_check(&a->ck, nfds, &why);
 	}
 	if (type == CV_CTL_W_MIGRATE) {
 		if (n != (int)sizeof(a->mig) || nfds != 1)
@@ -547,7 +585,7 @@ static void start_op(struct wstate *w, uint16_t type, const void *p, int n,
 	pthread_attr_t at;
 	pthread_t th;
 	bool took = false;
-	int rc = a ? 0 : -ENOMEM;
+	int rc = a ? 0 : -ENOMEM, i;
 
 	if (!rc)
 		rc = op_check(w, type, p, n, nfds, a);
@@ -561,17 +599,18 @@ static void start_op(struct wstate *w, uint16_t type, const void *p, int n,
 		a->w = w;
 		a->type = type;
 		a->fd = nfds ? fds[0] : -1;
+		a->dir_fd = nfds > 1 ? fds[1] : -1;
 		pthread_attr_init(&at);
 		pthread_attr_setdetachstate(&at, PTHREAD_CREATE_DETACHED);
 		if (pthread_create(&th, &at, op_main, a))
 			rc = -EAGAIN;
 		pthread_attr_destroy(&at);
 		if (!rc)
-			return; /* the thread owns a and the fd */
+			return; /* the thread owns a and the fds */
 	}
 	free(a);
-	if (nfds)
-		close(fds[0]);
+	for (i = 0; i < nfds; i++)
+		close(fds[i]);
 	if (took) {
 		pthread_mutex_lock(&op_lock);
 		op_busy = false;
