@@ -43,8 +43,8 @@ static const struct op_kind kinds[] = {
 	{ CV_CTL_RESUME, "resume", OP_WAIT_MS,
 	  1u << CV_STATE_SUSPENDED | 1u << CV_STATE_EVICTED |
 		  1u << CV_STATE_STOPPED,
-	  "only a suspended or evicted tenant (or one stopped by a move "
-	  "that failed) can be resumed" },
+	  "only a suspended or evicted tenant (or one stopped in a move) "
+	  "can be resumed" },
 	{ CV_CTL_EVICT, "evict", EVICT_WAIT_MS,
 	  1u << CV_STATE_RUNNING | 1u << CV_STATE_SUSPENDED,
 	  "only a running or suspended tenant can be evicted" },
@@ -177,6 +177,11 @@ static void print_error(const char *path, const struct op_kind *k,
 	case -EBUSY:
 	case -EALREADY:
 		print_busy(path, k, id);
+		break;
+	case -ENODATA:
+		fprintf(stderr, "cuvisor %s: tenant %llu is stopped by a "
+			"checkpoint: bring it back from its image with `cuvisor "
+			"restore FILE`\n", c, t);
 		break;
 	case -ETIMEDOUT:
 		fprintf(stderr, "cuvisor %s: tenant %llu's worker did not "

@@ -39,7 +39,7 @@ int cv_ctl_hdr_check(const struct cv_ctl_hdr *hdr, size_t dgram_len)
 	return (int)hdr->len;
 }
 
-int cv_ctl_ckpt_check(const struct cv_ctl_ckpt *ck, int nfds,
+int cv_ctl_ckpt_check(const struct cv_ctl_ckpt *ck, int nfds, bool keep_ok,
 		      const char **why)
 {
 	const char *n = ck->name;
@@ -47,8 +47,11 @@ int cv_ctl_ckpt_check(const struct cv_ctl_ckpt *ck, int nfds,
 	bool named = ck->flags & CV_CKPT_NAME;
 
 	*why = NULL;
-	if (ck->flags & ~(CV_CKPT_STOP | CV_CKPT_NAME))
+	if (ck->flags & ~(CV_CKPT_STOP | CV_CKPT_NAME | CV_CKPT_KEEP))
 		*why = "unknown checkpoint flags";
+	else if ((ck->flags & CV_CKPT_KEEP) &&
+		 (!keep_ok || named || !(ck->flags & CV_CKPT_STOP)))
+		*why = "only the daemon's move keeps its image with the holder";
 	else if (ck->level < 0 || ck->level > CV_CKPT_LEVEL_MAX)
 		*why = "a compression level out of range";
 	else if (nfds != (named ? 2 : 1))

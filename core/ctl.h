@@ -13,6 +13,7 @@
 #ifndef CV_CTL_H
 #define CV_CTL_H
 
+#include <stdbool.h>
 #include <stdint.h>
 #include <sys/types.h>
 
@@ -97,8 +98,9 @@ enum cv_ctl_type {
 	 * the holder keeps its copies until W_STOP. */
 	CV_CTL_W_HANDOVER = 39,
 	/* worker -> daemon, first message on a connection it made to the
-	 * daemon's socket after its daemon went away. Payload cv_ctl_hello.
-	 * Reply cv_ctl_hello_r: the tenant id it goes by from now on. */
+	 * daemon's socket after its daemon went away. Payload cv_ctl_hello;
+	 * a holder of a move (CV_CKPT_KEEP) adds the image's fd. Reply
+	 * cv_ctl_hello_r: the tenant id it goes by from now on. */
 	CV_CTL_W_HELLO = 40,
 	/* daemon -> worker. Payload cv_ctl_migrate (tenant ignored, gpu the
 	 * destination's device ordinal) and one fd: the source's end of the
@@ -123,6 +125,10 @@ enum cv_ctl_type {
  * the directory of the message's second fd, replacing what had that name.
  * So the image gets its name whoever of the CLI and the daemon dies. */
 #define CV_CKPT_NAME 0x2u
+/* With CV_CKPT_STOP, a move's image in memory: the holder keeps the fd
+ * and hands it to a daemon that adopts it (with W_HELLO), so that a move
+ * whose daemon died can still be finished or undone by a RESUME. */
+#define CV_CKPT_KEEP 0x4u
 #define CV_CTL_FILE_LEN 256  /* a file name (one path component), NUL */
 #define CV_CKPT_LEVEL_MAX 19 /* zstd levels; 0: not compressed */
 
@@ -237,7 +243,7 @@ _Static_assert(sizeof(struct cv_ctl_w_stats_r) == 56, "w_stats_r");
 
 struct cv_ctl_ckpt {
 	uint64_t tenant;
-	uint32_t flags;     /* CV_CKPT_STOP, CV_CKPT_NAME */
+	uint32_t flags;     /* CV_CKPT_STOP, CV_CKPT_NAME, CV_CKPT_KEEP */
 	int32_t level;      /* 0..CV_CKPT_LEVEL_MAX */
 	char name[CV_CTL_FILE_LEN]; /* CV_CKPT_NAME: the image's name, else
 				       all zero */
@@ -379,12 +385,14 @@ int cv_ctl_hdr_check(const struct cv_ctl_hdr *hdr, size_t dgram_len);
 
 /*
  * Checks a CHECKPOINT / W_CHECKPOINT payload that came with nfds fds:
- * known flags, a level in range, and with CV_CKPT_NAME two fds and a name
+ * known flags (CV_CKPT_KEEP only with STOP and without NAME, and only
+ * from the daemon: keep_ok), a level in range, and with CV_CKPT_NAME two
+ * fds and a name
  * that is one path component ("." and ".." refused, NUL-ended, nothing
  * after the NUL), else one fd and an all-zero name. 0 or -EINVAL with *why
  * set (a static string). No I/O.
  */
-int cv_ctl_ckpt_check(const struct cv_ctl_ckpt *ck, int nfds,
+int cv_ctl_ckpt_check(const struct cv_ctl_ckpt *ck, int nfds, bool keep_ok,
 		      const char **why);
 
 /*

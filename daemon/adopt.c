@@ -60,8 +60,31 @@ static bool id_taken(const struct cv_d *d, uint64_t id)
 
 /* ---- adoption ------------------------------------------------------ */
 
+/*
+ * A live record of the tenant with this token whose worker is not pid.
+ * Two workers of one tenant meet a new daemon when the old one died during
+ * a migration: the source may say HELLO before its COMMIT and again until
+ * it exits, the destination (which waits for the guest's link, so for the
+ * COMMIT) after it. The second waits until the first's record is gone:
+ * nothing is adopted twice.
+ */
+static bool by_worker_token(const struct cv_d *d, const uint8_t *token,
+			    uint32_t pid)
+{
+	const struct cv_d_tenant *t;
+	int i;
+
+	for (i = 0; i < d->ntenants; i++) {
+		t = d->tenants[i];
+		if (!t->dead && !memcmp(t->token, token, sizeof(t->token)) &&
+		    (uint32_t)t->worker_pid != pid)
+			return true;
+	}
+	return false;
+}
+
 void cv_d_adopt(struct cv_d *d, struct cv_d_client *c,
-		const struct cv_ctl_hello *h)
+		const struct cv_ctl_hello *h, int image_fd)
 {
 	struct cv_ctl_hello_r r;
 	struct cv_d_tenant *t;
@@ -72,6 +95,8 @@ void cv_d_adopt(struct cv_d *d, struct cv_d_client *c,
 	/* Workers run as the daemon's user; the pid must be the peer's. */
 	if (c->uid != geteuid() || (uint32_t)c->pid != h->worker_pid)
 		err = -EPERM;
+	else if (by_worker_token(d, h->token, h->worker_pid))
+		err = -EAGAIN;
 	else if (d->stopping)
 		err = -ESHUTDOWN;
 	else if (gpu < 0)
@@ -81,12 +106,21 @@ void cv_d_adopt(struct cv_d *d, struct cv_d_client *c,
 	t = err ? NULL : cv_d_tenant_new();
 	if (!err && !t)
 		err = -ENOMEM;
-	if (err) {
+	if (err == -EAGAIN) {
+		/* It says HELLO again every 100 ms: no line each time. */
+		cv_dbg("W_HELLO of tenant %llu from worker pid %d deferred: "
+		       "another worker of it is still ours",
+		       (unsigned long long)h->tenant, (int)c->pid);
+	} else if (err) {
 		cv_warn("W_HELLO of tenant %llu from pid %d uid %u refused: %s",
 			(unsigned long long)h->tenant, (int)c->pid,
 			(unsigned)c->uid, strerror(-err));
+	}
+	if (err) {
 		cv_d_reply(d, c, CV_CTL_W_HELLO, err, NULL, 0);
 		cv_d_client_kill(d, c);
+		if (image_fd >= 0)
+			close(image_fd);
 		return;
 	}
 	/* Keep its id unless a tenant of ours got it meanwhile. */
@@ -110,8 +144,13 @@ void cv_d_adopt(struct cv_d *d, struct cv_d_client *c,
 			NULL, 0) < 0) {
 		free(t);
 		cv_d_client_kill(d, c);
+		if (image_fd >= 0)
+			close(image_fd);
 		return;
 	}
+	/* A move whose daemon died: `cuvisor resume ID [--gpu N]` restores
+	 * from the image its holder kept. */
+	t->move_fd = image_fd;
 	/* The connection is the tenant's now, not a client's. */
 	t->ctl_fd = c->fd;
 	c->fd = -1;
@@ -121,7 +160,9 @@ void cv_d_adopt(struct cv_d *d, struct cv_d_client *c,
 	cv_info("tenant %llu (\"%s\", pid %d): adopted worker pid %d on gpu %d "
 		"(%s)", (unsigned long long)t->id, t->name, (int)t->guest_pid,
 		(int)t->worker_pid, h->gpu,
-		t->state == CV_STATE_STOPPED ? "stopped" : "running");
+		t->state == CV_STATE_STOPPED ? t->move_fd >= 0 ?
+		"stopped in a move; its image is kept" : "stopped" :
+		"running");
 }
 
 /* ---- restore ------------------------------------------------------- */
@@ -261,7 +302,8 @@ void cv_d_restore_request(struct cv_d *d, struct cv_d_client *c,
 int cv_d_move(struct cv_d *d, struct cv_d_tenant *t, struct cv_d_client *c,
 	      int slot, char *why, size_t size)
 {
-	struct cv_ctl_ckpt ck = { .tenant = t->id, .flags = CV_CKPT_STOP };
+	struct cv_ctl_ckpt ck = { .tenant = t->id,
+				  .flags = CV_CKPT_STOP | CV_CKPT_KEEP };
 	uint64_t now = cv_now_ns();
 	int fd, r;
 

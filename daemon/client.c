@@ -397,7 +397,9 @@ static void dispatch(struct cv_d *d, struct cv_d_client *c,
 		fds[0] = -1; /* its own now */
 		break;
 	case CV_CTL_W_HELLO:
-		cv_d_adopt(d, c, &m->u.hello);
+		cv_d_adopt(d, c, &m->u.hello, nfds ? fds[0] : -1);
+		if (nfds)
+			fds[0] = -1; /* its own now */
 		break;
 	case CV_CTL_MIGRATE:
 		cv_d_migrate_request(d, c, &m->u.migrate);

@@ -264,6 +264,8 @@ struct cv_d {
 	int sig_fd;
 	dev_t sock_dev;          /* our socket file, to remove only ours */
 	ino_t sock_ino;
+	dev_t pid_dev;           /* our pidfile, likewise */
+	ino_t pid_ino;
 	struct cv_d_client *clients[CV_D_MAX_CLIENTS];
 	int nclients;
 	struct cv_d_tenant *tenants[CV_D_MAX_TENANTS];
@@ -310,7 +312,9 @@ int cv_d_peer_start(struct cv_d *d);
 /* sock.c */
 int cv_d_listen(struct cv_d *d);
 void cv_d_unlink_socket(struct cv_d *d);
-int cv_d_write_pidfile(const char *path);
+int cv_d_write_pidfile(struct cv_d *d);
+/* Removes the pidfile if it is still the one we wrote. */
+void cv_d_unlink_pidfile(struct cv_d *d);
 
 /* probe.c: fills d->gpus and d->backend from the worker's --probe. */
 int cv_d_probe(struct cv_d *d);
@@ -355,9 +359,10 @@ uint64_t cv_d_op_next_deadline(const struct cv_d *d);
 
 /* adopt.c: workers that outlived their daemon, and restores */
 /* A W_HELLO on a client connection: the client becomes the tenant's
- * control connection, or is refused and dropped. */
+ * control connection, or is refused and dropped. image_fd: a move's image
+ * that a holder kept (ours from now on), or -1. */
 void cv_d_adopt(struct cv_d *d, struct cv_d_client *c,
-		const struct cv_ctl_hello *h);
+		const struct cv_ctl_hello *h, int image_fd);
 /* A client's RESTORE with the image's fd (ours from now on). */
 void cv_d_restore_request(struct cv_d *d, struct cv_d_client *c,
 			  const struct cv_ctl_restore *r, int fd);

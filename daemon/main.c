@@ -804,8 +804,7 @@ static void finish(struct cv_d *d)
 
 	kill_stragglers(d);
 	cv_d_unlink_socket(d);
-	if (d->cfg.pidfile[0])
-		unlink(d->cfg.pidfile);
+	cv_d_unlink_pidfile(d);
 	for (i = 0; i < d->nclients; i++) {
 		if (!d->clients[i]->dead && d->clients[i]->shutdown_pending)
 			cv_ctl_send(d->clients[i]->fd,
@@ -848,7 +847,7 @@ int main(int argc, char **argv)
 		cv_d_unlink_socket(&d);
 		return 1;
 	}
-	if (d.cfg.pidfile[0] && cv_d_write_pidfile(d.cfg.pidfile) < 0) {
+	if (d.cfg.pidfile[0] && cv_d_write_pidfile(&d) < 0) {
 		cv_d_unlink_socket(&d);
 		return 1;
 	}

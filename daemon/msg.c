@@ -49,8 +49,10 @@ static int decode_client(const struct cv_ctl_hdr *hdr, const void *payload,
 	/* CHECKPOINT's fds are checked with its payload. */
 	if (hdr->type == CV_CTL_RESTORE && nfds != 1)
 		BAD("RESTORE carries exactly one fd");
+	if (hdr->type == CV_CTL_W_HELLO && nfds > 1)
+		BAD("W_HELLO carries at most a move's image");
 	if (hdr->type != CV_CTL_RESTORE && hdr->type != CV_CTL_CHECKPOINT &&
-	    nfds)
+	    hdr->type != CV_CTL_W_HELLO && nfds)
 		BAD("a request carries file descriptors");
 	if (hdr->status)
 		BAD("a request has a nonzero status");
@@ -87,7 +89,8 @@ static int decode_client(const struct cv_ctl_hdr *hdr, const void *payload,
 		if (len != sizeof(m->u.ckpt))
 			BAD("CHECKPOINT payload has the wrong length");
 		memcpy(&m->u.ckpt, payload, sizeof(m->u.ckpt));
-		return cv_ctl_ckpt_check(&m->u.ckpt, nfds, why) ? -EBADMSG : 0;
+		return cv_ctl_ckpt_check(&m->u.ckpt, nfds, false, why) ?
+		       -EBADMSG : 0;
 	case CV_CTL_RESTORE:
 		if (len != sizeof(m->u.restore))
 			BAD("RESTORE payload has the wrong length");
@@ -128,6 +131,8 @@ static int decode_client(const struct cv_ctl_hdr *hdr, const void *payload,
 		if (m->u.hello.gpu < 0 || m->u.hello.gpu >= 65536 ||
 		    !m->u.hello.quota || !m->u.hello.tenant)
 			BAD("W_HELLO has a bad gpu, quota or tenant");
+		if (nfds && m->u.hello.state != CV_STATE_STOPPED)
+			BAD("W_HELLO with an image from a worker not stopped");
 		return 0;
 	default:
 		BAD("unknown request type");

@@ -114,11 +114,20 @@ static int admit(struct cv_d *d, uint16_t type, uint64_t tenant,
 		return -EBUSY;
 	}
 	/* A stopped tenant whose image we hold (a move that failed at the
-	 * restore) may be resumed: the restore is tried again. */
+	 * restore, or whose daemon died) may be resumed: the restore is
+	 * tried again. One whose image is a file is restored from it. */
 	if (type == CV_CTL_RESUME && t->state == CV_STATE_STOPPED &&
-	    t->move_fd >= 0 && t->ctl_fd >= 0 && !t->restore_client)
+	    t->ctl_fd >= 0 && t->restore_client) {
+		snprintf(why, size, "a restore of it is in progress");
+		r = -EBUSY;
+	} else if (type == CV_CTL_RESUME && t->state == CV_STATE_STOPPED &&
+		   t->move_fd >= 0 && t->ctl_fd >= 0)
 		r = 0;
-	else
+	else if (type == CV_CTL_RESUME && t->state == CV_STATE_STOPPED) {
+		snprintf(why, size, "it is stopped and its image is a file: "
+			 "cuvisor restore FILE");
+		r = -ENODATA;
+	} else
 		r = state_allows(t, type, why, size);
 	if (r == 0 && type == CV_CTL_RESUME && op)
 		r = gpu_allows(d, t, op->gpu, slot, why, size);
@@ -278,6 +287,8 @@ static void log_result(const struct cv_d_tenant *t, uint16_t wtype,
 			strerror(-m->status), late);
 }
 
+/* An adopted worker may also answer an operation that the daemon before
+ * us asked for; its state is taken from the answer. */
 int cv_d_op_reply(struct cv_d *d, struct cv_d_tenant *t,
 		  const struct cv_d_msg *m)
 {
@@ -285,6 +296,14 @@ int cv_d_op_reply(struct cv_d *d, struct cv_d_tenant *t,
 	bool has = m->len == sizeof(m->u.op_r);
 	struct cv_d_client *c = t->op_client;
 
+	if (!t->op && t->adopted) {
+		/* Asked of the daemon before us, which died before the
+		 * answer: the worker finished it for nobody. */
+		if (has)
+			t->state = m->u.op_r.state;
+		log_result(t, wtype, m, has);
+		return 0;
+	}
 	if (!t->op || t->op != wtype)
 		return -EPROTO;
 	if (wtype == CV_CTL_W_CHECKPOINT && t->moving) {

@@ -153,23 +153,47 @@ void cv_d_unlink_socket(struct cv_d *d)
 		unlink(d->cfg.socket);
 }
 
-int cv_d_write_pidfile(const char *path)
+/*
+ * Writes our pid to cfg.pidfile through a new file renamed into place, and
+ * notes that file's identity: at exit we remove it only if it is still
+ * ours, not a successor's that started while we stopped.
+ */
+int cv_d_write_pidfile(struct cv_d *d)
 {
-	char buf[32];
+	const char *path = d->cfg.pidfile;
+	char buf[32], tmp[sizeof(d->cfg.pidfile) + 32];
+	struct stat st;
 	int fd, n, r = 0;
 
-	fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW,
+	snprintf(tmp, sizeof(tmp), "%s.%d", path, (int)getpid());
+	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW,
 		  0644);
 	if (fd < 0) {
 		r = -errno;
-		cv_err("cannot write pidfile %s: %s", path, strerror(-r));
+		cv_err("cannot write pidfile %s: %s", tmp, strerror(-r));
 		return r;
 	}
 	n = snprintf(buf, sizeof(buf), "%d\n", (int)getpid());
-	if (write(fd, buf, (size_t)n) != n) {
+	if (write(fd, buf, (size_t)n) != n || fstat(fd, &st) < 0)
 		r = -EIO;
-		cv_err("cannot write pidfile %s", path);
-	}
 	close(fd);
-	return r;
+	if (!r && rename(tmp, path) < 0)
+		r = -errno;
+	if (r) {
+		cv_err("cannot write pidfile %s: %s", path, strerror(-r));
+		unlink(tmp);
+		return r;
+	}
+	d->pid_dev = st.st_dev;
+	d->pid_ino = st.st_ino;
+	return 0;
+}
+
+void cv_d_unlink_pidfile(struct cv_d *d)
+{
+	struct stat st;
+
+	if (d->cfg.pidfile[0] && lstat(d->cfg.pidfile, &st) == 0 &&
+	    st.st_dev == d->pid_dev && st.st_ino == d->pid_ino)
+		unlink(d->cfg.pidfile);
 }

@@ -294,6 +294,23 @@ static void fail_start(struct cv_d *d, struct cv_d_tenant *t, int status)
 	t->state = CV_STATE_LOST;
 }
 
+/*
+ * An adopted worker is gone (its control connection closed, or we closed
+ * it): not our child, so no SIGCHLD will say it ended and no reap will
+ * sweep its record. Its record goes now, and with it its share of the
+ * GPU's accounting.
+ */
+static void adopted_gone(struct cv_d *d, struct cv_d_tenant *t)
+{
+	cv_d_tenant_close_ctl(d, t);
+	t->state = CV_STATE_LOST;
+	t->dead = true;
+	if (!t->remote[0]) {
+		d->gpus[t->gpu].ntenants--;
+		d->gpus[t->gpu].quota_sum -= t->quota;
+	}
+}
+
 /* The worker broke the protocol: it is of no further use. */
 static void worker_broken(struct cv_d *d, struct cv_d_tenant *t,
 			  const char *why)
@@ -302,11 +319,15 @@ static void worker_broken(struct cv_d *d, struct cv_d_tenant *t,
 		(unsigned long long)t->id, (int)t->worker_pid, why);
 	if (t->state == CV_STATE_STARTING)
 		fail_start(d, t, -EIO);
-	cv_d_tenant_close_ctl(d, t);
-	t->state = CV_STATE_LOST;
 	/* Once reaped, the pid may belong to someone else. */
 	if (!t->dead)
 		kill(t->worker_pid, SIGKILL);
+	if (t->adopted && !t->dead) {
+		adopted_gone(d, t);
+		return;
+	}
+	cv_d_tenant_close_ctl(d, t);
+	t->state = CV_STATE_LOST;
 }
 
 static void on_ready(struct cv_d *d, struct cv_d_tenant *t,
@@ -402,16 +423,9 @@ void cv_d_tenant_hup(struct cv_d *d, struct cv_d_tenant *t)
 		cv_d_restore_abort(d, t, -EIO, "the stopped tenant's holder "
 				   "went away");
 	if (t->adopted && !t->dead) {
-		/* Not our child: no SIGCHLD will say it ended. */
 		cv_info("tenant %llu (\"%s\"): worker pid %d went away",
 			(unsigned long long)t->id, t->name, (int)t->worker_pid);
-		cv_d_tenant_close_ctl(d, t);
-		t->state = CV_STATE_LOST;
-		t->dead = true;
-		if (!t->remote[0]) {
-			d->gpus[t->gpu].ntenants--;
-			d->gpus[t->gpu].quota_sum -= t->quota;
-		}
+		adopted_gone(d, t);
 		return;
 	}
 	if (t->state == CV_STATE_STARTING) {

@@ -523,16 +523,19 @@ static CUresult memset_any(CUdeviceptr dst, size_t pitch, uint32_t value,
 	struct cv_memset m = { .dst = dst, .pitch = pitch, .width = w,
 			       .height = h, .value = value, .elem = elem };
 	enum cv_mkind k;
-	uint64_t span;
+	uint64_t span, row;
 	int rc = cv_ctx_check();
 
 	if (rc)
 		return rc;
 	if (!w || !h)
 		return CUDA_SUCCESS;
-	if ((dst % elem) || (h > 1 && pitch < w * elem) ||
+	/* Every product checked: a count of 2^62 + 1 words is no 4 bytes. */
+	if ((dst % elem) ||
+	    __builtin_mul_overflow((uint64_t)w, (uint64_t)elem, &row) ||
+	    (h > 1 && pitch < row) ||
 	    __builtin_mul_overflow((uint64_t)(h - 1), (uint64_t)pitch, &span) ||
-	    __builtin_add_overflow(span, (uint64_t)w * elem, &span))
+	    __builtin_add_overflow(span, row, &span))
 		return CUDA_ERROR_INVALID_VALUE;
 	if ((rc = cv_mem_classify(dst, span, &k)))
 		return rc;

@@ -119,6 +119,7 @@ ck_images() {
 	cp "$img" "$CK_DIR/obj.img" && "$TB/img_tool" flip "$CK_DIR/obj.img" 2
 	ck_run refused-corrupted-objects 1 "corrupt|checksum" restore "$CK_DIR/obj.img"
 	ck_run refused-stale-image 1 "not its latest image" restore "$old"
+	ck_run resume-stopped-says-restore 1 "stopped by a checkpoint.*cuvisor restore FILE" resume "$CK_ID"
 	ck_state_is still-stopped stopped
 
 	# the daemon restarts: the stopped tenant is adopted, then restored

@@ -46,6 +46,10 @@
 #            destination killed, the stream cut or corrupted (the tenant
 #            runs on), refusals; on the cuda backend a cuBLAS loop
 #            migrated mid-run gives the digest of an unmigrated run
+#   survive  tests/survive.sh: the kill matrix: the CLI or the daemon
+#            killed (SIGTERM, SIGKILL) while a checkpoint --stop or an
+#            evict is under way; the tenant is recovered (restore,
+#            resume) and every page is right
 #   peer     tests/remote.sh: the TCP link between two daemons (loopback):
 #            authentication, a wrong key, a key file others may read,
 #            bytes that are no HELLO
@@ -69,7 +73,7 @@ cd "$(dirname "$0")/.." || exit 2
 O=${O:-build}
 MAKE=${MAKE:-make}
 BACKEND=host
-ONLY=unit,e2e,kill,garbage,san,fuzz,rt,ops,crowd,ckpt,mig,peer,netns,rloop
+ONLY=unit,e2e,kill,garbage,san,fuzz,rt,ops,crowd,ckpt,mig,survive,peer,netns,rloop
 KEEP=0
 MEM=1G
 MEM_BYTES=1073741824
@@ -869,6 +873,7 @@ want ckpt && run_ckpt
 # shellcheck source=tests/migrate.sh
 . "$ROOT/tests/migrate.sh"
 want mig && run_mig
+want survive && run_survive
 # shellcheck source=tests/remote.sh
 . "$ROOT/tests/remote.sh"
 want peer && run_peer

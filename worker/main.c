@@ -86,6 +86,7 @@ struct wopts {
 	int remote_timeout_ms;
 	bool remote_compress;
 	int region_fd;
+	int image_fd;           /* --image-fd: a holder's kept move image */
 	int restore_fd;
 	int migrate_fd;
 	const char *log;
@@ -126,7 +127,7 @@ static void usage(FILE *f)
 		"                    [--remote HOST[:PORT] --peer-key FILE] [--remote-timeout MS]\n"
 		"                    [--remote-compress]\n"
 		"       cuvisor-vgpu --serve-fd FD --tenant ID --gpu N --mem BYTES --backend cuda|host ...\n"
-		"       cuvisor-vgpu --hold --tenant ID ... --region-fd FD\n"
+		"       cuvisor-vgpu --hold --tenant ID ... --region-fd FD [--image-fd FD]\n"
 		"       cuvisor-vgpu --probe --backend cuda|host [--driver PATH]\n"
 		"       cuvisor-vgpu --spare --gpu N --backend cuda|host [--driver PATH] --ctl-fd FD\n"
 		"One tenant's vGPU worker; cuvisord starts it, people do not.\n");
@@ -164,6 +165,7 @@ static int parse_args(int argc, char **argv, struct wopts *o)
 		{ "driver", 1, 0, 'd' }, { "ctl-fd", 1, 0, 'c' },
 		{ "link-fd", 1, 0, 'l' }, { "log", 1, 0, 'L' },
 		{ "region-fd", 1, 0, 'R' }, { "restore-fd", 1, 0, 'I' },
+		{ "image-fd", 1, 0, 'j' },
 		{ "token", 1, 0, 'T' },  { "daemon-socket", 1, 0, 'S' },
 		{ "guest-pid", 1, 0, 'P' }, { "name", 1, 0, 'N' },
 		{ "probe", 0, 0, 'p' },  { "hold", 0, 0, 'H' },
@@ -179,6 +181,7 @@ static int parse_args(int argc, char **argv, struct wopts *o)
 
 	*o = (struct wopts){ .gpu = 0, .backend = "cuda", .ctl_fd = -1,
 			     .link_fd = -1, .region_fd = -1, .restore_fd = -1,
+			     .image_fd = -1,
 			     .migrate_fd = -1, .serve_fd = -1, .session_fd = -1,
 			     .remote_timeout_ms = CV_RM_TIMEOUT_MS,
 			     .name = "?" };
@@ -193,6 +196,7 @@ static int parse_args(int argc, char **argv, struct wopts *o)
 		case 'c': if (parse_fd(optarg, &o->ctl_fd)) return -EINVAL; break;
 		case 'l': if (parse_fd(optarg, &o->link_fd)) return -EINVAL; break;
 		case 'R': if (parse_fd(optarg, &o->region_fd)) return -EINVAL; break;
+		case 'j': if (parse_fd(optarg, &o->image_fd)) return -EINVAL; break;
 		case 'I': if (parse_fd(optarg, &o->restore_fd)) return -EINVAL; break;
 		case 'M': if (parse_fd(optarg, &o->migrate_fd)) return -EINVAL; break;
 		case 'T': if (parse_hex(optarg, o->token, 16)) return -EINVAL;
@@ -240,6 +244,8 @@ static int parse_args(int argc, char **argv, struct wopts *o)
 	    (!o->have_token || o->hold || o->region_fd >= 0))
 		return -EINVAL;
 	if (o->hold && o->region_fd < 0)
+		return -EINVAL;
+	if (o->image_fd >= 0 && !o->hold)
 		return -EINVAL;
 	if ((o->restore_fd >= 0) != (o->region_fd >= 0 && !o->hold))
 		return -EINVAL;
@@ -304,15 +310,18 @@ static int keep_fd(int fd)
  * Everything of the GPU goes with the exec (and whatever the driver left
  * open is closed by the holder at start). Returns only on failure.
  */
-static int become_holder(struct wstate *w, const struct cv_ctl_op_r *r)
+static int become_holder(struct wstate *w, const struct cv_ctl_op_r *r,
+			 int image_fd)
 {
 	char tenant[24], mem[24], gpu[16], ctl[16], link[16], region[16];
+	char image[16];
 	char token[33], gpid[16], done[48];
 	const char *argv[40];
 	int n = 0;
 
 	if (keep_fd(w->link) || keep_fd(w->memfd) ||
-	    (w->ctl >= 0 && keep_fd(w->ctl)))
+	    (w->ctl >= 0 && keep_fd(w->ctl)) ||
+	    (image_fd >= 0 && keep_fd(image_fd)))
 		return -errno;
 	snprintf(tenant, sizeof(tenant), "%llu", (unsigned long long)w->tenant);
 	snprintf(mem, sizeof(mem), "%llu", (unsigned long long)w->o->mem);
@@ -336,6 +345,11 @@ static int become_holder(struct wstate *w, const struct cv_ctl_op_r *r)
 	if (w->ctl >= 0) {
 		argv[n++] = "--ctl-fd";
 		argv[n++] = ctl;
+	}
+	if (image_fd >= 0) {
+		snprintf(image, sizeof(image), "%d", image_fd);
+		argv[n++] = "--image-fd";
+		argv[n++] = image;
 	}
 	if (w->o->daemon_socket) {
 		argv[n++] = "--daemon-socket";
@@ -368,7 +382,8 @@ static void close_others(const struct wopts *o)
 	while ((e = readdir(d))) {
 		fd = atoi(e->d_name);
 		if (e->d_name[0] == '.' || fd <= 2 || fd == dfd ||
-		    fd == o->ctl_fd || fd == o->link_fd || fd == o->region_fd)
+		    fd == o->ctl_fd || fd == o->link_fd || fd == o->region_fd ||
+		    fd == o->image_fd)
 			continue;
 		close(fd);
 	}
@@ -504,7 +519,11 @@ static void *op_main(void *arg)
 		rc = cv_vgpu_resume(v, &r.bytes);
 	} else if (a.type == CV_CTL_W_CHECKPOINT) {
 		rc = checkpoint(&a, &r.bytes, &stop);
-		close(a.fd);
+		/* A move's image stays with the holder (CV_CKPT_KEEP). */
+		if (!stop || !(a.ck.flags & CV_CKPT_KEEP)) {
+			close(a.fd);
+			a.fd = -1;
+		}
 		if (a.dir_fd >= 0)
 			close(a.dir_fd);
 	} else {
@@ -528,7 +547,7 @@ static void *op_main(void *arg)
 			"restore", (unsigned long long)a.w->tenant);
 		/* No reply from here: the holder sends it. */
 		pthread_mutex_lock(&send_lock);
-		rc = become_holder(a.w, &r);
+		rc = become_holder(a.w, &r, a.fd);
 		pthread_mutex_unlock(&send_lock);
 		ctl_reply(a.w, a.type, rc, &r, sizeof(r), NULL, 0);
 		cv_err("tenant %llu: cannot become a holder: %s; the vGPU "
@@ -553,7 +572,7 @@ static int op_check(struct wstate *w, uint16_t type, const void *p, int n,
 		if (n != (int)sizeof(a->ck))
 			return -EINVAL;
 		memcpy(&a->ck, p, sizeof(a->ck));
-		return cv_ctl_ckpt_check(&a->ck, nfds, &why);
+		return cv_ctl_ckpt_check(&a->ck, nfds, true, &why);
 	}
 	if (type == CV_CTL_W_MIGRATE) {
 		if (n != (int)sizeof(a->mig) || nfds != 1)
@@ -725,9 +744,18 @@ static int hello(struct wstate *w)
 		return -1;
 	memcpy(m.token, w->o->token, sizeof(m.token));
 	snprintf(m.name, sizeof(m.name), "%s", w->o->name);
-	if (cv_ctl_send(fd, CV_CTL_W_HELLO, 0, &m, sizeof(m), NULL, 0) < 0)
+	/* A holder of a move hands its image to the daemon that adopts it. */
+	if (cv_ctl_send(fd, CV_CTL_W_HELLO, 0, &m, sizeof(m), &w->o->image_fd,
+			w->o->image_fd >= 0) < 0)
 		goto fail;
 	n = cv_ctl_recv(fd, &h, &r, sizeof(r), NULL, NULL, HELLO_TIMEOUT_MS);
+	if (n >= 0 && h.status == -EAGAIN) {
+		/* Another worker of ours (a migration's source) is still
+		 * there; asked again in 100 ms. */
+		cv_dbg("tenant %llu: the daemon defers our HELLO",
+		       (unsigned long long)w->tenant);
+		goto fail;
+	}
 	if (n != (int)sizeof(r) || h.type != (CV_CTL_W_HELLO | CV_CTL_REPLY) ||
 	    h.status) {
 		cv_warn("tenant %llu: the daemon at %s did not adopt us (%s)",
@@ -787,7 +815,10 @@ static void *ctl_main(void *arg)
 				       RECONNECT_MS : -1);
 		if (n < 0 && errno != EINTR)
 			break;
-		if (n == 0 && away && w->o->daemon_socket) {
+		/* Without the guest's link (a migration's destination
+		 * before its COMMIT) we are no tenant's worker yet: a new
+		 * daemon hears of us only once we are. */
+		if (n == 0 && away && w->o->daemon_socket && p[0].fd >= 0) {
 			pthread_mutex_lock(&send_lock);
 			w->ctl = hello(w);
 			pthread_mutex_unlock(&send_lock);

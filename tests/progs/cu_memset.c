@@ -142,6 +142,12 @@ int main(int argc, char **argv)
 	cvt_error_now_or_at_sync(cuMemsetD32(d + 1, 0, 16),
 				 "misaligned cuMemsetD32 is an error");
 	CVT_CU(cuMemsetD8(d, 0, 1), "a memset after the error works");
+	/* 2^62 + 1 words: their size in bytes wraps to 4 in 64 bits. */
+	cvt_cu(cuMemsetD32(d, 0, 0x4000000000000001ull),
+	       CUDA_ERROR_INVALID_VALUE, "a count whose bytes wrap is refused");
+	cvt_cu(cuMemsetD2D32(d, 0x4000000000000004ull, 0, 0x4000000000000001ull,
+			     2), CUDA_ERROR_INVALID_VALUE,
+	       "a 2D width whose bytes wrap is refused");
 	CVT_CU(cuCtxSynchronize(), "and the context is clean");
 	CVT_CU(cuStreamDestroy(stream), "cuStreamDestroy");
 	CVT_CU(cuMemFree(d), "cuMemFree");
