@@ -166,13 +166,17 @@ static int decode_op_r(const struct cv_ctl_hdr *hdr, const void *payload,
 		       uint32_t len, int nfds, struct cv_d_msg *m,
 		       const char **why)
 {
-	if (nfds)
+	/* A holder's answer to a move's checkpoint carries the image it
+	 * keeps (CV_CKPT_KEEP). */
+	if (nfds > (hdr->type == (CV_CTL_W_CHECKPOINT | CV_CTL_REPLY)))
 		BAD("operation reply carries file descriptors");
-	if (hdr->status < 0 && len == 0)
+	if (hdr->status < 0 && len == 0 && !nfds)
 		return 0;
 	if (len != sizeof(m->u.op_r))
 		BAD("operation reply has the wrong length");
 	memcpy(&m->u.op_r, payload, sizeof(m->u.op_r));
+	if (nfds && (hdr->status || m->u.op_r.state != CV_STATE_STOPPED))
+		BAD("an image with an answer that is no stop");
 	/* A worker that answers has started: never STARTING. */
 	if (m->u.op_r.state < CV_STATE_RUNNING ||
 	    m->u.op_r.state > CV_STATE_MAX)

@@ -474,6 +474,11 @@ static int tenant_input(struct cv_d *d, struct cv_d_tenant *t)
 	case CV_CTL_W_RESUME | CV_CTL_REPLY:
 	case CV_CTL_W_EVICT | CV_CTL_REPLY:
 	case CV_CTL_W_CHECKPOINT | CV_CTL_REPLY:
+		/* A holder's kept image: ours unless we hold one. */
+		if (nfds && t->move_fd < 0) {
+			t->move_fd = fds[0];
+			fds[0] = -1;
+		}
 		if (cv_d_op_reply(d, t, &m) < 0)
 			worker_broken(d, t, "an operation's reply out of turn");
 		break;

@@ -882,12 +882,16 @@ static int hold(struct wopts *o)
 		fcntl(g_ws.ctl, F_SETFL, O_NONBLOCK);
 	cv_info("tenant %llu: holding the stopped vGPU (no GPU resources)",
 		(unsigned long long)o->tenant);
+	/* With a move's image, which then reaches a daemon that adopted us
+	 * while the checkpoint ran (one that hears of us later gets it with
+	 * W_HELLO). */
 	if (o->ckpt_done)
 		ctl_reply(&g_ws, CV_CTL_W_CHECKPOINT, 0,
 			  &(struct cv_ctl_op_r){ .state = CV_STATE_STOPPED,
 						 .bytes = o->ckpt_bytes,
 						 .ns = o->ckpt_ns },
-			  sizeof(struct cv_ctl_op_r), NULL, 0);
+			  sizeof(struct cv_ctl_op_r), &o->image_fd,
+			  o->image_fd >= 0);
 	ctl_main(&g_ws);
 	return 0;
 }
