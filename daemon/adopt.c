@@ -58,6 +58,10 @@ static bool id_taken(const struct cv_d *d, uint64_t id)
 	return false;
 }
 
+/* Any allowed user can send these as often as they like. */
+CV_RATELIMIT_STD(rl_hello, "refused W_HELLOs");
+CV_RATELIMIT_STD(rl_restore, "refused restores");
+
 /* ---- adoption ------------------------------------------------------ */
 
 void cv_d_adopt(struct cv_d *d, struct cv_d_client *c,
@@ -82,9 +86,9 @@ void cv_d_adopt(struct cv_d *d, struct cv_d_client *c,
 	if (!err && !t)
 		err = -ENOMEM;
 	if (err) {
-		cv_warn("W_HELLO of tenant %llu from pid %d uid %u refused: %s",
-			(unsigned long long)h->tenant, (int)c->pid,
-			(unsigned)c->uid, strerror(-err));
+		cv_warn_rl(&rl_hello, "W_HELLO of tenant %llu from pid %d "
+			   "uid %u refused: %s", (unsigned long long)h->tenant,
+			   (int)c->pid, (unsigned)c->uid, strerror(-err));
 		cv_d_reply(d, c, CV_CTL_W_HELLO, err, NULL, 0);
 		cv_d_client_kill(d, c);
 		return;
@@ -248,7 +252,8 @@ void cv_d_restore_request(struct cv_d *d, struct cv_d_client *c,
 	if (!r)
 		r = restore_start(d, t, c, fd, gpu, why, sizeof(why));
 	if (r) {
-		cv_info("restore from pid %d refused: %s", (int)c->pid, why);
+		cv_info_rl(&rl_restore, "restore from pid %d uid %u refused: "
+			   "%s", (int)c->pid, (unsigned)c->uid, why);
 		close(fd);
 		restore_reply(d, c, r, NULL, 0, why);
 		return;
