@@ -163,7 +163,9 @@ void cv_log_rl(struct cv_ratelimit *rl, enum cv_log_level lvl,
 		cv_log(lvl, "%s", msg);
 }
 
-uint64_t cv_log_rl_tick(uint64_t now)
+/* The counts due at now (all of them: those not due yet too); when the
+ * next is due. */
+static uint64_t rl_flush_all(uint64_t now, bool all)
 {
 	struct cv_ratelimit *rl;
 	uint64_t next = 0, n, due, since;
@@ -171,7 +173,9 @@ uint64_t cv_log_rl_tick(uint64_t now)
 	pthread_mutex_lock(&rl_lock);
 	for (rl = rl_list; rl; rl = rl->next) {
 		since = rl->missed_since;
-		n = cv_ratelimit_flush(rl, now);
+		n = cv_ratelimit_flush(rl, all && rl->missed ?
+					   CV_MAX(now, cv_ratelimit_due(rl)) :
+					   now);
 		if (n)
 			cv_log(rl->level, "%llu more %s in the last %.1f s (not "
 			       "logged one by one)", (unsigned long long)n,
@@ -182,4 +186,14 @@ uint64_t cv_log_rl_tick(uint64_t now)
 	}
 	pthread_mutex_unlock(&rl_lock);
 	return next;
+}
+
+uint64_t cv_log_rl_tick(uint64_t now)
+{
+	return rl_flush_all(now, false);
+}
+
+void cv_log_rl_end(void)
+{
+	rl_flush_all(cv_now_ns(), true);
 }

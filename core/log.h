@@ -89,6 +89,8 @@ void cv_log_rl(struct cv_ratelimit *rl, enum cv_log_level lvl,
 /* Logs the counts that are due, of every limiter used so far; returns
  * when the next one is due (ns), 0: none. The daemon's loop calls it. */
 uint64_t cv_log_rl_tick(uint64_t now);
+/* Logs every count not logged yet, due or not (the daemon exits). */
+void cv_log_rl_end(void);
 
 #define cv_warn_rl(rl, ...) cv_log_rl(rl, CV_LOG_WARN, __VA_ARGS__)
 #define cv_info_rl(rl, ...) cv_log_rl(rl, CV_LOG_INFO, __VA_ARGS__)

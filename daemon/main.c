@@ -912,6 +912,7 @@ static void finish(struct cv_d *d)
 		cv_d_client_kill(d, d->clients[i]);
 	}
 	sweep(d);
+	cv_log_rl_end();
 	cv_info("stopped");
 }
 

@@ -5,7 +5,7 @@
  * then the logger itself into a file of ours: a flood of 200,000 events
  * from 4 threads writes a handful of lines, none lost from the counts,
  * and cv_log_rl_tick writes the count that is due once the interval is
- * over.
+ * over, and cv_log_rl_end writes what is left.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -34,7 +34,7 @@ static void test_decision(void)
 	CHECK(taken == 3 && missed == 0, "the burst is logged (%d)", taken);
 	CHECK(cv_ratelimit_due(&rl) == 0, "nothing is due yet");
 	for (i = 0; i < 1000; i++)
-		taken += cv_ratelimit_take(&rl, t + 10 * MS + (uint64_t)i * MS / 2,
+		taken += cv_ratelimit_take(&rl, t + 10 * MS + i * MS / 2,
 					   &missed);
 	CHECK(taken == 3, "the rest of the interval is counted, not logged");
 	CHECK(rl.missed == 1000 && cv_ratelimit_due(&rl) == t + 1000 * MS,
@@ -107,6 +107,7 @@ static int grep_count(const char *needle, unsigned long long *sum)
 }
 
 CV_RATELIMIT(rl_flood, "flood events", 60000, 5);
+CV_RATELIMIT(rl_end, "end events", 60000, 1);
 
 #define THREADS 4
 #define EVENTS 50000
@@ -156,6 +157,13 @@ static void test_logger(void)
 	cv_warn_rl(&rl_flood, "flood event after");
 	CHECK(grep_count("flood event after", NULL) == 1,
 	      "a line after the count");
+	/* The daemon exits: what is counted is logged, due or not. */
+	for (i = 0; i < 3; i++)
+		cv_warn_rl(&rl_end, "end event %d", i);
+	cv_log_rl_end();
+	CHECK(grep_count("end event 0", NULL) == 1 &&
+	      grep_count("2 more end events in the last", NULL) == 1,
+	      "cv_log_rl_end logs the count not yet due");
 	cv_log_init("test", CV_LOG_INFO, NULL);
 	unlink(g_log);
 }
