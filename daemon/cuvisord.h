@@ -51,10 +51,10 @@ _Static_assert(CV_D_TENANTS_PER_USER <= CV_D_MAX_TENANTS - CV_D_PRIV_TENANTS,
 /* Unauthenticated peer connections (daemon/peer.c): the handshake's
  * deadline, how many may be in their handshake at once (over that, the
  * oldest is dropped), and per source address (IPv6: per /64) by
- * default (--peer-handshakes-per-addr). */
+ * default (--peer-per-addr). */
 #define CV_D_PEER_HANDSHAKE_MS 2000
 #define CV_D_PEER_PENDING 64
-#define CV_D_PEER_PER_ADDR 4
+#define CV_D_PEER_PER_ADDR 16
 
 #define CV_D_PS_TIMEOUT_MS 200
 /* How long a worker may take to suspend or resume a tenant (--op-timeout);

@@ -232,7 +232,7 @@ static int opt_idle_timeout(struct opts *o, const char *v)
 
 static int opt_peer_per_addr(struct opts *o, const char *v)
 {
-	return parse_count("--peer-handshakes-per-addr", v, CV_D_PEER_PENDING,
+	return parse_count("--peer-per-addr", v, CV_D_PEER_PENDING,
 			   &o->cfg->peer_per_addr);
 }
 
@@ -287,7 +287,9 @@ static const struct opt options[] = {
 	  "%IDLE%)" },
 	{ "--log", "LEVEL[:PATH]", opt_log,
 	  "error, warn, info, debug or off; PATH gets our log and the workers' "
-	  "stderr (default: info to stderr)" },
+	  "stderr (default: info to stderr). What users and peers can make "
+	  "us log at will (refusals, bad messages, caps hit) is logged at "
+	  "most 5 lines per 10 s of each kind, then as a count" },
 	{ "--pidfile", "PATH", opt_pidfile,
 	  "write our pid there once listening; removed on exit" },
 	{ "--start-timeout", "SECONDS", opt_start_timeout,
@@ -304,7 +306,7 @@ static const struct opt options[] = {
 	{ "--peer-listen", "[ADDR:]PORT", opt_peer_listen,
 	  "accept other hosts' daemons on this TCP port (7430 is cuvisor's; "
 	  "default: none); they must prove that they hold the --peer-key" },
-	{ "--peer-handshakes-per-addr", "N", opt_peer_per_addr,
+	{ "--peer-per-addr", "N", opt_peer_per_addr,
 	  "peer connections from one address (IPv6: one /64) that may be in "
 	  "their handshake at once (default: %PERADDR%); a handshake must end "
 	  "within %HSMS% ms, and over %PENDING% at once in all (or N from an "

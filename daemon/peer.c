@@ -10,7 +10,7 @@
  * Connections in their handshake are unauthenticated: anyone can open
  * them. They get CV_D_PEER_HANDSHAKE_MS to finish, and a slot each in a
  * table of CV_D_PEER_PENDING (the pending table); a new one from an
- * address that holds --peer-handshakes-per-addr slots drops that
+ * address that holds --peer-per-addr slots drops that
  * address's oldest, and when the table is full the oldest of all is
  * dropped (shut down; its thread ends). So idle connections cost a peer
  * at most a retry when they come faster than it completes a handshake,
