@@ -165,6 +165,7 @@ int cv_cli_call_progress(const char *path, uint16_t type, const void *p,
 		fprintf(stderr, "\r%*s\r", 70, "");
 	if (n >= 0)
 		n = cv_ctl_recv(sock, &h, buf, size, NULL, NULL, 0);
+	n = cv_cli_refused(sock, n, &h, buf);
 	close(sock);
 	if (n == -EAGAIN)
 		n = -ETIMEDOUT;

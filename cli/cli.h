@@ -71,10 +71,19 @@ int cv_cli_connect(const char *path, bool quiet);
 /*
  * One request and its reply. Returns the reply's payload length (in buf)
  * or -errno; a reply with an error status returns that status. Prints
- * nothing.
+ * nothing but the daemon's refusal of the connection (cv_cli_refused).
  */
 int cv_cli_call(int fd, uint16_t type, const void *p, uint32_t len, void *buf,
 		uint32_t size, int timeout_ms);
+
+/*
+ * Whether the daemon refused our connection (CV_CTL_REFUSED): n, h and p
+ * are what cv_ctl_recv returned and received, or n < 0 the send's or the
+ * receive's error (a refusal may still be waiting on fd). Prints the
+ * reason ("cuvisor: the daemon refused the connection: uid 1001 has 64
+ * connections ...") and returns the refusal's status; else n.
+ */
+int cv_cli_refused(int fd, int n, const struct cv_ctl_hdr *h, const void *p);
 
 /*
  * Sends one request (with its nfds fds) on a new connection to path

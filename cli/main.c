@@ -165,18 +165,43 @@ int cv_cli_connect(const char *path, bool quiet)
 	return fd;
 }
 
+int cv_cli_refused(int fd, int n, const struct cv_ctl_hdr *h, const void *p)
+{
+	char why[sizeof(struct cv_ctl_refused)];
+	int r;
+
+	if (n < 0)
+		r = cv_ctl_refusal_after(fd, n, why, sizeof(why));
+	else
+		r = cv_ctl_refusal(h, p, n, CV_CTL_REFUSED, why, sizeof(why));
+	if (r == 0 || r == n)
+		return n;
+	fprintf(stderr, "cuvisor: the daemon refused the connection: %s\n",
+		why);
+	return r;
+}
+
 int cv_cli_call(int fd, uint16_t type, const void *p, uint32_t len, void *buf,
 		uint32_t size, int timeout_ms)
 {
+	uint8_t small[sizeof(struct cv_ctl_refused)];
+	void *into = size < sizeof(small) ? small : buf;
 	struct cv_ctl_hdr h;
 	int r;
 
 	r = cv_ctl_send(fd, type, 0, p, len, NULL, 0);
+	if (r == 0)
+		r = cv_ctl_recv(fd, &h, into, size < sizeof(small) ?
+				(uint32_t)sizeof(small) : size, NULL, NULL,
+				timeout_ms);
+	r = cv_cli_refused(fd, r, &h, into);
 	if (r < 0)
 		return r;
-	r = cv_ctl_recv(fd, &h, buf, size, NULL, NULL, timeout_ms);
-	if (r < 0)
-		return r;
+	if (into != buf) {
+		if ((uint32_t)r > size)
+			return -EMSGSIZE;
+		memcpy(buf, small, (size_t)r);
+	}
 	if (h.type != (type | CV_CTL_REPLY))
 		return -EBADMSG;
 	if (h.status < 0)

@@ -255,6 +255,50 @@ int cv_ctl_default_path(char *buf, size_t size)
 		       (unsigned)geteuid());
 }
 
+int cv_ctl_refusal(const struct cv_ctl_hdr *h, const void *p, int n,
+		   uint16_t type, char *why, size_t size)
+{
+	struct cv_ctl_refused r;
+	size_t i;
+
+	if (h->status >= 0 || n != (int)sizeof(r) ||
+	    (h->type != (CV_CTL_REFUSED | CV_CTL_REPLY) &&
+	     h->type != (type | CV_CTL_REPLY)))
+		return 0;
+	memcpy(&r, p, sizeof(r));
+	r.msg[sizeof(r.msg) - 1] = 0;
+	for (i = 0; r.msg[i]; i++)
+		if ((unsigned char)r.msg[i] < 0x20 ||
+		    (unsigned char)r.msg[i] > 0x7e)
+			r.msg[i] = '?';
+	if (why && size)
+		snprintf(why, size, "%s", r.msg);
+	return h->status;
+}
+
+int cv_ctl_refusal_after(int fd, int rc, char *why, size_t size)
+{
+	uint8_t buf[sizeof(struct cv_ctl_refused)];
+	struct cv_ctl_hdr h;
+	int i, n, r;
+
+	if (rc != -EPIPE && rc != -ECONNRESET)
+		return rc;
+	/* An error the close left on the socket comes first (it is read
+	 * once), then what the daemon sent before closing. */
+	for (i = 0; i < 2; i++) {
+		n = cv_ctl_recv(fd, &h, buf, sizeof(buf), NULL, NULL, 0);
+		if (n >= 0) {
+			r = cv_ctl_refusal(&h, buf, n, CV_CTL_REFUSED, why,
+					   size);
+			return r ? r : rc;
+		}
+		if (n != -ECONNRESET)
+			break;
+	}
+	return rc;
+}
+
 int cv_ctl_connect(const char *path)
 {
 	struct sockaddr_un sa = { .sun_family = AF_UNIX };

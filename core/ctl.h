@@ -34,7 +34,8 @@ _Static_assert(sizeof(struct cv_ctl_hdr) == 16, "ctl hdr");
 enum cv_ctl_type {
 	/* guest -> daemon. Payload cv_ctl_attach. Reply cv_ctl_attach_r with
 	 * two fds: [0] the region memfd, [1] the guest's end of the link
-	 * socket to its worker (the worker sees HUP when the guest dies). */
+	 * socket to its worker (the worker sees HUP when the guest dies).
+	 * A refusal (status < 0) may carry a cv_ctl_refused: why. */
 	CV_CTL_ATTACH = 1,
 	/* cli -> daemon. No payload. Reply: cv_ctl_ps_r, then n entries. */
 	CV_CTL_PS = 2,
@@ -74,6 +75,12 @@ enum cv_ctl_type {
 	 * host's GPU, and the vGPUs we serve to other hosts' tenants
 	 * (docs/remote.md). */
 	CV_CTL_REMOTES = 11,
+	/* daemon -> client, with CV_CTL_REPLY set, instead of any reply:
+	 * the daemon refuses the connection itself (a uid not allowed, a
+	 * cap, a connection idle too long) and closes it right after.
+	 * Payload cv_ctl_refused, status -errno. It may come before the
+	 * client's first request is sent or read: cv_ctl_refusal_after. */
+	CV_CTL_REFUSED = 12,
 
 	/* worker -> daemon, once, when the vGPU is ready or failed to start.
 	 * Payload cv_ctl_ready; on success one fd: the region memfd. */
@@ -203,6 +210,11 @@ struct cv_ctl_migrate_r {
 _Static_assert(sizeof(struct cv_ctl_migrate_r) == 248, "migrate_r");
 /* The new worker maps the same memory: nothing was copied. */
 #define CV_MIGRATE_R_SHARED 1u
+
+struct cv_ctl_refused {
+	char msg[200];         /* why, NUL-terminated */
+};
+_Static_assert(sizeof(struct cv_ctl_refused) == 200, "refused");
 
 struct cv_ctl_attach_r {
 	uint64_t tenant_id;
@@ -401,6 +413,25 @@ int cv_ctl_ckpt_check(const struct cv_ctl_ckpt *ck, int nfds, bool keep_ok,
  * else /tmp/cuvisor-UID/cuvisord.sock. Returns 0 or -ENAMETOOLONG.
  */
 int cv_ctl_default_path(char *buf, size_t size);
+
+/*
+ * Whether a received message (header h, n payload bytes at p) is a
+ * refusal with a reason: CV_CTL_REFUSED, or a reply of type `type` with
+ * an error status and a cv_ctl_refused. Then its status (< 0), and why
+ * gets the reason, printable and terminated; else 0 (why untouched).
+ */
+int cv_ctl_refusal(const struct cv_ctl_hdr *h, const void *p, int n,
+		   uint16_t type, char *why, size_t size);
+
+/*
+ * After a request on a connection to the daemon failed with rc (what the
+ * send or the receive returned): a daemon that refused the connection
+ * sent CV_CTL_REFUSED and closed it, and the request may have met the
+ * closed end (-EPIPE, -ECONNRESET) before the refusal was read. Reads
+ * what is left (not waiting): the refusal's status with why filled in,
+ * or rc.
+ */
+int cv_ctl_refusal_after(int fd, int rc, char *why, size_t size);
 
 /* Connects a SOCK_SEQPACKET socket to path; fd (O_CLOEXEC) or -errno. */
 int cv_ctl_connect(const char *path);

@@ -83,3 +83,117 @@ void cv_log(enum cv_log_level lvl, const char *fmt, ...)
 	if (write(g_log.fd, buf, (size_t)n) < 0)
 		errno = 0;
 }
+
+/* ---- rate-limited logging ------------------------------------------ */
+
+/* Guards every limiter's fields and the list of those used. */
+static pthread_mutex_t rl_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct cv_ratelimit *rl_list;
+
+bool cv_ratelimit_take(struct cv_ratelimit *rl, uint64_t now,
+		       uint64_t *missed)
+{
+	if (!rl->start || now - rl->start >= rl->interval_ns) {
+		rl->start = now ? now : 1;
+		rl->logged = 0;
+	}
+	if (rl->logged < rl->burst) {
+		rl->logged++;
+		*missed = rl->missed;
+		rl->missed = 0;
+		return true;
+	}
+	if (!rl->missed)
+		rl->missed_since = now;
+	rl->missed++;
+	return false;
+}
+
+uint64_t cv_ratelimit_due(const struct cv_ratelimit *rl)
+{
+	return rl->missed ? rl->start + rl->interval_ns : 0;
+}
+
+uint64_t cv_ratelimit_flush(struct cv_ratelimit *rl, uint64_t now)
+{
+	uint64_t n = rl->missed;
+
+	if (!n || now < cv_ratelimit_due(rl))
+		return 0;
+	rl->missed = 0;
+	rl->start = now ? now : 1;
+	rl->logged = 0;
+	return n;
+}
+
+static double secs_since(uint64_t then, uint64_t now)
+{
+	return now > then ? (double)(now - then) / 1e9 : 0.0;
+}
+
+void cv_log_rl(struct cv_ratelimit *rl, enum cv_log_level lvl,
+	       const char *fmt, ...)
+{
+	char msg[900];
+	uint64_t now = cv_now_ns(), missed = 0, since;
+	va_list ap;
+	bool take;
+
+	if (lvl > g_log.level || lvl == CV_LOG_OFF)
+		return;
+	pthread_mutex_lock(&rl_lock);
+	if (!rl->listed) {
+		rl->listed = true;
+		rl->next = rl_list;
+		rl_list = rl;
+	}
+	rl->level = lvl;
+	since = rl->missed_since;
+	take = cv_ratelimit_take(rl, now, &missed);
+	pthread_mutex_unlock(&rl_lock);
+	if (!take)
+		return;
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	if (missed)
+		cv_log(lvl, "%s [%llu more like it in the last %.1f s]", msg,
+		       (unsigned long long)missed, secs_since(since, now));
+	else
+		cv_log(lvl, "%s", msg);
+}
+
+/* The counts due at now (all of them: those not due yet too); when the
+ * next is due. */
+static uint64_t rl_flush_all(uint64_t now, bool all)
+{
+	struct cv_ratelimit *rl;
+	uint64_t next = 0, n, due, since;
+
+	pthread_mutex_lock(&rl_lock);
+	for (rl = rl_list; rl; rl = rl->next) {
+		since = rl->missed_since;
+		n = cv_ratelimit_flush(rl, all && rl->missed ?
+					   CV_MAX(now, cv_ratelimit_due(rl)) :
+					   now);
+		if (n)
+			cv_log(rl->level, "%llu more %s in the last %.1f s (not "
+			       "logged one by one)", (unsigned long long)n,
+			       rl->what, secs_since(since, now));
+		due = cv_ratelimit_due(rl);
+		if (due && (!next || due < next))
+			next = due;
+	}
+	pthread_mutex_unlock(&rl_lock);
+	return next;
+}
+
+uint64_t cv_log_rl_tick(uint64_t now)
+{
+	return rl_flush_all(now, false);
+}
+
+void cv_log_rl_end(void)
+{
+	rl_flush_all(cv_now_ns(), true);
+}

@@ -4,6 +4,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <netinet/in.h>
 #include <openssl/crypto.h>
 #include <openssl/hmac.h>
 #include <openssl/rand.h>
@@ -224,6 +225,55 @@ int cv_peer_vgpu_check(const void *p, size_t len, struct cv_peer_vgpu *out,
 		return -EBADMSG;
 	}
 	return 0;
+}
+
+int cv_peer_addr_key(const struct sockaddr *sa, socklen_t len,
+		     uint8_t key[16])
+{
+	const struct sockaddr_in *v4 = (const struct sockaddr_in *)sa;
+	const struct sockaddr_in6 *v6 = (const struct sockaddr_in6 *)sa;
+
+	memset(key, 0, 16);
+	if (sa->sa_family == AF_INET && len >= sizeof(*v4)) {
+		key[10] = key[11] = 0xff;
+		memcpy(key + 12, &v4->sin_addr, 4);
+		return 0;
+	}
+	if (sa->sa_family != AF_INET6 || len < sizeof(*v6))
+		return -EAFNOSUPPORT;
+	if (IN6_IS_ADDR_V4MAPPED(&v6->sin6_addr)) {
+		memcpy(key, &v6->sin6_addr, 16);
+		return 0;
+	}
+	memcpy(key, &v6->sin6_addr, 8);
+	return 0;
+}
+
+int cv_peer_pending_admit(const struct cv_peer_pending *tab, int n,
+			  int per_addr, const uint8_t key[16], int *evict)
+{
+	int i, same = 0, old_same = -1, old_any = -1, free_slot = -1;
+
+	for (i = 0; i < n; i++) {
+		if (!tab[i].used) {
+			if (free_slot < 0)
+				free_slot = i;
+			continue;
+		}
+		if (old_any < 0 || tab[i].since < tab[old_any].since)
+			old_any = i;
+		if (memcmp(tab[i].addr, key, 16))
+			continue;
+		same++;
+		if (old_same < 0 || tab[i].since < tab[old_same].since)
+			old_same = i;
+	}
+	*evict = -1;
+	if (same >= per_addr && old_same >= 0)
+		*evict = old_same;
+	else if (free_slot < 0)
+		*evict = old_any;
+	return *evict >= 0 ? *evict : free_slot;
 }
 
 int cv_peer_poll_ms = 60000;

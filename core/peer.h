@@ -27,6 +27,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/socket.h>
 
 #define CV_PEER_MAGIC 0x3152454550565543ull /* "CUVPEER1" */
 #define CV_PEER_VERSION 1u
@@ -176,6 +177,33 @@ void cv_peer_session_key(const uint8_t key[CV_PEER_KEY_LEN],
 			 const struct cv_peer_hello *a,
 			 const struct cv_peer_hello *b,
 			 uint8_t out[CV_PEER_KEY_LEN]);
+
+/*
+ * The connections a listener holds before they proved that they hold the
+ * key (daemon/peer.c): a table of slots, and who is dropped to make room,
+ * so that idle connections from one address, or from many, never keep a
+ * real peer out. No I/O: tests/test_peer.c drives it.
+ */
+struct cv_peer_pending {
+	uint8_t addr[16];     /* cv_peer_addr_key */
+	uint64_t since;       /* accepted at (CLOCK_MONOTONIC ns) */
+	bool used;
+};
+
+/* What a source address counts as: an IPv4 address (also IPv4-mapped)
+ * as ::ffff:A.B.C.D, an IPv6 address by its /64 (one host usually holds
+ * a whole /64). 0, or -EAFNOSUPPORT. */
+int cv_peer_addr_key(const struct sockaddr *sa, socklen_t len,
+		     uint8_t key[16]);
+
+/*
+ * The slot of tab[0..n) that a new connection from key takes; *evict is
+ * that slot when its connection must be dropped first, else -1. The
+ * oldest connection from key goes when key holds per_addr slots already;
+ * else a free slot is taken; else the oldest of all goes.
+ */
+int cv_peer_pending_admit(const struct cv_peer_pending *tab, int n,
+			  int per_addr, const uint8_t key[16], int *evict);
 
 /* Exactly n bytes to or from fd within the deadline (CLOCK_MONOTONIC ns);
  * 0, -ETIMEDOUT, -ECONNRESET (end of stream) or -errno. */

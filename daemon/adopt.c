@@ -58,6 +58,10 @@ static bool id_taken(const struct cv_d *d, uint64_t id)
 	return false;
 }
 
+/* Any allowed user can send these as often as they like. */
+CV_RATELIMIT_STD(rl_hello, "refused W_HELLOs");
+CV_RATELIMIT_STD(rl_restore, "refused restores");
+
 /* ---- adoption ------------------------------------------------------ */
 
 /*
@@ -91,11 +95,12 @@ void cv_d_adopt(struct cv_d *d, struct cv_d_client *c,
 	struct stat st;
 	char path[32];
 	int gpu = cv_d_gpu_slot(d, h->gpu), err = 0;
+	bool deferred = false;
 
 	/* Workers run as the daemon's user; the pid must be the peer's. */
 	if (c->uid != geteuid() || (uint32_t)c->pid != h->worker_pid)
 		err = -EPERM;
-	else if (by_worker_token(d, h->token, h->worker_pid))
+	else if ((deferred = by_worker_token(d, h->token, h->worker_pid)))
 		err = -EAGAIN;
 	else if (d->stopping)
 		err = -ESHUTDOWN;
@@ -106,15 +111,15 @@ void cv_d_adopt(struct cv_d *d, struct cv_d_client *c,
 	t = err ? NULL : cv_d_tenant_new();
 	if (!err && !t)
 		err = -ENOMEM;
-	if (err == -EAGAIN) {
+	if (err && deferred) {
 		/* It says HELLO again every 100 ms: no line each time. */
 		cv_dbg("W_HELLO of tenant %llu from worker pid %d deferred: "
 		       "another worker of it is still ours",
 		       (unsigned long long)h->tenant, (int)c->pid);
 	} else if (err) {
-		cv_warn("W_HELLO of tenant %llu from pid %d uid %u refused: %s",
-			(unsigned long long)h->tenant, (int)c->pid,
-			(unsigned)c->uid, strerror(-err));
+		cv_warn_rl(&rl_hello, "W_HELLO of tenant %llu from pid %d "
+			   "uid %u refused: %s", (unsigned long long)h->tenant,
+			   (int)c->pid, (unsigned)c->uid, strerror(-err));
 	}
 	if (err) {
 		cv_d_reply(d, c, CV_CTL_W_HELLO, err, NULL, 0);
@@ -289,7 +294,8 @@ void cv_d_restore_request(struct cv_d *d, struct cv_d_client *c,
 	if (!r)
 		r = restore_start(d, t, c, fd, gpu, why, sizeof(why));
 	if (r) {
-		cv_info("restore from pid %d refused: %s", (int)c->pid, why);
+		cv_info_rl(&rl_restore, "restore from pid %d uid %u refused: "
+			   "%s", (int)c->pid, (unsigned)c->uid, why);
 		close(fd);
 		restore_reply(d, c, r, NULL, 0, why);
 		return;

@@ -37,56 +37,115 @@ static bool allowed(const struct cv_d *d, uid_t uid)
 	return false;
 }
 
+/* Refusals a local user can cause as often as they like: logged at most
+ * 5 lines per 10 s each, then counted (core/log.h). */
+CV_RATELIMIT_STD(rl_refused, "refused control connections");
+CV_RATELIMIT_STD(rl_idle, "idle control connections closed");
+CV_RATELIMIT_STD(rl_badmsg, "bad messages from clients");
+CV_RATELIMIT_STD(rl_noreply, "clients that could not be answered");
+CV_RATELIMIT_STD(rl_attach, "refused attaches");
+CV_RATELIMIT_STD(rl_shutdown, "refused SHUTDOWNs");
+CV_RATELIMIT_STD(rl_accept, "accept failures");
+
+/*
+ * Tells the client why its connection goes (CV_CTL_REFUSED, status),
+ * then closes it. What the client sent is read first: closing a socket
+ * with unread data would turn the client's next read into ECONNRESET
+ * before it sees the refusal.
+ */
+static void refuse_fd(int fd, int status, const char *why)
+{
+	struct cv_ctl_refused r;
+	uint8_t junk[64];
+	int i;
+
+	memset(&r, 0, sizeof(r));
+	snprintf(r.msg, sizeof(r.msg), "%s", why);
+	cv_ctl_send(fd, CV_CTL_REFUSED | CV_CTL_REPLY, status, &r, sizeof(r),
+		    NULL, 0);
+	for (i = 0; i < 4 && recv(fd, junk, sizeof(junk), MSG_DONTWAIT) > 0;
+	     i++)
+		;
+	close(fd);
+}
+
+static int user_conns(const struct cv_d *d, uid_t uid)
+{
+	int i, n = 0;
+
+	for (i = 0; i < d->nclients; i++)
+		n += !d->clients[i]->dead && d->clients[i]->uid == uid;
+	return n;
+}
+
+static int user_tenants(const struct cv_d *d, uid_t uid)
+{
+	int i, n = 0;
+
+	for (i = 0; i < d->ntenants; i++)
+		n += !d->tenants[i]->dead && !d->tenants[i]->hidden &&
+		     d->tenants[i]->uid == uid;
+	return n;
+}
+
+/* Who may connect, and within which caps; 0 or -errno with why. */
+static int admit_conn(const struct cv_d *d, const struct ucred *cr,
+		      char *why, size_t size)
+{
+	if (!allowed(d, cr->uid)) {
+		snprintf(why, size, "uid %u is not allowed to use this daemon "
+			 "(cuvisord --allow-uid)", (unsigned)cr->uid);
+		return -EPERM;
+	}
+	return cv_d_conn_admit(d->cfg.max_conns_user, cr->uid,
+			       cv_d_privileged(cr->uid), d->nclients,
+			       user_conns(d, cr->uid), why, size);
+}
+
 /* Accepts one connection; false when there was none (or an error). */
 static bool accept_one(struct cv_d *d)
 {
 	struct ucred cr;
 	socklen_t len = sizeof(cr);
 	struct cv_d_client *c;
-	int fd;
+	char why[160];
+	int fd, r;
 
 	fd = accept4(d->listen_fd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
 	if (fd < 0) {
 		if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS ||
 		    errno == ENOMEM) {
-			cv_warn("accept: %s; pausing new connections",
-				strerror(errno));
+			cv_warn_rl(&rl_accept, "accept: %s; pausing new "
+				   "connections", strerror(errno));
 			d->accept_resume = cv_now_ns() + 100000000ull;
 		}
 		return false;
 	}
 	if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cr, &len) < 0) {
-		cv_warn("refused a connection: SO_PEERCRED: %s",
-			strerror(errno));
-		goto refuse;
+		cv_warn_rl(&rl_refused, "refused a connection: SO_PEERCRED: "
+			   "%s", strerror(errno));
+		close(fd);
+		return true;
 	}
-	if (!allowed(d, cr.uid)) {
-		cv_warn("refused a connection from uid %u (pid %d): not "
-			"allowed (see --allow-uid)", (unsigned)cr.uid,
-			(int)cr.pid);
-		goto refuse;
+	r = admit_conn(d, &cr, why, sizeof(why));
+	c = r ? NULL : calloc(1, sizeof(*c));
+	if (!r && !c) {
+		r = -ENOMEM;
+		snprintf(why, sizeof(why), "the daemon is out of memory");
 	}
-	if (d->nclients >= CV_D_MAX_CLIENTS) {
-		cv_warn("refused a connection from uid %u (pid %d): %d "
-			"clients already", (unsigned)cr.uid, (int)cr.pid,
-			d->nclients);
-		goto refuse;
-	}
-	c = calloc(1, sizeof(*c));
-	if (!c) {
-		cv_warn("refused a connection from pid %d: out of memory",
-			(int)cr.pid);
-		goto refuse;
+	if (r) {
+		cv_warn_rl(&rl_refused, "refused a connection from uid %u "
+			   "(pid %d): %s", (unsigned)cr.uid, (int)cr.pid, why);
+		refuse_fd(fd, r, why);
+		return true;
 	}
 	c->fd = fd;
 	c->uid = cr.uid;
 	c->pid = cr.pid;
+	c->idle_deadline = cv_now_ns() + d->cfg.idle_timeout_s * 1000000000ull;
 	d->clients[d->nclients++] = c;
 	cv_dbg("client pid %d uid %u connected", (int)c->pid,
 	       (unsigned)c->uid);
-	return true;
-refuse:
-	close(fd);
 	return true;
 }
 
@@ -99,6 +158,47 @@ void cv_d_accept(struct cv_d *d)
 	for (i = 0; i < 64 && d->listen_fd >= 0; i++)
 		if (!accept_one(d))
 			break;
+}
+
+bool cv_d_client_busy(const struct cv_d_client *c)
+{
+	return c->attaching || c->ps_pending || c->shutdown_pending ||
+	       c->op_tenant || c->restoring || c->migrating;
+}
+
+void cv_d_client_timeouts(struct cv_d *d, uint64_t now)
+{
+	struct cv_d_client *c;
+	char why[96];
+	int i;
+
+	for (i = 0; i < d->nclients; i++) {
+		c = d->clients[i];
+		if (c->dead || cv_d_client_busy(c) || now < c->idle_deadline)
+			continue;
+		snprintf(why, sizeof(why), "no request for %u s "
+			 "(cuvisord --idle-timeout)", d->cfg.idle_timeout_s);
+		cv_info_rl(&rl_idle, "closing the connection of pid %d uid "
+			   "%u: %s", (int)c->pid, (unsigned)c->uid, why);
+		refuse_fd(c->fd, -ETIMEDOUT, why);
+		c->fd = -1;
+		cv_d_client_kill(d, c);
+	}
+}
+
+uint64_t cv_d_client_next_deadline(const struct cv_d *d)
+{
+	uint64_t best = 0;
+	int i;
+
+	for (i = 0; i < d->nclients; i++) {
+		const struct cv_d_client *c = d->clients[i];
+
+		if (!c->dead && !cv_d_client_busy(c) &&
+		    (!best || c->idle_deadline < best))
+			best = c->idle_deadline;
+	}
+	return best;
 }
 
 void cv_d_client_kill(struct cv_d *d, struct cv_d_client *c)
@@ -140,10 +240,13 @@ static void reply(struct cv_d *d, struct cv_d_client *c, uint16_t type,
 		return;
 	r = cv_ctl_send(c->fd, type | CV_CTL_REPLY, status, p, len, fds, nfds);
 	if (r < 0) {
-		cv_warn("client pid %d: cannot send reply to type %u: %s; "
-			"closing", (int)c->pid, type, strerror(-r));
+		cv_warn_rl(&rl_noreply, "client pid %d uid %u: cannot send "
+			   "reply to type %u: %s; closing", (int)c->pid,
+			   (unsigned)c->uid, type, strerror(-r));
 		cv_d_client_kill(d, c);
+		return;
 	}
+	c->idle_deadline = cv_now_ns() + d->cfg.idle_timeout_s * 1000000000ull;
 }
 
 void cv_d_reply(struct cv_d *d, struct cv_d_client *c, uint16_t type,
@@ -184,17 +287,33 @@ static int admit_remote(const struct cv_d *d, const struct cv_ctl_attach *a,
 	return 0;
 }
 
+/* An ATTACH refused with a reason (cv_ctl_refused). */
+static void attach_refuse(struct cv_d *d, struct cv_d_client *c, int status,
+			  const char *why)
+{
+	struct cv_ctl_refused r;
+
+	memset(&r, 0, sizeof(r));
+	snprintf(r.msg, sizeof(r.msg), "%s", why);
+	reply(d, c, CV_CTL_ATTACH, status, &r, sizeof(r), NULL, 0);
+}
+
 static void handle_attach(struct cv_d *d, struct cv_d_client *c,
 			  const struct cv_ctl_attach *a)
 {
 	struct cv_d_tenant *t = NULL;
 	uint64_t quota = 0;
+	char why[160];
 	int gpu = -1, r;
 
+	why[0] = 0;
 	if (d->stopping)
 		r = -ESHUTDOWN;
-	else if (d->ntenants >= CV_D_MAX_TENANTS)
-		r = -EAGAIN;
+	else if ((r = cv_d_tenant_admit(d->cfg.max_tenants_user, c->uid,
+					cv_d_privileged(c->uid), d->ntenants,
+					user_tenants(d, c->uid), why,
+					sizeof(why))) < 0)
+		;
 	else if (a->host[0] && !d->cfg.peer_key[0])
 		r = -ENOKEY; /* a remote vGPU needs our --peer-key */
 	else if (a->host[0] && (a->proto != CV_PROTO_VERSION || a->flags))
@@ -207,11 +326,15 @@ static void handle_attach(struct cv_d *d, struct cv_d_client *c,
 	if (r == 0)
 		r = cv_d_tenant_start(d, c, gpu, quota, a, &t);
 	if (r < 0) {
-		cv_info("attach of \"%s\" (pid %d uid %u, gpu %d, mem %llu) "
-			"refused: %s", a->name, (int)c->pid, (unsigned)c->uid,
-			(int)a->gpu, (unsigned long long)a->mem,
-			strerror(-r));
-		cv_d_attach_reply(d, c, r, NULL, NULL, 0);
+		cv_info_rl(&rl_attach, "attach of \"%s\" (pid %d uid %u, gpu "
+			   "%d, mem %llu) refused: %s", a->name, (int)c->pid,
+			   (unsigned)c->uid, (int)a->gpu,
+			   (unsigned long long)a->mem,
+			   why[0] ? why : strerror(-r));
+		if (why[0])
+			attach_refuse(d, c, r, why);
+		else
+			cv_d_attach_reply(d, c, r, NULL, NULL, 0);
 		return;
 	}
 	c->attaching = t;
@@ -350,9 +473,9 @@ static void handle_shutdown(struct cv_d *d, struct cv_d_client *c)
 	char why[96];
 
 	if (!cv_d_privileged(c->uid)) {
-		cv_warn("SHUTDOWN from pid %d uid %u refused: only uid %u or "
-			"root may stop the daemon", (int)c->pid,
-			(unsigned)c->uid, (unsigned)geteuid());
+		cv_warn_rl(&rl_shutdown, "SHUTDOWN from pid %d uid %u "
+			   "refused: only uid %u or root may stop the daemon",
+			   (int)c->pid, (unsigned)c->uid, (unsigned)geteuid());
 		reply(d, c, CV_CTL_SHUTDOWN, -EPERM, NULL, 0, NULL, 0);
 		return;
 	}
@@ -425,16 +548,18 @@ void cv_d_client_input(struct cv_d *d, struct cv_d_client *c)
 		return;
 	}
 	if (r < 0) {
-		cv_warn("client pid %d uid %u: bad message: %s; closing",
-			(int)c->pid, (unsigned)c->uid, strerror(-r));
+		cv_warn_rl(&rl_badmsg, "client pid %d uid %u: bad message: "
+			   "%s; closing", (int)c->pid, (unsigned)c->uid,
+			   strerror(-r));
 		cv_d_client_kill(d, c);
 		return;
 	}
+	c->idle_deadline = cv_now_ns() + d->cfg.idle_timeout_s * 1000000000ull;
 	if (cv_d_msg_decode(CV_D_PEER_CLIENT, &h, buf, (uint32_t)r, nfds, &m,
 			    &why) < 0) {
-		cv_warn("client pid %d uid %u: malformed message (type %u, "
-			"%d bytes): %s; closing", (int)c->pid,
-			(unsigned)c->uid, h.type, r, why);
+		cv_warn_rl(&rl_badmsg, "client pid %d uid %u: malformed "
+			   "message (type %u, %d bytes): %s; closing",
+			   (int)c->pid, (unsigned)c->uid, h.type, r, why);
 		cv_d_client_kill(d, c);
 	} else {
 		dispatch(d, c, &m, fds, nfds);

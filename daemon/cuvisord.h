@@ -31,6 +31,31 @@ _Static_assert(sizeof(struct cv_ctl_hdr) + sizeof(struct cv_ctl_info_r) +
 		       CV_D_MAX_GPUS * sizeof(struct cv_ctl_gpu) <=
 		       CV_CTL_MAX, "info reply fits");
 
+/*
+ * Limits of the control socket (cuvisord --help): per user (not root,
+ * not our own uid) at most max_conns_user connections and
+ * max_tenants_user tenants; the last CV_D_PRIV_CLIENTS connections and
+ * CV_D_PRIV_TENANTS tenants are kept for root and our uid. A connection
+ * with no request in progress that sends nothing for idle_timeout_s is
+ * closed.
+ */
+#define CV_D_CONNS_PER_USER 64
+#define CV_D_TENANTS_PER_USER 32
+#define CV_D_IDLE_TIMEOUT_S 10
+#define CV_D_PRIV_CLIENTS 64
+#define CV_D_PRIV_TENANTS 16
+_Static_assert(CV_D_CONNS_PER_USER <= CV_D_MAX_CLIENTS - CV_D_PRIV_CLIENTS,
+	       "conns cap");
+_Static_assert(CV_D_TENANTS_PER_USER <= CV_D_MAX_TENANTS - CV_D_PRIV_TENANTS,
+	       "tenants cap");
+/* Unauthenticated peer connections (daemon/peer.c): the handshake's
+ * deadline, how many may be in their handshake at once (over that, the
+ * oldest is dropped), and per source address (IPv6: per /64) by
+ * default (--peer-per-addr). */
+#define CV_D_PEER_HANDSHAKE_MS 2000
+#define CV_D_PEER_PENDING 64
+#define CV_D_PEER_PER_ADDR 16
+
 #define CV_D_PS_TIMEOUT_MS 200
 /* How long a worker may take to suspend or resume a tenant (--op-timeout);
  * eviction copies all of its device memory and gets 10 times that. */
@@ -120,6 +145,19 @@ int cv_d_admit(const struct cv_d_gpu *gpus, int ngpus,
 int cv_d_probe_parse(const char *out, size_t n, struct cv_d_gpu *gpus, int max,
 		     const char **why);
 
+/*
+ * The control socket's caps (see CV_D_CONNS_PER_USER): may a new
+ * connection of uid (privileged: root or ours) be accepted while nclients
+ * connections are open, user_conns of them the uid's? 0, or -EDQUOT (the
+ * user's cap) or -EAGAIN (full) with why filled in. No I/O.
+ */
+int cv_d_conn_admit(unsigned max_user, uid_t uid, bool privileged,
+		    int nclients, int user_conns, char *why, size_t size);
+/* The same for a new tenant of uid: ntenants records in all, user_tenants
+ * of them the uid's live, visible tenants. */
+int cv_d_tenant_admit(unsigned max_user, uid_t uid, bool privileged,
+		      int ntenants, int user_tenants, char *why, size_t size);
+
 /* Replaces bytes that are not printable ASCII with '?' (log hygiene). */
 void cv_d_sanitize(char *s, size_t size);
 
@@ -168,6 +206,7 @@ struct cv_d_client {
 	bool restore_is_resume;        /* ...asked as RESUME --gpu */
 	struct cv_d_tenant *migrating; /* MIGRATE waiting on it */
 	bool shutdown_pending;         /* answered when the daemon exits */
+	uint64_t idle_deadline;        /* closed then unless busy (ns) */
 };
 
 struct cv_d_tenant {
@@ -252,6 +291,10 @@ struct cv_d_cfg {
 	char peer_listen[300];   /* [ADDR:]PORT, "" when none */
 	char peer_key[4096];     /* the peer key's file, "" when none */
 	unsigned remote_timeout_s; /* a silent peer of a remote vGPU */
+	unsigned max_conns_user;   /* control connections per user */
+	unsigned max_tenants_user; /* tenants per user */
+	unsigned idle_timeout_s;   /* a connection that sends nothing */
+	unsigned peer_per_addr;    /* peer handshakes per source address */
 };
 
 struct cv_d {
@@ -329,6 +372,12 @@ void cv_d_attach_reply(struct cv_d *d, struct cv_d_client *c, int status,
 		       const struct cv_d_tenant *t, const int *fds, int nfds);
 /* Answers PS requests whose stats are in or whose time is up. */
 void cv_d_ps_poll(struct cv_d *d, uint64_t now);
+/* Closes idle connections (idle_deadline past, nothing in progress). */
+void cv_d_client_timeouts(struct cv_d *d, uint64_t now);
+/* The earliest idle deadline, 0 if none. */
+uint64_t cv_d_client_next_deadline(const struct cv_d *d);
+/* A request of c's is in progress: it is not read, and not idle. */
+bool cv_d_client_busy(const struct cv_d_client *c);
 /* Sends a reply to c; on failure logs and drops the client. */
 void cv_d_reply(struct cv_d *d, struct cv_d_client *c, uint16_t type,
 		int status, const void *p, uint32_t len);

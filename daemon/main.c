@@ -195,6 +195,47 @@ static int opt_remote_timeout(struct opts *o, const char *v)
 	return parse_seconds("--remote-timeout", v, &o->cfg->remote_timeout_s);
 }
 
+/* A count of 1 to max into *out; 0 or -EINVAL after saying why. */
+static int parse_count(const char *name, const char *v, unsigned max,
+		       unsigned *out)
+{
+	char *end;
+	unsigned long n;
+
+	errno = 0;
+	n = strtoul(v, &end, 10);
+	if (!*v || *end || errno || n == 0 || n > max) {
+		fprintf(stderr, "cuvisord: %s: '%s' is not 1 to %u\n", name, v,
+			max);
+		return -EINVAL;
+	}
+	*out = (unsigned)n;
+	return 0;
+}
+
+static int opt_max_conns(struct opts *o, const char *v)
+{
+	return parse_count("--max-conns-per-user", v, CV_D_MAX_CLIENTS,
+			   &o->cfg->max_conns_user);
+}
+
+static int opt_max_tenants(struct opts *o, const char *v)
+{
+	return parse_count("--max-tenants-per-user", v, CV_D_MAX_TENANTS,
+			   &o->cfg->max_tenants_user);
+}
+
+static int opt_idle_timeout(struct opts *o, const char *v)
+{
+	return parse_seconds("--idle-timeout", v, &o->cfg->idle_timeout_s);
+}
+
+static int opt_peer_per_addr(struct opts *o, const char *v)
+{
+	return parse_count("--peer-per-addr", v, CV_D_PEER_PENDING,
+			   &o->cfg->peer_per_addr);
+}
+
 static int opt_help(struct opts *o, const char *v)
 {
 	o->help = true;
@@ -231,9 +272,24 @@ static const struct opt options[] = {
 	  "also accept clients of this uid or user name (repeatable); our own "
 	  "uid and root are always accepted. Makes the socket mode 0666; "
 	  "SO_PEERCRED decides" },
+	{ "--max-conns-per-user", "N", opt_max_conns,
+	  "control connections a user other than root and ours may hold at "
+	  "once (default: %CONNS%); the last %PRIVCONNS% of the %MAXCONNS% "
+	  "connections are kept for root and our uid. A refused client is "
+	  "told why" },
+	{ "--max-tenants-per-user", "N", opt_max_tenants,
+	  "tenants a user other than root and ours may have at once "
+	  "(default: %TENANTS%); the last %PRIVTENANTS% of the %MAXTENANTS% "
+	  "tenants are kept for root and our uid" },
+	{ "--idle-timeout", "SECONDS", opt_idle_timeout,
+	  "a control connection that sends no request for this long, while "
+	  "none of its requests is in progress, is closed (default: "
+	  "%IDLE%)" },
 	{ "--log", "LEVEL[:PATH]", opt_log,
 	  "error, warn, info, debug or off; PATH gets our log and the workers' "
-	  "stderr (default: info to stderr)" },
+	  "stderr (default: info to stderr). What users and peers can make "
+	  "us log at will (refusals, bad messages, caps hit) is logged at "
+	  "most 5 lines per 10 s of each kind, then as a count" },
 	{ "--pidfile", "PATH", opt_pidfile,
 	  "write our pid there once listening; removed on exit" },
 	{ "--start-timeout", "SECONDS", opt_start_timeout,
@@ -250,6 +306,12 @@ static const struct opt options[] = {
 	{ "--peer-listen", "[ADDR:]PORT", opt_peer_listen,
 	  "accept other hosts' daemons on this TCP port (7430 is cuvisor's; "
 	  "default: none); they must prove that they hold the --peer-key" },
+	{ "--peer-per-addr", "N", opt_peer_per_addr,
+	  "peer connections from one address (IPv6: one /64) that may be in "
+	  "their handshake at once (default: %PERADDR%); a handshake must end "
+	  "within %HSMS% ms, and over %PENDING% at once in all (or N from an "
+	  "address) the oldest is dropped, so idle connections never keep a "
+	  "real peer out" },
 	{ "--peer-key", "FILE", opt_peer_key,
 	  "the key shared with the peers: 64 hex digits in a file only we "
 	  "may read (e.g. `od -An -tx1 -N32 /dev/urandom | tr -d ' \\n' > "
@@ -262,21 +324,52 @@ static const struct opt options[] = {
 	{ "--help", NULL, opt_help, "show this help and exit" },
 };
 
+/* The value a help text's %NAME% stands for (buf: room for a number);
+ * NULL when s does not start with a known one. *len: the name's. */
+static const char *help_var(const char *s, const struct cv_d_cfg *cfg,
+			    char *buf, size_t size, size_t *len)
+{
+	static const struct { const char *name; unsigned v; } nums[] = {
+		{ "%CONNS%", CV_D_CONNS_PER_USER },
+		{ "%PRIVCONNS%", CV_D_PRIV_CLIENTS },
+		{ "%MAXCONNS%", CV_D_MAX_CLIENTS },
+		{ "%TENANTS%", CV_D_TENANTS_PER_USER },
+		{ "%PRIVTENANTS%", CV_D_PRIV_TENANTS },
+		{ "%MAXTENANTS%", CV_D_MAX_TENANTS },
+		{ "%IDLE%", CV_D_IDLE_TIMEOUT_S },
+		{ "%PERADDR%", CV_D_PEER_PER_ADDR },
+		{ "%HSMS%", CV_D_PEER_HANDSHAKE_MS },
+		{ "%PENDING%", CV_D_PEER_PENDING },
+	};
+	size_t i;
+
+	for (i = 0; i < CV_ARRAY_SIZE(nums); i++) {
+		*len = strlen(nums[i].name);
+		if (!strncmp(s, nums[i].name, *len)) {
+			snprintf(buf, size, "%u", nums[i].v);
+			return buf;
+		}
+	}
+	*len = 8;
+	if (!strncmp(s, "%SOCKET%", 8))
+		return cfg->socket;
+	if (!strncmp(s, "%DRIVER%", 8))
+		return cfg->driver[0] ? cfg->driver : "none found";
+	if (!strncmp(s, "%WORKER%", 8))
+		return cfg->worker;
+	return NULL;
+}
+
 /* Expands %NAME% in a help text to the default it stands for. */
 static void expand(char *out, size_t size, const char *s,
 		   const struct cv_d_cfg *cfg)
 {
+	char num[16];
 	const char *v;
-	size_t n = 0, k;
+	size_t n = 0, k, len;
 
 	while (*s && n + 1 < size) {
-		v = NULL;
-		if (!strncmp(s, "%SOCKET%", 8))
-			v = cfg->socket;
-		else if (!strncmp(s, "%DRIVER%", 8))
-			v = cfg->driver[0] ? cfg->driver : "none found";
-		else if (!strncmp(s, "%WORKER%", 8))
-			v = cfg->worker;
+		v = *s == '%' ? help_var(s, cfg, num, sizeof(num), &len) : NULL;
 		if (!v) {
 			out[n++] = *s++;
 			continue;
@@ -284,7 +377,7 @@ static void expand(char *out, size_t size, const char *s,
 		k = CV_MIN(strlen(v), size - 1 - n);
 		memcpy(out + n, v, k);
 		n += k;
-		s += 8;
+		s += len;
 	}
 	out[n] = 0;
 }
@@ -412,6 +505,10 @@ static void set_defaults(struct cv_d_cfg *cfg)
 	cfg->start_timeout_s = CV_D_START_TIMEOUT_S;
 	cfg->remote_timeout_s = CV_RM_TIMEOUT_MS / 1000;
 	cfg->op_timeout_s = CV_D_OP_TIMEOUT_S;
+	cfg->max_conns_user = CV_D_CONNS_PER_USER;
+	cfg->max_tenants_user = CV_D_TENANTS_PER_USER;
+	cfg->idle_timeout_s = CV_D_IDLE_TIMEOUT_S;
+	cfg->peer_per_addr = CV_D_PEER_PER_ADDR;
 	snprintf(cfg->log_level, sizeof(cfg->log_level), "info");
 }
 
@@ -623,10 +720,11 @@ static void min_deadline(uint64_t *best, uint64_t t)
 		*best = t;
 }
 
-/* Milliseconds until the next timer, -1 if none. */
-static int next_timeout(const struct cv_d *d, uint64_t now)
+/* Milliseconds until the next timer, -1 if none; log_due: when the
+ * rate-limited log has counts to write (cv_log_rl_tick), 0: none. */
+static int next_timeout(const struct cv_d *d, uint64_t now, uint64_t log_due)
 {
-	uint64_t best = 0;
+	uint64_t best = log_due;
 	bool waiting = false;
 	int i;
 
@@ -639,6 +737,7 @@ static int next_timeout(const struct cv_d *d, uint64_t now)
 		if (d->clients[i]->ps_pending)
 			min_deadline(&best, d->clients[i]->ps_deadline);
 	min_deadline(&best, cv_d_op_next_deadline(d));
+	min_deadline(&best, cv_d_client_next_deadline(d));
 	if (d->stopping)
 		min_deadline(&best, d->stop_deadline ? d->stop_deadline : 1);
 	if (d->accept_resume)
@@ -676,8 +775,7 @@ static int build_pollfds(struct cv_d *d, struct pollfd *p, struct slot *s)
 		p[n] = (struct pollfd){ .fd = c->fd };
 		/* One request at a time: a busy client is only watched for
 		 * hang-up. */
-		if (!c->attaching && !c->ps_pending && !c->shutdown_pending &&
-		    !c->op_tenant && !c->restoring && !c->migrating)
+		if (!cv_d_client_busy(c))
 			p[n].events = POLLIN;
 		s[n++] = (struct slot){ K_CLIENT, c };
 	}
@@ -748,13 +846,15 @@ static void loop(struct cv_d *d)
 			       CV_D_MAX_GPUS];
 	static struct slot s[2 + CV_D_MAX_CLIENTS + CV_D_MAX_TENANTS +
 			     CV_D_MAX_GPUS];
-	uint64_t now;
+	uint64_t now, log_due;
 	int n;
 
 	for (;;) {
 		now = cv_now_ns();
+		log_due = cv_log_rl_tick(now);
 		cv_d_tenant_timeouts(d, now);
 		cv_d_op_timeouts(d, now);
+		cv_d_client_timeouts(d, now);
 		cv_d_ps_poll(d, now);
 		sweep(d);
 		cv_d_spare_tick(d, now);
@@ -764,7 +864,7 @@ static void loop(struct cv_d *d)
 		    (!d->ntenants || now >= d->stop_deadline))
 			return;
 		n = build_pollfds(d, p, s);
-		if (poll(p, (nfds_t)n, next_timeout(d, now)) < 0) {
+		if (poll(p, (nfds_t)n, next_timeout(d, now, log_due)) < 0) {
 			if (errno != EINTR)
 				cv_warn("poll: %s", strerror(errno));
 			continue;
@@ -813,6 +913,7 @@ static void finish(struct cv_d *d)
 		cv_d_client_kill(d, d->clients[i]);
 	}
 	sweep(d);
+	cv_log_rl_end();
 	cv_info("stopped");
 }
 

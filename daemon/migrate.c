@@ -23,6 +23,9 @@
 #include "../core/util.h"
 #include "cuvisord.h"
 
+/* Any allowed user can ask as often as they like. */
+CV_RATELIMIT_STD(rl_migrate, "refused migrations");
+
 /* Answers the client (if any) with a reply of only a reason. */
 static void answer_why(struct cv_d *d, struct cv_d_tenant *t, int status,
 		       const char *why, int gpu)
@@ -162,7 +165,8 @@ void cv_d_migrate_request(struct cv_d *d, struct cv_d_client *c,
 	if (r) {
 		if (nt && !nt->worker_pid)
 			free(nt);
-		cv_info("migrate from pid %d refused: %s", (int)c->pid, why);
+		cv_info_rl(&rl_migrate, "migrate from pid %d uid %u refused: "
+			   "%s", (int)c->pid, (unsigned)c->uid, why);
 		snprintf(rr.msg, sizeof(rr.msg), "%s", why);
 		cv_d_reply(d, c, CV_CTL_MIGRATE, r, &rr, sizeof(rr));
 		return;

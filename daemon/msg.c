@@ -21,6 +21,56 @@
 		return -EBADMSG;                                       \
 	} while (0)
 
+int cv_d_conn_admit(unsigned max_user, uid_t uid, bool privileged,
+		    int nclients, int user_conns, char *why, size_t size)
+{
+	if (nclients >= CV_D_MAX_CLIENTS) {
+		snprintf(why, size, "the daemon has %d connections, the most "
+			 "it takes", nclients);
+		return -EAGAIN;
+	}
+	if (privileged)
+		return 0;
+	if (user_conns >= (int)max_user) {
+		snprintf(why, size, "uid %u has %d connections to the daemon "
+			 "already (--max-conns-per-user %u)", (unsigned)uid,
+			 user_conns, max_user);
+		return -EDQUOT;
+	}
+	if (nclients >= CV_D_MAX_CLIENTS - CV_D_PRIV_CLIENTS) {
+		snprintf(why, size, "the daemon has %d connections; the "
+			 "last %d are kept for root and its own user",
+			 nclients, CV_D_PRIV_CLIENTS);
+		return -EAGAIN;
+	}
+	return 0;
+}
+
+int cv_d_tenant_admit(unsigned max_user, uid_t uid, bool privileged,
+		      int ntenants, int user_tenants, char *why, size_t size)
+{
+	if (ntenants >= CV_D_MAX_TENANTS) {
+		snprintf(why, size, "the daemon has %d tenants, the most it "
+			 "takes", ntenants);
+		return -EAGAIN;
+	}
+	if (privileged)
+		return 0;
+	if (user_tenants >= (int)max_user) {
+		snprintf(why, size, "uid %u has %d tenants already "
+			 "(--max-tenants-per-user %u)", (unsigned)uid,
+			 user_tenants, max_user);
+		return -EDQUOT;
+	}
+	if (ntenants >= CV_D_MAX_TENANTS - CV_D_PRIV_TENANTS) {
+		snprintf(why, size, "the daemon has %d tenants; the last %d "
+			 "are kept for root and its own user", ntenants,
+			 CV_D_PRIV_TENANTS);
+		return -EAGAIN;
+	}
+	return 0;
+}
+
 void cv_d_sanitize(char *s, size_t size)
 {
 	size_t i;

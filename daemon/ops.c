@@ -166,6 +166,9 @@ static int forward(struct cv_d *d, struct cv_d_tenant *t, uint16_t type,
 	return 0;
 }
 
+/* Any allowed user can ask as often as they like. */
+CV_RATELIMIT_STD(rl_op_perm, "operations refused to users not allowed them");
+
 /* Admits and forwards SUSPEND, RESUME, EVICT (op) or CHECKPOINT (ck,
  * with its nfds fds, which stay the caller's). */
 static void request(struct cv_d *d, struct cv_d_client *c, uint16_t type,
@@ -179,11 +182,11 @@ static void request(struct cv_d *d, struct cv_d_client *c, uint16_t type,
 	int r, slot = -1;
 
 	if (!cv_d_privileged(c->uid)) {
-		cv_warn("%s of tenant %llu from pid %d uid %u refused: only "
-			"uid %u or root may suspend, resume, evict or "
-			"checkpoint tenants", cv_d_op_name(type),
-			(unsigned long long)tenant, (int)c->pid,
-			(unsigned)c->uid, (unsigned)geteuid());
+		cv_warn_rl(&rl_op_perm, "%s of tenant %llu from pid %d uid "
+			   "%u refused: only uid %u or root may suspend, "
+			   "resume, evict or checkpoint tenants",
+			   cv_d_op_name(type), (unsigned long long)tenant,
+			   (int)c->pid, (unsigned)c->uid, (unsigned)geteuid());
 		cv_d_reply(d, c, type, -EPERM, NULL, 0);
 		return;
 	}

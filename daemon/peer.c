@@ -2,10 +2,19 @@
 /*
  * The daemon's end of the peer link (--peer-listen, --peer-key;
  * core/peer.h, docs/remote.md): a thread accepts TCP connections and
- * gives each one to a thread of its own (at most PEER_CONNS at once) that
- * runs the handshake and then answers requests until the peer closes,
- * stays idle for PEER_IDLE_MS or sends anything wrong. Nothing from a
- * peer is acted on before it proved that it holds the key.
+ * gives each one to a thread of its own that runs the handshake and then
+ * answers requests until the peer closes, stays idle for PEER_IDLE_MS or
+ * sends anything wrong. Nothing from a peer is acted on before it proved
+ * that it holds the key.
+ *
+ * Connections in their handshake are unauthenticated: anyone can open
+ * them. They get CV_D_PEER_HANDSHAKE_MS to finish, and a slot each in a
+ * table of CV_D_PEER_PENDING (the pending table); a new one from an
+ * address that holds --peer-per-addr slots drops that
+ * address's oldest, and when the table is full the oldest of all is
+ * dropped (shut down; its thread ends). So idle connections cost a peer
+ * at most a retry when they come faster than it completes a handshake,
+ * never a refusal. Authenticated ones hold the key: at most PEER_AUTHED.
  *
  * The threads read only what does not change after start-up (the GPUs,
  * the backend, the configuration) and the tenant count (atomically); they
@@ -19,6 +28,7 @@
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <poll.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -31,16 +41,28 @@
 #include "../core/peer.h"
 #include "../core/util.h"
 
-#define PEER_CONNS 8
+#define PEER_AUTHED 32
 #define PEER_IDLE_MS 30000
+
+struct conn;
 
 static struct {
 	struct cv_d *d;
 	int fd;
 	uint8_t key[CV_PEER_KEY_LEN];
 	char host[CV_PEER_HOST_LEN];
-	int conns; /* atomic */
-} P = { .fd = -1 };
+	int authed; /* atomic */
+	/* The pending table; under lock, as is each conn's slot. */
+	pthread_mutex_t lock;
+	struct cv_peer_pending pend[CV_D_PEER_PENDING];
+	struct conn *pend_conn[CV_D_PEER_PENDING];
+} P = { .fd = -1, .lock = PTHREAD_MUTEX_INITIALIZER };
+
+/* What anyone who can reach the port can make us log as often as they
+ * like: 5 lines per 10 s each (core/log.h). */
+CV_RATELIMIT_STD(rl_handshake, "failed peer handshakes");
+CV_RATELIMIT_STD(rl_dropped, "unauthenticated peer connections dropped");
+CV_RATELIMIT_STD(rl_peer_bad, "bad requests from peers");
 
 /* The vGPUs we serve (a worker each), for ps. */
 #define SERVED_MAX CV_CTL_MAX_REMOTES
@@ -52,6 +74,7 @@ static struct {
 
 struct conn {
 	int fd;
+	int slot;                          /* in the pending table, -1: none */
 	uint8_t session[CV_PEER_KEY_LEN]; /* cv_peer_session_key */
 	char addr[INET6_ADDRSTRLEN + 8];   /* host:port */
 };
@@ -100,7 +123,8 @@ static int give_vgpu(struct conn *c, const struct cv_peer_hello *them,
 	if (rc)
 		return rc;
 	if (cv_peer_vgpu_check(raw, sizeof(raw), &vg, &why)) {
-		cv_warn("peer %s (\"%s\"): %s", c->addr, them->host, why);
+		cv_warn_rl(&rl_peer_bad, "peer %s (\"%s\"): %s", c->addr,
+			   them->host, why);
 		return -EBADMSG;
 	}
 	slot = cv_d_gpu_slot(d, (int)vg.gpu);
@@ -199,9 +223,9 @@ static void serve(struct conn *c, const struct cv_peer_hello *them)
 			continue;
 		}
 		if (rq.type != CV_PEER_INFO || rq.len) {
-			cv_warn("peer %s (\"%s\"): unknown request %u (%u "
-				"bytes); closing", c->addr, them->host, rq.type,
-				rq.len);
+			cv_warn_rl(&rl_peer_bad, "peer %s (\"%s\"): unknown "
+				   "request %u (%u bytes); closing", c->addr,
+				   them->host, rq.type, rq.len);
 			rs = (struct cv_peer_rsp){ -EBADMSG, 0 };
 			cv_peer_write(c->fd, &rs, sizeof(rs),
 				      cv_now_ns() + 1000000000ull);
@@ -220,77 +244,161 @@ static void serve(struct conn *c, const struct cv_peer_hello *them)
 	}
 }
 
-static void *conn_main(void *arg)
+/* c leaves the pending table (authenticated, or its thread ends); false
+ * when it was dropped from it meanwhile. */
+static bool pending_leave(struct conn *c)
 {
-	struct conn *c = arg;
-	struct cv_peer_hello them;
+	bool was;
+
+	pthread_mutex_lock(&P.lock);
+	was = c->slot >= 0;
+	if (was) {
+		P.pend[c->slot].used = false;
+		P.pend_conn[c->slot] = NULL;
+		c->slot = -1;
+	}
+	pthread_mutex_unlock(&P.lock);
+	return was;
+}
+
+/* The handshake, within CV_D_PEER_HANDSHAKE_MS; 0 once authenticated and
+ * counted, else -errno (logged). */
+static int authenticate(struct conn *c, struct cv_peer_hello *them)
+{
 	char why[160];
 	int rc;
 
 	rc = cv_peer_handshake_s(c->fd, P.key, CV_PEER_SERVER, P.host,
-				 CV_PEER_TIMEOUT_MS, &them, why, sizeof(why),
+				 CV_D_PEER_HANDSHAKE_MS, them, why, sizeof(why),
 				 c->session);
-	if (rc) {
-		cv_warn("peer %s refused: %s", c->addr, why);
-	} else {
+	if (!pending_leave(c) && !rc) {
+		rc = -ECONNABORTED;
+		snprintf(why, sizeof(why), "dropped from the pending table");
+	}
+	if (!rc && __atomic_add_fetch(&P.authed, 1, __ATOMIC_RELAXED) >
+			   PEER_AUTHED) {
+		__atomic_fetch_sub(&P.authed, 1, __ATOMIC_RELAXED);
+		rc = -EAGAIN;
+		snprintf(why, sizeof(why), "%d authenticated peers already",
+			 PEER_AUTHED);
+	}
+	if (rc)
+		cv_warn_rl(&rl_handshake, "peer %s refused: %s", c->addr, why);
+	return rc;
+}
+
+static void *conn_main(void *arg)
+{
+	struct conn *c = arg;
+	struct cv_peer_hello them;
+
+	if (authenticate(c, &them) == 0) {
 		cv_info("peer %s (\"%s\") authenticated", c->addr, them.host);
 		serve(c, &them);
+		__atomic_fetch_sub(&P.authed, 1, __ATOMIC_RELAXED);
 	}
+	pending_leave(c);
 	close(c->fd);
 	memset(c->session, 0, sizeof(c->session));
 	free(c);
-	__atomic_fetch_sub(&P.conns, 1, __ATOMIC_RELAXED);
 	return NULL;
 }
 
+/*
+ * Gives c (from sa) a slot in the pending table, dropping the connection
+ * whose slot it takes, if any: shut down (its thread sees the end and
+ * closes it), never closed here, so that its fd stays its own.
+ */
+static void pending_enter(struct conn *c, const struct sockaddr *sa,
+			  socklen_t sl)
+{
+	uint8_t key[16];
+	struct conn *old;
+	int slot, evict;
+
+	if (cv_peer_addr_key(sa, sl, key))
+		memset(key, 0, sizeof(key));
+	pthread_mutex_lock(&P.lock);
+	slot = cv_peer_pending_admit(P.pend, CV_D_PEER_PENDING,
+				     (int)P.d->cfg.peer_per_addr, key, &evict);
+	if (evict >= 0) {
+		old = P.pend_conn[evict];
+		cv_info_rl(&rl_dropped, "peer %s: dropped, still in its "
+			   "handshake after %.1f s, to make room for %s",
+			   old->addr, (double)(cv_now_ns() -
+					       P.pend[evict].since) / 1e9,
+			   c->addr);
+		shutdown(old->fd, SHUT_RDWR);
+		old->slot = -1;
+	}
+	memcpy(P.pend[slot].addr, key, sizeof(key));
+	P.pend[slot].since = cv_now_ns();
+	P.pend[slot].used = true;
+	P.pend_conn[slot] = c;
+	c->slot = slot;
+	pthread_mutex_unlock(&P.lock);
+}
+
+/* A new connection: its own thread, or closed. */
+static void take_conn(int fd, const struct sockaddr *sa, socklen_t sl)
+{
+	char port[NI_MAXSERV], host[INET6_ADDRSTRLEN];
+	struct conn *c;
+	pthread_t th;
+	int one = 1;
+
+	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	c = calloc(1, sizeof(*c));
+	if (!c) {
+		close(fd);
+		return;
+	}
+	c->fd = fd;
+	c->slot = -1;
+	if (getnameinfo(sa, sl, host, sizeof(host), port, sizeof(port),
+			NI_NUMERICHOST | NI_NUMERICSERV) == 0)
+		snprintf(c->addr, sizeof(c->addr), "%.*s:%.6s",
+			 (int)INET6_ADDRSTRLEN, host, port);
+	pending_enter(c, sa, sl);
+	if (pthread_create(&th, NULL, conn_main, c)) {
+		pending_leave(c);
+		close(fd);
+		free(c);
+		return;
+	}
+	pthread_detach(th);
+}
+
+/* Accepts; between connections, logs the rate-limited counts due. */
 static void *accept_main(void *arg)
 {
+	struct pollfd pf = { .fd = P.fd, .events = POLLIN };
 	struct sockaddr_storage sa;
+	uint64_t due, now;
 	socklen_t sl;
-	pthread_t th;
-	struct conn *c;
-	char port[NI_MAXSERV], host[INET6_ADDRSTRLEN];
-	int fd, one = 1;
+	int fd;
 
 	for (;;) {
+		now = cv_now_ns();
+		due = cv_log_rl_tick(now);
+		if (poll(&pf, 1, due ? (int)CV_MIN((due - now) / 1000000 + 1,
+						   60000ull) : -1) <= 0)
+			continue;
 		sl = sizeof(sa);
 		fd = accept4(P.fd, (struct sockaddr *)&sa, &sl, SOCK_CLOEXEC);
-		if (fd < 0) {
-			if (errno == EINTR || errno == ECONNABORTED)
-				continue;
-			if (errno == EMFILE || errno == ENFILE ||
-			    errno == ENOBUFS || errno == ENOMEM) {
-				usleep(100000);
-				continue;
-			}
-			cv_err("peer listener: accept: %s", strerror(errno));
-			return NULL;
-		}
-		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-		c = calloc(1, sizeof(*c));
-		if (!c || __atomic_add_fetch(&P.conns, 1, __ATOMIC_RELAXED) >
-				  PEER_CONNS) {
-			if (c)
-				__atomic_fetch_sub(&P.conns, 1,
-						   __ATOMIC_RELAXED);
-			cv_warn("peer link: too many connections; refusing one");
-			free(c);
-			close(fd);
+		if (fd >= 0) {
+			take_conn(fd, (struct sockaddr *)&sa, sl);
 			continue;
 		}
-		c->fd = fd;
-		if (getnameinfo((struct sockaddr *)&sa, sl, host, sizeof(host),
-				port, sizeof(port),
-				NI_NUMERICHOST | NI_NUMERICSERV) == 0)
-			snprintf(c->addr, sizeof(c->addr), "%.*s:%.6s",
-				 (int)INET6_ADDRSTRLEN, host, port);
-		if (pthread_create(&th, NULL, conn_main, c)) {
-			close(fd);
-			free(c);
-			__atomic_fetch_sub(&P.conns, 1, __ATOMIC_RELAXED);
+		if (errno == EINTR || errno == ECONNABORTED || errno == EAGAIN)
+			continue;
+		if (errno == EMFILE || errno == ENFILE ||
+		    errno == ENOBUFS || errno == ENOMEM) {
+			usleep(100000);
 			continue;
 		}
-		pthread_detach(th);
+		cv_err("peer listener: accept: %s", strerror(errno));
+		return NULL;
 	}
 	return NULL;
 }
@@ -314,12 +422,16 @@ static int listen_on(const char *spec)
 		return -EINVAL;
 	}
 	for (a = res; a && fd < 0; a = a->ai_next) {
-		fd = socket(a->ai_family, a->ai_socktype | SOCK_CLOEXEC,
+		/* Non-blocking: poll said readable, but the connection
+		 * may be gone by the accept. */
+		fd = socket(a->ai_family,
+			    a->ai_socktype | SOCK_CLOEXEC | SOCK_NONBLOCK,
 			    a->ai_protocol);
 		if (fd < 0)
 			continue;
 		setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-		if (bind(fd, a->ai_addr, a->ai_addrlen) || listen(fd, 16)) {
+		if (bind(fd, a->ai_addr, a->ai_addrlen) ||
+		    listen(fd, SOMAXCONN)) {
 			r = errno;
 			close(fd);
 			fd = -1;

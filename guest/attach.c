@@ -152,7 +152,7 @@ static int attach(void)
 	uint8_t buf[CV_CTL_MAX];
 	struct cv_ctl_attach_r r;
 	struct cv_ctl_hdr h;
-	char path[256];
+	char path[256], why[sizeof(struct cv_ctl_refused)];
 	int sock, fds[2] = { -1, -1 }, nfds = 2, n, rc;
 
 	rc = cv_ctl_default_path(path, sizeof(path));
@@ -164,11 +164,17 @@ static int attach(void)
 		       path, strerror(-sock));
 		return sock;
 	}
-	rc = attach_request(sock);
-	if (rc)
+	n = attach_request(sock);
+	if (!n)
+		n = cv_ctl_recv(sock, &h, buf, sizeof(buf), fds, &nfds,
+				ATTACH_TIMEOUT_MS);
+	rc = n < 0 ? cv_ctl_refusal_after(sock, n, why, sizeof(why)) :
+		     cv_ctl_refusal(&h, buf, n, CV_CTL_ATTACH, why,
+				    sizeof(why));
+	if (rc < 0 && rc != n) {
+		cv_err("the daemon at %s refused a vGPU: %s", path, why);
 		goto out;
-	n = cv_ctl_recv(sock, &h, buf, sizeof(buf), fds, &nfds,
-			ATTACH_TIMEOUT_MS);
+	}
 	if (n < 0 || h.type != (CV_CTL_ATTACH | CV_CTL_REPLY)) {
 		rc = n < 0 ? n : -EPROTO;
 		cv_err("attach to the daemon at %s failed: %s", path,

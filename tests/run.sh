@@ -53,6 +53,13 @@
 #   peer     tests/remote.sh: the TCP link between two daemons (loopback):
 #            authentication, a wrong key, a key file others may read,
 #            bytes that are no HELLO
+#   limits   tests/limits.sh: idle TCP connections held to the peer port
+#            from one address and from 200 (a real peer still gets in);
+#            as root, a throwaway user holding 1,100 idle control
+#            connections (64 taken, the rest refused with the reason,
+#            root's ps answers, the idle ones closed after 10 s) and a
+#            disallowed one flooding connects for 10 s (the log grows by
+#            a few KB)
 #   netns    tests/netns.sh: the same link between two daemons in two
 #            network namespaces joined by a veth pair (needs root):
 #            both ways, isolation, a wrong key, the link set down and up;
@@ -73,7 +80,7 @@ cd "$(dirname "$0")/.." || exit 2
 O=${O:-build}
 MAKE=${MAKE:-make}
 BACKEND=host
-ONLY=unit,e2e,kill,garbage,san,fuzz,rt,ops,crowd,ckpt,mig,survive,peer,netns,rloop
+ONLY=unit,e2e,kill,garbage,san,fuzz,rt,ops,crowd,ckpt,mig,survive,peer,limits,netns,rloop
 KEEP=0
 MEM=1G
 MEM_BYTES=1073741824
@@ -85,7 +92,7 @@ while [ $# -gt 0 ]; do
 	--backend) BACKEND=$2; shift 2 ;;
 	--only) ONLY=$2; shift 2 ;;
 	--keep) KEEP=1; shift ;;
-	-h|--help) sed -n '4,60p' "$0" | sed '/^$/q'; exit 0 ;;
+	-h|--help) sed -n '4,80p' "$0" | sed '/^$/q'; exit 0 ;;
 	*) echo "tests/run.sh: unknown argument '$1'" >&2; exit 2 ;;
 	esac
 done
@@ -137,6 +144,8 @@ cleanup() {
 		alive "$p" && kill -KILL "$p" 2>/dev/null
 	done
 	stop_daemon
+	# throwaway users of the limits section, if it was cut short
+	declare -F lim_userdel > /dev/null && lim_userdel
 	if [ "$NFAIL" -eq 0 ] && [ "$KEEP" -eq 0 ]; then
 		rm -rf "$LOGS"
 	fi
@@ -877,6 +886,9 @@ want survive && run_survive
 # shellcheck source=tests/remote.sh
 . "$ROOT/tests/remote.sh"
 want peer && run_peer
+# shellcheck source=tests/limits.sh
+. "$ROOT/tests/limits.sh"
+want limits && run_limits
 # shellcheck source=tests/netns.sh
 . "$ROOT/tests/netns.sh"
 want netns && run_netns

@@ -584,6 +584,109 @@ static void test_probe(void)
 	      !strcmp(g[0].name, "a??"));
 }
 
+static void test_caps(void)
+{
+	char why[160];
+	int lim = CV_D_MAX_CLIENTS - CV_D_PRIV_CLIENTS;
+
+	CHECK(cv_d_conn_admit(4, 1001, false, 10, 3, why, sizeof(why)) == 0);
+	CHECK(cv_d_conn_admit(4, 1001, false, 10, 4, why, sizeof(why)) ==
+	      -EDQUOT && strstr(why, "uid 1001 has 4 connections") &&
+	      strstr(why, "--max-conns-per-user 4"));
+	/* root and ours: no per-user cap, and the reserve is theirs */
+	CHECK(cv_d_conn_admit(4, 0, true, 10, 500, why, sizeof(why)) == 0);
+	CHECK(cv_d_conn_admit(900, 1001, false, lim - 1, 0, why,
+			      sizeof(why)) == 0);
+	CHECK(cv_d_conn_admit(900, 1001, false, lim, 0, why, sizeof(why)) ==
+	      -EAGAIN && strstr(why, "kept for root"));
+	CHECK(cv_d_conn_admit(900, 0, true, CV_D_MAX_CLIENTS - 1, 0, why,
+			      sizeof(why)) == 0);
+	CHECK(cv_d_conn_admit(900, 0, true, CV_D_MAX_CLIENTS, 0, why,
+			      sizeof(why)) == -EAGAIN);
+
+	lim = CV_D_MAX_TENANTS - CV_D_PRIV_TENANTS;
+	CHECK(cv_d_tenant_admit(2, 1001, false, 5, 1, why, sizeof(why)) == 0);
+	CHECK(cv_d_tenant_admit(2, 1001, false, 5, 2, why, sizeof(why)) ==
+	      -EDQUOT && strstr(why, "uid 1001 has 2 tenants") &&
+	      strstr(why, "--max-tenants-per-user 2"));
+	CHECK(cv_d_tenant_admit(2, 0, true, 5, 100, why, sizeof(why)) == 0);
+	CHECK(cv_d_tenant_admit(500, 1001, false, lim, 0, why, sizeof(why)) ==
+	      -EAGAIN && strstr(why, "kept for root"));
+	CHECK(cv_d_tenant_admit(500, 0, true, lim, 0, why, sizeof(why)) == 0);
+	CHECK(cv_d_tenant_admit(500, 0, true, CV_D_MAX_TENANTS, 0, why,
+				sizeof(why)) == -EAGAIN);
+}
+
+/* The daemon's side of a refusal, as daemon/client.c does it. */
+static void refuse(int fd, int status, const char *why)
+{
+	struct cv_ctl_refused r;
+
+	memset(&r, 0, sizeof(r));
+	snprintf(r.msg, sizeof(r.msg), "%s", why);
+	CHECK(cv_ctl_send(fd, CV_CTL_REFUSED | CV_CTL_REPLY, status, &r,
+			  sizeof(r), NULL, 0) == 0);
+}
+
+static void test_refusal(void)
+{
+	struct cv_ctl_refused r = { "no\ttabs" };
+	struct cv_ctl_hdr h = { CV_CTL_MAGIC, CV_CTL_ATTACH | CV_CTL_REPLY, 0,
+				sizeof(r), -EDQUOT };
+	uint8_t buf[512];
+	char why[256] = "";
+	int sv[2], n;
+
+	/* the decoder: an ATTACH refusal with a reason, sanitised */
+	CHECK(cv_ctl_refusal(&h, &r, sizeof(r), CV_CTL_ATTACH, why,
+			     sizeof(why)) == -EDQUOT && !strcmp(why, "no?tabs"));
+	CHECK(cv_ctl_refusal(&h, &r, sizeof(r), CV_CTL_PS, why,
+			     sizeof(why)) == 0);
+	CHECK(cv_ctl_refusal(&h, &r, sizeof(r) - 1, CV_CTL_ATTACH, why,
+			     sizeof(why)) == 0);
+	h.status = 0;
+	CHECK(cv_ctl_refusal(&h, &r, sizeof(r), CV_CTL_ATTACH, why,
+			     sizeof(why)) == 0);
+	memset(r.msg, 'x', sizeof(r.msg));
+	h.status = -EPERM;
+	h.type = CV_CTL_REFUSED | CV_CTL_REPLY;
+	CHECK(cv_ctl_refusal(&h, &r, sizeof(r), CV_CTL_PS, why,
+			     sizeof(why)) == -EPERM &&
+	      strlen(why) == sizeof(r.msg) - 1);
+
+	/* refused before the request came: the send or the read meets the
+	 * closed end, the refusal is read after */
+	pair(sv);
+	refuse(sv[1], -EPERM, "uid 7 is not allowed");
+	close(sv[1]);
+	n = cv_ctl_send(sv[0], CV_CTL_PS, 0, NULL, 0, NULL, 0);
+	CHECK(n == -EPIPE);
+	CHECK(cv_ctl_refusal_after(sv[0], n, why, sizeof(why)) == -EPERM &&
+	      !strcmp(why, "uid 7 is not allowed"));
+	close(sv[0]);
+	/* refused with the request unread: the close leaves ECONNRESET,
+	 * which comes first */
+	pair(sv);
+	CHECK(cv_ctl_send(sv[0], CV_CTL_PS, 0, NULL, 0, NULL, 0) == 0);
+	refuse(sv[1], -EDQUOT, "a cap");
+	close(sv[1]);
+	n = cv_ctl_recv(sv[0], &h, buf, sizeof(buf), NULL, NULL, 1000);
+	if (n >= 0)
+		n = cv_ctl_refusal(&h, buf, n, CV_CTL_PS, why, sizeof(why));
+	else
+		n = cv_ctl_refusal_after(sv[0], n, why, sizeof(why));
+	CHECK(n == -EDQUOT && !strcmp(why, "a cap"));
+	close(sv[0]);
+	/* a plain hang-up is no refusal */
+	pair(sv);
+	close(sv[1]);
+	CHECK(cv_ctl_refusal_after(sv[0], -ECONNRESET, why, sizeof(why)) ==
+	      -ECONNRESET);
+	CHECK(cv_ctl_refusal_after(sv[0], -ETIMEDOUT, why, sizeof(why)) ==
+	      -ETIMEDOUT);
+	close(sv[0]);
+}
+
 int main(void)
 {
 	test_roundtrip();
@@ -598,6 +701,8 @@ int main(void)
 	test_decode_worker();
 	test_admit();
 	test_probe();
+	test_caps();
+	test_refusal();
 	printf("test_ctl: %d passed, %d failed\n", passed, failed);
 	return failed ? 1 : 0;
 }

@@ -25,7 +25,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <poll.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -35,6 +37,7 @@
 #include "../core/ctl.h"
 #include "../core/proto.h"
 #include "../core/util.h"
+#include "../daemon/cuvisord.h"
 
 static int passed, failed;
 static char g_build[PATH_MAX], g_tmp[64], g_self[PATH_MAX];
@@ -142,6 +145,14 @@ static int daemon_wait(struct daemon *d, int ms)
 	return -1;
 }
 
+/* Signals the daemon if it runs: never kill(-1), which a daemon that
+ * did not start (pid -1) would make of it. */
+static void daemon_signal(const struct daemon *d, int sig)
+{
+	if (d->pid > 0)
+		kill(d->pid, sig);
+}
+
 static void daemon_kill(struct daemon *d)
 {
 	if (d->pid > 0) {
@@ -185,6 +196,9 @@ static int call(const char *sock, uint16_t type, void *buf, uint32_t size)
 	return r;
 }
 
+/* The reason of the last refused ATTACH that gave one. */
+static char g_attach_why[200];
+
 struct att {
 	int conn;      /* the ATTACH connection, kept open */
 	int memfd, link;
@@ -209,6 +223,7 @@ static int attach_ex(const char *sock, int gpu, uint64_t mem, uint32_t proto,
 	struct cv_ctl_attach req = { .pid = (uint32_t)getpid(), .gpu = gpu,
 				     .mem = mem, .proto = proto,
 				     .name = "e2e-app" };
+	uint8_t buf[512];
 	struct cv_ctl_hdr h;
 	int fds[2] = { -1, -1 }, nfds = 2, n;
 
@@ -219,15 +234,20 @@ static int attach_ex(const char *sock, int gpu, uint64_t mem, uint32_t proto,
 	if (cv_ctl_send(a->conn, CV_CTL_ATTACH, 0, &req, sizeof(req), NULL,
 			0) < 0)
 		return -EIO;
-	n = cv_ctl_recv(a->conn, &h, &a->r, sizeof(a->r), fds, &nfds, 10000);
+	n = cv_ctl_recv(a->conn, &h, buf, sizeof(buf), fds, &nfds, 10000);
 	if (n < 0)
 		return n;
 	if (h.type != (CV_CTL_ATTACH | CV_CTL_REPLY))
 		return -EPROTO;
-	if (h.status)
+	if (h.status) {
+		g_attach_why[0] = 0;
+		cv_ctl_refusal(&h, buf, n, CV_CTL_ATTACH, g_attach_why,
+			       sizeof(g_attach_why));
 		return h.status;
+	}
 	if (n != sizeof(a->r) || nfds != 2)
 		return -EPROTO;
+	memcpy(&a->r, buf, sizeof(a->r));
 	a->memfd = fds[0];
 	a->link = fds[1];
 	return 0;
@@ -405,13 +425,14 @@ static void test_attach(void)
 	CHECK(ps_until(d.sock, 2, 3000));
 	CHECK(file_has(d.log, "tenant 1 (\"e2e-app\"): worker pid"));
 	/* A worker's death removes its tenant, and is logged. */
-	kill((pid_t)a[1].r.worker_pid, SIGKILL);
+	if (a[1].r.worker_pid > 0)
+		kill((pid_t)a[1].r.worker_pid, SIGKILL);
 	CHECK(ps_until(d.sock, 1, 3000));
 	CHECK(file_has(d.log, "killed by signal 9"));
 	for (i = 0; i < 3; i++)
 		att_close(&a[i]);
 	CHECK(ps_until(d.sock, 0, 3000));
-	kill(d.pid, SIGTERM);
+	daemon_signal(&d, SIGTERM);
 	CHECK(daemon_wait(&d, 5000) == 0);
 }
 
@@ -544,7 +565,7 @@ static void test_malformed(void)
 	CHECK(call(d.sock, CV_CTL_INFO, big, 4096) > 0);
 	CHECK(settled_fds(d.pid, fds0) == fds0);
 	CHECK(file_has(d.log, "malformed message"));
-	kill(d.pid, SIGINT);
+	daemon_signal(&d, SIGINT);
 	CHECK(daemon_wait(&d, 5000) == 0);
 }
 
@@ -589,7 +610,7 @@ static void test_peercred(void)
 	CHECK(stat(d.sock, &st) == 0 && (st.st_mode & 0777) == 0666);
 	CHECK(as_nobody(d.sock, false) == 1);
 	CHECK(file_has(d.log, "refused a connection from uid 65534"));
-	kill(d.pid, SIGTERM);
+	daemon_signal(&d, SIGTERM);
 	CHECK(daemon_wait(&d, 5000) == 0);
 
 	snprintf(d.dir, sizeof(d.dir), "%s/d%d", g_tmp, g_seq + 1);
@@ -597,9 +618,228 @@ static void test_peercred(void)
 	CHECK(daemon_start(&d, NULL, allow) == 0);
 	CHECK(as_nobody(d.sock, true) == 2);
 	CHECK(daemon_wait(&d, 100) == -1); /* still running */
-	kill(d.pid, SIGTERM);
+	daemon_signal(&d, SIGTERM);
 	CHECK(daemon_wait(&d, 5000) == 0);
 	chmod(g_tmp, 0700);
+}
+
+/* ---- limits of the control socket --------------------------------- */
+
+/* Waits up to ms for the daemon's refusal of fd: its status with the
+ * reason in why, or 0 when none came (the connection was taken). */
+static int refusal_on(int fd, int ms, char *why, size_t size)
+{
+	uint8_t buf[512];
+	struct cv_ctl_hdr h;
+	int n;
+
+	n = cv_ctl_recv(fd, &h, buf, sizeof(buf), NULL, NULL, ms);
+	if (n == -ETIMEDOUT)
+		return 0;
+	if (n < 0)
+		return cv_ctl_refusal_after(fd, n, why, size);
+	return cv_ctl_refusal(&h, buf, n, CV_CTL_REFUSED, why, size);
+}
+
+/* What a child as uid 65534 saw (limits tests). */
+struct seen {
+	int taken, capped, reserved, other;
+	int attached, attach_status;
+	char why_conn[200], why_att[200];
+};
+
+/*
+ * In a child as uid 65534: attaches up to natt times (each holds its
+ * connection), then opens nconn more connections to sock and says so on
+ * out[1]. Once the parent's INFO (on a connection made after them all)
+ * was answered, the daemon has taken or refused every one of them, and
+ * the parent writes to hold[1]: the child counts those taken and those
+ * refused by the per-user cap or the reserve, reports on out[1], and
+ * holds everything until the parent writes again or 30 s pass.
+ */
+static void as_nobody_hold(const char *sock, int nconn, int natt,
+			   int out[2], int hold[2])
+{
+	static int fds[1100];
+	struct rlimit rl = { 4096, 4096 };
+	struct pollfd pf = { .fd = hold[0], .events = POLLIN };
+	struct seen s = { 0 };
+	struct att a[8];
+	char why[200], c;
+	int i, r;
+
+	setrlimit(RLIMIT_NOFILE, &rl);
+	if (setgid(65534) < 0 || setuid(65534) < 0)
+		_exit(9);
+	for (i = 0; i < natt && i < 8; i++) {
+		r = attach(sock, -1, GIB, &a[i]);
+		s.attached += r == 0;
+		if (r && !s.attach_status) {
+			s.attach_status = r;
+			/* the reason came with the reply (cv_ctl_refused) */
+			snprintf(s.why_att, sizeof(s.why_att), "%s",
+				 g_attach_why);
+		}
+	}
+	for (i = 0; i < nconn && i < 1100; i++)
+		fds[i] = cv_ctl_connect(sock);
+	if (write(out[1], "o", 1) != 1 || read(hold[0], &c, 1) != 1)
+		_exit(8);
+	for (i = 0; i < nconn && i < 1100; i++) {
+		r = fds[i] < 0 ? fds[i] : refusal_on(fds[i], 0, why,
+						      sizeof(why));
+		if (r == 0) {
+			s.taken++;
+			continue;
+		}
+		if (r == -EDQUOT)
+			s.capped++;
+		else if (r == -EAGAIN)
+			s.reserved++;
+		else
+			s.other++;
+		snprintf(s.why_conn, sizeof(s.why_conn), "%s", why);
+	}
+	if (write(out[1], &s, sizeof(s)) != sizeof(s))
+		_exit(8);
+	poll(&pf, 1, 30000);
+	_exit(0);
+}
+
+/* Starts as_nobody_hold; *s gets what it saw, *info whether root's INFO
+ * was answered while it held its connections. The child's pid. */
+static pid_t nobody_start(const char *sock, int nconn, int natt,
+			  struct seen *s, int hold[2], bool *info)
+{
+	uint8_t buf[4096];
+	int out[2];
+	pid_t pid;
+	char c;
+
+	if (pipe(out) || pipe(hold))
+		return -1;
+	pid = fork();
+	if (pid == 0) {
+		close(out[0]);
+		close(hold[1]);
+		as_nobody_hold(sock, nconn, natt, out, hold);
+	}
+	close(out[1]);
+	close(hold[0]);
+	memset(s, 0, sizeof(*s));
+	*info = false;
+	if (read(out[0], &c, 1) == 1) {
+		*info = call(sock, CV_CTL_INFO, buf, sizeof(buf)) > 0;
+		if (write(hold[1], "g", 1) != 1 ||
+		    read(out[0], s, sizeof(*s)) != sizeof(*s))
+			s->other = -1;
+	}
+	close(out[0]);
+	return pid;
+}
+
+static void nobody_end(pid_t pid, int hold[2])
+{
+	if (pid <= 0)
+		return;
+	if (write(hold[1], "x", 1) != 1)
+		kill(pid, SIGKILL);
+	close(hold[1]);
+	waitpid(pid, NULL, 0);
+}
+
+static void test_limits_user(void)
+{
+	const char *caps[] = { "--allow-uid", "65534",
+			       "--max-conns-per-user", "3",
+			       "--max-tenants-per-user", "2", NULL };
+	char most[16];
+	const char *big[] = { "--allow-uid", "65534",
+			      "--max-conns-per-user", most, NULL };
+	uint8_t buf[4096];
+	bool info;
+	struct daemon d;
+	struct seen s;
+	struct att a;
+	int hold[2], lim = CV_D_MAX_CLIENTS - CV_D_PRIV_CLIENTS;
+	pid_t pid;
+
+	if (geteuid() != 0) {
+		printf("test_limits_user: skipped (needs root)\n");
+		return;
+	}
+	chmod(g_tmp, 0755);
+	/* Per-user caps: 3 connections, 2 tenants; root is not held back:
+	 * 3 attaches (2 tenants, a refusal: 3 connections), then 2 more
+	 * connections. */
+	snprintf(d.dir, sizeof(d.dir), "%s/d%d", g_tmp, g_seq + 1);
+	mkdir(d.dir, 0755);
+	CHECK(daemon_start(&d, NULL, caps) == 0);
+	pid = nobody_start(d.sock, 2, 3, &s, hold, &info);
+	CHECK(info);
+	CHECK(s.attached == 2 && s.attach_status == -EDQUOT);
+	CHECK(strstr(s.why_att, "uid 65534 has 2 tenants already "
+				"(--max-tenants-per-user 2)") != NULL);
+	CHECK(s.taken == 0 && s.capped == 2 && s.other == 0);
+	CHECK(strstr(s.why_conn, "uid 65534 has 3 connections to the daemon "
+				 "already (--max-conns-per-user 3)") != NULL);
+	CHECK(call(d.sock, CV_CTL_INFO, buf, sizeof(buf)) > 0);
+	CHECK(attach(d.sock, -1, GIB, &a) == 0);
+	att_close(&a);
+	nobody_end(pid, hold);
+	CHECK(file_has(d.log, "refused a connection from uid 65534"));
+	daemon_signal(&d, SIGTERM);
+	CHECK(daemon_wait(&d, 5000) == 0);
+
+	/* As many connections as a user may hold, and 40 more: they are
+	 * refused (the reserve), and root still gets in. */
+	snprintf(most, sizeof(most), "%d", CV_D_MAX_CLIENTS);
+	snprintf(d.dir, sizeof(d.dir), "%s/d%d", g_tmp, g_seq + 1);
+	mkdir(d.dir, 0755);
+	CHECK(daemon_start(&d, NULL, big) == 0);
+	pid = nobody_start(d.sock, lim + 40, 0, &s, hold, &info);
+	CHECK(info);
+	CHECK(s.taken == lim && s.reserved == 40 && s.other == 0);
+	CHECK(strstr(s.why_conn, "kept for root") != NULL);
+	CHECK(call(d.sock, CV_CTL_INFO, buf, sizeof(buf)) > 0);
+	nobody_end(pid, hold);
+	daemon_signal(&d, SIGTERM);
+	CHECK(daemon_wait(&d, 5000) == 0);
+	chmod(g_tmp, 0700);
+}
+
+/* A connection that sends nothing is closed after --idle-timeout, with
+ * the reason; one that keeps asking is not. */
+static void test_idle(void)
+{
+	const char *extra[] = { "--idle-timeout", "1", NULL };
+	uint8_t buf[4096];
+	struct cv_ctl_hdr h;
+	struct daemon d;
+	char why[200] = "";
+	uint64_t t0, dt;
+	int fd, i, ok = 0;
+
+	CHECK(daemon_start(&d, NULL, extra) == 0);
+	fd = cv_ctl_connect(d.sock);
+	t0 = cv_now_ns();
+	CHECK(refusal_on(fd, 5000, why, sizeof(why)) == -ETIMEDOUT);
+	dt = (cv_now_ns() - t0) / 1000000;
+	CHECK(dt >= 900 && dt < 4000);
+	CHECK(strstr(why, "--idle-timeout") != NULL);
+	close(fd);
+	fd = cv_ctl_connect(d.sock);
+	for (i = 0; i < 6; i++) {
+		msleep(400);
+		if (cv_ctl_send(fd, CV_CTL_INFO, 0, NULL, 0, NULL, 0) == 0 &&
+		    cv_ctl_recv(fd, &h, buf, sizeof(buf), NULL, NULL, 5000) > 0)
+			ok++;
+	}
+	CHECK(ok == 6);
+	close(fd);
+	CHECK(file_has(d.log, "no request for 1 s (cuvisord --idle-timeout)"));
+	daemon_signal(&d, SIGTERM);
+	CHECK(daemon_wait(&d, 5000) == 0);
 }
 
 static void test_shutdown(void)
@@ -637,7 +877,7 @@ static void test_shutdown(void)
 	CHECK(daemon_start(&d, NULL, NULL) == 0);
 	CHECK(attach(d.sock, 1, 0, &a) == 0);
 	t0 = cv_now_ns();
-	kill(d.pid, SIGTERM);
+	daemon_signal(&d, SIGTERM);
 	CHECK(daemon_wait(&d, 3000) == 0);
 	CHECK(cv_now_ns() - t0 < 1000000000ull);
 	CHECK(!pid_gone((pid_t)a.r.worker_pid, 300));
@@ -677,7 +917,7 @@ static void test_ps_timeout(void)
 	CHECK(ps_until(d.sock, 0, 3000));
 	t0 = cv_now_ns();
 	CHECK(ps(d.sock, t, 16) == 0 && cv_now_ns() - t0 < 100000000ull);
-	kill(d.pid, SIGTERM);
+	daemon_signal(&d, SIGTERM);
 	CHECK(daemon_wait(&d, 5000) == 0);
 }
 
@@ -732,7 +972,7 @@ static void test_socket_rules(void)
 	CHECK(fd == -ECONNREFUSED);
 	g_seq--; /* same directory again */
 	CHECK(daemon_start(&b, NULL, NULL) == 0 && !strcmp(a.sock, b.sock));
-	kill(b.pid, SIGTERM);
+	daemon_signal(&b, SIGTERM);
 	CHECK(daemon_wait(&b, 5000) == 0);
 
 	/* a group/world writable directory is refused */
@@ -754,7 +994,7 @@ static void test_socket_rules(void)
 	CHECK(stat(path, &st) == 0 && S_ISDIR(st.st_mode) &&
 	      (st.st_mode & 0777) == 0700);
 	CHECK(file_has(a.log, "created socket directory"));
-	kill(a.pid, SIGTERM);
+	daemon_signal(&a, SIGTERM);
 	CHECK(daemon_wait(&a, 5000) == 0);
 }
 
@@ -1122,13 +1362,14 @@ static void test_ops(void)
 	/* the worker dies while a client waits: -EIO at once */
 	fd = op_send(d.sock, CV_CTL_RESUME, 2, -1, 0);
 	msleep(100);
-	kill((pid_t)b.r.worker_pid, SIGKILL);
+	if (b.r.worker_pid > 0)
+		kill((pid_t)b.r.worker_pid, SIGKILL);
 	CHECK(fd >= 0 && op_recv(fd, CV_CTL_RESUME, 5000, &r) == -EIO);
 	CHECK(ps_until(d.sock, 1, 3000));
 	att_close(&a);
 	att_close(&b);
 	CHECK(ps_until(d.sock, 0, 3000));
-	kill(d.pid, SIGTERM);
+	daemon_signal(&d, SIGTERM);
 	CHECK(daemon_wait(&d, 5000) == 0);
 }
 
@@ -1427,6 +1668,8 @@ int main(int argc, char **argv)
 	test_attach_errors();
 	test_malformed();
 	test_peercred();
+	test_limits_user();
+	test_idle();
 	test_shutdown();
 	test_ps_timeout();
 	test_private();

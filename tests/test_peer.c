@@ -5,12 +5,14 @@
  * key, different keys, the wrong roles, a tampered proof and a peer that
  * says nothing; the key file's refusals; HELLO and INFO decoding.
  */
+#include <arpa/inet.h>
 #include <errno.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <netinet/in.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -289,6 +291,69 @@ static void test_long_wait(void)
 	close(sv[1]);
 }
 
+/* The pending table (core/peer.h): who is dropped to make room. */
+static void test_pending(void)
+{
+	struct sockaddr_in a4 = { .sin_family = AF_INET };
+	struct sockaddr_in6 a6 = { .sin6_family = AF_INET6 };
+	struct cv_peer_pending tab[4];
+	uint8_t ka[16], kb[16], kc[16], k6a[16], k6b[16], k6c[16];
+	int i, slot, ev;
+
+	inet_pton(AF_INET, "127.0.0.2", &a4.sin_addr);
+	CHECK(!cv_peer_addr_key((struct sockaddr *)&a4, sizeof(a4), ka),
+	      "key of an IPv4 address");
+	inet_pton(AF_INET6, "::ffff:127.0.0.2", &a6.sin6_addr);
+	CHECK(!cv_peer_addr_key((struct sockaddr *)&a6, sizeof(a6), kb) &&
+	      !memcmp(ka, kb, 16), "IPv4-mapped counts as the IPv4 address");
+	inet_pton(AF_INET, "127.0.0.3", &a4.sin_addr);
+	cv_peer_addr_key((struct sockaddr *)&a4, sizeof(a4), kc);
+	CHECK(memcmp(ka, kc, 16), "another IPv4 address, another key");
+	inet_pton(AF_INET6, "2001:db8:1:2::1", &a6.sin6_addr);
+	cv_peer_addr_key((struct sockaddr *)&a6, sizeof(a6), k6a);
+	inet_pton(AF_INET6, "2001:db8:1:2:ffff::7", &a6.sin6_addr);
+	cv_peer_addr_key((struct sockaddr *)&a6, sizeof(a6), k6b);
+	inet_pton(AF_INET6, "2001:db8:1:3::1", &a6.sin6_addr);
+	cv_peer_addr_key((struct sockaddr *)&a6, sizeof(a6), k6c);
+	CHECK(!memcmp(k6a, k6b, 16) && memcmp(k6a, k6c, 16),
+	      "IPv6: one /64, one key");
+	a4.sin_family = AF_UNIX;
+	CHECK(cv_peer_addr_key((struct sockaddr *)&a4, sizeof(a4), kb) ==
+	      -EAFNOSUPPORT, "not an IP address");
+	CHECK(cv_peer_addr_key((struct sockaddr *)&a6, 8, kb) == -EAFNOSUPPORT,
+	      "too short for IPv6");
+
+	memset(tab, 0, sizeof(tab));
+	/* address a fills its 2, then replaces its own oldest */
+	for (i = 0; i < 2; i++) {
+		slot = cv_peer_pending_admit(tab, 4, 2, ka, &ev);
+		CHECK(slot == i && ev == -1, "a: free slot %d", slot);
+		memcpy(tab[slot].addr, ka, 16);
+		tab[slot].since = 100 + (uint64_t)i;
+		tab[slot].used = true;
+	}
+	slot = cv_peer_pending_admit(tab, 4, 2, ka, &ev);
+	CHECK(slot == 0 && ev == 0, "a's third drops a's oldest (%d)", ev);
+	tab[0].since = 102;
+	/* c is not held back by a */
+	slot = cv_peer_pending_admit(tab, 4, 2, kc, &ev);
+	CHECK(slot == 2 && ev == -1, "c takes a free slot");
+	memcpy(tab[2].addr, kc, 16);
+	tab[2].since = 50; /* the oldest of all */
+	tab[2].used = true;
+	slot = cv_peer_pending_admit(tab, 4, 2, k6a, &ev);
+	CHECK(slot == 3 && ev == -1, "v6 takes the last free slot");
+	memcpy(tab[3].addr, k6a, 16);
+	tab[3].since = 103;
+	tab[3].used = true;
+	/* full: the oldest of all goes, whoever it is */
+	slot = cv_peer_pending_admit(tab, 4, 2, k6c, &ev);
+	CHECK(slot == 2 && ev == 2, "full: the oldest of all is dropped");
+	/* per_addr 1: an address holds one at most */
+	slot = cv_peer_pending_admit(tab, 4, 1, k6b, &ev);
+	CHECK(slot == 3 && ev == 3, "per_addr 1: the /64's one is replaced");
+}
+
 int main(void)
 {
 	test_handshake();
@@ -298,5 +363,6 @@ int main(void)
 	test_decoders();
 	test_addr_split();
 	test_key_file();
+	test_pending();
 	return unit_done();
 }

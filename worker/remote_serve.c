@@ -1535,6 +1535,9 @@ static void *lane_main(void *arg)
 	return NULL;
 }
 
+/* Anyone who reaches the lanes' port can fail their handshake. */
+CV_RATELIMIT_STD(rl_lane, "copy lanes refused");
+
 /* Takes the lanes as they come: handshake under the session key, then
  * the lane's index. */
 static void *lanes_accept_main(void *arg)
@@ -1563,7 +1566,8 @@ static void *lanes_accept_main(void *arg)
 		    cv_peer_read(fd, &idx, sizeof(idx),
 				 cv_now_ns() + CV_PEER_TIMEOUT_MS * 1000000ull) ||
 		    idx >= CV_RM_LANES || R.lane[idx] >= 0) {
-			cv_warn("remote: a copy lane of \"%s\" refused", R.peer);
+			cv_warn_rl(&rl_lane, "remote: a copy lane of \"%s\" "
+				   "refused", R.peer);
 			close(fd);
 			continue;
 		}
