@@ -63,10 +63,14 @@ int cv_cli_parse(const struct cv_cli_cmd *cmd, void *ctx, int argc,
 		 char **argv, bool stop_at_arg);
 void cv_cli_help(const struct cv_cli_cmd *cmd);
 
-/* --socket PATH if given, else cv_ctl_default_path(). 0 or -errno. */
+/* --socket PATH if given, else cv_ctl_default_path(); notes whether the
+ * path was named (--socket or CUVISOR_SOCKET) for cv_cli_connect. 0 or
+ * -errno. */
 int cv_cli_socket(const char *opt, char *buf, size_t size);
-/* Connects; on failure prints the standard "no daemon" message unless
- * quiet. fd or -errno. */
+/* Connects to a daemon we trust (cv_ctl_connect_daemon). On failure
+ * prints the standard "no daemon" message unless quiet; a daemon refused
+ * as untrusted (-EPERM, or -EINVAL for a bad CUVISOR_DAEMON_UID) is
+ * always reported: path, owner and why. fd or -errno. */
 int cv_cli_connect(const char *path, bool quiet);
 /*
  * One request and its reply. Returns the reply's payload length (in buf)

@@ -7,6 +7,7 @@
 
 #include <errno.h>
 #include <libgen.h>
+#include <pwd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -145,8 +146,17 @@ int cv_cli_parse(const struct cv_cli_cmd *cmd, void *ctx, int argc,
 	return argc;
 }
 
+/* Whether the last cv_cli_socket() path was named by the operator
+ * (--socket or CUVISOR_SOCKET): only such a path may trust a daemon of
+ * another uid (CUVISOR_DAEMON_UID; core/ctl.h). One command per process,
+ * so one path. */
+static bool g_socket_named;
+
 int cv_cli_socket(const char *opt, char *buf, size_t size)
 {
+	const char *env = getenv("CUVISOR_SOCKET");
+
+	g_socket_named = opt || (env && *env);
 	if (!opt)
 		return cv_ctl_default_path(buf, size);
 	if (strlen(opt) >= size || strlen(opt) >= 108)
@@ -155,11 +165,29 @@ int cv_cli_socket(const char *opt, char *buf, size_t size)
 	return 0;
 }
 
+/* A refused daemon: why, and who the uid is. */
+static void print_refusal(const struct cv_ctl_trust *t)
+{
+	struct passwd *pw;
+
+	fprintf(stderr, "cuvisor: %s\n", t->why);
+	if (t->owner == CV_CTL_UID_NONE)
+		return;
+	pw = getpwuid((uid_t)t->owner);
+	fprintf(stderr, "cuvisor: uid %u is %s%s%s; to use a daemon of another "
+		"user, name its socket (--socket or CUVISOR_SOCKET) and set "
+		"CUVISOR_DAEMON_UID=%u\n", t->owner, pw ? "user '" : "no user",
+		pw ? pw->pw_name : "", pw ? "'" : "", t->owner);
+}
+
 int cv_cli_connect(const char *path, bool quiet)
 {
-	int fd = cv_ctl_connect(path);
+	struct cv_ctl_trust t = { .named = g_socket_named };
+	int fd = cv_ctl_connect_daemon(path, &t);
 
-	if (fd < 0 && !quiet)
+	if (fd == -EPERM || fd == -EINVAL)
+		print_refusal(&t);
+	else if (fd < 0 && !quiet)
 		fprintf(stderr, "cuvisor: no daemon at %s: %s; start cuvisord, "
 			"or use `cuvisor run`\n", path, strerror(-fd));
 	return fd;

@@ -13,6 +13,7 @@
 #ifndef CV_CTL_H
 #define CV_CTL_H
 
+#include <stdbool.h>
 #include <stdint.h>
 #include <sys/types.h>
 
@@ -376,6 +377,48 @@ int cv_ctl_default_path(char *buf, size_t size);
 
 /* Connects a SOCK_SEQPACKET socket to path; fd (O_CLOEXEC) or -errno. */
 int cv_ctl_connect(const char *path);
+
+/*
+ * Whom a client takes for its daemon: the one place where the guest
+ * library, the CLI and a worker reconnecting to its daemon decide it.
+ *
+ * A daemon is trusted when it runs as our effective uid or as root, and
+ * so is the directory that holds its socket (owned by one of them and
+ * writable by no one else, since whoever can write it can put another
+ * socket there; a symlinked directory must be ours or root's too). The
+ * directory is looked at before connecting, the listening peer's
+ * SO_PEERCRED after, which a socket planted by someone else cannot fake.
+ *
+ * One more uid is trusted only when the operator names both the socket
+ * and the uid: `named` (the path came from --socket or CUVISOR_SOCKET,
+ * not a default) and CUVISOR_DAEMON_UID=UID in the environment (a daemon
+ * run by a service account, say). A default path never trusts another
+ * user: under /tmp/cuvisor-UID/ anyone could have created it first.
+ */
+struct cv_ctl_trust {
+	bool named;          /* in: the path was given explicitly */
+	uint32_t owner;      /* out, on -EPERM: the uid we refused */
+	char why[320];       /* out, on any error: what happened, for a person */
+};
+
+/*
+ * Connects to the daemon at path if it is trusted (see above). fd
+ * (O_CLOEXEC) or -errno: -EPERM when refused (t->owner, t->why say who
+ * and why), -EINVAL for a malformed CUVISOR_DAEMON_UID, else connect()'s
+ * error (-ENOENT, -ECONNREFUSED: no daemon there). Prints nothing.
+ */
+int cv_ctl_connect_daemon(const char *path, struct cv_ctl_trust *t);
+
+/*
+ * The checks alone, for tests and for a caller that already holds the
+ * fd: the socket's directory (by path) and the connected peer. extra is
+ * the additional trusted uid or CV_CTL_UID_NONE. 0 or -EPERM (t->why).
+ */
+#define CV_CTL_UID_NONE 0xffffffffu
+int cv_ctl_trust_dir(const char *path, uint32_t extra,
+		     struct cv_ctl_trust *t);
+int cv_ctl_trust_peer(int fd, const char *path, uint32_t extra,
+		      struct cv_ctl_trust *t);
 
 /*
  * SIZE arguments of the control tools: plain bytes or a K/M/G/T suffix

@@ -678,10 +678,19 @@ static int hello(struct wstate *w)
 				  .gpu = w->o->gpu, .state = vstate(w),
 				  .quota = w->o->mem };
 	struct cv_ctl_hello_r r;
+	struct cv_ctl_trust trust = { .named = false };
 	struct cv_ctl_hdr h;
+	static bool warned; /* we retry every 100 ms: say it once */
 	int fd, n;
 
-	fd = cv_ctl_connect(w->o->daemon_socket);
+	/* The HELLO carries the tenant's token: only to a daemon of our uid
+	 * or root's, in a directory nobody else can write. */
+	fd = cv_ctl_connect_daemon(w->o->daemon_socket, &trust);
+	if (fd == -EPERM && !warned) {
+		warned = true;
+		cv_warn("tenant %llu: %s", (unsigned long long)w->tenant,
+			trust.why);
+	}
 	if (fd < 0)
 		return -1;
 	memcpy(m.token, w->o->token, sizeof(m.token));
