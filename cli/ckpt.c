@@ -41,6 +41,7 @@ struct ck_ctx {
 	int level;
 	int32_t gpu;
 	bool gpu_set;
+	mode_t mode;           /* of the image; 0: the default, 0600 */
 };
 
 CV_CLI_CTX_CHECK(struct ck_ctx);
@@ -83,6 +84,22 @@ static int set_gpu(void *ctx, const char *v)
 	return 0;
 }
 
+static int set_mode(void *ctx, const char *v)
+{
+	char *end;
+	long m;
+
+	errno = 0;
+	m = strtol(v, &end, 8);
+	if (!*v || *end || errno || m < 0400 || m > 0777) {
+		fprintf(stderr, "cuvisor checkpoint: --mode: '%s' is not an "
+			"octal file mode between 0400 and 0777\n", v);
+		return -EINVAL;
+	}
+	((struct ck_ctx *)ctx)->mode = (mode_t)m;
+	return 0;
+}
+
 static const struct cv_cli_opt ck_opts[] = {
 	CV_CLI_SOCKET_OPT,
 	{ "-o", "FILE", set_out, "the image file to write (required)" },
@@ -92,6 +109,9 @@ static const struct cv_cli_opt ck_opts[] = {
 	{ "--compress", "LEVEL", set_level,
 	  "compress the image with zstd at LEVEL (1..19; default: not "
 	  "compressed, which is fastest)" },
+	{ "--mode", "OCTAL", set_mode,
+	  "the image file's permissions, exactly (the umask does not apply; "
+	  "default 0600: an image holds the tenant's whole GPU memory)" },
 };
 
 static const struct cv_cli_opt rs_opts[] = {
@@ -180,54 +200,68 @@ int cv_cli_call_progress(const char *path, uint16_t type, const void *p,
 
 struct outfile {
 	int fd;
-	bool named;            /* a device or a pipe: written in place */
 	char tmp[PATH_MAX];    /* fallback temporary name, or "" */
 };
 
-/* An unnamed file next to path, or path itself when it is no regular
- * file (/dev/null, say). 0 or -errno (printed). */
-static int out_open(const char *path, struct outfile *f)
+/* Removes a fallback temporary file; NULL-safe on a failed open. */
+static void out_close(struct outfile *f)
+{
+	if (f->tmp[0])
+		unlink(f->tmp);
+	f->tmp[0] = 0;
+	if (f->fd >= 0)
+		close(f->fd);
+	f->fd = -1;
+}
+
+/*
+ * An unnamed file next to path, mode `mode` exactly (no umask: an image
+ * is the tenant's whole memory, 0600 unless --mode says otherwise).
+ * path must not exist or be a regular file (cv_cli_out_check: no
+ * symlink, no device; never written in place). 0 or -errno (printed).
+ */
+static int out_open(const char *path, mode_t mode, struct outfile *f)
 {
 	char dir[PATH_MAX];
-	struct stat st;
+	int r;
 
 	memset(f, 0, sizeof(*f));
-	if (stat(path, &st) == 0 && !S_ISREG(st.st_mode)) {
-		f->named = true;
-		f->fd = open(path, O_WRONLY | O_CLOEXEC);
-	} else {
-		snprintf(dir, sizeof(dir), "%s", path);
-		f->fd = open(dirname(dir), O_TMPFILE | O_WRONLY | O_CLOEXEC,
-			     0600);
-		if (f->fd < 0 && (errno == EOPNOTSUPP || errno == EISDIR)) {
-			snprintf(f->tmp, sizeof(f->tmp), "%s.tmp-%d", path,
-				 (int)getpid());
-			f->fd = open(f->tmp, O_WRONLY | O_CREAT | O_EXCL |
-						     O_CLOEXEC, 0600);
-		}
+	r = cv_cli_out_check("checkpoint", path);
+	if (r < 0)
+		return r;
+	snprintf(dir, sizeof(dir), "%s", path);
+	f->fd = open(dirname(dir), O_TMPFILE | O_WRONLY | O_CLOEXEC, 0600);
+	if (f->fd < 0 && (errno == EOPNOTSUPP || errno == EISDIR)) {
+		snprintf(f->tmp, sizeof(f->tmp), "%s.tmp-%d", path,
+			 (int)getpid());
+		/* O_EXCL: a link planted at the name is not followed. */
+		f->fd = open(f->tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW |
+					     O_CLOEXEC, 0600);
+		if (f->fd < 0)
+			f->tmp[0] = 0; /* not ours to remove */
 	}
-	if (f->fd < 0) {
+	if (f->fd < 0 || fchmod(f->fd, mode) < 0) {
+		r = -errno;
 		fprintf(stderr, "cuvisor checkpoint: %s: %s\n", path,
-			strerror(errno));
-		return -errno;
+			strerror(-r));
+		out_close(f);
+		return r;
 	}
 	return 0;
 }
 
-/* Gives the finished image its name (replacing an older one). */
+/* Gives the finished image its name (replacing an older one; rename
+ * replaces whatever is there, a link included, never writes through). */
 static int out_commit(const char *path, struct outfile *f)
 {
 	char proc[64], tmp[PATH_MAX + 32];
 	int r = 0;
 
-	if (f->named)
-		return 0;
 	if (f->tmp[0]) {
 		r = rename(f->tmp, path) ? -errno : 0;
 		f->tmp[0] = 0;
 		return r;
 	}
-	fchmod(f->fd, 0644 & ~umask(022));
 	snprintf(proc, sizeof(proc), "/proc/self/fd/%d", f->fd);
 	snprintf(tmp, sizeof(tmp), "%s.tmp-%d", path, (int)getpid());
 	if (linkat(AT_FDCWD, proc, AT_FDCWD, tmp, AT_SYMLINK_FOLLOW))
@@ -237,13 +271,6 @@ static int out_commit(const char *path, struct outfile *f)
 		unlink(tmp);
 	}
 	return r;
-}
-
-static void out_close(struct outfile *f)
-{
-	if (f->tmp[0])
-		unlink(f->tmp);
-	close(f->fd);
 }
 
 static void ck_error(const char *path, uint64_t id, int status)
@@ -328,7 +355,7 @@ static int run_checkpoint(void *ctx, int argc, char **argv)
 	ck.flags = o->stop ? CV_CKPT_STOP : 0;
 	ck.level = o->level;
 	n = cv_cli_socket(o->socket, path, sizeof(path));
-	if (n < 0 || out_open(o->out, &f) < 0)
+	if (n < 0 || out_open(o->out, o->mode ? o->mode : 0600, &f) < 0)
 		return CV_CLI_EXIT_ERR;
 	snprintf(what, sizeof(what), "checkpoint of tenant %llu",
 		 (unsigned long long)ck.tenant);
@@ -451,7 +478,10 @@ const struct cv_cli_cmd cv_cli_cmd_checkpoint = {
 		   "goes on (with --stop it stays stopped, its GPU memory "
 		   "released, until `cuvisor restore FILE`). FILE appears "
 		   "only once the image is complete; on failure (a full disk, "
-		   "say) nothing is written and the tenant goes on. The "
+		   "say) nothing is written and the tenant goes on. FILE is "
+		   "created with mode 0600 (--mode changes it) and must be a "
+		   "new name or a regular file: a symbolic link, a device or a "
+		   "fifo is refused, never written through. The "
 		   "image format is docs/image-format.md.",
 	.opts = ck_opts, .nopts = CV_ARRAY_SIZE(ck_opts),
 	.run = run_checkpoint, .ctx_size = sizeof(struct ck_ctx),

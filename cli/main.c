@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "../core/util.h"
@@ -191,6 +192,33 @@ int cv_cli_connect(const char *path, bool quiet)
 		fprintf(stderr, "cuvisor: no daemon at %s: %s; start cuvisord, "
 			"or use `cuvisor run`\n", path, strerror(-fd));
 	return fd;
+}
+
+int cv_cli_out_check(const char *cmd, const char *path)
+{
+	struct stat st;
+
+	if (lstat(path, &st) < 0) {
+		if (errno == ENOENT)
+			return 0;
+		fprintf(stderr, "cuvisor %s: %s: %s\n", cmd, path,
+			strerror(errno));
+		return -errno;
+	}
+	if (S_ISLNK(st.st_mode)) {
+		fprintf(stderr, "cuvisor %s: refusing %s: it is a symbolic link "
+			"(owned by uid %u), which an output never follows; name "
+			"the file it points to\n", cmd, path,
+			(unsigned)st.st_uid);
+		return -ELOOP;
+	}
+	if (!S_ISREG(st.st_mode)) {
+		fprintf(stderr, "cuvisor %s: refusing %s: it is not a regular "
+			"file (a device, fifo, socket or directory); outputs are "
+			"written only to regular files\n", cmd, path);
+		return -EINVAL;
+	}
+	return 0;
 }
 
 int cv_cli_call(int fd, uint16_t type, const void *p, uint32_t len, void *buf,
