@@ -301,13 +301,11 @@ int cv_ctl_trust_dir(const char *path, uint32_t extra, struct cv_ctl_trust *t)
 	if (!uid_trusted(st.st_uid, extra))
 		return refuse(t, st.st_uid, extra, path, what);
 	if (!S_ISDIR(st.st_mode)) {
-		t->owner = st.st_uid;
 		snprintf(t->why, sizeof(t->why), "refusing the daemon at %s: "
 			 "%s is not a directory", path, dir);
 		return -EPERM;
 	}
 	if (st.st_mode & 022) {
-		t->owner = st.st_uid;
 		snprintf(t->why, sizeof(t->why), "refusing the daemon at %s: "
 			 "its directory %s (uid %u, mode %04o) is writable by "
 			 "others, who could replace the socket", path, dir,
@@ -358,6 +356,7 @@ static int extra_uid(struct cv_ctl_trust *t, uint32_t *extra)
 
 int cv_ctl_connect_daemon(const char *path, struct cv_ctl_trust *t)
 {
+	struct stat st;
 	uint32_t extra;
 	int fd, r;
 
@@ -367,6 +366,13 @@ int cv_ctl_connect_daemon(const char *path, struct cv_ctl_trust *t)
 	if (r)
 		return r;
 	r = cv_ctl_trust_dir(path, extra, t);
+	if (r == -EPERM && lstat(path, &st) < 0 && errno == ENOENT) {
+		/* Nothing there to refuse: say "no daemon", as before. */
+		snprintf(t->why, sizeof(t->why), "no cuvisor daemon at %s (%s)",
+			 path, strerror(ENOENT));
+		t->owner = CV_CTL_UID_NONE;
+		return -ENOENT;
+	}
 	if (r)
 		return r;
 	fd = cv_ctl_connect(path);

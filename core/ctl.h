@@ -395,17 +395,22 @@ int cv_ctl_connect(const char *path);
  * run by a service account, say). A default path never trusts another
  * user: under /tmp/cuvisor-UID/ anyone could have created it first.
  */
+#define CV_CTL_UID_NONE 0xffffffffu
 struct cv_ctl_trust {
 	bool named;          /* in: the path was given explicitly */
-	uint32_t owner;      /* out, on -EPERM: the uid we refused */
+	uint32_t owner;      /* out, on -EPERM: the uid we refused, or
+				CV_CTL_UID_NONE */
 	char why[320];       /* out, on any error: what happened, for a person */
 };
 
 /*
  * Connects to the daemon at path if it is trusted (see above). fd
- * (O_CLOEXEC) or -errno: -EPERM when refused (t->owner, t->why say who
- * and why), -EINVAL for a malformed CUVISOR_DAEMON_UID, else connect()'s
- * error (-ENOENT, -ECONNREFUSED: no daemon there). Prints nothing.
+ * (O_CLOEXEC) or -errno: -EPERM when refused (t->why says why; t->owner
+ * is the untrusted uid, or CV_CTL_UID_NONE when the directory's mode is
+ * the reason), -EINVAL for a malformed CUVISOR_DAEMON_UID, else
+ * connect()'s error (-ENOENT, -ECONNREFUSED: no daemon there; also
+ * -ENOENT when nothing is at path in an untrusted directory: nothing to
+ * refuse). Prints nothing.
  */
 int cv_ctl_connect_daemon(const char *path, struct cv_ctl_trust *t);
 
@@ -414,7 +419,6 @@ int cv_ctl_connect_daemon(const char *path, struct cv_ctl_trust *t);
  * fd: the socket's directory (by path) and the connected peer. extra is
  * the additional trusted uid or CV_CTL_UID_NONE. 0 or -EPERM (t->why).
  */
-#define CV_CTL_UID_NONE 0xffffffffu
 int cv_ctl_trust_dir(const char *path, uint32_t extra,
 		     struct cv_ctl_trust *t);
 int cv_ctl_trust_peer(int fd, const char *path, uint32_t extra,

@@ -408,20 +408,27 @@ static void test_trust_other_uid(const char *dir)
 
 	snprintf(sub, sizeof(sub), "%s/o", dir);
 	snprintf(sock, sizeof(sock), "%s/cuvisord.sock", sub);
-	CHECK(mkdir(sub, 0700) == 0 && chown(sub, NOBODY, NOBODY) == 0);
-	CHECK(cv_ctl_connect_daemon(sock, &t) == -EPERM && t.owner == NOBODY &&
-	      strstr(t.why, "is owned by uid 65534"));
-	/* A symlink that uid planted, to a directory of ours. */
-	snprintf(ln, sizeof(ln), "%s/planted", dir);
-	CHECK(symlink("d", ln) == 0 && lchown(ln, NOBODY, NOBODY) == 0);
-	strcat(ln, "/x.sock");
-	CHECK(cv_ctl_connect_daemon(ln, &t) == -EPERM && t.owner == NOBODY);
-	/* Our directory, a listener that runs as uid 65534. */
-	CHECK(chown(sub, 0, 0) == 0);
+	CHECK(mkdir(sub, 0700) == 0);
 	pid = listener_as(sock, NOBODY);
 	CHECK(pid > 0);
+	/* Its directory owned by that uid. */
+	CHECK(chown(sub, NOBODY, NOBODY) == 0);
+	CHECK(cv_ctl_connect_daemon(sock, &t) == -EPERM && t.owner == NOBODY &&
+	      strstr(t.why, "is owned by uid 65534"));
+	CHECK(chown(sub, 0, 0) == 0);
+	/* A symlink that uid planted, to a directory of ours. */
+	snprintf(ln, sizeof(ln), "%s/planted", dir);
+	CHECK(symlink("o", ln) == 0 && lchown(ln, NOBODY, NOBODY) == 0);
+	strcat(ln, "/cuvisord.sock");
+	CHECK(cv_ctl_connect_daemon(ln, &t) == -EPERM && t.owner == NOBODY);
+	/* Our directory, a listener that runs as uid 65534. */
 	CHECK(cv_ctl_connect_daemon(sock, &t) == -EPERM && t.owner == NOBODY &&
 	      strstr(t.why, "it runs as uid 65534"));
+	/* An untrusted directory with nothing in it: no daemon, no refusal. */
+	snprintf(ln, sizeof(ln), "%s/empty", dir);
+	CHECK(mkdir(ln, 0700) == 0 && chown(ln, NOBODY, NOBODY) == 0);
+	strcat(ln, "/cuvisord.sock");
+	CHECK(cv_ctl_connect_daemon(ln, &t) == -ENOENT);
 	fd = cv_ctl_connect(sock);
 	CHECK(fd >= 0 && cv_ctl_trust_peer(fd, sock, CV_CTL_UID_NONE, &t) ==
 				 -EPERM);

@@ -4,7 +4,7 @@
  *
  *   cuvisor-vgpu --tenant ID --gpu N --mem BYTES --backend cuda|host
  *                --driver PATH --ctl-fd 3 --link-fd 4 [--log SPEC]
- *                [--token HEX --daemon-socket PATH --guest-pid N --name S]
+ *                [--token-fd N --daemon-socket PATH --guest-pid N --name S]
  *                [--region-fd 5 --restore-fd 6] [--migrate-fd 5]
  *
  * It creates the shared region (a sealed memfd mapped at CV_REGION_ADDR),
@@ -93,6 +93,7 @@ struct wopts {
 	const char *name;
 	uint32_t guest_pid;
 	uint8_t token[16];
+	int token_fd;           /* --token-fd: a pipe that holds the token */
 	bool have_token;
 	int probe;
 	int hold;
@@ -121,7 +122,7 @@ static void usage(FILE *f)
 	fprintf(f,
 		"usage: cuvisor-vgpu --tenant ID --gpu N --mem BYTES --backend cuda|host|remote\n"
 		"                    [--driver PATH] --ctl-fd FD --link-fd FD [--log LEVEL[:PATH]]\n"
-		"                    [--token HEX] [--daemon-socket PATH] [--guest-pid N] [--name S]\n"
+		"                    [--token-fd FD] [--daemon-socket PATH] [--guest-pid N] [--name S]\n"
 		"                    [--region-fd FD --restore-fd FD | --migrate-fd FD]\n"
 		"                    [--remote HOST[:PORT] --peer-key FILE] [--remote-timeout MS]\n"
 		"                    [--remote-compress]\n"
@@ -151,9 +152,30 @@ static int parse_fd(const char *s, int *fd)
 	return 0;
 }
 
-static int parse_hex(const char *s, uint8_t *out, size_t n)
+/*
+ * The token from --token-fd: exactly 16 bytes, then end of file (the
+ * daemon or our predecessor closed the write end after writing it; the
+ * pipe is ours alone). Closes the fd. 0 or -EINVAL.
+ */
+static int read_token(struct wopts *o)
 {
-	return strlen(s) == 2 * n ? cv_unhex(s, n, out) : -EINVAL;
+	uint8_t extra;
+	size_t got = 0;
+	ssize_t n;
+
+	while (got < sizeof(o->token)) {
+		n = read(o->token_fd, o->token + got, sizeof(o->token) - got);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			break;
+		got += (size_t)n;
+	}
+	while ((n = read(o->token_fd, &extra, 1)) < 0 && errno == EINTR)
+		;
+	close(o->token_fd);
+	o->token_fd = -1;
+	return got == sizeof(o->token) && n == 0 ? 0 : -EINVAL;
 }
 
 static int parse_args(int argc, char **argv, struct wopts *o)
@@ -164,7 +186,7 @@ static int parse_args(int argc, char **argv, struct wopts *o)
 		{ "driver", 1, 0, 'd' }, { "ctl-fd", 1, 0, 'c' },
 		{ "link-fd", 1, 0, 'l' }, { "log", 1, 0, 'L' },
 		{ "region-fd", 1, 0, 'R' }, { "restore-fd", 1, 0, 'I' },
-		{ "token", 1, 0, 'T' },  { "daemon-socket", 1, 0, 'S' },
+		{ "token-fd", 1, 0, 'T' }, { "daemon-socket", 1, 0, 'S' },
 		{ "guest-pid", 1, 0, 'P' }, { "name", 1, 0, 'N' },
 		{ "probe", 0, 0, 'p' },  { "hold", 0, 0, 'H' },
 		{ "ckpt-done", 1, 0, 'D' }, { "migrate-fd", 1, 0, 'M' },
@@ -180,6 +202,7 @@ static int parse_args(int argc, char **argv, struct wopts *o)
 	*o = (struct wopts){ .gpu = 0, .backend = "cuda", .ctl_fd = -1,
 			     .link_fd = -1, .region_fd = -1, .restore_fd = -1,
 			     .migrate_fd = -1, .serve_fd = -1, .session_fd = -1,
+			     .token_fd = -1,
 			     .remote_timeout_ms = CV_RM_TIMEOUT_MS,
 			     .name = "?" };
 	while ((c = getopt_long(argc, argv, "", lo, NULL)) != -1) {
@@ -195,7 +218,7 @@ static int parse_args(int argc, char **argv, struct wopts *o)
 		case 'R': if (parse_fd(optarg, &o->region_fd)) return -EINVAL; break;
 		case 'I': if (parse_fd(optarg, &o->restore_fd)) return -EINVAL; break;
 		case 'M': if (parse_fd(optarg, &o->migrate_fd)) return -EINVAL; break;
-		case 'T': if (parse_hex(optarg, o->token, 16)) return -EINVAL;
+		case 'T': if (parse_fd(optarg, &o->token_fd)) return -EINVAL;
 			  o->have_token = true; break;
 		case 'S': o->daemon_socket = optarg; break;
 		case 'P': if (parse_u64(optarg, &n) || n > INT32_MAX) return -EINVAL;
@@ -307,13 +330,23 @@ static int keep_fd(int fd)
 static int become_holder(struct wstate *w, const struct cv_ctl_op_r *r)
 {
 	char tenant[24], mem[24], gpu[16], ctl[16], link[16], region[16];
-	char token[33], gpid[16], done[48];
+	char tokfd[16], gpid[16], done[48];
 	const char *argv[40];
-	int n = 0;
+	int n = 0, tok;
 
 	if (keep_fd(w->link) || keep_fd(w->memfd) ||
 	    (w->ctl >= 0 && keep_fd(w->ctl)))
 		return -errno;
+	/* The token, as the daemon gave it to us: through a pipe, never
+	 * on the command line (cv_secret_pipe says why). */
+	tok = cv_secret_pipe(w->o->token, sizeof(w->o->token));
+	if (tok < 0)
+		return tok;
+	if (keep_fd(tok)) {
+		close(tok);
+		return -errno;
+	}
+	snprintf(tokfd, sizeof(tokfd), "%d", tok);
 	snprintf(tenant, sizeof(tenant), "%llu", (unsigned long long)w->tenant);
 	snprintf(mem, sizeof(mem), "%llu", (unsigned long long)w->o->mem);
 	snprintf(gpu, sizeof(gpu), "%d", w->o->gpu);
@@ -321,7 +354,6 @@ static int become_holder(struct wstate *w, const struct cv_ctl_op_r *r)
 	snprintf(link, sizeof(link), "%d", w->link);
 	snprintf(region, sizeof(region), "%d", w->memfd);
 	snprintf(gpid, sizeof(gpid), "%u", w->o->guest_pid);
-	cv_hex(w->o->token, 16, token);
 	argv[n++] = "cuvisor-vgpu";
 	argv[n++] = "--hold";
 	argv[n++] = "--tenant"; argv[n++] = tenant;
@@ -330,7 +362,7 @@ static int become_holder(struct wstate *w, const struct cv_ctl_op_r *r)
 	argv[n++] = "--backend"; argv[n++] = w->o->backend;
 	argv[n++] = "--link-fd"; argv[n++] = link;
 	argv[n++] = "--region-fd"; argv[n++] = region;
-	argv[n++] = "--token"; argv[n++] = token;
+	argv[n++] = "--token-fd"; argv[n++] = tokfd;
 	argv[n++] = "--guest-pid"; argv[n++] = gpid;
 	argv[n++] = "--name"; argv[n++] = w->o->name;
 	if (w->ctl >= 0) {
@@ -352,7 +384,9 @@ static int become_holder(struct wstate *w, const struct cv_ctl_op_r *r)
 	argv[n++] = done;
 	argv[n] = NULL;
 	execv("/proc/self/exe", (char *const *)argv);
-	return -errno;
+	n = -errno;
+	close(tok);
+	return n;
 }
 
 /* A holder closes every fd it was not given (the driver's, say). */
@@ -1008,6 +1042,11 @@ int main(int argc, char **argv)
 	}
 	if (parse_args(argc, argv, &o)) {
 		usage(stderr);
+		return 2;
+	}
+	if (o.token_fd >= 0 && read_token(&o)) {
+		fprintf(stderr, "cuvisor-vgpu: --token-fd: not a 16-byte "
+			"token\n");
 		return 2;
 	}
 	cv_log_init("cuvisor-vgpu", CV_LOG_INFO, NULL);
