@@ -294,7 +294,7 @@ int cv_ctl_trust_dir(const char *path, uint32_t extra, struct cv_ctl_trust *t)
 	if (lstat(dir, &l) < 0 || stat(dir, &st) < 0) {
 		snprintf(t->why, sizeof(t->why), "no cuvisor daemon at %s "
 			 "(%s: %s)", path, dir, strerror(errno));
-		return -ENOENT;
+		return -errno;
 	}
 	if (!uid_trusted(l.st_uid, extra))
 		return refuse(t, l.st_uid, extra, path, what);

@@ -417,7 +417,8 @@ int cv_ctl_connect_daemon(const char *path, struct cv_ctl_trust *t);
 /*
  * The checks alone, for tests and for a caller that already holds the
  * fd: the socket's directory (by path) and the connected peer. extra is
- * the additional trusted uid or CV_CTL_UID_NONE. 0 or -EPERM (t->why).
+ * the additional trusted uid or CV_CTL_UID_NONE. 0 or -EPERM (t->why);
+ * cv_ctl_trust_dir also -errno of lstat/stat (-ENOENT: no directory).
  */
 int cv_ctl_trust_dir(const char *path, uint32_t extra,
 		     struct cv_ctl_trust *t);
