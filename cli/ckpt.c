@@ -41,6 +41,7 @@ struct ck_ctx {
 	int level;
 	int32_t gpu;
 	bool gpu_set;
+	mode_t mode;           /* of the image; 0: the default, 0600 */
 };
 
 CV_CLI_CTX_CHECK(struct ck_ctx);
@@ -83,6 +84,22 @@ static int set_gpu(void *ctx, const char *v)
 	return 0;
 }
 
+static int set_mode(void *ctx, const char *v)
+{
+	char *end;
+	long m;
+
+	errno = 0;
+	m = strtol(v, &end, 8);
+	if (!*v || *end || errno || m < 0400 || m > 0777) {
+		fprintf(stderr, "cuvisor checkpoint: --mode: '%s' is not an "
+			"octal file mode between 0400 and 0777\n", v);
+		return -EINVAL;
+	}
+	((struct ck_ctx *)ctx)->mode = (mode_t)m;
+	return 0;
+}
+
 static const struct cv_cli_opt ck_opts[] = {
 	CV_CLI_SOCKET_OPT,
 	{ "-o", "FILE", set_out, "the image file to write (required)" },
@@ -92,6 +109,9 @@ static const struct cv_cli_opt ck_opts[] = {
 	{ "--compress", "LEVEL", set_level,
 	  "compress the image with zstd at LEVEL (1..19; default: not "
 	  "compressed, which is fastest)" },
+	{ "--mode", "OCTAL", set_mode,
+	  "the image file's permissions, exactly (the umask does not apply; "
+	  "default 0600: an image holds the tenant's whole GPU memory)" },
 };
 
 static const struct cv_cli_opt rs_opts[] = {
@@ -180,18 +200,31 @@ int cv_cli_call_progress(const char *path, uint16_t type, const void *p,
 /* ---- checkpoint ---------------------------------------------------- */
 
 /*
- * Where an image goes. A regular file (new or not) is written unnamed in
- * its directory, and the worker gives it its name once it is complete
- * (CV_CKPT_NAME): the name then appears even if this CLI or the daemon
- * dies meanwhile, and never names half an image. Anything else that
- * exists (/dev/null, a pipe) is written in place.
+ * Where an image goes: FILE must not exist or be a regular file
+ * (cv_cli_out_check: no symlink, no device; never written in place). The
+ * image is written unnamed in FILE's directory, and the worker gives it
+ * its name once it is complete (CV_CKPT_NAME): the name then appears even
+ * if this CLI or the daemon dies meanwhile, and never names half an image.
  */
 struct outfile {
 	int fd;
-	int dir_fd;            /* -1: written in place */
+	int dir_fd;
 	char base[CV_CTL_FILE_LEN]; /* the name in dir_fd */
 	char tmp[CV_CTL_FILE_LEN + 32]; /* fallback temporary name, or "" */
 };
+
+/* Removes a fallback temporary file; NULL-safe on a failed open. */
+static void out_close(struct outfile *f)
+{
+	if (f->tmp[0])
+		unlinkat(f->dir_fd, f->tmp, 0);
+	f->tmp[0] = 0;
+	if (f->dir_fd >= 0)
+		close(f->dir_fd);
+	if (f->fd >= 0)
+		close(f->fd);
+	f->fd = f->dir_fd = -1;
+}
 
 /* Opens path's directory and splits off its last component into f->base.
  * 0 or -errno (printed). */
@@ -223,45 +256,41 @@ static int out_dir(const char *path, struct outfile *f)
 	return 0;
 }
 
-/* 0 or -errno (printed). */
-static int out_open(const char *path, struct outfile *f)
+/*
+ * An unnamed file in path's directory, mode `mode` exactly (no umask: an
+ * image is the tenant's whole memory, 0600 unless --mode says otherwise).
+ * 0 or -errno (printed).
+ */
+static int out_open(const char *path, mode_t mode, struct outfile *f)
 {
-	struct stat st;
+	int r;
 
 	memset(f, 0, sizeof(*f));
 	f->fd = f->dir_fd = -1;
-	if (lstat(path, &st) == 0 && !S_ISREG(st.st_mode) &&
-	    !S_ISLNK(st.st_mode)) {
-		f->fd = open(path, O_WRONLY | O_CLOEXEC);
-	} else if (out_dir(path, f) < 0) {
-		return -EINVAL;
-	} else {
-		f->fd = openat(f->dir_fd, ".", O_TMPFILE | O_WRONLY | O_CLOEXEC,
-			       0600);
-		if (f->fd < 0 && (errno == EOPNOTSUPP || errno == EISDIR)) {
-			snprintf(f->tmp, sizeof(f->tmp), ".%s.tmp-%d", f->base,
-				 (int)getpid());
-			f->fd = openat(f->dir_fd, f->tmp, O_WRONLY | O_CREAT |
-				       O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
-			if (f->fd < 0)
-				f->tmp[0] = 0;
-		}
+	r = cv_cli_out_check("checkpoint", path);
+	if (r < 0)
+		return r;
+	r = out_dir(path, f);
+	if (r < 0)
+		return r;
+	f->fd = openat(f->dir_fd, ".", O_TMPFILE | O_WRONLY | O_CLOEXEC, 0600);
+	if (f->fd < 0 && (errno == EOPNOTSUPP || errno == EISDIR)) {
+		snprintf(f->tmp, sizeof(f->tmp), ".%s.tmp-%d", f->base,
+			 (int)getpid());
+		/* O_EXCL: a link planted at the name is not followed. */
+		f->fd = openat(f->dir_fd, f->tmp, O_WRONLY | O_CREAT | O_EXCL |
+			       O_NOFOLLOW | O_CLOEXEC, 0600);
+		if (f->fd < 0)
+			f->tmp[0] = 0; /* not ours to remove */
 	}
-	if (f->fd < 0) {
+	if (f->fd < 0 || fchmod(f->fd, mode) < 0) {
+		r = -errno;
 		fprintf(stderr, "cuvisor checkpoint: %s: %s\n", path,
-			strerror(errno));
-		return -errno;
+			strerror(-r));
+		out_close(f);
+		return r;
 	}
 	return 0;
-}
-
-static void out_close(struct outfile *f)
-{
-	if (f->tmp[0])
-		unlinkat(f->dir_fd, f->tmp, 0);
-	if (f->dir_fd >= 0)
-		close(f->dir_fd);
-	close(f->fd);
 }
 
 static void ck_error(const char *path, uint64_t id, int status)
@@ -346,19 +375,17 @@ static int run_checkpoint(void *ctx, int argc, char **argv)
 	ck.flags = o->stop ? CV_CKPT_STOP : 0;
 	ck.level = o->level;
 	n = cv_cli_socket(o->socket, path, sizeof(path));
-	if (n < 0 || out_open(o->out, &f) < 0)
+	if (n < 0 || out_open(o->out, o->mode ? o->mode : 0600, &f) < 0)
 		return CV_CLI_EXIT_ERR;
 	fds[0] = f.fd;
 	fds[1] = f.dir_fd;
-	if (f.dir_fd >= 0) {
-		ck.flags |= CV_CKPT_NAME;
-		memcpy(ck.name, f.base, sizeof(ck.name));
-	}
+	ck.flags |= CV_CKPT_NAME;
+	memcpy(ck.name, f.base, sizeof(ck.name));
 	snprintf(what, sizeof(what), "checkpoint of tenant %llu",
 		 (unsigned long long)ck.tenant);
 	n = cv_cli_call_progress(path, CV_CTL_CHECKPOINT, &ck, sizeof(ck),
-				 fds, f.dir_fd >= 0 ? 2 : 1, buf, sizeof(buf),
-				 &status, what, ck.tenant, WAIT_MS);
+				 fds, 2, buf, sizeof(buf), &status, what,
+				 ck.tenant, WAIT_MS);
 	if (n >= 0 && n != 0 && n != (int)sizeof(r))
 		n = -EBADMSG;
 	if (n < 0 || status < 0) {
@@ -467,7 +494,10 @@ const struct cv_cli_cmd cv_cli_cmd_checkpoint = {
 		   "goes on (with --stop it stays stopped, its GPU memory "
 		   "released, until `cuvisor restore FILE`). FILE appears "
 		   "only once the image is complete; on failure (a full disk, "
-		   "say) nothing is written and the tenant goes on. The "
+		   "say) nothing is written and the tenant goes on. FILE is "
+		   "created with mode 0600 (--mode changes it) and must be a "
+		   "new name or a regular file: a symbolic link, a device or a "
+		   "fifo is refused, never written through. The "
 		   "image format is docs/image-format.md.",
 	.opts = ck_opts, .nopts = CV_ARRAY_SIZE(ck_opts),
 	.run = run_checkpoint, .ctx_size = sizeof(struct ck_ctx),

@@ -63,11 +63,27 @@ int cv_cli_parse(const struct cv_cli_cmd *cmd, void *ctx, int argc,
 		 char **argv, bool stop_at_arg);
 void cv_cli_help(const struct cv_cli_cmd *cmd);
 
-/* --socket PATH if given, else cv_ctl_default_path(). 0 or -errno. */
+/* --socket PATH if given, else cv_ctl_default_path(); notes whether the
+ * path was named (--socket or CUVISOR_SOCKET) for cv_cli_connect. 0 or
+ * -errno. */
 int cv_cli_socket(const char *opt, char *buf, size_t size);
-/* Connects; on failure prints the standard "no daemon" message unless
- * quiet. fd or -errno. */
+/* Connects to a daemon we trust (cv_ctl_connect_daemon). On failure
+ * prints the standard "no daemon" message unless quiet; a daemon refused
+ * as untrusted (-EPERM, or -EINVAL for a bad CUVISOR_DAEMON_UID) is
+ * always reported: path, owner and why. fd or -errno. */
 int cv_cli_connect(const char *path, bool quiet);
+/*
+ * Outputs a person names (checkpoint images, migration reports) are
+ * written to a new file (O_TMPFILE, or O_CREAT|O_EXCL, which follows no
+ * link) that rename() gives its name at the end; rename replaces a link
+ * rather than follow it. So that a root CLI never writes into a device
+ * or replaces one, and says so instead of silently replacing a link, the
+ * name must not exist yet or be a regular file: a symbolic link (checked
+ * with lstat, the final component) or any other kind of file is refused
+ * here, printed for `cuvisor cmd`. 0 or -errno (-ELOOP, -EINVAL).
+ */
+int cv_cli_out_check(const char *cmd, const char *path);
+
 /*
  * One request and its reply. Returns the reply's payload length (in buf)
  * or -errno; a reply with an error status returns that status. Prints

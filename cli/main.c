@@ -7,9 +7,11 @@
 
 #include <errno.h>
 #include <libgen.h>
+#include <pwd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "../core/util.h"
@@ -145,8 +147,17 @@ int cv_cli_parse(const struct cv_cli_cmd *cmd, void *ctx, int argc,
 	return argc;
 }
 
+/* Whether the last cv_cli_socket() path was named by the operator
+ * (--socket or CUVISOR_SOCKET): only such a path may trust a daemon of
+ * another uid (CUVISOR_DAEMON_UID; core/ctl.h). One command per process,
+ * so one path. */
+static bool g_socket_named;
+
 int cv_cli_socket(const char *opt, char *buf, size_t size)
 {
+	const char *env = getenv("CUVISOR_SOCKET");
+
+	g_socket_named = opt || (env && *env);
 	if (!opt)
 		return cv_ctl_default_path(buf, size);
 	if (strlen(opt) >= size || strlen(opt) >= 108)
@@ -155,11 +166,29 @@ int cv_cli_socket(const char *opt, char *buf, size_t size)
 	return 0;
 }
 
+/* A refused daemon: why, and who the uid is. */
+static void print_refusal(const struct cv_ctl_trust *t)
+{
+	struct passwd *pw;
+
+	fprintf(stderr, "cuvisor: %s\n", t->why);
+	if (t->owner == CV_CTL_UID_NONE)
+		return;
+	pw = getpwuid((uid_t)t->owner);
+	fprintf(stderr, "cuvisor: uid %u is %s%s%s; to use a daemon of another "
+		"user, name its socket (--socket or CUVISOR_SOCKET) and set "
+		"CUVISOR_DAEMON_UID=%u\n", t->owner, pw ? "user '" : "no user",
+		pw ? pw->pw_name : "", pw ? "'" : "", t->owner);
+}
+
 int cv_cli_connect(const char *path, bool quiet)
 {
-	int fd = cv_ctl_connect(path);
+	struct cv_ctl_trust t = { .named = g_socket_named };
+	int fd = cv_ctl_connect_daemon(path, &t);
 
-	if (fd < 0 && !quiet)
+	if (fd == -EPERM || fd == -EINVAL)
+		print_refusal(&t);
+	else if (fd < 0 && !quiet)
 		fprintf(stderr, "cuvisor: no daemon at %s: %s; start cuvisord, "
 			"or use `cuvisor run`\n", path, strerror(-fd));
 	return fd;
@@ -179,6 +208,33 @@ int cv_cli_refused(int fd, int n, const struct cv_ctl_hdr *h, const void *p)
 	fprintf(stderr, "cuvisor: the daemon refused the connection: %s\n",
 		why);
 	return r;
+}
+
+int cv_cli_out_check(const char *cmd, const char *path)
+{
+	struct stat st;
+
+	if (lstat(path, &st) < 0) {
+		if (errno == ENOENT)
+			return 0;
+		fprintf(stderr, "cuvisor %s: %s: %s\n", cmd, path,
+			strerror(errno));
+		return -errno;
+	}
+	if (S_ISLNK(st.st_mode)) {
+		fprintf(stderr, "cuvisor %s: refusing %s: it is a symbolic link "
+			"(owned by uid %u), which an output never follows; name "
+			"the file it points to\n", cmd, path,
+			(unsigned)st.st_uid);
+		return -ELOOP;
+	}
+	if (!S_ISREG(st.st_mode)) {
+		fprintf(stderr, "cuvisor %s: refusing %s: it is not a regular "
+			"file (a device, fifo, socket or directory); outputs are "
+			"written only to regular files\n", cmd, path);
+		return -EINVAL;
+	}
+	return 0;
 }
 
 int cv_cli_call(int fd, uint16_t type, const void *p, uint32_t len, void *buf,

@@ -237,6 +237,11 @@ static int report_open(const char *path, char *tmp, size_t size)
 	mode_t mask;
 	int fd;
 
+	/* No link, no device: mkostemp and rename follow neither, but a
+	 * root CLI must not replace /dev/null either. */
+	fd = cv_cli_out_check("migrate", path);
+	if (fd < 0)
+		return fd;
 	if ((size_t)snprintf(tmp, size, "%s.tmp-XXXXXX", path) >= size) {
 		fprintf(stderr, "cuvisor migrate: --report: %s: %s\n", path,
 			strerror(ENAMETOOLONG));

@@ -141,21 +141,27 @@ static int set_log(void *ctx, const char *v)
 
 /* ---- the daemon --------------------------------------------------- */
 
-/* True when a daemon answers INFO at path; warns on a backend mismatch. */
-static bool daemon_answers(const char *path, const char *backend)
+/*
+ * 1 when a daemon answers INFO at path (warns on a backend mismatch), 0
+ * when none does, -1 when one is there but not trusted (another user's:
+ * printed; we neither use it nor start a private daemon in its place).
+ */
+static int daemon_answers(const char *path, const char *backend)
 {
 	uint8_t buf[CV_CTL_MAX];
 	struct cv_ctl_info_r info;
 	int fd, n;
 
 	fd = cv_cli_connect(path, true);
+	if (fd == -EPERM || fd == -EINVAL)
+		return -1;
 	if (fd < 0)
-		return false;
+		return 0;
 	n = cv_cli_call(fd, CV_CTL_INFO, NULL, 0, buf, sizeof(buf),
 			PROBE_TIMEOUT_MS);
 	close(fd);
 	if (n < (int)sizeof(info))
-		return false;
+		return 0;
 	memcpy(&info, buf, sizeof(info));
 	if (backend && strcmp(backend, "auto") &&
 	    (info.backend == CV_BACKEND_CUDA) != !strcmp(backend, "cuda"))
@@ -164,7 +170,7 @@ static bool daemon_answers(const char *path, const char *backend)
 			"daemon\n", path,
 			info.backend == CV_BACKEND_CUDA ? "cuda" : "host",
 			backend);
-	return true;
+	return 1;
 }
 
 /* Creates dir 0700 if missing; it must then be ours and private. */
@@ -644,7 +650,10 @@ static int run_run(void *ctx, int argc, char **argv)
 	}
 	/* The daemon starts before set_env: it must not see the guest
 	 * library on its LD_LIBRARY_PATH. */
-	if (!daemon_answers(path, c->backend)) {
+	r = daemon_answers(path, c->backend);
+	if (r < 0)
+		return EXIT_RUN_FAILED;
+	if (r == 0) {
 		if (start_private(c, &p) < 0)
 			return EXIT_RUN_FAILED;
 		sock = p.sock;

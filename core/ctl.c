@@ -7,12 +7,14 @@
 #include "ctl.h"
 
 #include <errno.h>
+#include <libgen.h>
 #include <poll.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 #include <unistd.h>
 
@@ -315,6 +317,147 @@ int cv_ctl_connect(const char *path)
 		return -errno;
 	if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
 		r = -errno;
+		close(fd);
+		return r;
+	}
+	return fd;
+}
+
+/* ---- whom we take for the daemon (see ctl.h) ----------------------- */
+
+static bool uid_trusted(uint32_t uid, uint32_t extra)
+{
+	return uid == (uint32_t)geteuid() || uid == 0 ||
+	       (extra != CV_CTL_UID_NONE && uid == extra);
+}
+
+/* " or uid N" when another uid is trusted, else "". */
+static const char *extra_str(uint32_t extra, char *buf, size_t size)
+{
+	buf[0] = 0;
+	if (extra != CV_CTL_UID_NONE)
+		snprintf(buf, size, ", uid %u (CUVISOR_DAEMON_UID)", extra);
+	return buf;
+}
+
+/* Refuses ("<what> uid N, not us..."): fills t->owner and t->why;
+ * returns -EPERM. */
+static int refuse(struct cv_ctl_trust *t, uint32_t owner, uint32_t extra,
+		  const char *path, const char *what)
+{
+	char ex[64];
+
+	t->owner = owner;
+	snprintf(t->why, sizeof(t->why), "refusing the daemon at %s: %s "
+		 "uid %u, not us (uid %u)%s or root; another user may be "
+		 "impersonating the daemon", path, what, owner,
+		 (unsigned)geteuid(), extra_str(extra, ex, sizeof(ex)));
+	return -EPERM;
+}
+
+int cv_ctl_trust_dir(const char *path, uint32_t extra, struct cv_ctl_trust *t)
+{
+	char buf[sizeof(((struct sockaddr_un *)0)->sun_path)], what[160];
+	struct stat l, st;
+	const char *dir;
+
+	snprintf(buf, sizeof(buf), "%s", path);
+	dir = dirname(buf);
+	snprintf(what, sizeof(what), "its directory %s is owned by", dir);
+	/* lstat: a symlink planted in /tmp is the planter's, whatever it
+	 * points to; then the directory itself. */
+	if (lstat(dir, &l) < 0 || stat(dir, &st) < 0) {
+		snprintf(t->why, sizeof(t->why), "no cuvisor daemon at %s "
+			 "(%s: %s)", path, dir, strerror(errno));
+		return -errno;
+	}
+	if (!uid_trusted(l.st_uid, extra))
+		return refuse(t, l.st_uid, extra, path, what);
+	if (!uid_trusted(st.st_uid, extra))
+		return refuse(t, st.st_uid, extra, path, what);
+	if (!S_ISDIR(st.st_mode)) {
+		snprintf(t->why, sizeof(t->why), "refusing the daemon at %s: "
+			 "%s is not a directory", path, dir);
+		return -EPERM;
+	}
+	if (st.st_mode & 022) {
+		snprintf(t->why, sizeof(t->why), "refusing the daemon at %s: "
+			 "its directory %s (uid %u, mode %04o) is writable by "
+			 "others, who could replace the socket", path, dir,
+			 (unsigned)st.st_uid, (unsigned)(st.st_mode & 07777));
+		return -EPERM;
+	}
+	return 0;
+}
+
+int cv_ctl_trust_peer(int fd, const char *path, uint32_t extra,
+		      struct cv_ctl_trust *t)
+{
+	struct ucred cr;
+	socklen_t len = sizeof(cr);
+
+	if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cr, &len) < 0 ||
+	    len != sizeof(cr)) {
+		snprintf(t->why, sizeof(t->why), "refusing the daemon at %s: "
+			 "cannot tell who runs it (SO_PEERCRED: %s)", path,
+			 strerror(errno));
+		return -EPERM;
+	}
+	if (!uid_trusted(cr.uid, extra))
+		return refuse(t, cr.uid, extra, path, "it runs as");
+	return 0;
+}
+
+/* CUVISOR_DAEMON_UID, honoured only for a socket named explicitly. */
+static int extra_uid(struct cv_ctl_trust *t, uint32_t *extra)
+{
+	const char *s = getenv("CUVISOR_DAEMON_UID");
+	unsigned long v;
+	char *end;
+
+	*extra = CV_CTL_UID_NONE;
+	if (!s || !*s || !t->named)
+		return 0;
+	errno = 0;
+	v = strtoul(s, &end, 10);
+	if (errno || *end || *s < '0' || *s > '9' || v >= CV_CTL_UID_NONE) {
+		snprintf(t->why, sizeof(t->why), "CUVISOR_DAEMON_UID='%s' is "
+			 "not a uid", s);
+		return -EINVAL;
+	}
+	*extra = (uint32_t)v;
+	return 0;
+}
+
+int cv_ctl_connect_daemon(const char *path, struct cv_ctl_trust *t)
+{
+	struct stat st;
+	uint32_t extra;
+	int fd, r;
+
+	t->owner = CV_CTL_UID_NONE;
+	t->why[0] = 0;
+	r = extra_uid(t, &extra);
+	if (r)
+		return r;
+	r = cv_ctl_trust_dir(path, extra, t);
+	if (r == -EPERM && lstat(path, &st) < 0 && errno == ENOENT) {
+		/* Nothing there to refuse: say "no daemon", as before. */
+		snprintf(t->why, sizeof(t->why), "no cuvisor daemon at %s (%s)",
+			 path, strerror(ENOENT));
+		t->owner = CV_CTL_UID_NONE;
+		return -ENOENT;
+	}
+	if (r)
+		return r;
+	fd = cv_ctl_connect(path);
+	if (fd < 0) {
+		snprintf(t->why, sizeof(t->why), "no cuvisor daemon at %s (%s)",
+			 path, strerror(-fd));
+		return fd;
+	}
+	r = cv_ctl_trust_peer(fd, path, extra, t);
+	if (r) {
 		close(fd);
 		return r;
 	}

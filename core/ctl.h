@@ -437,6 +437,53 @@ int cv_ctl_refusal_after(int fd, int rc, char *why, size_t size);
 int cv_ctl_connect(const char *path);
 
 /*
+ * Whom a client takes for its daemon: the one place where the guest
+ * library, the CLI and a worker reconnecting to its daemon decide it.
+ *
+ * A daemon is trusted when it runs as our effective uid or as root, and
+ * so is the directory that holds its socket (owned by one of them and
+ * writable by no one else, since whoever can write it can put another
+ * socket there; a symlinked directory must be ours or root's too). The
+ * directory is looked at before connecting, the listening peer's
+ * SO_PEERCRED after, which a socket planted by someone else cannot fake.
+ *
+ * One more uid is trusted only when the operator names both the socket
+ * and the uid: `named` (the path came from --socket or CUVISOR_SOCKET,
+ * not a default) and CUVISOR_DAEMON_UID=UID in the environment (a daemon
+ * run by a service account, say). A default path never trusts another
+ * user: under /tmp/cuvisor-UID/ anyone could have created it first.
+ */
+#define CV_CTL_UID_NONE 0xffffffffu
+struct cv_ctl_trust {
+	bool named;          /* in: the path was given explicitly */
+	uint32_t owner;      /* out, on -EPERM: the uid we refused, or
+				CV_CTL_UID_NONE */
+	char why[320];       /* out, on any error: what happened, for a person */
+};
+
+/*
+ * Connects to the daemon at path if it is trusted (see above). fd
+ * (O_CLOEXEC) or -errno: -EPERM when refused (t->why says why; t->owner
+ * is the untrusted uid, or CV_CTL_UID_NONE when the directory's mode is
+ * the reason), -EINVAL for a malformed CUVISOR_DAEMON_UID, else
+ * connect()'s error (-ENOENT, -ECONNREFUSED: no daemon there; also
+ * -ENOENT when nothing is at path in an untrusted directory: nothing to
+ * refuse). Prints nothing.
+ */
+int cv_ctl_connect_daemon(const char *path, struct cv_ctl_trust *t);
+
+/*
+ * The checks alone, for tests and for a caller that already holds the
+ * fd: the socket's directory (by path) and the connected peer. extra is
+ * the additional trusted uid or CV_CTL_UID_NONE. 0 or -EPERM (t->why);
+ * cv_ctl_trust_dir also -errno of lstat/stat (-ENOENT: no directory).
+ */
+int cv_ctl_trust_dir(const char *path, uint32_t extra,
+		     struct cv_ctl_trust *t);
+int cv_ctl_trust_peer(int fd, const char *path, uint32_t extra,
+		      struct cv_ctl_trust *t);
+
+/*
  * SIZE arguments of the control tools: plain bytes or a K/M/G/T suffix
  * (powers of 1024, either case, optionally followed by "B" or "iB"), with
  * an optional decimal fraction ("1.5G"). 0 or -EINVAL / -ERANGE.

@@ -68,4 +68,19 @@ void cv_hex(const uint8_t *p, size_t n, char *out);
  * when one of them is not a hex digit (out is then partly written). */
 int cv_unhex(const char *s, size_t n, uint8_t *out);
 
+/*
+ * A secret for a process we are about to exec (a tenant's token for its
+ * worker): a pipe that holds the n bytes, its write end already closed;
+ * the child gets the read end as an fd number on its command line, reads
+ * the bytes once and closes it. Why not the command line: it is
+ * world-readable (/proc/PID/cmdline, ps). Why not the environment:
+ * /proc/PID/environ needs ptrace rights over the process, but the
+ * environment is inherited by whatever the process or its driver starts,
+ * stays there for its whole life and lands in crash reports; the pipe
+ * leaves the secret only in the reader's memory. n must fit the pipe's
+ * buffer (PIPE_BUF or less), so the write never blocks. Returns the read
+ * end (O_CLOEXEC; the caller clears that for the child) or -errno.
+ */
+int cv_secret_pipe(const void *p, size_t n);
+
 #endif

@@ -455,7 +455,8 @@ struct cv_d_spawn {
 	int image_fd;
 	int migrate_fd;          /* >= 0: a migration's destination */
 };
-/* In a forked child: fds[i] becomes fd 3 + i, then exec. Never returns. */
+/* In a forked child: fds[i] becomes fd 3 + i (n <= 8), then exec. Never
+ * returns. */
 void cv_d_worker_exec(const char *path, const char *const *argv,
 		      const int *fds, int n);
 int cv_d_tenant_spawn(struct cv_d *d, struct cv_d_tenant *t,

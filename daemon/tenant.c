@@ -46,15 +46,18 @@ static void close_from(int lowfd)
 
 /*
  * In the child: fds[i] becomes fd 3 + i (ctl, link, then a restore's
- * region and image), 0 is /dev/null, 1 and 2 are inherited (2 is the
- * daemon's log), nothing else stays open. Own process group, so that a
- * terminal's ^C reaches only the daemon. Never returns.
+ * region and image, then the token's pipe), 0 is /dev/null, 1 and 2 are
+ * inherited (2 is the daemon's log), nothing else stays open. n <= 8.
+ * Own process group, so that a terminal's ^C reaches only the daemon.
+ * Never returns.
  */
 void cv_d_worker_exec(const char *path, const char *const *argv,
 		      const int *fds, int n)
 {
-	int nul, tmp[4], i;
+	int nul, tmp[8], i;
 
+	if (n > 8)
+		_exit(127);
 	cv_d_child_reset();
 	setpgid(0, 0);
 	nul = open("/dev/null", O_RDONLY);
@@ -79,9 +82,10 @@ void cv_d_worker_exec(const char *path, const char *const *argv,
 int cv_d_tenant_spawn(struct cv_d *d, struct cv_d_tenant *t,
 		      const struct cv_d_spawn *x)
 {
-	char id[24], gpu[16], mem[24], token[33], gpid[16], tmo[16];
+	char id[24], gpu[16], mem[24], tokfd[16], gpid[16], tmo[16];
 	const char *argv[40];
-	int ctl[2] = { -1, -1 }, link[2] = { -1, -1 }, fds[4], n = 0, r;
+	int ctl[2] = { -1, -1 }, link[2] = { -1, -1 }, fds[5], n = 0, r;
+	int tok = -1, nfds;
 	bool restore = x && x->region_fd >= 0;
 	bool migrate = x && x->migrate_fd >= 0;
 	pid_t pid;
@@ -92,7 +96,8 @@ int cv_d_tenant_spawn(struct cv_d *d, struct cv_d_tenant *t,
 	snprintf(tmo, sizeof(tmo), "%u", d->cfg.remote_timeout_s * 1000);
 	snprintf(mem, sizeof(mem), "%llu", (unsigned long long)t->quota);
 	snprintf(gpid, sizeof(gpid), "%d", (int)t->guest_pid);
-	cv_hex(t->token, sizeof(t->token), token);
+	nfds = restore ? 5 : 3;
+	snprintf(tokfd, sizeof(tokfd), "%d", 3 + nfds - 1);
 	argv[n++] = d->cfg.worker;
 	argv[n++] = "--tenant"; argv[n++] = id;
 	argv[n++] = "--gpu"; argv[n++] = gpu;
@@ -120,7 +125,7 @@ int cv_d_tenant_spawn(struct cv_d *d, struct cv_d_tenant *t,
 		argv[n++] = "--link-fd"; argv[n++] = "4";
 	}
 	argv[n++] = "--log"; argv[n++] = d->cfg.log_level;
-	argv[n++] = "--token"; argv[n++] = token;
+	argv[n++] = "--token-fd"; argv[n++] = tokfd;
 	argv[n++] = "--guest-pid"; argv[n++] = gpid;
 	argv[n++] = "--name"; argv[n++] = t->name;
 	argv[n++] = "--daemon-socket"; argv[n++] = d->cfg.socket;
@@ -130,6 +135,12 @@ int cv_d_tenant_spawn(struct cv_d *d, struct cv_d_tenant *t,
 	}
 	argv[n] = NULL;
 
+	/* The token never goes on the command line (cv_secret_pipe). */
+	tok = cv_secret_pipe(t->token, sizeof(t->token));
+	if (tok < 0) {
+		r = tok;
+		goto fail;
+	}
 	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, ctl) < 0 ||
 	    (!restore && !migrate &&
 	     socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, link) < 0) ||
@@ -141,13 +152,15 @@ int cv_d_tenant_spawn(struct cv_d *d, struct cv_d_tenant *t,
 	fds[1] = restore ? x->link_fd : migrate ? x->migrate_fd : link[1];
 	fds[2] = restore ? x->region_fd : -1;
 	fds[3] = restore ? x->image_fd : -1;
+	fds[nfds - 1] = tok;
 	pid = fork();
 	if (pid < 0) {
 		r = -errno;
 		goto fail;
 	}
 	if (pid == 0)
-		cv_d_worker_exec(d->cfg.worker, argv, fds, restore ? 4 : 2);
+		cv_d_worker_exec(d->cfg.worker, argv, fds, nfds);
+	close(tok);
 	close(ctl[1]);
 	if (!restore && !migrate)
 		close(link[1]);
@@ -156,6 +169,8 @@ int cv_d_tenant_spawn(struct cv_d *d, struct cv_d_tenant *t,
 	t->link_guest_fd = link[0];
 	return 0;
 fail:
+	if (tok >= 0)
+		close(tok);
 	if (ctl[0] >= 0) {
 		close(ctl[0]);
 		close(ctl[1]);

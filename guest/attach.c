@@ -151,6 +151,7 @@ static int attach(void)
 {
 	uint8_t buf[CV_CTL_MAX];
 	struct cv_ctl_attach_r r;
+	struct cv_ctl_trust trust;
 	struct cv_ctl_hdr h;
 	char path[256], why[sizeof(struct cv_ctl_refused)];
 	int sock, fds[2] = { -1, -1 }, nfds = 2, n, rc;
@@ -158,7 +159,13 @@ static int attach(void)
 	rc = cv_ctl_default_path(path, sizeof(path));
 	if (rc)
 		return rc;
-	sock = cv_ctl_connect(path);
+	/* Only a daemon of our own uid or root's (ctl.h says why). */
+	trust.named = getenv("CUVISOR_SOCKET") && *getenv("CUVISOR_SOCKET");
+	sock = cv_ctl_connect_daemon(path, &trust);
+	if (sock == -EPERM || sock == -EINVAL) {
+		cv_err("%s", trust.why);
+		return sock;
+	}
 	if (sock < 0) {
 		cv_err("no cuvisor daemon at %s (%s); start cuvisord, or run the program with `cuvisor run`",
 		       path, strerror(-sock));

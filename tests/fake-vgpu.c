@@ -7,8 +7,10 @@
  *	prints FAKE_VGPU_GPUS (default 1) lines "gpu I 17179869184 Fake GPU
  *	I"; FAKE_VGPU_PROBE=fail exits 1, =nocuda prints nothing for cuda.
  *   fake-vgpu --tenant ID --gpu N --mem BYTES --backend B [--driver D]
- *	   --ctl-fd 3 --link-fd 4 [--log SPEC]
- *	checks that fds 3 and 4 are sockets and nothing above is open,
+ *	   --ctl-fd 3 --link-fd 4 --token-fd 5 [--log SPEC]
+ *	checks that the token came through fd 5 (16 bytes, then end of
+ *	file; never --token on the command line, which anyone may read),
+ *	that fds 3 and 4 are sockets and nothing above is open then,
  *	sends W_READY with a 1 MiB memfd whose start is a cv_region_hdr,
  *	answers W_STATS (mem_used = quota / 4, 0 while evicted, commands =
  *	42, the state) and W_STOP, W_SUSPEND, W_RESUME and W_EVICT like a
@@ -43,7 +45,8 @@
 
 struct args {
 	bool probe;
-	const char *backend, *tenant, *gpu, *mem, *ctl, *link;
+	const char *backend, *tenant, *gpu, *mem, *ctl, *link, *tokfd;
+	bool token_argv;        /* --token HEX: the secret for all to see */
 };
 
 static int probe(const char *backend)
@@ -106,6 +109,23 @@ static int ready(int ctl, uint64_t id, uint64_t quota, const char *why)
 }
 
 /* Returns a reason when the fd layout is not what the daemon promised. */
+/* The token: through --token-fd 5, 16 bytes then EOF; closes fd 5. */
+static const char *check_token(const struct args *a)
+{
+	uint8_t tok[17];
+	ssize_t n;
+
+	if (a->token_argv)
+		return "the token is on the command line (--token)";
+	if (!a->tokfd || strcmp(a->tokfd, "5"))
+		return "no --token-fd 5";
+	n = read(5, tok, sizeof(tok));
+	if (n == 16)
+		n = read(5, tok, 1) == 0 ? 16 : -1;
+	close(5);
+	return n == 16 ? NULL : "--token-fd 5 holds no 16-byte token";
+}
+
 static const char *check_fds(void)
 {
 	static char why[64];
@@ -308,8 +328,12 @@ static int parse(struct args *a, int argc, char **argv)
 			a->ctl = v;
 		else if (!strcmp(k, "--link-fd"))
 			a->link = v;
+		else if (!strcmp(k, "--token-fd"))
+			a->tokfd = v;
+		else if (!strcmp(k, "--token"))
+			a->token_argv = true;
 		else if (strcmp(k, "--driver") && strcmp(k, "--log") &&
-			 strcmp(k, "--token") && strcmp(k, "--guest-pid") &&
+			 strcmp(k, "--guest-pid") &&
 			 strcmp(k, "--name") && strcmp(k, "--daemon-socket"))
 			return -1;
 	}
@@ -336,7 +360,9 @@ int main(int argc, char **argv)
 	}
 	quota = strtoull(a.mem, NULL, 10);
 	mode_of(a.tenant, mode, sizeof(mode));
-	why = check_fds();
+	why = check_token(&a);
+	if (!why)
+		why = check_fds();
 	if (!strcmp(mode, "crash"))
 		return 3;
 	if (!strcmp(mode, "hang"))

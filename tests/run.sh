@@ -68,6 +68,13 @@
 #            link cut during one
 #   rloop    tests/netns.sh: the remote vGPU tests over loopback (no
 #            namespaces; with --backend cuda, two daemons on one GPU)
+#   sec      tests/sec.sh: a second user (created by the test; needs
+#            root, else SKIP) squats the victim's /tmp/cuvisor-UID/ with
+#            its daemon: ps, a guest and `run` refuse it by name;
+#            images are 0600 (--mode changes it) and unreadable to
+#            others; a planted symlink to a fifo or /dev/null is refused
+#            as a checkpoint or report output; no worker's or holder's
+#            command line holds its token
 #
 # Prints one line per test: PASS|FAIL|SKIP NAME [(detail)], the tail of
 # the log after a failure, and last exactly one line
@@ -80,7 +87,7 @@ cd "$(dirname "$0")/.." || exit 2
 O=${O:-build}
 MAKE=${MAKE:-make}
 BACKEND=host
-ONLY=unit,e2e,kill,garbage,san,fuzz,rt,ops,crowd,ckpt,mig,survive,peer,limits,netns,rloop
+ONLY=unit,e2e,kill,garbage,san,fuzz,rt,ops,crowd,ckpt,mig,survive,peer,limits,netns,rloop,sec
 KEEP=0
 MEM=1G
 MEM_BYTES=1073741824
@@ -144,8 +151,9 @@ cleanup() {
 		alive "$p" && kill -KILL "$p" 2>/dev/null
 	done
 	stop_daemon
-	# throwaway users of the limits section, if it was cut short
+	# throwaway users of the limits and sec sections, if cut short
 	declare -F lim_userdel > /dev/null && lim_userdel
+	declare -F sec_users_remove > /dev/null && sec_users_remove
 	if [ "$NFAIL" -eq 0 ] && [ "$KEEP" -eq 0 ]; then
 		rm -rf "$LOGS"
 	fi
@@ -893,6 +901,9 @@ want limits && run_limits
 . "$ROOT/tests/netns.sh"
 want netns && run_netns
 want rloop && run_rloop
+# shellcheck source=tests/sec.sh
+. "$ROOT/tests/sec.sh"
+want sec && run_sec
 
 if [ "$NFAIL" -gt 0 ] || [ "$KEEP" -eq 1 ]; then
 	echo "logs: $LOGS"

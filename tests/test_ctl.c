@@ -3,7 +3,10 @@
  * Unit tests of the control protocol (core/ctl.c) and of the daemon's
  * input validation (daemon/msg.c): framing over a socketpair, fd passing,
  * refusal of truncated, oversized, mislabelled and mis-sized messages,
- * admission, the probe parser, SIZE parsing and formatting.
+ * admission, the probe parser, SIZE parsing and formatting, and whom a
+ * client takes for its daemon (cv_ctl_connect_daemon: the socket's
+ * directory and the listener's uid; the other-uid cases need root and are
+ * skipped, with a line saying so, without it).
  *
  * Prints "N passed, N failed"; exits 1 on any failure.
  */
@@ -13,7 +16,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "../core/ctl.h"
@@ -299,6 +306,165 @@ static void test_paths(void)
 	CHECK(cv_ctl_connect("/nonexistent/cuvisor.sock") == -ENOENT);
 	CHECK(cv_ctl_connect(longp) == -ENAMETOOLONG);
 	CHECK(cv_ctl_connect("") == -EINVAL);
+}
+
+#define NOBODY 65534u
+
+/* A listening socket at path owned (SO_PEERCRED) by uid: a child binds
+ * it as us, drops to uid, listens, says so on a pipe and waits for us to
+ * kill it. Its pid, or -1. */
+static pid_t listener_as(const char *path, uid_t uid)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	int pp[2], fd;
+	char c = 0;
+	pid_t pid;
+
+	if (pipe(pp) < 0)
+		return -1;
+	pid = fork();
+	if (pid == 0) {
+		snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", path);
+		fd = socket(AF_UNIX, SOCK_SEQPACKET, 0);
+		if (fd < 0 || bind(fd, (struct sockaddr *)&sa, sizeof(sa)) ||
+		    setresuid(uid, uid, uid) || listen(fd, 4))
+			_exit(1);
+		c = 1;
+		if (write(pp[1], &c, 1) != 1)
+			_exit(1);
+		for (;;)
+			pause();
+	}
+	close(pp[1]);
+	/* EOF (the child failed) or its byte: no sleeping on a guess. */
+	if (pid < 0 || read(pp[0], &c, 1) != 1 || c != 1) {
+		if (pid > 0) {
+			kill(pid, SIGKILL);
+			waitpid(pid, NULL, 0);
+		}
+		pid = -1;
+	}
+	close(pp[0]);
+	return pid;
+}
+
+static void kill_listener(pid_t pid, const char *path)
+{
+	if (pid > 0) {
+		kill(pid, SIGKILL);
+		waitpid(pid, NULL, 0);
+	}
+	unlink(path);
+}
+
+/* Our own daemon in our own 0700 directory: trusted; the same directory
+ * writable by others, or a symlink planted by another uid: refused. */
+static void test_trust_dir(const char *dir)
+{
+	struct cv_ctl_trust t = { .named = false };
+	char sock[100], d[64], link[100];
+	pid_t pid;
+	int fd;
+
+	snprintf(d, sizeof(d), "%s/d", dir);
+	snprintf(sock, sizeof(sock), "%s/cuvisord.sock", d);
+	CHECK(cv_ctl_connect_daemon(sock, &t) == -ENOENT); /* no dir */
+	CHECK(mkdir(d, 0700) == 0);
+	pid = listener_as(sock, geteuid());
+	CHECK(pid > 0);
+	fd = cv_ctl_connect_daemon(sock, &t);
+	CHECK(fd >= 0);
+	if (fd >= 0)
+		close(fd);
+	CHECK(chmod(d, 0777) == 0);
+	CHECK(cv_ctl_connect_daemon(sock, &t) == -EPERM &&
+	      strstr(t.why, "writable by others"));
+	CHECK(chmod(d, 0720) == 0); /* group-writable: no better */
+	CHECK(cv_ctl_connect_daemon(sock, &t) == -EPERM);
+	CHECK(chmod(d, 0755) == 0);
+	fd = cv_ctl_connect_daemon(sock, &t);
+	CHECK(fd >= 0);
+	if (fd >= 0)
+		close(fd);
+	/* Our own symlink to our directory is fine. */
+	snprintf(link, sizeof(link), "%s/our-link", dir);
+	CHECK(symlink("d", link) == 0);
+	strcat(link, "/cuvisord.sock");
+	fd = cv_ctl_connect_daemon(link, &t);
+	CHECK(fd >= 0);
+	if (fd >= 0)
+		close(fd);
+	kill_listener(pid, sock);
+}
+
+/* As root: a directory or a listener of another uid is refused, naming
+ * it, unless the socket is named and CUVISOR_DAEMON_UID trusts it. */
+static void test_trust_other_uid(const char *dir)
+{
+	struct cv_ctl_trust t = { .named = false };
+	char sub[64], sock[100], ln[100];
+	pid_t pid;
+	int fd;
+
+	snprintf(sub, sizeof(sub), "%s/o", dir);
+	snprintf(sock, sizeof(sock), "%s/cuvisord.sock", sub);
+	CHECK(mkdir(sub, 0700) == 0);
+	pid = listener_as(sock, NOBODY);
+	CHECK(pid > 0);
+	/* Its directory owned by that uid. */
+	CHECK(chown(sub, NOBODY, NOBODY) == 0);
+	CHECK(cv_ctl_connect_daemon(sock, &t) == -EPERM && t.owner == NOBODY &&
+	      strstr(t.why, "is owned by uid 65534"));
+	CHECK(chown(sub, 0, 0) == 0);
+	/* A symlink that uid planted, to a directory of ours. */
+	snprintf(ln, sizeof(ln), "%s/planted", dir);
+	CHECK(symlink("o", ln) == 0 && lchown(ln, NOBODY, NOBODY) == 0);
+	strcat(ln, "/cuvisord.sock");
+	CHECK(cv_ctl_connect_daemon(ln, &t) == -EPERM && t.owner == NOBODY);
+	/* Our directory, a listener that runs as uid 65534. */
+	CHECK(cv_ctl_connect_daemon(sock, &t) == -EPERM && t.owner == NOBODY &&
+	      strstr(t.why, "it runs as uid 65534"));
+	/* An untrusted directory with nothing in it: no daemon, no refusal. */
+	snprintf(ln, sizeof(ln), "%s/empty", dir);
+	CHECK(mkdir(ln, 0700) == 0 && chown(ln, NOBODY, NOBODY) == 0);
+	strcat(ln, "/cuvisord.sock");
+	CHECK(cv_ctl_connect_daemon(ln, &t) == -ENOENT);
+	fd = cv_ctl_connect(sock);
+	CHECK(fd >= 0 && cv_ctl_trust_peer(fd, sock, CV_CTL_UID_NONE, &t) ==
+				 -EPERM);
+	CHECK(fd >= 0 && cv_ctl_trust_peer(fd, sock, NOBODY, &t) == 0);
+	if (fd >= 0)
+		close(fd);
+	/* The explicit opt-in: a named socket and CUVISOR_DAEMON_UID. */
+	setenv("CUVISOR_DAEMON_UID", "65534", 1);
+	CHECK(cv_ctl_connect_daemon(sock, &t) == -EPERM); /* not named */
+	t.named = true;
+	fd = cv_ctl_connect_daemon(sock, &t);
+	CHECK(fd >= 0);
+	if (fd >= 0)
+		close(fd);
+	setenv("CUVISOR_DAEMON_UID", "nobody", 1);
+	CHECK(cv_ctl_connect_daemon(sock, &t) == -EINVAL &&
+	      strstr(t.why, "not a uid"));
+	unsetenv("CUVISOR_DAEMON_UID");
+	kill_listener(pid, sock);
+}
+
+static void test_trust(void)
+{
+	char dir[] = "/tmp/cv-test-trust.XXXXXX", cmd[64];
+
+	if (!mkdtemp(dir)) {
+		failed++;
+		return;
+	}
+	test_trust_dir(dir);
+	if (geteuid() == 0)
+		test_trust_other_uid(dir);
+	else
+		printf("# SKIP the other-uid trust checks: they need root\n");
+	snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
+	CHECK(system(cmd) == 0);
 }
 
 static void test_sizes(void)
@@ -695,6 +861,7 @@ int main(void)
 	test_timeout_and_hup();
 	test_hdr_check();
 	test_paths();
+	test_trust();
 	test_sizes();
 	test_decode_client();
 	test_decode_checkpoint();

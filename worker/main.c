@@ -4,7 +4,7 @@
  *
  *   cuvisor-vgpu --tenant ID --gpu N --mem BYTES --backend cuda|host
  *                --driver PATH --ctl-fd 3 --link-fd 4 [--log SPEC]
- *                [--token HEX --daemon-socket PATH --guest-pid N --name S]
+ *                [--token-fd N --daemon-socket PATH --guest-pid N --name S]
  *                [--region-fd 5 --restore-fd 6] [--migrate-fd 5]
  *
  * It creates the shared region (a sealed memfd mapped at CV_REGION_ADDR),
@@ -94,6 +94,7 @@ struct wopts {
 	const char *name;
 	uint32_t guest_pid;
 	uint8_t token[16];
+	int token_fd;           /* --token-fd: a pipe that holds the token */
 	bool have_token;
 	int probe;
 	int hold;
@@ -122,7 +123,7 @@ static void usage(FILE *f)
 	fprintf(f,
 		"usage: cuvisor-vgpu --tenant ID --gpu N --mem BYTES --backend cuda|host|remote\n"
 		"                    [--driver PATH] --ctl-fd FD --link-fd FD [--log LEVEL[:PATH]]\n"
-		"                    [--token HEX] [--daemon-socket PATH] [--guest-pid N] [--name S]\n"
+		"                    [--token-fd FD] [--daemon-socket PATH] [--guest-pid N] [--name S]\n"
 		"                    [--region-fd FD --restore-fd FD | --migrate-fd FD]\n"
 		"                    [--remote HOST[:PORT] --peer-key FILE] [--remote-timeout MS]\n"
 		"                    [--remote-compress]\n"
@@ -152,9 +153,30 @@ static int parse_fd(const char *s, int *fd)
 	return 0;
 }
 
-static int parse_hex(const char *s, uint8_t *out, size_t n)
+/*
+ * The token from --token-fd: exactly 16 bytes, then end of file (the
+ * daemon or our predecessor closed the write end after writing it; the
+ * pipe is ours alone). Closes the fd. 0 or -EINVAL.
+ */
+static int read_token(struct wopts *o)
 {
-	return strlen(s) == 2 * n ? cv_unhex(s, n, out) : -EINVAL;
+	uint8_t extra;
+	size_t got = 0;
+	ssize_t n;
+
+	while (got < sizeof(o->token)) {
+		n = read(o->token_fd, o->token + got, sizeof(o->token) - got);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			break;
+		got += (size_t)n;
+	}
+	while ((n = read(o->token_fd, &extra, 1)) < 0 && errno == EINTR)
+		;
+	close(o->token_fd);
+	o->token_fd = -1;
+	return got == sizeof(o->token) && n == 0 ? 0 : -EINVAL;
 }
 
 static int parse_args(int argc, char **argv, struct wopts *o)
@@ -166,7 +188,7 @@ static int parse_args(int argc, char **argv, struct wopts *o)
 		{ "link-fd", 1, 0, 'l' }, { "log", 1, 0, 'L' },
 		{ "region-fd", 1, 0, 'R' }, { "restore-fd", 1, 0, 'I' },
 		{ "image-fd", 1, 0, 'j' },
-		{ "token", 1, 0, 'T' },  { "daemon-socket", 1, 0, 'S' },
+		{ "token-fd", 1, 0, 'T' }, { "daemon-socket", 1, 0, 'S' },
 		{ "guest-pid", 1, 0, 'P' }, { "name", 1, 0, 'N' },
 		{ "probe", 0, 0, 'p' },  { "hold", 0, 0, 'H' },
 		{ "ckpt-done", 1, 0, 'D' }, { "migrate-fd", 1, 0, 'M' },
@@ -183,6 +205,7 @@ static int parse_args(int argc, char **argv, struct wopts *o)
 			     .link_fd = -1, .region_fd = -1, .restore_fd = -1,
 			     .image_fd = -1,
 			     .migrate_fd = -1, .serve_fd = -1, .session_fd = -1,
+			     .token_fd = -1,
 			     .remote_timeout_ms = CV_RM_TIMEOUT_MS,
 			     .name = "?" };
 	while ((c = getopt_long(argc, argv, "", lo, NULL)) != -1) {
@@ -199,7 +222,7 @@ static int parse_args(int argc, char **argv, struct wopts *o)
 		case 'j': if (parse_fd(optarg, &o->image_fd)) return -EINVAL; break;
 		case 'I': if (parse_fd(optarg, &o->restore_fd)) return -EINVAL; break;
 		case 'M': if (parse_fd(optarg, &o->migrate_fd)) return -EINVAL; break;
-		case 'T': if (parse_hex(optarg, o->token, 16)) return -EINVAL;
+		case 'T': if (parse_fd(optarg, &o->token_fd)) return -EINVAL;
 			  o->have_token = true; break;
 		case 'S': o->daemon_socket = optarg; break;
 		case 'P': if (parse_u64(optarg, &n) || n > INT32_MAX) return -EINVAL;
@@ -314,15 +337,24 @@ static int become_holder(struct wstate *w, const struct cv_ctl_op_r *r,
 			 int image_fd)
 {
 	char tenant[24], mem[24], gpu[16], ctl[16], link[16], region[16];
-	char image[16];
-	char token[33], gpid[16], done[48];
+	char image[16], tokfd[16], gpid[16], done[48];
 	const char *argv[40];
-	int n = 0;
+	int n = 0, tok;
 
 	if (keep_fd(w->link) || keep_fd(w->memfd) ||
 	    (w->ctl >= 0 && keep_fd(w->ctl)) ||
 	    (image_fd >= 0 && keep_fd(image_fd)))
 		return -errno;
+	/* The token, as the daemon gave it to us: through a pipe, never
+	 * on the command line (cv_secret_pipe says why). */
+	tok = cv_secret_pipe(w->o->token, sizeof(w->o->token));
+	if (tok < 0)
+		return tok;
+	if (keep_fd(tok)) {
+		close(tok);
+		return -errno;
+	}
+	snprintf(tokfd, sizeof(tokfd), "%d", tok);
 	snprintf(tenant, sizeof(tenant), "%llu", (unsigned long long)w->tenant);
 	snprintf(mem, sizeof(mem), "%llu", (unsigned long long)w->o->mem);
 	snprintf(gpu, sizeof(gpu), "%d", w->o->gpu);
@@ -330,7 +362,6 @@ static int become_holder(struct wstate *w, const struct cv_ctl_op_r *r,
 	snprintf(link, sizeof(link), "%d", w->link);
 	snprintf(region, sizeof(region), "%d", w->memfd);
 	snprintf(gpid, sizeof(gpid), "%u", w->o->guest_pid);
-	cv_hex(w->o->token, 16, token);
 	argv[n++] = "cuvisor-vgpu";
 	argv[n++] = "--hold";
 	argv[n++] = "--tenant"; argv[n++] = tenant;
@@ -339,7 +370,7 @@ static int become_holder(struct wstate *w, const struct cv_ctl_op_r *r,
 	argv[n++] = "--backend"; argv[n++] = w->o->backend;
 	argv[n++] = "--link-fd"; argv[n++] = link;
 	argv[n++] = "--region-fd"; argv[n++] = region;
-	argv[n++] = "--token"; argv[n++] = token;
+	argv[n++] = "--token-fd"; argv[n++] = tokfd;
 	argv[n++] = "--guest-pid"; argv[n++] = gpid;
 	argv[n++] = "--name"; argv[n++] = w->o->name;
 	if (w->ctl >= 0) {
@@ -366,7 +397,9 @@ static int become_holder(struct wstate *w, const struct cv_ctl_op_r *r,
 	argv[n++] = done;
 	argv[n] = NULL;
 	execv("/proc/self/exe", (char *const *)argv);
-	return -errno;
+	n = -errno;
+	close(tok);
+	return n;
 }
 
 /* A holder closes every fd it was not given (the driver's, say). */
@@ -736,10 +769,19 @@ static int hello(struct wstate *w)
 				  .gpu = w->o->gpu, .state = vstate(w),
 				  .quota = w->o->mem };
 	struct cv_ctl_hello_r r;
+	struct cv_ctl_trust trust = { .named = false };
 	struct cv_ctl_hdr h;
+	static bool warned; /* we retry every 100 ms: say it once */
 	int fd, n;
 
-	fd = cv_ctl_connect(w->o->daemon_socket);
+	/* The HELLO carries the tenant's token: only to a daemon of our uid
+	 * or root's, in a directory nobody else can write. */
+	fd = cv_ctl_connect_daemon(w->o->daemon_socket, &trust);
+	if (fd == -EPERM && !warned) {
+		warned = true;
+		cv_warn("tenant %llu: %s", (unsigned long long)w->tenant,
+			trust.why);
+	}
 	if (fd < 0)
 		return -1;
 	memcpy(m.token, w->o->token, sizeof(m.token));
@@ -1073,6 +1115,11 @@ int main(int argc, char **argv)
 	}
 	if (parse_args(argc, argv, &o)) {
 		usage(stderr);
+		return 2;
+	}
+	if (o.token_fd >= 0 && read_token(&o)) {
+		fprintf(stderr, "cuvisor-vgpu: --token-fd: not a 16-byte "
+			"token\n");
 		return 2;
 	}
 	cv_log_init("cuvisor-vgpu", CV_LOG_INFO, NULL);
