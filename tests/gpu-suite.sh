@@ -154,13 +154,15 @@ if [ $# -eq 0 ]; then
 	done
 fi
 
-# Kill and garbage tests, then suspend/resume/evict, checkpoint/restore
-# and live migration (ops, ckpt, mig) of a tenant updating every page of
+# Kill and garbage tests, then suspend/resume/evict, 40 tenants at once
+# (crowd), checkpoint/restore, live migration and the kill matrix (ops,
+# ckpt, mig, survive) of a tenant updating every page of
 # GPU_OPS_MIB (default 4096) MiB, on the cuda backend; then the peer link
 # and remote vGPUs between two daemons on the one GPU over loopback (peer,
 # rloop: remote runs, migration to the other daemon's GPU and back).
 OPS_MIB=${GPU_OPS_MIB:-4096} bash tests/run.sh --backend cuda \
-	--only kill,garbage,ops,ckpt,mig,peer,rloop > "$LOGS/multi.log" 2>&1
+	--only kill,garbage,ops,crowd,ckpt,mig,survive,peer,rloop \
+	> "$LOGS/multi.log" 2>&1
 grep -E '^(PASS|FAIL|SKIP|    )' "$LOGS/multi.log"
 read -r mp mf ms < <(awk '/ passed, .* failed, .* skipped$/ { print $1, $3, $5 }' "$LOGS/multi.log")
 NPASS=$((NPASS + ${mp:-0}))

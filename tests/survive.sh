@@ -180,6 +180,18 @@ sv_begin() {
 	return 1
 }
 
+# sv_recover VERB ARG: `cuvisor VERB ARG` brings the tenant back; it
+# must then run.
+sv_recover() {
+	local out=$LOGS/sv-$SV_CASE.$1
+	if ! timeout 300 "$BIN/cuvisor" "$1" "$2" --socket "$SOCK" \
+		> "$out" 2>&1; then
+		SV_WHY="$1 failed: $(head -n 1 "$out")"
+		return 1
+	fi
+	sv_wait_state "$SV_ID" running 30
+}
+
 # checkpoint --stop: the image appears, the tenant is stopped, restore.
 sv_checkpoint() {
 	local who=$1 sig=$2 img=$LOGS/sv-$1-$2.img
@@ -187,26 +199,15 @@ sv_checkpoint() {
 	sv_kill "$who" "$sig" "$SV_OP" || return 1
 	sv_wait_file "$img" 60 || return 1
 	sv_wait_state "$SV_ID" stopped 60 || return 1
-	if ! timeout 300 "$BIN/cuvisor" restore "$img" --socket "$SOCK" \
-		> "$LOGS/sv-$SV_CASE.restore" 2>&1; then
-		SV_WHY="restore failed: $(head -n 1 "$LOGS/sv-$SV_CASE.restore")"
-		return 1
-	fi
-	sv_wait_state "$SV_ID" running 30
+	sv_recover restore "$img"
 }
 
 # evict: the tenant ends evicted, then resume.
 sv_evict() {
-	local who=$1 sig=$2
 	sv_begin evict || return 1
-	sv_kill "$who" "$sig" "$SV_OP" || return 1
+	sv_kill "$1" "$2" "$SV_OP" || return 1
 	sv_wait_state "$SV_ID" evicted 60 || return 1
-	if ! timeout 300 "$BIN/cuvisor" resume "$SV_ID" --socket "$SOCK" \
-		> "$LOGS/sv-$SV_CASE.resume" 2>&1; then
-		SV_WHY="resume failed: $(head -n 1 "$LOGS/sv-$SV_CASE.resume")"
-		return 1
-	fi
-	sv_wait_state "$SV_ID" running 30
+	sv_recover resume "$SV_ID"
 }
 
 # resume --gpu 1 of a suspended tenant (a move through an image in
@@ -220,7 +221,7 @@ sv_move() {
 		return 1
 	fi
 	local end=$(( $(now_ms) + 120000 )) out=$LOGS/sv-$SV_CASE.resume
-	sv_begin resume --gpu 1 || return 1
+	sv_begin resume --gpu "$SV_TO" || return 1
 	sv_kill "$who" "$sig" "$SV_OP" || return 1
 	# Stopped is also the state between the move's two halves: a
 	# resume then says busy, and is asked again.
@@ -244,7 +245,8 @@ sv_move() {
 	done
 }
 
-# A live migration to the other GPU, paced so that it is in its rounds
+# A live migration to the other GPU (SV_TO; with one GPU, to a second
+# worker on it, copying), paced so that it is in its rounds
 # when the kill comes (the tenant's hot set is small: the rounds
 # converge). Killing the CLI or SIGKILL of the daemon must not stop it:
 # it ends on gpu 1 (the new daemon adopts the source and, once it
@@ -252,9 +254,9 @@ sv_move() {
 # calls its migrations off: the tenant then runs on on gpu 0. Either way
 # it is listed once, running.
 sv_migrate() {
-	local who=$1 sig=$2 want=1 g end=$(( $(now_ms) + 120000 ))
-	[ "$who-$sig" = daemon-TERM ] && want="0|1"
-	sv_begin migrate --gpu 1 --max-rate 100 || return 1
+	local who=$1 sig=$2 want=$SV_TO g end=$(( $(now_ms) + 120000 ))
+	[ "$who-$sig" = daemon-TERM ] && want="0|$SV_TO"
+	sv_begin migrate --gpu "$SV_TO" --copy --max-rate 100 || return 1
 	sv_kill "$who" "$sig" "$SV_OP" || return 1
 	while :; do
 		g=$(sv_gpu_of "$SV_GPID" | tr '\n' ' ')
@@ -285,6 +287,13 @@ sv_case() {
 	SV_GPID=
 }
 
+# The number of GPUs the shared daemon has.
+sv_ngpus() {
+	timeout 10 "$BIN/cuvisor" info --socket "$SOCK" 2>/dev/null |
+		awk 'f && NF { n++ } /^GPU / { f = 1 } END { print n + 0 }'
+}
+
+SV_TO=1
 run_survive() {
 	local op who sig
 	if ! have_cuvisor || [ ! -x "$TB/cu_pagecount" ]; then
@@ -296,7 +305,13 @@ run_survive() {
 		result FAIL survive:daemon-start "cuvisord did not answer" "$DLOG"
 		return
 	fi
+	SV_TO=1
+	[ "$(sv_ngpus)" -ge 2 ] || SV_TO=0
 	for op in ${SV_OPS:-checkpoint evict move migrate}; do
+		if [ "$op" = move ] && [ $SV_TO = 0 ]; then
+			result SKIP survive:move "one GPU: no other GPU to move to"
+			continue
+		fi
 		for who in cli daemon; do
 			for sig in TERM KILL; do
 				sv_case "$op" "$who" "$sig"
