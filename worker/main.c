@@ -53,6 +53,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/random.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -460,20 +461,35 @@ static const char *op_name(uint16_t type)
 static int name_image(int fd, int dir_fd, const char *name)
 {
 	char proc[32], tmp[CV_CTL_FILE_LEN + 48];
-	int rc = 0;
+	uint64_t rnd = 0;
+	int rc = -EEXIST, i, d;
 
 	snprintf(proc, sizeof(proc), "/proc/self/fd/%d", fd);
-	snprintf(tmp, sizeof(tmp), ".%.200s.cuvisor-%d", name, (int)getpid());
-	unlinkat(dir_fd, tmp, 0);
-	if (linkat(AT_FDCWD, proc, dir_fd, tmp, AT_SYMLINK_FOLLOW))
-		return -errno;
+	/* A fresh temporary name: one that exists (planted, say) is
+	 * neither removed nor followed, another is tried. */
+	for (i = 0; i < 8 && rc == -EEXIST; i++) {
+		if (getrandom(&rnd, sizeof(rnd), 0) != sizeof(rnd))
+			rnd = cv_now_ns() + (uint64_t)i;
+		snprintf(tmp, sizeof(tmp), ".%.200s.cuvisor-%016" PRIx64, name,
+			 rnd);
+		rc = linkat(AT_FDCWD, proc, dir_fd, tmp, AT_SYMLINK_FOLLOW) ?
+			     -errno : 0;
+	}
+	if (rc)
+		return rc;
 	if (renameat(dir_fd, tmp, dir_fd, name)) {
 		rc = -errno;
 		unlinkat(dir_fd, tmp, 0);
+		return rc;
 	}
-	/* The new name is durable before the tenant's GPU state goes. */
-	if (!rc && fsync(dir_fd) && errno != EINVAL && errno != EBADF)
-		rc = -errno;
+	/* The new name is durable before the tenant's GPU state goes
+	 * (dir_fd is an O_PATH descriptor, which cannot be synced). */
+	d = openat(dir_fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (d >= 0) {
+		if (fsync(d) && errno != EINVAL)
+			rc = -errno;
+		close(d);
+	}
 	return rc;
 }
 
