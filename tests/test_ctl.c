@@ -573,30 +573,42 @@ static void test_decode_checkpoint(void)
 	CHECK(decode(CV_D_PEER_CLIENT, CV_CTL_CHECKPOINT, 0, &ck, 16, 1, &m)
 	      < 0);
 	ck.flags |= CV_CKPT_NAME;
-	CHECK(cv_ctl_ckpt_check(&ck, 2, &why) == -EINVAL); /* no name */
+	CHECK(cv_ctl_ckpt_check(&ck, 2, false, &why) == -EINVAL); /* no name */
 	strcpy(ck.name, "img.cvimg");
 	CHECK(decode(CV_D_PEER_CLIENT, CV_CTL_CHECKPOINT, 0, &ck, sizeof(ck),
 		     2, &m) == 0 && !strcmp(m.u.ckpt.name, "img.cvimg"));
-	CHECK(cv_ctl_ckpt_check(&ck, 1, &why) == -EINVAL);
+	CHECK(cv_ctl_ckpt_check(&ck, 1, false, &why) == -EINVAL);
 	strcpy(ck.name, "../img");
-	CHECK(cv_ctl_ckpt_check(&ck, 2, &why) == -EINVAL);
+	CHECK(cv_ctl_ckpt_check(&ck, 2, false, &why) == -EINVAL);
 	strcpy(ck.name, "..");
-	CHECK(cv_ctl_ckpt_check(&ck, 2, &why) == -EINVAL);
+	CHECK(cv_ctl_ckpt_check(&ck, 2, false, &why) == -EINVAL);
 	strcpy(ck.name, "a");
 	ck.name[5] = 'x'; /* bytes after the NUL */
-	CHECK(cv_ctl_ckpt_check(&ck, 2, &why) == -EINVAL);
+	CHECK(cv_ctl_ckpt_check(&ck, 2, false, &why) == -EINVAL);
 	memset(ck.name, 'a', sizeof(ck.name)); /* no NUL */
-	CHECK(cv_ctl_ckpt_check(&ck, 2, &why) == -EINVAL);
+	CHECK(cv_ctl_ckpt_check(&ck, 2, false, &why) == -EINVAL);
 	memset(ck.name, 0, sizeof(ck.name));
 	strcpy(ck.name, "a");
 	ck.flags &= ~CV_CKPT_NAME; /* a name without the flag */
-	CHECK(cv_ctl_ckpt_check(&ck, 1, &why) == -EINVAL && why);
+	CHECK(cv_ctl_ckpt_check(&ck, 1, false, &why) == -EINVAL && why);
 	ck.flags = 0x80;
 	memset(ck.name, 0, sizeof(ck.name));
-	CHECK(cv_ctl_ckpt_check(&ck, 1, &why) == -EINVAL);
+	CHECK(cv_ctl_ckpt_check(&ck, 1, false, &why) == -EINVAL);
 	ck.flags = 0;
 	ck.level = CV_CKPT_LEVEL_MAX + 1;
-	CHECK(cv_ctl_ckpt_check(&ck, 1, &why) == -EINVAL);
+	CHECK(cv_ctl_ckpt_check(&ck, 1, false, &why) == -EINVAL);
+	/* KEEP: only the daemon's move (to the worker), with STOP, unnamed */
+	ck.level = 0;
+	ck.flags = CV_CKPT_STOP | CV_CKPT_KEEP;
+	CHECK(cv_ctl_ckpt_check(&ck, 1, true, &why) == 0);
+	CHECK(cv_ctl_ckpt_check(&ck, 1, false, &why) == -EINVAL);
+	CHECK(decode(CV_D_PEER_CLIENT, CV_CTL_CHECKPOINT, 0, &ck, sizeof(ck),
+		     1, &m) < 0);
+	ck.flags = CV_CKPT_KEEP;
+	CHECK(cv_ctl_ckpt_check(&ck, 1, true, &why) == -EINVAL);
+	ck.flags = CV_CKPT_STOP | CV_CKPT_KEEP | CV_CKPT_NAME;
+	strcpy(ck.name, "a");
+	CHECK(cv_ctl_ckpt_check(&ck, 2, true, &why) == -EINVAL);
 }
 
 static void test_decode_worker(void)
