@@ -28,6 +28,7 @@
 #include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -202,6 +203,9 @@ static void att_close(struct att *a)
 	a->conn = a->memfd = a->link = -1;
 }
 
+/* The reason of the last refused ATTACH ("" when it sent none). */
+static char g_reason[CV_CTL_REASON_LEN];
+
 /* ATTACH; the reply's status. */
 static int attach_ex(const char *sock, int gpu, uint64_t mem, uint32_t proto,
 		     struct att *a)
@@ -209,6 +213,7 @@ static int attach_ex(const char *sock, int gpu, uint64_t mem, uint32_t proto,
 	struct cv_ctl_attach req = { .pid = (uint32_t)getpid(), .gpu = gpu,
 				     .mem = mem, .proto = proto,
 				     .name = "e2e-app" };
+	uint8_t buf[CV_CTL_REASON_LEN + 64];
 	struct cv_ctl_hdr h;
 	int fds[2] = { -1, -1 }, nfds = 2, n;
 
@@ -219,15 +224,21 @@ static int attach_ex(const char *sock, int gpu, uint64_t mem, uint32_t proto,
 	if (cv_ctl_send(a->conn, CV_CTL_ATTACH, 0, &req, sizeof(req), NULL,
 			0) < 0)
 		return -EIO;
-	n = cv_ctl_recv(a->conn, &h, &a->r, sizeof(a->r), fds, &nfds, 10000);
+	n = cv_ctl_recv(a->conn, &h, buf, sizeof(buf), fds, &nfds, 10000);
 	if (n < 0)
 		return n;
 	if (h.type != (CV_CTL_ATTACH | CV_CTL_REPLY))
 		return -EPROTO;
-	if (h.status)
+	if (h.status) {
+		/* a refusal's reason: a string, its NUL included */
+		g_reason[0] = 0;
+		if (n > 0 && n <= CV_CTL_REASON_LEN && !buf[n - 1])
+			memcpy(g_reason, buf, (size_t)n);
 		return h.status;
+	}
 	if (n != sizeof(a->r) || nfds != 2)
 		return -EPROTO;
+	memcpy(&a->r, buf, sizeof(a->r));
 	a->memfd = fds[0];
 	a->link = fds[1];
 	return 0;
@@ -338,6 +349,7 @@ static bool pid_gone(pid_t pid, int ms)
 
 static void test_attach(void)
 {
+	const char *overcommit[] = { "--overcommit", NULL };
 	struct daemon d;
 	struct att a[3];
 	struct cv_ctl_tenant t[16];
@@ -350,7 +362,8 @@ static void test_attach(void)
 	int n, i;
 	void *map;
 
-	CHECK(daemon_start(&d, NULL, NULL) == 0);
+	/* (--overcommit: gpu 1's quotas add up to 17 of its 16 GiB) */
+	CHECK(daemon_start(&d, NULL, overcommit) == 0);
 	CHECK(attach(d.sock, -1, 0, &a[0]) == 0);
 	CHECK(a[0].r.tenant_id == 1 && a[0].r.gpu == 0 &&
 	      a[0].r.quota == 16 * GIB && a[0].r.worker_pid > 0);
@@ -616,7 +629,7 @@ static void test_shutdown(void)
 	CHECK(daemon_start(&d, "2:nostop", extra) == 0);
 	CHECK(stat(pidfile, &st) == 0);
 	CHECK(attach(d.sock, 0, 0, &a) == 0);
-	CHECK(attach(d.sock, 0, 0, &b) == 0);
+	CHECK(attach(d.sock, 1, 0, &b) == 0);
 	t0 = cv_now_ns();
 	CHECK(call(d.sock, CV_CTL_SHUTDOWN, NULL, 0) == 0);
 	dt = cv_now_ns() - t0;
@@ -1238,6 +1251,91 @@ static int count_run_dirs(const char *base)
 }
 
 /* `cuvisor run` from an installed layout: bin/ and lib/ side by side. */
+/* A socket file nobody listens on (a daemon killed with SIGKILL). */
+static int stale_socket(const char *path)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	int fd = socket(AF_UNIX, SOCK_SEQPACKET, 0), r;
+
+	if (strlen(path) >= sizeof(sa.sun_path))
+		return -1;
+	memcpy(sa.sun_path, path, strlen(path) + 1);
+	r = fd < 0 ? -1 : bind(fd, (struct sockaddr *)&sa, sizeof(sa));
+	if (fd >= 0)
+		close(fd);
+	return r;
+}
+
+/*
+ * A daemon that is there but refuses us is a failure with its reason,
+ * not a private daemon (unless the fallback is allowed): its admission
+ * (quotas past the GPU's memory), another backend than --backend. A
+ * stale socket is no daemon.
+ */
+static void test_cli_run_refused(const char *cli, const char *sock,
+				 const char *out, const char *xdg,
+				 const char *base)
+{
+	const char *why = "quota 8.0 GiB asked, 4.0 GiB of gpu 0's 16.0 GiB "
+			  "left";
+	char stale[sizeof(((struct sockaddr_un *)0)->sun_path)];
+	int dirs = count_run_dirs(base); /* earlier tests' kept logs */
+	struct att a, b;
+
+	CHECK(attach(sock, 0, 12 * GIB, &a) == 0);
+	CHECK(attach(sock, 0, 8 * GIB, &b) == -ENOSPC);
+	CHECK(strstr(g_reason, why) != NULL);
+	att_close(&b);
+	CHECK(run((const char *[]){ cli, "run", "--socket", sock, "--gpu", "0",
+				    "--mem", "8G", "--", "/bin/true", NULL },
+		  out, xdg) == 125);
+	CHECK(file_has(out, "refuses a vGPU: ") && file_has(out, why) &&
+	      file_has(out, "no private daemon started"));
+	CHECK(count_run_dirs(base) == dirs);
+	/* the same through CUVISOR_MEM, which the program would use */
+	CHECK(run2((const char *[]){ cli, "run", "--socket", sock, "--gpu",
+				     "0", "--", "/bin/true", NULL }, out, xdg,
+		   "CUVISOR_MEM=8589934592") == 125);
+	CHECK(file_has(out, why));
+	/* allowed: a private daemon instead, and it says so */
+	CHECK(run((const char *[]){ cli, "run", "--socket", sock, "--gpu", "0",
+				    "--mem", "8G", "--fallback-private", "--",
+				    "/bin/true", NULL }, out, xdg) == 0);
+	CHECK(file_has(out, why) &&
+	      file_has(out, "starting a private daemon instead"));
+	CHECK(run2((const char *[]){ cli, "run", "--socket", sock, "--gpu",
+				     "0", "--mem", "8G", "--", "/bin/true",
+				     NULL }, out, xdg,
+		   "CUVISOR_PRIVATE_FALLBACK=1") == 0);
+	CHECK(count_run_dirs(base) == dirs);
+	/* what fits is admitted */
+	CHECK(run((const char *[]){ cli, "run", "--socket", sock, "--gpu", "0",
+				    "--mem", "4G", "--", "/bin/true", NULL },
+		  out, xdg) == 0);
+	att_close(&a);
+	/* --backend cuda never runs on the host backend */
+	CHECK(run((const char *[]){ cli, "run", "--socket", sock, "--backend",
+				    "cuda", "--", "/bin/true", NULL },
+		  out, xdg) == 125);
+	CHECK(file_has(out, "--backend cuda: the daemon at ") &&
+	      file_has(out, "uses the host backend"));
+	CHECK(run((const char *[]){ cli, "run", "--socket", sock, "--backend",
+				    "host", "--", "/bin/true", NULL },
+		  out, xdg) == 0);
+	/* --private: a private daemon though one runs there */
+	CHECK(run((const char *[]){ cli, "run", "--socket", sock, "--private",
+				    "--backend", "host", "--", "/bin/sh", "-c",
+				    "case $CUVISOR_SOCKET in */run-*) exit 0;; "
+				    "esac; exit 1", NULL }, out, xdg) == 0);
+	/* a stale socket is no daemon: a private one */
+	snprintf(stale, sizeof(stale), "%s/stale.sock", g_tmp);
+	CHECK(stale_socket(stale) == 0);
+	CHECK(run((const char *[]){ cli, "run", "--socket", stale, "--",
+				    "/bin/true", NULL }, out, xdg) == 0);
+	unlink(stale);
+	CHECK(count_run_dirs(base) == dirs);
+}
+
 static void test_cli_run(void)
 {
 	char inst[PATH_MAX], src[PATH_MAX + 64], dst[PATH_MAX + 64];
@@ -1313,6 +1411,7 @@ static void test_cli_run(void)
 	unsetenv("CUVISOR_TEST_SOCKET");
 	CHECK(daemon_wait(&d, 0) == -1);
 	CHECK(file_has(d.log, "tenant 1 (\"e2e-app\", pid"));
+	test_cli_run_refused(cli, d.sock, out, xdg, base);
 
 	/* SIGTERM to cuvisor reaches PROG */
 	pid = fork();
