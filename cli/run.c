@@ -271,7 +271,7 @@ static int ask_admit(const struct run_ctx *c, const char *path,
 	char buf[CV_CTL_REASON_LEN + 64];
 	struct cv_ctl_attach a;
 	struct cv_ctl_hdr h;
-	int fd, n;
+	int fd, n, i;
 
 	if (attach_like_guest(c, prog, &a) < 0)
 		return 0;
@@ -286,9 +286,9 @@ static int ask_admit(const struct run_ctx *c, const char *path,
 	if (n < 0 || h.type != (CV_CTL_ADMIT | CV_CTL_REPLY) || !h.status)
 		return 0;
 	buf[n] = 0;
-	for (fd = 0; buf[fd]; fd++)
-		if ((unsigned char)buf[fd] < 0x20 || buf[fd] == 0x7f)
-			buf[fd] = '?';
+	for (i = 0; buf[i]; i++)
+		if ((unsigned char)buf[i] < 0x20 || buf[i] == 0x7f)
+			buf[i] = '?';
 	snprintf(why, size, "the daemon at %s refuses a vGPU: %s", path,
 		 buf[0] ? buf : strerror(-h.status));
 	return -1;
