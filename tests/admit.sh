@@ -69,7 +69,7 @@ ad_expect() {
 ad_private_dirs() { find "$1" -maxdepth 2 -name 'run-*' 2>/dev/null | wc -l; }
 
 ad_overcommit() {
-	local total q1 out=$LOGS/admit-oc.out xdg=$AD_DIR/xdg-oc rc cli
+	local total q1 out=$LOGS/admit-oc.out xdg=$AD_DIR/xdg-oc rc cli gpid
 	local why="quota 512.0 MiB asked, 256.0 MiB of gpu 0's [0-9.]+ GiB left"
 	if [ "$BACKEND" != host ]; then
 		result SKIP admit:overcommit "sizes the tenants from the host backend's memory"
@@ -108,7 +108,8 @@ ad_overcommit() {
 		[ $rc = 0 ] || rc=1
 		ad_expect overcommit-guest-says-why 1 "refused a vGPU: $why" "$out" $rc
 	fi
-	kill -TERM "$(field "$LOGS/admit-oc-1.log" guest_pid)" 2>/dev/null
+	gpid=$(field "$LOGS/admit-oc-1.log" guest_pid)
+	[ "${gpid:-0}" -gt 0 ] && kill -TERM "$gpid" 2>/dev/null
 	wait "$cli" 2>/dev/null
 	rc=$?
 	ad_expect overcommit-first-unharmed 0 "ready" "$LOGS/admit-oc-1.log" $rc

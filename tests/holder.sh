@@ -91,7 +91,8 @@ run_holder() {
 	if ! timeout 120 "$BIN/cuvisor" checkpoint "$id" --stop -o "$img" \
 		--socket "$sock" > "$LOGS/holder-ckpt.out" 2>&1; then
 		result FAIL holder:checkpoint-stop "cuvisor checkpoint failed" "$LOGS/holder-ckpt.out"
-		kill -KILL "$gpid" "$dpid" 2>/dev/null
+		[ "${gpid:-0}" -gt 0 ] && kill -KILL "$gpid" 2>/dev/null
+		kill -KILL "$dpid" 2>/dev/null
 		rm -rf "$dir"
 		return
 	fi
@@ -135,7 +136,7 @@ run_holder() {
 			result FAIL holder:restored "restore failed" "$LOGS/holder-restore.out"
 		fi
 	fi
-	kill -TERM "$gpid" 2>/dev/null
+	[ "${gpid:-0}" -gt 0 ] && kill -TERM "$gpid" 2>/dev/null
 	wait "$cli" 2>/dev/null
 	rc=$?
 	if [ $rc = 0 ]; then

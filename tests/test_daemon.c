@@ -143,10 +143,21 @@ static int daemon_wait(struct daemon *d, int ms)
 	return -1;
 }
 
+/*
+ * Signals a process this test started; never a pid <= 0 (a failed start
+ * leaves -1 or 0, and kill(-1) or kill(0) would reach every process we
+ * may signal, or our own group).
+ */
+static void kill_ours(pid_t pid, int sig)
+{
+	if (pid > 0)
+		kill(pid, sig);
+}
+
 static void daemon_kill(struct daemon *d)
 {
 	if (d->pid > 0) {
-		kill(d->pid, SIGKILL);
+		kill_ours(d->pid, SIGKILL);
 		waitpid(d->pid, NULL, 0);
 		d->pid = -1;
 	}
@@ -418,13 +429,13 @@ static void test_attach(void)
 	CHECK(ps_until(d.sock, 2, 3000));
 	CHECK(file_has(d.log, "tenant 1 (\"e2e-app\"): worker pid"));
 	/* A worker's death removes its tenant, and is logged. */
-	kill((pid_t)a[1].r.worker_pid, SIGKILL);
+	kill_ours((pid_t)a[1].r.worker_pid, SIGKILL);
 	CHECK(ps_until(d.sock, 1, 3000));
 	CHECK(file_has(d.log, "killed by signal 9"));
 	for (i = 0; i < 3; i++)
 		att_close(&a[i]);
 	CHECK(ps_until(d.sock, 0, 3000));
-	kill(d.pid, SIGTERM);
+	kill_ours(d.pid, SIGTERM);
 	CHECK(daemon_wait(&d, 5000) == 0);
 }
 
@@ -557,7 +568,7 @@ static void test_malformed(void)
 	CHECK(call(d.sock, CV_CTL_INFO, big, 4096) > 0);
 	CHECK(settled_fds(d.pid, fds0) == fds0);
 	CHECK(file_has(d.log, "malformed message"));
-	kill(d.pid, SIGINT);
+	kill_ours(d.pid, SIGINT);
 	CHECK(daemon_wait(&d, 5000) == 0);
 }
 
@@ -602,7 +613,7 @@ static void test_peercred(void)
 	CHECK(stat(d.sock, &st) == 0 && (st.st_mode & 0777) == 0666);
 	CHECK(as_nobody(d.sock, false) == 1);
 	CHECK(file_has(d.log, "refused a connection from uid 65534"));
-	kill(d.pid, SIGTERM);
+	kill_ours(d.pid, SIGTERM);
 	CHECK(daemon_wait(&d, 5000) == 0);
 
 	snprintf(d.dir, sizeof(d.dir), "%s/d%d", g_tmp, g_seq + 1);
@@ -610,7 +621,7 @@ static void test_peercred(void)
 	CHECK(daemon_start(&d, NULL, allow) == 0);
 	CHECK(as_nobody(d.sock, true) == 2);
 	CHECK(daemon_wait(&d, 100) == -1); /* still running */
-	kill(d.pid, SIGTERM);
+	kill_ours(d.pid, SIGTERM);
 	CHECK(daemon_wait(&d, 5000) == 0);
 	chmod(g_tmp, 0700);
 }
@@ -650,7 +661,7 @@ static void test_shutdown(void)
 	CHECK(daemon_start(&d, NULL, NULL) == 0);
 	CHECK(attach(d.sock, 1, 0, &a) == 0);
 	t0 = cv_now_ns();
-	kill(d.pid, SIGTERM);
+	kill_ours(d.pid, SIGTERM);
 	CHECK(daemon_wait(&d, 3000) == 0);
 	CHECK(cv_now_ns() - t0 < 1000000000ull);
 	CHECK(!pid_gone((pid_t)a.r.worker_pid, 300));
@@ -690,7 +701,7 @@ static void test_ps_timeout(void)
 	CHECK(ps_until(d.sock, 0, 3000));
 	t0 = cv_now_ns();
 	CHECK(ps(d.sock, t, 16) == 0 && cv_now_ns() - t0 < 100000000ull);
-	kill(d.pid, SIGTERM);
+	kill_ours(d.pid, SIGTERM);
 	CHECK(daemon_wait(&d, 5000) == 0);
 }
 
@@ -745,7 +756,7 @@ static void test_socket_rules(void)
 	CHECK(fd == -ECONNREFUSED);
 	g_seq--; /* same directory again */
 	CHECK(daemon_start(&b, NULL, NULL) == 0 && !strcmp(a.sock, b.sock));
-	kill(b.pid, SIGTERM);
+	kill_ours(b.pid, SIGTERM);
 	CHECK(daemon_wait(&b, 5000) == 0);
 
 	/* a group/world writable directory is refused */
@@ -767,7 +778,7 @@ static void test_socket_rules(void)
 	CHECK(stat(path, &st) == 0 && S_ISDIR(st.st_mode) &&
 	      (st.st_mode & 0777) == 0700);
 	CHECK(file_has(a.log, "created socket directory"));
-	kill(a.pid, SIGTERM);
+	kill_ours(a.pid, SIGTERM);
 	CHECK(daemon_wait(&a, 5000) == 0);
 }
 
@@ -1135,13 +1146,13 @@ static void test_ops(void)
 	/* the worker dies while a client waits: -EIO at once */
 	fd = op_send(d.sock, CV_CTL_RESUME, 2, -1, 0);
 	msleep(100);
-	kill((pid_t)b.r.worker_pid, SIGKILL);
+	kill_ours((pid_t)b.r.worker_pid, SIGKILL);
 	CHECK(fd >= 0 && op_recv(fd, CV_CTL_RESUME, 5000, &r) == -EIO);
 	CHECK(ps_until(d.sock, 1, 3000));
 	att_close(&a);
 	att_close(&b);
 	CHECK(ps_until(d.sock, 0, 3000));
-	kill(d.pid, SIGTERM);
+	kill_ours(d.pid, SIGTERM);
 	CHECK(daemon_wait(&d, 5000) == 0);
 }
 
@@ -1424,13 +1435,13 @@ static void test_cli_run(void)
 		_exit(99);
 	}
 	msleep(300);
-	kill(pid, SIGTERM);
+	kill_ours(pid, SIGTERM);
 	st = -1;
 	for (fd = 0; fd < 300 && waitpid(pid, &st, WNOHANG) != pid; fd++)
 		msleep(10);
 	CHECK(fd < 300 && WIFEXITED(st) && WEXITSTATUS(st) == 128 + SIGTERM);
 	if (fd == 300) {
-		kill(pid, SIGKILL);
+		kill_ours(pid, SIGKILL);
 		waitpid(pid, NULL, 0);
 	}
 	snprintf(want, sizeof(want), "%s", d.sock);
