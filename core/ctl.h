@@ -34,9 +34,9 @@ enum cv_ctl_type {
 	/* guest -> daemon. Payload cv_ctl_attach. Reply cv_ctl_attach_r with
 	 * two fds: [0] the region memfd, [1] the guest's end of the link
 	 * socket to its worker (the worker sees HUP when the guest dies).
-	 * A refusal (status < 0) carries why, for people: a NUL-terminated
-	 * string of at most CV_CTL_REASON_LEN bytes ("quota 8.0 GiB asked,
-	 * 2.0 GiB of gpu 0's 80.0 GiB left"); older daemons send none. */
+	 * A refusal (status < 0) carries why, for people: CV_CTL_REASON_LEN
+	 * bytes holding a NUL-terminated string ("quota 8.0 GiB asked, 2.0
+	 * GiB of gpu 0's 80.0 GiB left"); older daemons send none. */
 	CV_CTL_ATTACH = 1,
 	/* cli -> daemon. No payload. Reply: cv_ctl_ps_r, then n entries. */
 	CV_CTL_PS = 2,
@@ -81,7 +81,7 @@ enum cv_ctl_type {
 	 * tenant_id and worker_pid 0 and the gpu and quota it would get, or
 	 * ATTACH's refusal with its reason. Nothing is started or reserved:
 	 * `cuvisor run` asks before it starts the program, to say why. */
-	CV_CTL_ADMIT = 12,
+	CV_CTL_ADMIT = 13,
 
 	/* worker -> daemon, once, when the vGPU is ready or failed to start.
 	 * Payload cv_ctl_ready; on success one fd: the region memfd. */
@@ -128,7 +128,7 @@ enum cv_ctl_type {
 #define CV_CKPT_LEVEL_MAX 19 /* zstd levels; 0: not compressed */
 
 #define CV_CTL_NAME_LEN 64
-#define CV_CTL_REASON_LEN 256 /* a refusal's reason, its NUL included */
+#define CV_CTL_REASON_LEN 200 /* a refusal's reason, its NUL included */
 #define CV_CTL_HOST_LEN 256
 
 /* cv_ctl_migrate.flags */

@@ -155,12 +155,12 @@ void cv_d_reply(struct cv_d *d, struct cv_d_client *c, uint16_t type,
 void cv_d_attach_refuse(struct cv_d *d, struct cv_d_client *c,
 			uint16_t type, int status, const char *why)
 {
-	char msg[CV_CTL_REASON_LEN];
+	char msg[CV_CTL_REASON_LEN] = "";
 
 	if (!c)
 		return;
 	snprintf(msg, sizeof(msg), "%s", why && *why ? why : strerror(-status));
-	reply(d, c, type, status, msg, (uint32_t)strlen(msg) + 1, NULL, 0);
+	reply(d, c, type, status, msg, sizeof(msg), NULL, 0);
 }
 
 void cv_d_attach_reply(struct cv_d *d, struct cv_d_client *c, int status,
