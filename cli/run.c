@@ -2,9 +2,14 @@
 /*
  * `cuvisor run [OPTION...] -- PROG [ARG...]`: runs PROG on a virtual GPU.
  *
- * Finds the daemon (--socket or the default path); when none answers,
- * starts a private one (cuvisord --private) in a fresh 0700 directory,
- * detached from us (double fork + setsid), and stops it after PROG. PROG
+ * Finds the daemon (--socket or the default path) and asks it whether it
+ * admits PROG; when there is none (or with --private), starts a private
+ * one (cuvisord --private) in a fresh 0700 directory, detached from us
+ * (double fork + setsid), and stops it after PROG. A daemon that is there
+ * but refuses us (choose_daemon) is a failure with its reason, unless the
+ * private fallback is allowed (--fallback-private,
+ * CUVISOR_PRIVATE_FALLBACK=1): PROG never runs outside the operator's
+ * daemon without the user asking for it. PROG
  * runs with the guest libcuda.so.1 first on LD_LIBRARY_PATH and
  * CUVISOR_SOCKET (and CUVISOR_GPU, CUVISOR_MEM, CUVISOR_LOG as asked).
  *
@@ -21,6 +26,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -33,7 +39,7 @@
 #define EXIT_RUN_FAILED 125
 #define EXIT_NOEXEC 127
 #define START_TIMEOUT_MS 10000
-#define PROBE_TIMEOUT_MS 2000
+#define PROBE_TIMEOUT_MS 10000
 
 struct run_ctx {
 	const char *socket;
@@ -43,6 +49,8 @@ struct run_ctx {
 	const char *mem;
 	const char *host;       /* --host: a peer's GPU */
 	const char *peer_key;   /* for a private daemon */
+	bool private_only;      /* --private */
+	bool fallback;          /* --fallback-private */
 };
 
 /* The socket path must fit sockaddr_un; so must the directory then. */
@@ -122,6 +130,18 @@ static int set_peer_key(void *ctx, const char *v)
 	return 0;
 }
 
+static int set_private(void *ctx, const char *v)
+{
+	((struct run_ctx *)ctx)->private_only = true;
+	return 0;
+}
+
+static int set_fallback(void *ctx, const char *v)
+{
+	((struct run_ctx *)ctx)->fallback = true;
+	return 0;
+}
+
 static int set_log(void *ctx, const char *v)
 {
 	static const char *const levels[] = { "off", "error", "warn", "info",
@@ -141,36 +161,186 @@ static int set_log(void *ctx, const char *v)
 
 /* ---- the daemon --------------------------------------------------- */
 
+/* What is at the socket path (probe_daemon). */
+enum found { FOUND_DAEMON, FOUND_NONE, FOUND_REFUSING };
+
 /*
- * 1 when a daemon answers INFO at path (warns on a backend mismatch), 0
- * when none does, -1 when one is there but not trusted (another user's:
- * printed; we neither use it nor start a private daemon in its place).
+ * Looks for a daemon at path and asks it INFO. FOUND_NONE when nothing
+ * is there: no socket file, or a stale one nobody listens on
+ * (ECONNREFUSED). FOUND_REFUSING, with why, when something is there but
+ * will not serve us: the socket cannot be used (EACCES...), the daemon
+ * closes the connection without answering (it does not accept our uid),
+ * does not answer, or answers with an error.
  */
-static int daemon_answers(const char *path, const char *backend)
+static enum found probe_daemon(const char *path, struct cv_ctl_info_r *info,
+			       char *why, size_t size)
 {
 	uint8_t buf[CV_CTL_MAX];
-	struct cv_ctl_info_r info;
+	struct ucred cr = { .pid = 0, .uid = (uid_t)-1 };
+	socklen_t len = sizeof(cr);
 	int fd, n;
 
+	/* Only a daemon of ours or root's (cv_ctl_connect_daemon; another
+	 * one is refused, and said why, by cv_cli_connect). */
 	fd = cv_cli_connect(path, true);
-	if (fd == -EPERM || fd == -EINVAL)
-		return -1;
-	if (fd < 0)
-		return 0;
+	if (fd == -EPERM || fd == -EINVAL) {
+		snprintf(why, size, "the daemon at %s is not one to use (above)",
+			 path);
+		return FOUND_REFUSING;
+	}
+	if (fd == -ENOENT || fd == -ENOTDIR || fd == -ECONNREFUSED)
+		return FOUND_NONE;
+	if (fd < 0) {
+		snprintf(why, size, "the daemon's socket %s cannot be used: %s",
+			 path, strerror(-fd));
+		return FOUND_REFUSING;
+	}
+	getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cr, &len);
 	n = cv_cli_call(fd, CV_CTL_INFO, NULL, 0, buf, sizeof(buf),
 			PROBE_TIMEOUT_MS);
 	close(fd);
-	if (n < (int)sizeof(info))
+	if (n >= (int)sizeof(*info)) {
+		memcpy(info, buf, sizeof(*info));
+		return FOUND_DAEMON;
+	}
+	/* cv_cli_call printed the reason of a CV_CTL_REFUSED (its status). */
+	if (n == -ECONNRESET || n == -EPIPE)
+		snprintf(why, size, "the daemon at %s (pid %d, uid %u) closed "
+			 "the connection without answering: it does not accept "
+			 "uid %u (see cuvisord --allow-uid), or has too many "
+			 "clients", path, (int)cr.pid, (unsigned)cr.uid,
+			 (unsigned)geteuid());
+	else if (n == -ETIMEDOUT)
+		snprintf(why, size, "the daemon at %s (pid %d) did not answer "
+			 "within %d s", path, (int)cr.pid,
+			 PROBE_TIMEOUT_MS / 1000);
+	else
+		snprintf(why, size, "the daemon at %s answered: %s", path,
+			 strerror(n < 0 ? -n : EPROTO));
+	return FOUND_REFUSING;
+}
+
+/* --backend B never runs on another backend: 0, or -1 with why. */
+static int check_backend(const struct run_ctx *c, const char *path,
+			 const struct cv_ctl_info_r *info, char *why,
+			 size_t size)
+{
+	const char *have = info->backend == CV_BACKEND_CUDA ? "cuda" : "host";
+
+	if (!c->backend || !strcmp(c->backend, "auto") ||
+	    !strcmp(c->backend, have))
 		return 0;
-	memcpy(&info, buf, sizeof(info));
-	if (backend && strcmp(backend, "auto") &&
-	    (info.backend == CV_BACKEND_CUDA) != !strcmp(backend, "cuda"))
-		fprintf(stderr, "cuvisor run: note: the daemon at %s uses the "
-			"%s backend; --backend %s applies only to a private "
-			"daemon\n", path,
-			info.backend == CV_BACKEND_CUDA ? "cuda" : "host",
-			backend);
-	return 1;
+	snprintf(why, size, "--backend %s: the daemon at %s uses the %s "
+		 "backend%s, not %s", c->backend, path, have,
+		 info->backend == CV_BACKEND_CUDA ? "" : " (a CPU, no GPU)",
+		 c->backend);
+	return -1;
+}
+
+/* The ATTACH the program's guest library will send (guest/attach.c). */
+static int attach_like_guest(const struct run_ctx *c, const char *prog,
+			     struct cv_ctl_attach *a)
+{
+	const char *gpu = c->gpu ? c->gpu : getenv("CUVISOR_GPU");
+	const char *mem = c->mem ? c->mem : getenv("CUVISOR_MEM");
+	const char *host = c->host ? c->host : getenv("CUVISOR_HOST");
+	const char *base = strrchr(prog, '/');
+	char *end;
+
+	memset(a, 0, sizeof(*a));
+	a->pid = (uint32_t)getpid();
+	a->proto = CV_PROTO_VERSION;
+	a->gpu = -1;
+	if (gpu && *gpu) {
+		a->gpu = (int32_t)strtol(gpu, &end, 0);
+		if (*end)
+			return -EINVAL;
+	}
+	if (mem && *mem) {
+		a->mem = strtoull(mem, &end, 0);
+		if (*end)
+			return -EINVAL;
+	}
+	snprintf(a->name, sizeof(a->name), "%s", base ? base + 1 : prog);
+	if (host && snprintf(a->host, sizeof(a->host), "%s", host) >=
+			    (int)sizeof(a->host))
+		return -EINVAL;
+	return 0;
+}
+
+/*
+ * Asks the daemon whether it would admit the program now (ADMIT): 0, or
+ * -1 with why (its reason). Anything else (a daemon that does not know
+ * ADMIT closes the connection) is left to the program's own attach.
+ */
+static int ask_admit(const struct run_ctx *c, const char *path,
+		     const char *prog, char *why, size_t size)
+{
+	char buf[CV_CTL_REASON_LEN + 64];
+	struct cv_ctl_attach a;
+	struct cv_ctl_hdr h;
+	int fd, n, i;
+
+	if (attach_like_guest(c, prog, &a) < 0)
+		return 0;
+	fd = cv_cli_connect(path, true);
+	if (fd < 0)
+		return 0;
+	n = cv_ctl_send(fd, CV_CTL_ADMIT, 0, &a, sizeof(a), NULL, 0);
+	if (n == 0)
+		n = cv_ctl_recv(fd, &h, buf, sizeof(buf) - 1, NULL, NULL,
+				PROBE_TIMEOUT_MS);
+	close(fd);
+	if (n < 0 || h.type != (CV_CTL_ADMIT | CV_CTL_REPLY) || !h.status)
+		return 0;
+	buf[n] = 0;
+	for (i = 0; buf[i]; i++)
+		if ((unsigned char)buf[i] < 0x20 || buf[i] == 0x7f)
+			buf[i] = '?';
+	snprintf(why, size, "the daemon at %s refuses a vGPU: %s", path,
+		 buf[0] ? buf : strerror(-h.status));
+	return -1;
+}
+
+/* --fallback-private, or CUVISOR_PRIVATE_FALLBACK=1. */
+static bool fallback_allowed(const struct run_ctx *c)
+{
+	const char *e = getenv("CUVISOR_PRIVATE_FALLBACK");
+
+	return c->fallback || (e && !strcmp(e, "1"));
+}
+
+/*
+ * Which daemon PROG uses: 0 the one at path, 1 a private one (--private;
+ * no daemon at path; or it refuses us and the fallback is allowed, said
+ * on stderr), -1 when it refuses us (printed, with why).
+ */
+static int choose_daemon(const struct run_ctx *c, const char *path,
+			 const char *prog)
+{
+	char why[CV_CTL_REASON_LEN + 512];
+	struct cv_ctl_info_r info;
+	enum found f;
+
+	if (c->private_only)
+		return 1;
+	f = probe_daemon(path, &info, why, sizeof(why));
+	if (f == FOUND_NONE)
+		return 1;
+	if (f == FOUND_DAEMON && !check_backend(c, path, &info, why,
+						sizeof(why)) &&
+	    !ask_admit(c, path, prog, why, sizeof(why)))
+		return 0;
+	if (fallback_allowed(c)) {
+		fprintf(stderr, "cuvisor run: %s; starting a private daemon "
+			"instead (fallback allowed)\n", why);
+		return 1;
+	}
+	fprintf(stderr, "cuvisor run: %s\ncuvisor run: no private daemon "
+		"started in its place: --private runs on one, "
+		"--fallback-private (or CUVISOR_PRIVATE_FALLBACK=1) falls back "
+		"to one when a daemon refuses\n", why);
+	return -1;
 }
 
 /* Creates dir 0700 if missing; it must then be ours and private. */
@@ -648,12 +818,12 @@ static int run_run(void *ctx, int argc, char **argv)
 		fprintf(stderr, "cuvisor run: socket path: %s\n", strerror(-r));
 		return EXIT_RUN_FAILED;
 	}
-	/* The daemon starts before set_env: it must not see the guest
-	 * library on its LD_LIBRARY_PATH. */
-	r = daemon_answers(path, c->backend);
+	r = choose_daemon(c, path, argv[1]);
 	if (r < 0)
 		return EXIT_RUN_FAILED;
-	if (r == 0) {
+	/* The daemon starts before set_env: it must not see the guest
+	 * library on its LD_LIBRARY_PATH. */
+	if (r == 1) {
 		if (start_private(c, &p) < 0)
 			return EXIT_RUN_FAILED;
 		sock = p.sock;
@@ -672,7 +842,16 @@ static const struct cv_cli_opt run_opts[] = {
 	  "device memory quota: bytes or K/M/G/T (default: the daemon's)" },
 	CV_CLI_SOCKET_OPT,
 	{ "--backend", "B", set_backend,
-	  "cuda, host or auto, for a private daemon (default: auto)" },
+	  "cuda, host or auto (default: auto). A running daemon of another "
+	  "backend than B is refused (cuvisor run fails), never used; a "
+	  "private daemon is started with B" },
+	{ "--private", NULL, set_private,
+	  "start a private daemon for PROG, whether or not one runs at the "
+	  "socket" },
+	{ "--fallback-private", NULL, set_fallback,
+	  "when the daemon at the socket refuses us (our uid, its "
+	  "admission, its backend), start a private daemon instead of "
+	  "failing, and say so (also CUVISOR_PRIVATE_FALLBACK=1)" },
 	{ "--log", "LEVEL[:PATH]", set_log,
 	  "the guest library's log (CUVISOR_LOG); LEVEL error, warn, info, "
 	  "debug" },
@@ -691,11 +870,19 @@ const struct cv_cli_cmd cv_cli_cmd_run = {
 	.args = "-- PROG [ARG...]",
 	.summary = "run a program on a virtual GPU",
 	.details =
-		"Uses the daemon at --socket (or the default path). When none "
-		"answers, starts a private one (cuvisord --private, which logs "
-		"to $XDG_RUNTIME_DIR/cuvisor/run-PID/ or /tmp/cuvisor-UID/"
-		"run-PID/) and stops it when PROG exits; its log is kept only "
-		"when it reported problems. PROG finds cuvisor's libcuda.so.1 "
+		"Uses the daemon at --socket (or the default path), after "
+		"asking it whether it admits PROG's vGPU (--gpu, --mem). When "
+		"there is none (no socket, or a stale one nobody listens on), "
+		"or with --private, starts a private one (cuvisord --private, "
+		"which logs to $XDG_RUNTIME_DIR/cuvisor/run-PID/ or "
+		"/tmp/cuvisor-UID/run-PID/) and stops it when PROG exits; its "
+		"log is kept only when it reported problems. When a daemon is "
+		"there but refuses us (the socket's permissions, a uid it does "
+		"not accept, its admission: \"quota 8.0 GiB asked, 2.0 GiB of "
+		"gpu 0's 80.0 GiB left\", another backend than --backend), "
+		"cuvisor run says why and fails with 125, unless "
+		"--fallback-private or CUVISOR_PRIVATE_FALLBACK=1 lets it start "
+		"a private daemon instead. PROG finds cuvisor's libcuda.so.1 "
 		"through LD_LIBRARY_PATH (<cuvisor's dir>/../lib/cuvisor, "
 		"else <cuvisor's dir>/../lib, or $CUVISOR_LIBDIR). SIGINT, SIGTERM and SIGHUP sent to cuvisor "
 		"are passed on to PROG.\n\nExit status: PROG's (128+N if "

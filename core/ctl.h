@@ -35,7 +35,9 @@ enum cv_ctl_type {
 	/* guest -> daemon. Payload cv_ctl_attach. Reply cv_ctl_attach_r with
 	 * two fds: [0] the region memfd, [1] the guest's end of the link
 	 * socket to its worker (the worker sees HUP when the guest dies).
-	 * A refusal (status < 0) may carry a cv_ctl_refused: why. */
+	 * A refusal (status < 0) carries why, for people: a cv_ctl_refused
+	 * ("quota 8.0 GiB asked, 2.0 GiB of gpu 0's 80.0 GiB left"); older
+	 * daemons send none. */
 	CV_CTL_ATTACH = 1,
 	/* cli -> daemon. No payload. Reply: cv_ctl_ps_r, then n entries. */
 	CV_CTL_PS = 2,
@@ -81,6 +83,12 @@ enum cv_ctl_type {
 	 * Payload cv_ctl_refused, status -errno. It may come before the
 	 * client's first request is sent or read: cv_ctl_refusal_after. */
 	CV_CTL_REFUSED = 12,
+	/* cli -> daemon. Payload cv_ctl_attach, as a guest would send it:
+	 * would that ATTACH be admitted now? Reply cv_ctl_attach_r with
+	 * tenant_id and worker_pid 0 and the gpu and quota it would get, or
+	 * ATTACH's refusal with its reason. Nothing is started or reserved:
+	 * `cuvisor run` asks before it starts the program, to say why. */
+	CV_CTL_ADMIT = 13,
 
 	/* worker -> daemon, once, when the vGPU is ready or failed to start.
 	 * Payload cv_ctl_ready; on success one fd: the region memfd. */
@@ -140,6 +148,7 @@ enum cv_ctl_type {
 #define CV_CKPT_LEVEL_MAX 19 /* zstd levels; 0: not compressed */
 
 #define CV_CTL_NAME_LEN 64
+#define CV_CTL_REASON_LEN 200 /* a refusal's reason, its NUL included */
 #define CV_CTL_HOST_LEN 256
 
 /* cv_ctl_migrate.flags */
@@ -212,7 +221,7 @@ _Static_assert(sizeof(struct cv_ctl_migrate_r) == 248, "migrate_r");
 #define CV_MIGRATE_R_SHARED 1u
 
 struct cv_ctl_refused {
-	char msg[200];         /* why, NUL-terminated */
+	char msg[CV_CTL_REASON_LEN]; /* why, NUL-terminated */
 };
 _Static_assert(sizeof(struct cv_ctl_refused) == 200, "refused");
 

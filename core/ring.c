@@ -8,7 +8,12 @@
 #include "util.h"
 
 #define RING_PROD_SPIN_NS 20000ull
+/* A producer waiting for space sleeps in slices (calling its check after
+ * each): RING_SLEEP_SLICE_NS for the first RING_SLEEP_LONG_NS of the wait,
+ * RING_SLEEP_SLICE_LONG_NS after (a stopped vGPU's ring stays full). */
 #define RING_SLEEP_SLICE_NS 50000000ull
+#define RING_SLEEP_SLICE_LONG_NS 500000000ull
+#define RING_SLEEP_LONG_NS 1000000000ull
 
 static inline uint64_t rec_size(uint32_t len)
 {
@@ -64,7 +69,9 @@ static int prod_wait_space(struct cv_ring *r, uint64_t need,
 		__atomic_thread_fence(__ATOMIC_SEQ_CST);
 		if (!prod_has_space(r, need))
 			cv_futex_wait(&c->space_doorbell, seq,
-				      RING_SLEEP_SLICE_NS);
+				      cv_now_ns() - t0 < RING_SLEEP_LONG_NS ?
+					      RING_SLEEP_SLICE_NS :
+					      RING_SLEEP_SLICE_LONG_NS);
 		__atomic_store_n(&c->space_sleeping, 0, __ATOMIC_RELAXED);
 		if (check && (err = check(arg)) < 0)
 			return err;

@@ -255,6 +255,17 @@ void cv_d_reply(struct cv_d *d, struct cv_d_client *c, uint16_t type,
 	reply(d, c, type, status, p, len, NULL, 0);
 }
 
+void cv_d_attach_refuse(struct cv_d *d, struct cv_d_client *c,
+			uint16_t type, int status, const char *why)
+{
+	char msg[CV_CTL_REASON_LEN] = "";
+
+	if (!c)
+		return;
+	snprintf(msg, sizeof(msg), "%s", why && *why ? why : strerror(-status));
+	reply(d, c, type, status, msg, sizeof(msg), NULL, 0);
+}
+
 void cv_d_attach_reply(struct cv_d *d, struct cv_d_client *c, int status,
 		       const struct cv_d_tenant *t, const int *fds, int nfds)
 {
@@ -265,7 +276,7 @@ void cv_d_attach_reply(struct cv_d *d, struct cv_d_client *c, int status,
 	if (t && c->attaching == t)
 		c->attaching = NULL;
 	if (status < 0) {
-		reply(d, c, CV_CTL_ATTACH, status, NULL, 0, NULL, 0);
+		cv_d_attach_refuse(d, c, CV_CTL_ATTACH, status, NULL);
 		return;
 	}
 	r.tenant_id = t->id;
@@ -287,42 +298,48 @@ static int admit_remote(const struct cv_d *d, const struct cv_ctl_attach *a,
 	return 0;
 }
 
-/* An ATTACH refused with a reason (cv_ctl_refused). */
-static void attach_refuse(struct cv_d *d, struct cv_d_client *c, int status,
-			  const char *why)
+/* Whether c's ATTACH a would be admitted now: 0 with *gpu and *quota, or
+ * -errno with why (CV_CTL_REASON_LEN bytes) saying why for people. */
+static int attach_check(const struct cv_d *d, const struct cv_d_client *c,
+			const struct cv_ctl_attach *a, int *gpu,
+			uint64_t *quota, char *why)
 {
-	struct cv_ctl_refused r;
+	const size_t n = CV_CTL_REASON_LEN;
+	int r;
 
-	memset(&r, 0, sizeof(r));
-	snprintf(r.msg, sizeof(r.msg), "%s", why);
-	reply(d, c, CV_CTL_ATTACH, status, &r, sizeof(r), NULL, 0);
+	*why = 0;
+	if (d->stopping) {
+		snprintf(why, n, "the daemon is stopping");
+		return -ESHUTDOWN;
+	}
+	r = cv_d_tenant_admit(d->cfg.max_tenants_user, c->uid,
+			      cv_d_privileged(c->uid), d->ntenants,
+			      user_tenants(d, c->uid), why, n);
+	if (r < 0)
+		return r;
+	if (a->host[0] && !d->cfg.peer_key[0]) {
+		snprintf(why, n, "a vGPU on another host needs the daemon's "
+			 "--peer-key");
+		return -ENOKEY;
+	}
+	if (a->host[0] && (a->proto != CV_PROTO_VERSION || a->flags))
+		return a->flags ? -EINVAL : -EPROTO;
+	if (a->host[0])
+		return admit_remote(d, a, gpu, quota);
+	return cv_d_admit(d->gpus, d->ngpus, a, d->cfg.default_mem,
+			  d->cfg.overcommit || d->cfg.private_mode, gpu, quota,
+			  why, n);
 }
 
 static void handle_attach(struct cv_d *d, struct cv_d_client *c,
 			  const struct cv_ctl_attach *a)
 {
+	char why[CV_CTL_REASON_LEN];
 	struct cv_d_tenant *t = NULL;
 	uint64_t quota = 0;
-	char why[160];
 	int gpu = -1, r;
 
-	why[0] = 0;
-	if (d->stopping)
-		r = -ESHUTDOWN;
-	else if ((r = cv_d_tenant_admit(d->cfg.max_tenants_user, c->uid,
-					cv_d_privileged(c->uid), d->ntenants,
-					user_tenants(d, c->uid), why,
-					sizeof(why))) < 0)
-		;
-	else if (a->host[0] && !d->cfg.peer_key[0])
-		r = -ENOKEY; /* a remote vGPU needs our --peer-key */
-	else if (a->host[0] && (a->proto != CV_PROTO_VERSION || a->flags))
-		r = a->flags ? -EINVAL : -EPROTO;
-	else if (a->host[0])
-		r = admit_remote(d, a, &gpu, &quota);
-	else
-		r = cv_d_admit(d->gpus, d->ngpus, a, d->cfg.default_mem, &gpu,
-			       &quota);
+	r = attach_check(d, c, a, &gpu, &quota, why);
 	if (r == 0)
 		r = cv_d_tenant_start(d, c, gpu, quota, a, &t);
 	if (r < 0) {
@@ -330,14 +347,30 @@ static void handle_attach(struct cv_d *d, struct cv_d_client *c,
 			   "%d, mem %llu) refused: %s", a->name, (int)c->pid,
 			   (unsigned)c->uid, (int)a->gpu,
 			   (unsigned long long)a->mem,
-			   why[0] ? why : strerror(-r));
-		if (why[0])
-			attach_refuse(d, c, r, why);
-		else
-			cv_d_attach_reply(d, c, r, NULL, NULL, 0);
+			   *why ? why : strerror(-r));
+		cv_d_attach_refuse(d, c, CV_CTL_ATTACH, r, why);
 		return;
 	}
 	c->attaching = t;
+}
+
+/* ADMIT: ATTACH's answer without starting anything. */
+static void handle_admit(struct cv_d *d, struct cv_d_client *c,
+			 const struct cv_ctl_attach *a)
+{
+	struct cv_ctl_attach_r r = { 0 };
+	char why[CV_CTL_REASON_LEN];
+	uint64_t quota = 0;
+	int gpu = -1, st;
+
+	st = attach_check(d, c, a, &gpu, &quota, why);
+	if (st < 0) {
+		cv_d_attach_refuse(d, c, CV_CTL_ADMIT, st, why);
+		return;
+	}
+	r.gpu = a->host[0] ? a->gpu : d->gpus[gpu].index;
+	r.quota = quota;
+	reply(d, c, CV_CTL_ADMIT, 0, &r, sizeof(r), NULL, 0);
 }
 
 /* Where the vGPUs are that cross to another host, both ways. */
@@ -494,6 +527,9 @@ static void dispatch(struct cv_d *d, struct cv_d_client *c,
 	switch (m->type) {
 	case CV_CTL_ATTACH:
 		handle_attach(d, c, &m->u.attach);
+		break;
+	case CV_CTL_ADMIT:
+		handle_admit(d, c, &m->u.attach);
 		break;
 	case CV_CTL_PS:
 		handle_ps(d, c);

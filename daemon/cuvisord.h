@@ -127,14 +127,19 @@ int cv_d_msg_decode(enum cv_d_peer from, const struct cv_ctl_hdr *hdr,
 		    struct cv_d_msg *m, const char **why);
 
 /*
- * Admission of a decoded ATTACH: the protocol version, flags, the GPU
- * (-1: the one with the fewest tenants) and the quota (0: default_mem, or
- * the GPU's total when default_mem is 0). 0 with *gpu (an index into
- * gpus[]) and *quota set, or -EPROTO, -EINVAL, -ENODEV, -ENOMEM.
+ * Admission of a decoded ATTACH (or ADMIT): the protocol version, flags,
+ * the GPU (-1: of those the quota fits, the one with the fewest tenants)
+ * and the quota (0: default_mem, or the GPU's total when default_mem is
+ * 0). Unless overcommit, the GPU's quota_sum plus the quota must not pass
+ * its total. 0 with *gpu (an index into gpus[]) and *quota set, or
+ * -EPROTO, -EINVAL, -ENODEV, -ENOMEM (more than the GPU has), -ENOSPC
+ * (more than its quotas leave) with why (size bytes, NUL-terminated)
+ * saying so for people, with the sizes and what is left.
  */
 int cv_d_admit(const struct cv_d_gpu *gpus, int ngpus,
-	       const struct cv_ctl_attach *a, uint64_t default_mem, int *gpu,
-	       uint64_t *quota);
+	       const struct cv_ctl_attach *a, uint64_t default_mem,
+	       bool overcommit, int *gpu, uint64_t *quota, char *why,
+	       size_t size);
 
 /*
  * Parses the worker's --probe output: lines "gpu <index> <total_bytes>
@@ -280,6 +285,8 @@ struct cv_d_cfg {
 	char worker[4096];
 	uint64_t default_mem;    /* 0: each GPU's total */
 	bool private_mode;
+	bool overcommit;         /* quotas may add up past a GPU's memory
+				  * (always with private_mode) */
 	uid_t allow[CV_D_MAX_ALLOW];
 	int nallow;
 	char log_level[16];      /* level name, passed to workers */
@@ -367,7 +374,11 @@ const char *cv_d_backend_name(int backend);
 void cv_d_accept(struct cv_d *d);
 void cv_d_client_input(struct cv_d *d, struct cv_d_client *c);
 void cv_d_client_kill(struct cv_d *d, struct cv_d_client *c);
-/* Replies to an ATTACH (status < 0: no payload, no fds). */
+/* A refusal of type (ATTACH, ADMIT) with why (strerror when NULL or
+ * empty) as its payload; nothing when c is NULL. */
+void cv_d_attach_refuse(struct cv_d *d, struct cv_d_client *c,
+			uint16_t type, int status, const char *why);
+/* Replies to an ATTACH (status < 0: cv_d_attach_refuse's strerror). */
 void cv_d_attach_reply(struct cv_d *d, struct cv_d_client *c, int status,
 		       const struct cv_d_tenant *t, const int *fds, int nfds);
 /* Answers PS requests whose stats are in or whose time is up. */

@@ -101,6 +101,12 @@ static int opt_private(struct opts *o, const char *v)
 	return 0;
 }
 
+static int opt_overcommit(struct opts *o, const char *v)
+{
+	o->cfg->overcommit = true;
+	return 0;
+}
+
 static int opt_allow_uid(struct opts *o, const char *v)
 {
 	struct passwd *pw;
@@ -265,6 +271,11 @@ static const struct opt options[] = {
 	{ "--default-mem", "SIZE", opt_default_mem,
 	  "quota of a tenant that asks for none: bytes or K/M/G/T (powers of "
 	  "1024) (default: the GPU's total memory)" },
+	{ "--overcommit", NULL, opt_overcommit,
+	  "admit tenants whose quotas add up to more than their GPU's memory "
+	  "(default: an attach whose quota would take its GPU's sum of quotas "
+	  "past the GPU's memory is refused, saying how much is left; "
+	  "--private implies --overcommit)" },
 	{ "--private", NULL, opt_private,
 	  "exit once there has been a tenant and none is left (as started by "
 	  "`cuvisor run`), or on SHUTDOWN" },

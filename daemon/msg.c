@@ -108,6 +108,7 @@ static int decode_client(const struct cv_ctl_hdr *hdr, const void *payload,
 		BAD("a request has a nonzero status");
 	switch (hdr->type) {
 	case CV_CTL_ATTACH:
+	case CV_CTL_ADMIT:
 		if (len != sizeof(a))
 			BAD("ATTACH payload has the wrong length");
 		memcpy(&a, payload, sizeof(a));
@@ -436,34 +437,109 @@ char *cv_d_op_describe(char *buf, size_t size, uint16_t wtype,
 	return buf;
 }
 
+/* The quota an ATTACH gets on gpu: what it asked, else the default,
+ * else the GPU's whole memory. */
+static uint64_t quota_on(const struct cv_d_gpu *gpu,
+			 const struct cv_ctl_attach *a, uint64_t default_mem)
+{
+	return a->mem ? a->mem : default_mem ? default_mem : gpu->total;
+}
+
+/* Bytes of gpu's memory no tenant's quota holds. */
+static uint64_t room(const struct cv_d_gpu *gpu)
+{
+	return gpu->quota_sum < gpu->total ? gpu->total - gpu->quota_sum : 0;
+}
+
+static bool fits(const struct cv_d_gpu *gpu, uint64_t q, bool overcommit)
+{
+	return q <= gpu->total && (overcommit || q <= room(gpu));
+}
+
+/*
+ * The GPU for a->gpu == -1: of those the quota fits, the one with the
+ * fewest tenants; when it fits none, the one with the most room left
+ * (for the refusal to name). An index into gpus[].
+ */
+static int pick_gpu(const struct cv_d_gpu *gpus, int ngpus,
+		    const struct cv_ctl_attach *a, uint64_t default_mem,
+		    bool overcommit)
+{
+	int g = -1, i;
+
+	for (i = 0; i < ngpus; i++)
+		if (fits(&gpus[i], quota_on(&gpus[i], a, default_mem),
+			 overcommit) &&
+		    (g < 0 || gpus[i].ntenants < gpus[g].ntenants))
+			g = i;
+	if (g >= 0)
+		return g;
+	for (g = 0, i = 1; i < ngpus; i++)
+		if (room(&gpus[i]) > room(&gpus[g]))
+			g = i;
+	return g;
+}
+
+/* Words a refusal for a quota q on gpus[g]; returns err. */
+static int quota_refusal(const struct cv_d_gpu *gpu, uint64_t q, int err,
+			 char *why, size_t size)
+{
+	char qs[32], left[32], total[32];
+
+	cv_d_fmt_bytes(q, qs, sizeof(qs));
+	cv_d_fmt_bytes(room(gpu), left, sizeof(left));
+	cv_d_fmt_bytes(gpu->total, total, sizeof(total));
+	if (err == -ENOMEM)
+		snprintf(why, size, "quota %s asked, more than gpu %d's %s",
+			 qs, gpu->index, total);
+	else
+		snprintf(why, size, "quota %s asked, %s of gpu %d's %s left "
+			 "(the quotas of its %u tenant(s) hold the rest; "
+			 "cuvisord --overcommit allows more)", qs, left,
+			 gpu->index, total, gpu->ntenants);
+	return err;
+}
+
 int cv_d_admit(const struct cv_d_gpu *gpus, int ngpus,
-	       const struct cv_ctl_attach *a, uint64_t default_mem, int *gpu,
-	       uint64_t *quota)
+	       const struct cv_ctl_attach *a, uint64_t default_mem,
+	       bool overcommit, int *gpu, uint64_t *quota, char *why,
+	       size_t size)
 {
 	uint64_t q;
-	int g, i;
+	int g;
 
-	if (a->proto != CV_PROTO_VERSION)
+	if (a->proto != CV_PROTO_VERSION) {
+		snprintf(why, size, "the guest library speaks protocol %u, "
+			 "this daemon %u: install them together", a->proto,
+			 CV_PROTO_VERSION);
 		return -EPROTO;
-	if (a->flags)
+	}
+	if (a->flags) {
+		snprintf(why, size, "unknown attach flags 0x%x", a->flags);
 		return -EINVAL;
-	if (ngpus <= 0)
+	}
+	if (ngpus <= 0) {
+		snprintf(why, size, "this daemon has no GPU");
 		return -ENODEV;
+	}
 	if (a->gpu == -1) {
-		g = 0;
-		for (i = 1; i < ngpus; i++)
-			if (gpus[i].ntenants < gpus[g].ntenants)
-				g = i;
+		g = pick_gpu(gpus, ngpus, a, default_mem, overcommit);
 	} else {
 		for (g = 0; g < ngpus; g++)
 			if (gpus[g].index == a->gpu)
 				break;
-		if (g == ngpus)
+		if (g == ngpus) {
+			snprintf(why, size, "no gpu %d here (gpus %d to %d)",
+				 (int)a->gpu, gpus[0].index,
+				 gpus[ngpus - 1].index);
 			return -ENODEV;
+		}
 	}
-	q = a->mem ? a->mem : default_mem ? default_mem : gpus[g].total;
+	q = quota_on(&gpus[g], a, default_mem);
 	if (q > gpus[g].total)
-		return -ENOMEM;
+		return quota_refusal(&gpus[g], q, -ENOMEM, why, size);
+	if (!fits(&gpus[g], q, overcommit))
+		return quota_refusal(&gpus[g], q, -ENOSPC, why, size);
 	*gpu = g;
 	*quota = q;
 	return 0;

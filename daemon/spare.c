@@ -176,7 +176,10 @@ void cv_d_spare_input(struct cv_d *d, int g)
 	}
 	cv_warn("gpu %d: spare worker pid %d: %s", d->gpus[g].index,
 		(int)sp->pid, why);
-	kill(sp->pid, SIGKILL);
+	/* Already reaped (pid 0) while we stop: kill(0) would signal our
+	 * own process group, and whoever started us with it. */
+	if (sp->pid > 0)
+		kill(sp->pid, SIGKILL);
 	drop(d, g, true);
 }
 
@@ -217,7 +220,8 @@ int cv_d_spare_take(struct cv_d *d, int g, struct cv_d_tenant *nt,
 	if (r < 0) {
 		cv_warn("gpu %d: spare worker pid %d: %s; starting a worker",
 			d->gpus[g].index, (int)sp->pid, strerror(-r));
-		kill(sp->pid, SIGKILL);
+		if (sp->pid > 0)
+			kill(sp->pid, SIGKILL);
 		drop(d, g, true);
 		return -EAGAIN;
 	}

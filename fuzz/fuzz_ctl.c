@@ -6,7 +6,8 @@
  *
  * The first input byte picks the target (its low two bits):
  *   0  a datagram from a client: cv_ctl_hdr_check + cv_d_msg_decode
- *      (+ cv_d_admit for a valid ATTACH); bits 2-4 are the fd count
+ *      (+ cv_d_admit for a valid ATTACH or ADMIT); bits 2-4 are the fd
+ *      count
  *   1  the same from a worker
  *      (0 or 1 with bit 7 set: the datagram goes through a real socket
  *      into cv_ctl_recv instead)
@@ -29,9 +30,11 @@ static void fuzz_msg(enum cv_d_peer from, unsigned nfds, const uint8_t *p,
 		     size_t n)
 {
 	static const struct cv_d_gpu gpus[2] = {
-		{ .index = 0, .total = 16ull << 30, .ntenants = 1 },
+		{ .index = 0, .total = 16ull << 30, .ntenants = 1,
+		  .quota_sum = 10ull << 30 },
 		{ .index = 3, .total = 80ull << 30 },
 	};
+	char why_buf[CV_CTL_REASON_LEN];
 	struct cv_ctl_hdr h;
 	struct cv_d_msg m;
 	const char *why = NULL;
@@ -49,12 +52,16 @@ static void fuzz_msg(enum cv_d_peer from, unsigned nfds, const uint8_t *p,
 			    (uint32_t)(n - sizeof(h)), (int)nfds, &m, &why);
 	if (r < 0 && (r != -EBADMSG || !why))
 		abort();
-	if (r == 0 && m.type == CV_CTL_ATTACH) {
+	if (r == 0 && (m.type == CV_CTL_ATTACH || m.type == CV_CTL_ADMIT)) {
 		if (!memchr(m.u.attach.name, 0, sizeof(m.u.attach.name)))
 			abort();
+		why_buf[0] = 1;
 		r = cv_d_admit(gpus, 2, &m.u.attach, (uint64_t)p[0] << 30,
-			       &gpu, &quota);
+			       p[1] & 1, &gpu, &quota, why_buf,
+			       sizeof(why_buf));
 		if (r == 0 && (gpu < 0 || gpu > 1 || quota > gpus[gpu].total))
+			abort();
+		if (r < 0 && !memchr(why_buf, 0, sizeof(why_buf)))
 			abort();
 	}
 }

@@ -147,9 +147,25 @@ static int attach_request(int sock)
 	return cv_ctl_send(sock, CV_CTL_ATTACH, 0, &a, sizeof(a), NULL, 0);
 }
 
+/* Logs why the daemon refused us: the reason it sent (n bytes in buf,
+ * a string; none from older daemons), else rc's. */
+static void log_refusal(const char *path, int rc, char *buf, int n)
+{
+	int i;
+
+	if (n <= 0 || n > CV_CTL_REASON_LEN)
+		n = 0;
+	buf[n ? n - 1 : 0] = 0;
+	for (i = 0; buf[i]; i++)
+		if ((unsigned char)buf[i] < 0x20 || buf[i] == 0x7f)
+			buf[i] = '?';
+	cv_err("the daemon at %s refused a vGPU: %s (%s)", path,
+	       buf[0] ? buf : strerror(-rc), strerror(-rc));
+}
+
 static int attach(void)
 {
-	uint8_t buf[CV_CTL_MAX];
+	char buf[CV_CTL_MAX];
 	struct cv_ctl_attach_r r;
 	struct cv_ctl_trust trust;
 	struct cv_ctl_hdr h;
@@ -190,7 +206,7 @@ static int attach(void)
 	}
 	if (h.status) {
 		rc = h.status;
-		cv_err("the daemon refused a vGPU: %s", strerror(-rc));
+		log_refusal(path, rc, buf, n);
 		goto out;
 	}
 	if (n != (int)sizeof(r) || nfds != 2) {

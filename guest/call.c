@@ -14,7 +14,17 @@
 #include "guest.h"
 
 #define REPLY_SPIN_NS 200000ull
+/* A long wait sleeps in slices, checking that the worker lives after
+ * each: WAIT_SLICE_NS for its first WAIT_LONG_NS, WAIT_SLICE_LONG_NS
+ * after (a stopped vGPU can keep a program waiting for hours, and its
+ * threads should not wake 20 times a second for it). Every CHECK_NS at
+ * first, then at intervals doubling up to CHECK_MAX_NS while the worker
+ * says it is busy, it is also asked over the link (check_stalled). */
 #define WAIT_SLICE_NS 50000000ull
+#define WAIT_SLICE_LONG_NS 500000000ull
+#define WAIT_LONG_NS 1000000000ull
+#define CHECK_NS 1000000000ull
+#define CHECK_MAX_NS 8000000000ull
 
 /* ---- liveness ----------------------------------------------------------- */
 
@@ -53,10 +63,30 @@ int cv_g_alive(void *unused)
  */
 struct waiter {
 	uint64_t upto;
-	uint32_t slices;
 	bool (*done)(const struct waiter *w);
 	const void *obj;  /* what done() reads: a reply slot, a chunk index */
+	uint64_t t0;      /* when the wait began (ns) */
+	uint64_t check_at;    /* next check_stalled (ns) */
+	uint64_t check_every; /* the interval after it */
 };
+
+static struct waiter waiter_new(uint64_t upto,
+				bool (*done)(const struct waiter *w),
+				const void *obj)
+{
+	uint64_t now = cv_now_ns();
+
+	return (struct waiter){ .upto = upto, .done = done, .obj = obj,
+				.t0 = now, .check_at = now + CHECK_NS,
+				.check_every = CHECK_NS };
+}
+
+/* How long a waiter's next futex sleep may be. */
+static uint64_t wait_slice(const struct waiter *w)
+{
+	return cv_now_ns() - w->t0 < WAIT_LONG_NS ? WAIT_SLICE_NS
+						  : WAIT_SLICE_LONG_NS;
+}
 
 /*
  * Asks the worker over the link whether it has executed everything up to
@@ -101,12 +131,18 @@ static int check_stalled(const struct waiter *w)
 	return -ENODEV;
 }
 
-/* Liveness for long waits: every second, also check for a stall. */
+/* Liveness for long waits; now and then (waiter) a stall check too. */
 static int wait_check(struct waiter *w)
 {
-	if (++w->slices % 20)
+	uint64_t now = cv_now_ns();
+	int r;
+
+	if (now < w->check_at)
 		return cv_g_alive(NULL);
-	return check_stalled(w);
+	r = check_stalled(w);
+	w->check_every = CV_MIN(w->check_every * 2, CHECK_MAX_NS);
+	w->check_at = cv_now_ns() + w->check_every;
+	return r;
 }
 
 /* A producer waiting for space: an honest worker idle past upto has
@@ -165,7 +201,7 @@ void *cv_g_reserve(uint16_t op, uint32_t len, int *err)
 		return NULL;
 	}
 	pthread_mutex_lock(&g.ring_lock);
-	w = (struct waiter){ g.ring.tail, 0, ring_drained, NULL };
+	w = waiter_new(g.ring.tail, ring_drained, NULL);
 	p = cv_ring_reserve(&g.ring, op, 0, len, CV_NO_REPLY, ring_space_check,
 			    &w, err);
 	if (!p) {
@@ -228,8 +264,8 @@ static void slot_put(uint32_t i)
 /* Waits for reply slot r to be DONE; 0 or -ENODEV. */
 static int reply_wait(struct cv_reply *r, uint64_t upto)
 {
-	struct waiter w = { upto, 0, reply_done, r };
-	uint64_t t0 = cv_now_ns();
+	struct waiter w = waiter_new(upto, reply_done, r);
+	uint64_t t0 = w.t0;
 
 	/* Acquire: pairs with the worker's release of DONE, so the data
 	 * and status read after this are the worker's. */
@@ -245,7 +281,7 @@ static int reply_wait(struct cv_reply *r, uint64_t upto)
 		if (__atomic_load_n(&r->state, __ATOMIC_ACQUIRE) ==
 		    CV_REPLY_DONE)
 			break;
-		cv_futex_wait(&r->state, CV_REPLY_PENDING, WAIT_SLICE_NS);
+		cv_futex_wait(&r->state, CV_REPLY_PENDING, wait_slice(&w));
 		__atomic_store_n(&r->sleeping, 0, __ATOMIC_RELAXED);
 		if (__atomic_load_n(&r->state, __ATOMIC_ACQUIRE) !=
 		    CV_REPLY_DONE && wait_check(&w))
@@ -268,7 +304,7 @@ static int call_parts(uint16_t op, bool collect, const void *p1, uint32_t l1,
 	__atomic_store_n(&r->sleeping, 0, __ATOMIC_RELAXED);
 	__atomic_store_n(&r->state, CV_REPLY_PENDING, __ATOMIC_RELAXED);
 	pthread_mutex_lock(&g.ring_lock);
-	w = (struct waiter){ g.ring.tail, 0, ring_drained, NULL };
+	w = waiter_new(g.ring.tail, ring_drained, NULL);
 	p = cv_ring_reserve(&g.ring, op, collect ? CV_CMDF_COLLECT : 0,
 			    l1 + l2, slot, ring_space_check, &w, &err);
 	if (!p) {
@@ -331,8 +367,8 @@ static uint32_t chunk_state(uint32_t i)
 
 int cv_g_chunk_wait(uint32_t i)
 {
-	struct waiter w = { committed(), 0, chunk_done,
-			    &g.chunk_state[i] };
+	struct waiter w = waiter_new(committed(), chunk_done,
+				     &g.chunk_state[i]);
 	uint32_t st;
 
 	for (;;) {
@@ -343,7 +379,8 @@ int cv_g_chunk_wait(uint32_t i)
 		if (g.lost)
 			return CUDA_ERROR_DEVICE_UNAVAILABLE;
 		/* The worker always wakes after changing a chunk's state. */
-		cv_futex_wait(&g.chunk_state[i], CV_CHUNK_BUSY, WAIT_SLICE_NS);
+		cv_futex_wait(&g.chunk_state[i], CV_CHUNK_BUSY,
+			      wait_slice(&w));
 		if (chunk_state(i) == CV_CHUNK_BUSY && wait_check(&w))
 			return CUDA_ERROR_DEVICE_UNAVAILABLE;
 	}

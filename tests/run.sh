@@ -75,6 +75,14 @@
 #            others; a planted symlink to a fifo or /dev/null is refused
 #            as a checkpoint or report output; no worker's or holder's
 #            command line holds its token
+#   admit    tests/admit.sh: `cuvisor run` against a daemon that refuses:
+#            quotas past the GPU's memory (the reason, from cuvisor run
+#            and from the guest library), --backend of another backend, a
+#            stale socket (no daemon), a throwaway user refused by the
+#            socket's mode and by uid (needs root), --fallback-private
+#   holder   tests/holder.sh: a stopped tenant's holder and its waiting
+#            program, their daemon killed: under 2 % of a core and few
+#            wakeups; the daemon restarted adopts it, the image restores
 #
 # Prints one line per test: PASS|FAIL|SKIP NAME [(detail)], the tail of
 # the log after a failure, and last exactly one line
@@ -87,7 +95,7 @@ cd "$(dirname "$0")/.." || exit 2
 O=${O:-build}
 MAKE=${MAKE:-make}
 BACKEND=host
-ONLY=unit,e2e,kill,garbage,san,fuzz,rt,ops,crowd,ckpt,mig,survive,peer,limits,netns,rloop,sec
+ONLY=unit,e2e,kill,garbage,san,fuzz,rt,ops,crowd,ckpt,mig,survive,peer,limits,netns,rloop,sec,admit,holder
 KEEP=0
 MEM=1G
 MEM_BYTES=1073741824
@@ -99,7 +107,7 @@ while [ $# -gt 0 ]; do
 	--backend) BACKEND=$2; shift 2 ;;
 	--only) ONLY=$2; shift 2 ;;
 	--keep) KEEP=1; shift ;;
-	-h|--help) sed -n '4,80p' "$0" | sed '/^$/q'; exit 0 ;;
+	-h|--help) sed -n '4,200p' "$0" | sed '/^$/q'; exit 0 ;;
 	*) echo "tests/run.sh: unknown argument '$1'" >&2; exit 2 ;;
 	esac
 done
@@ -904,6 +912,12 @@ want rloop && run_rloop
 # shellcheck source=tests/sec.sh
 . "$ROOT/tests/sec.sh"
 want sec && run_sec
+# shellcheck source=tests/admit.sh
+. "$ROOT/tests/admit.sh"
+want admit && run_admit
+# shellcheck source=tests/holder.sh
+. "$ROOT/tests/holder.sh"
+want holder && run_holder
 
 if [ "$NFAIL" -gt 0 ] || [ "$KEEP" -eq 1 ]; then
 	echo "logs: $LOGS"

@@ -690,6 +690,13 @@ static void test_decode_worker(void)
 	CHECK(decode(CV_D_PEER_WORKER, CV_CTL_PS, 0, NULL, 0, 0, &m) < 0);
 }
 
+/* cv_d_admit without overcommit, its reason in why */
+static int admit(const struct cv_d_gpu *g, int n, const struct cv_ctl_attach *a,
+		 uint64_t dflt, int *gi, uint64_t *q, char *why)
+{
+	return cv_d_admit(g, n, a, dflt, false, gi, q, why, 256);
+}
+
 static void test_admit(void)
 {
 	struct cv_d_gpu g[3] = {
@@ -699,31 +706,97 @@ static void test_admit(void)
 	};
 	struct cv_ctl_attach a = { .gpu = -1, .proto = CV_PROTO_VERSION };
 	uint64_t q = 0;
+	char why[256];
 	int gi = -1;
 
-	CHECK(cv_d_admit(g, 3, &a, 0, &gi, &q) == 0 && gi == 1 &&
+	/* (the quotas held are 0 here: the sums are tested below) */
+	CHECK(admit(g, 3, &a, 0, &gi, &q, why) == 0 && gi == 1 &&
 	      q == 8ull << 30);
-	CHECK(cv_d_admit(g, 3, &a, 1ull << 30, &gi, &q) == 0 &&
+	CHECK(admit(g, 3, &a, 1ull << 30, &gi, &q, why) == 0 &&
 	      q == 1ull << 30);
-	CHECK(cv_d_admit(g, 3, &a, 9ull << 30, &gi, &q) == -ENOMEM);
+	CHECK(admit(g, 3, &a, 9ull << 30, &gi, &q, why) == 0 && gi == 2);
+	CHECK(admit(g, 3, &a, 17ull << 30, &gi, &q, why) == 0 && gi == 2);
+	CHECK(admit(g, 3, &a, 81ull << 30, &gi, &q, why) == -ENOMEM &&
+	      strstr(why, "quota 81.0 GiB asked, more than gpu 5's 80.0 GiB"));
 	a.gpu = 5;
 	a.mem = 80ull << 30;
-	CHECK(cv_d_admit(g, 3, &a, 0, &gi, &q) == 0 && gi == 2 &&
+	CHECK(admit(g, 3, &a, 0, &gi, &q, why) == 0 && gi == 2 &&
 	      q == 80ull << 30);
 	a.mem++;
-	CHECK(cv_d_admit(g, 3, &a, 0, &gi, &q) == -ENOMEM);
+	CHECK(admit(g, 3, &a, 0, &gi, &q, why) == -ENOMEM);
 	a.mem = 0;
 	a.gpu = 1;
-	CHECK(cv_d_admit(g, 3, &a, 0, &gi, &q) == -ENODEV);
+	CHECK(admit(g, 3, &a, 0, &gi, &q, why) == -ENODEV &&
+	      strstr(why, "no gpu 1"));
 	a.gpu = -2;
-	CHECK(cv_d_admit(g, 3, &a, 0, &gi, &q) == -ENODEV);
+	CHECK(admit(g, 3, &a, 0, &gi, &q, why) == -ENODEV);
 	a.gpu = 0;
-	CHECK(cv_d_admit(g, 0, &a, 0, &gi, &q) == -ENODEV);
+	CHECK(admit(g, 0, &a, 0, &gi, &q, why) == -ENODEV);
 	a.proto = 99;
-	CHECK(cv_d_admit(g, 3, &a, 0, &gi, &q) == -EPROTO);
+	CHECK(admit(g, 3, &a, 0, &gi, &q, why) == -EPROTO &&
+	      strstr(why, "protocol 99"));
 	a.proto = CV_PROTO_VERSION;
 	a.flags = 1;
-	CHECK(cv_d_admit(g, 3, &a, 0, &gi, &q) == -EINVAL);
+	CHECK(admit(g, 3, &a, 0, &gi, &q, why) == -EINVAL);
+}
+
+/* Quotas that would add up past a GPU's memory: refused, saying how much
+ * is left, unless overcommit; gpu -1 picks a GPU the quota fits. */
+static void test_admit_overcommit(void)
+{
+	struct cv_d_gpu g[2] = {
+		{ .index = 0, .total = 80ull << 30, .ntenants = 3,
+		  .quota_sum = 78ull << 30 },
+		{ .index = 1, .total = 80ull << 30, .ntenants = 4,
+		  .quota_sum = 76ull << 30 },
+	};
+	struct cv_ctl_attach a = { .gpu = 0, .mem = 8ull << 30,
+				   .proto = CV_PROTO_VERSION };
+	uint64_t q = 0;
+	char why[256] = "";
+	int gi = -1;
+
+	CHECK(admit(g, 2, &a, 0, &gi, &q, why) == -ENOSPC);
+	CHECK(strstr(why, "quota 8.0 GiB asked, 2.0 GiB of gpu 0's 80.0 GiB "
+		      "left") != NULL);
+	CHECK(strstr(why, "--overcommit") != NULL);
+	/* exactly what is left fits */
+	a.mem = 2ull << 30;
+	CHECK(admit(g, 2, &a, 0, &gi, &q, why) == 0 && gi == 0 &&
+	      q == 2ull << 30);
+	a.mem++;
+	CHECK(admit(g, 2, &a, 0, &gi, &q, why) == -ENOSPC);
+	/* overcommit lets it through, up to the GPU's memory */
+	a.mem = 8ull << 30;
+	CHECK(cv_d_admit(g, 2, &a, 0, true, &gi, &q, why, sizeof(why)) == 0 &&
+	      gi == 0 && q == 8ull << 30);
+	a.mem = 81ull << 30;
+	CHECK(cv_d_admit(g, 2, &a, 0, true, &gi, &q, why, sizeof(why)) ==
+	      -ENOMEM);
+	/* gpu -1: the GPU where it fits, though it has more tenants */
+	a.gpu = -1;
+	a.mem = 3ull << 30;
+	CHECK(admit(g, 2, &a, 0, &gi, &q, why) == 0 && gi == 1);
+	/* fits nowhere: the GPU with the most room is named */
+	a.mem = 5ull << 30;
+	CHECK(admit(g, 2, &a, 0, &gi, &q, why) == -ENOSPC &&
+	      strstr(why, "4.0 GiB of gpu 1's 80.0 GiB left"));
+	/* the default quota (the GPU's whole memory) counts too */
+	a.mem = 0;
+	g[0].quota_sum = 1;
+	g[1].quota_sum = 0;
+	CHECK(admit(g, 2, &a, 0, &gi, &q, why) == 0 && gi == 1 &&
+	      q == 80ull << 30);
+	g[1].quota_sum = 1;
+	CHECK(admit(g, 2, &a, 0, &gi, &q, why) == -ENOSPC);
+	CHECK(admit(g, 2, &a, 1ull << 30, &gi, &q, why) == 0 &&
+	      q == 1ull << 30);
+	/* a sum already past the total (overcommitted earlier) leaves 0 */
+	g[0].quota_sum = 90ull << 30;
+	a.gpu = 0;
+	a.mem = 1;
+	CHECK(admit(g, 2, &a, 0, &gi, &q, why) == -ENOSPC &&
+	      strstr(why, "0 B of gpu 0's"));
 }
 
 static int probe(const char *s, struct cv_d_gpu *g, int max)
@@ -879,6 +952,7 @@ int main(void)
 	test_decode_checkpoint();
 	test_decode_worker();
 	test_admit();
+	test_admit_overcommit();
 	test_probe();
 	test_caps();
 	test_refusal();

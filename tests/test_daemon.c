@@ -30,6 +30,7 @@
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -145,18 +146,21 @@ static int daemon_wait(struct daemon *d, int ms)
 	return -1;
 }
 
-/* Signals the daemon if it runs: never kill(-1), which a daemon that
- * did not start (pid -1) would make of it. */
-static void daemon_signal(const struct daemon *d, int sig)
+/*
+ * Signals a process this test started; never a pid <= 0 (a failed start
+ * leaves -1 or 0, and kill(-1) or kill(0) would reach every process we
+ * may signal, or our own group).
+ */
+static void kill_ours(pid_t pid, int sig)
 {
-	if (d->pid > 0)
-		kill(d->pid, sig);
+	if (pid > 0)
+		kill(pid, sig);
 }
 
 static void daemon_kill(struct daemon *d)
 {
 	if (d->pid > 0) {
-		kill(d->pid, SIGKILL);
+		kill_ours(d->pid, SIGKILL);
 		waitpid(d->pid, NULL, 0);
 		d->pid = -1;
 	}
@@ -216,6 +220,9 @@ static void att_close(struct att *a)
 	a->conn = a->memfd = a->link = -1;
 }
 
+/* The reason of the last refused ATTACH ("" when it sent none). */
+static char g_reason[CV_CTL_REASON_LEN];
+
 /* ATTACH; the reply's status. */
 static int attach_ex(const char *sock, int gpu, uint64_t mem, uint32_t proto,
 		     struct att *a)
@@ -243,6 +250,10 @@ static int attach_ex(const char *sock, int gpu, uint64_t mem, uint32_t proto,
 		g_attach_why[0] = 0;
 		cv_ctl_refusal(&h, buf, n, CV_CTL_ATTACH, g_attach_why,
 			       sizeof(g_attach_why));
+		/* a refusal's reason: a string, its NUL included */
+		g_reason[0] = 0;
+		if (n > 0 && n <= CV_CTL_REASON_LEN && !buf[n - 1])
+			memcpy(g_reason, buf, (size_t)n);
 		return h.status;
 	}
 	if (n != sizeof(a->r) || nfds != 2)
@@ -358,6 +369,7 @@ static bool pid_gone(pid_t pid, int ms)
 
 static void test_attach(void)
 {
+	const char *overcommit[] = { "--overcommit", NULL };
 	struct daemon d;
 	struct att a[3];
 	struct cv_ctl_tenant t[16];
@@ -370,7 +382,8 @@ static void test_attach(void)
 	int n, i;
 	void *map;
 
-	CHECK(daemon_start(&d, NULL, NULL) == 0);
+	/* (--overcommit: gpu 1's quotas add up to 17 of its 16 GiB) */
+	CHECK(daemon_start(&d, NULL, overcommit) == 0);
 	CHECK(attach(d.sock, -1, 0, &a[0]) == 0);
 	CHECK(a[0].r.tenant_id == 1 && a[0].r.gpu == 0 &&
 	      a[0].r.quota == 16 * GIB && a[0].r.worker_pid > 0);
@@ -425,14 +438,13 @@ static void test_attach(void)
 	CHECK(ps_until(d.sock, 2, 3000));
 	CHECK(file_has(d.log, "tenant 1 (\"e2e-app\"): worker pid"));
 	/* A worker's death removes its tenant, and is logged. */
-	if (a[1].r.worker_pid > 0)
-		kill((pid_t)a[1].r.worker_pid, SIGKILL);
+	kill_ours((pid_t)a[1].r.worker_pid, SIGKILL);
 	CHECK(ps_until(d.sock, 1, 3000));
 	CHECK(file_has(d.log, "killed by signal 9"));
 	for (i = 0; i < 3; i++)
 		att_close(&a[i]);
 	CHECK(ps_until(d.sock, 0, 3000));
-	daemon_signal(&d, SIGTERM);
+	kill_ours(d.pid, SIGTERM);
 	CHECK(daemon_wait(&d, 5000) == 0);
 }
 
@@ -565,7 +577,7 @@ static void test_malformed(void)
 	CHECK(call(d.sock, CV_CTL_INFO, big, 4096) > 0);
 	CHECK(settled_fds(d.pid, fds0) == fds0);
 	CHECK(file_has(d.log, "malformed message"));
-	daemon_signal(&d, SIGINT);
+	kill_ours(d.pid, SIGINT);
 	CHECK(daemon_wait(&d, 5000) == 0);
 }
 
@@ -610,7 +622,7 @@ static void test_peercred(void)
 	CHECK(stat(d.sock, &st) == 0 && (st.st_mode & 0777) == 0666);
 	CHECK(as_nobody(d.sock, false) == 1);
 	CHECK(file_has(d.log, "refused a connection from uid 65534"));
-	daemon_signal(&d, SIGTERM);
+	kill_ours(d.pid, SIGTERM);
 	CHECK(daemon_wait(&d, 5000) == 0);
 
 	snprintf(d.dir, sizeof(d.dir), "%s/d%d", g_tmp, g_seq + 1);
@@ -618,7 +630,7 @@ static void test_peercred(void)
 	CHECK(daemon_start(&d, NULL, allow) == 0);
 	CHECK(as_nobody(d.sock, true) == 2);
 	CHECK(daemon_wait(&d, 100) == -1); /* still running */
-	daemon_signal(&d, SIGTERM);
+	kill_ours(d.pid, SIGTERM);
 	CHECK(daemon_wait(&d, 5000) == 0);
 	chmod(g_tmp, 0700);
 }
@@ -788,7 +800,7 @@ static void test_limits_user(void)
 	att_close(&a);
 	nobody_end(pid, hold);
 	CHECK(file_has(d.log, "refused a connection from uid 65534"));
-	daemon_signal(&d, SIGTERM);
+	kill_ours(d.pid, SIGTERM);
 	CHECK(daemon_wait(&d, 5000) == 0);
 
 	/* As many connections as a user may hold, and 40 more: they are
@@ -803,7 +815,7 @@ static void test_limits_user(void)
 	CHECK(strstr(s.why_conn, "kept for root") != NULL);
 	CHECK(call(d.sock, CV_CTL_INFO, buf, sizeof(buf)) > 0);
 	nobody_end(pid, hold);
-	daemon_signal(&d, SIGTERM);
+	kill_ours(d.pid, SIGTERM);
 	CHECK(daemon_wait(&d, 5000) == 0);
 	chmod(g_tmp, 0700);
 }
@@ -838,7 +850,7 @@ static void test_idle(void)
 	CHECK(ok == 6);
 	close(fd);
 	CHECK(file_has(d.log, "no request for 1 s (cuvisord --idle-timeout)"));
-	daemon_signal(&d, SIGTERM);
+	kill_ours(d.pid, SIGTERM);
 	CHECK(daemon_wait(&d, 5000) == 0);
 }
 
@@ -856,7 +868,7 @@ static void test_shutdown(void)
 	CHECK(daemon_start(&d, "2:nostop", extra) == 0);
 	CHECK(stat(pidfile, &st) == 0);
 	CHECK(attach(d.sock, 0, 0, &a) == 0);
-	CHECK(attach(d.sock, 0, 0, &b) == 0);
+	CHECK(attach(d.sock, 1, 0, &b) == 0);
 	t0 = cv_now_ns();
 	CHECK(call(d.sock, CV_CTL_SHUTDOWN, NULL, 0) == 0);
 	dt = cv_now_ns() - t0;
@@ -877,7 +889,7 @@ static void test_shutdown(void)
 	CHECK(daemon_start(&d, NULL, NULL) == 0);
 	CHECK(attach(d.sock, 1, 0, &a) == 0);
 	t0 = cv_now_ns();
-	daemon_signal(&d, SIGTERM);
+	kill_ours(d.pid, SIGTERM);
 	CHECK(daemon_wait(&d, 3000) == 0);
 	CHECK(cv_now_ns() - t0 < 1000000000ull);
 	CHECK(!pid_gone((pid_t)a.r.worker_pid, 300));
@@ -917,7 +929,7 @@ static void test_ps_timeout(void)
 	CHECK(ps_until(d.sock, 0, 3000));
 	t0 = cv_now_ns();
 	CHECK(ps(d.sock, t, 16) == 0 && cv_now_ns() - t0 < 100000000ull);
-	daemon_signal(&d, SIGTERM);
+	kill_ours(d.pid, SIGTERM);
 	CHECK(daemon_wait(&d, 5000) == 0);
 }
 
@@ -972,7 +984,7 @@ static void test_socket_rules(void)
 	CHECK(fd == -ECONNREFUSED);
 	g_seq--; /* same directory again */
 	CHECK(daemon_start(&b, NULL, NULL) == 0 && !strcmp(a.sock, b.sock));
-	daemon_signal(&b, SIGTERM);
+	kill_ours(b.pid, SIGTERM);
 	CHECK(daemon_wait(&b, 5000) == 0);
 
 	/* a group/world writable directory is refused */
@@ -994,7 +1006,7 @@ static void test_socket_rules(void)
 	CHECK(stat(path, &st) == 0 && S_ISDIR(st.st_mode) &&
 	      (st.st_mode & 0777) == 0700);
 	CHECK(file_has(a.log, "created socket directory"));
-	daemon_signal(&a, SIGTERM);
+	kill_ours(a.pid, SIGTERM);
 	CHECK(daemon_wait(&a, 5000) == 0);
 }
 
@@ -1362,14 +1374,13 @@ static void test_ops(void)
 	/* the worker dies while a client waits: -EIO at once */
 	fd = op_send(d.sock, CV_CTL_RESUME, 2, -1, 0);
 	msleep(100);
-	if (b.r.worker_pid > 0)
-		kill((pid_t)b.r.worker_pid, SIGKILL);
+	kill_ours((pid_t)b.r.worker_pid, SIGKILL);
 	CHECK(fd >= 0 && op_recv(fd, CV_CTL_RESUME, 5000, &r) == -EIO);
 	CHECK(ps_until(d.sock, 1, 3000));
 	att_close(&a);
 	att_close(&b);
 	CHECK(ps_until(d.sock, 0, 3000));
-	daemon_signal(&d, SIGTERM);
+	kill_ours(d.pid, SIGTERM);
 	CHECK(daemon_wait(&d, 5000) == 0);
 }
 
@@ -1479,6 +1490,91 @@ static int count_run_dirs(const char *base)
 }
 
 /* `cuvisor run` from an installed layout: bin/ and lib/ side by side. */
+/* A socket file nobody listens on (a daemon killed with SIGKILL). */
+static int stale_socket(const char *path)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	int fd = socket(AF_UNIX, SOCK_SEQPACKET, 0), r;
+
+	if (strlen(path) >= sizeof(sa.sun_path))
+		return -1;
+	memcpy(sa.sun_path, path, strlen(path) + 1);
+	r = fd < 0 ? -1 : bind(fd, (struct sockaddr *)&sa, sizeof(sa));
+	if (fd >= 0)
+		close(fd);
+	return r;
+}
+
+/*
+ * A daemon that is there but refuses us is a failure with its reason,
+ * not a private daemon (unless the fallback is allowed): its admission
+ * (quotas past the GPU's memory), another backend than --backend. A
+ * stale socket is no daemon.
+ */
+static void test_cli_run_refused(const char *cli, const char *sock,
+				 const char *out, const char *xdg,
+				 const char *base)
+{
+	const char *why = "quota 8.0 GiB asked, 4.0 GiB of gpu 0's 16.0 GiB "
+			  "left";
+	char stale[sizeof(((struct sockaddr_un *)0)->sun_path)];
+	int dirs = count_run_dirs(base); /* earlier tests' kept logs */
+	struct att a, b;
+
+	CHECK(attach(sock, 0, 12 * GIB, &a) == 0);
+	CHECK(attach(sock, 0, 8 * GIB, &b) == -ENOSPC);
+	CHECK(strstr(g_reason, why) != NULL);
+	att_close(&b);
+	CHECK(run((const char *[]){ cli, "run", "--socket", sock, "--gpu", "0",
+				    "--mem", "8G", "--", "/bin/true", NULL },
+		  out, xdg) == 125);
+	CHECK(file_has(out, "refuses a vGPU: ") && file_has(out, why) &&
+	      file_has(out, "no private daemon started"));
+	CHECK(count_run_dirs(base) == dirs);
+	/* the same through CUVISOR_MEM, which the program would use */
+	CHECK(run2((const char *[]){ cli, "run", "--socket", sock, "--gpu",
+				     "0", "--", "/bin/true", NULL }, out, xdg,
+		   "CUVISOR_MEM=8589934592") == 125);
+	CHECK(file_has(out, why));
+	/* allowed: a private daemon instead, and it says so */
+	CHECK(run((const char *[]){ cli, "run", "--socket", sock, "--gpu", "0",
+				    "--mem", "8G", "--fallback-private", "--",
+				    "/bin/true", NULL }, out, xdg) == 0);
+	CHECK(file_has(out, why) &&
+	      file_has(out, "starting a private daemon instead"));
+	CHECK(run2((const char *[]){ cli, "run", "--socket", sock, "--gpu",
+				     "0", "--mem", "8G", "--", "/bin/true",
+				     NULL }, out, xdg,
+		   "CUVISOR_PRIVATE_FALLBACK=1") == 0);
+	CHECK(count_run_dirs(base) == dirs);
+	/* what fits is admitted */
+	CHECK(run((const char *[]){ cli, "run", "--socket", sock, "--gpu", "0",
+				    "--mem", "4G", "--", "/bin/true", NULL },
+		  out, xdg) == 0);
+	att_close(&a);
+	/* --backend cuda never runs on the host backend */
+	CHECK(run((const char *[]){ cli, "run", "--socket", sock, "--backend",
+				    "cuda", "--", "/bin/true", NULL },
+		  out, xdg) == 125);
+	CHECK(file_has(out, "--backend cuda: the daemon at ") &&
+	      file_has(out, "uses the host backend"));
+	CHECK(run((const char *[]){ cli, "run", "--socket", sock, "--backend",
+				    "host", "--", "/bin/true", NULL },
+		  out, xdg) == 0);
+	/* --private: a private daemon though one runs there */
+	CHECK(run((const char *[]){ cli, "run", "--socket", sock, "--private",
+				    "--backend", "host", "--", "/bin/sh", "-c",
+				    "case $CUVISOR_SOCKET in */run-*) exit 0;; "
+				    "esac; exit 1", NULL }, out, xdg) == 0);
+	/* a stale socket is no daemon: a private one */
+	snprintf(stale, sizeof(stale), "%s/stale.sock", g_tmp);
+	CHECK(stale_socket(stale) == 0);
+	CHECK(run((const char *[]){ cli, "run", "--socket", stale, "--",
+				    "/bin/true", NULL }, out, xdg) == 0);
+	unlink(stale);
+	CHECK(count_run_dirs(base) == dirs);
+}
+
 static void test_cli_run(void)
 {
 	char inst[PATH_MAX], src[PATH_MAX + 64], dst[PATH_MAX + 64];
@@ -1554,6 +1650,7 @@ static void test_cli_run(void)
 	unsetenv("CUVISOR_TEST_SOCKET");
 	CHECK(daemon_wait(&d, 0) == -1);
 	CHECK(file_has(d.log, "tenant 1 (\"e2e-app\", pid"));
+	test_cli_run_refused(cli, d.sock, out, xdg, base);
 
 	/* SIGTERM to cuvisor reaches PROG */
 	pid = fork();
@@ -1566,13 +1663,13 @@ static void test_cli_run(void)
 		_exit(99);
 	}
 	msleep(300);
-	kill(pid, SIGTERM);
+	kill_ours(pid, SIGTERM);
 	st = -1;
 	for (fd = 0; fd < 300 && waitpid(pid, &st, WNOHANG) != pid; fd++)
 		msleep(10);
 	CHECK(fd < 300 && WIFEXITED(st) && WEXITSTATUS(st) == 128 + SIGTERM);
 	if (fd == 300) {
-		kill(pid, SIGKILL);
+		kill_ours(pid, SIGKILL);
 		waitpid(pid, NULL, 0);
 	}
 	snprintf(want, sizeof(want), "%s", d.sock);

@@ -52,6 +52,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/inotify.h>
 #include <sys/mman.h>
 #include <sys/random.h>
 #include <sys/resource.h>
@@ -69,7 +70,12 @@
 #include "vgpu.h"
 #include "xfer.h"
 
+/* Without its daemon, a worker (or holder) tries its socket again after
+ * RECONNECT_MS, then at intervals doubling up to RECONNECT_MAX_MS; a
+ * change in the socket's directory (a new daemon binding its socket)
+ * brings the next try forward and the interval back to RECONNECT_MS. */
 #define RECONNECT_MS 100
+#define RECONNECT_MAX_MS 5000
 #define HELLO_TIMEOUT_MS 2000
 
 struct wopts {
@@ -851,38 +857,118 @@ static void link_status(struct wstate *w, struct cv_link_status *st)
 	st->head = UINT64_MAX;
 }
 
+/* Looking for a new daemon (ctl_main): when to try its socket next. */
+struct away {
+	bool on;                /* the daemon is away */
+	int watch;              /* inotify on the socket's directory, or -1 */
+	uint64_t next_ns;       /* next try */
+	unsigned every_ms;      /* the interval after a failed try */
+};
+
+/* An inotify fd watching the directory of the socket path for a new
+ * socket, or -1 (then only the timer tries). */
+static int watch_socket_dir(const char *sock)
+{
+	char dir[4096], *slash;
+	int fd;
+
+	if (!sock || snprintf(dir, sizeof(dir), "%s", sock) >=
+			     (int)sizeof(dir) ||
+	    !(slash = strrchr(dir, '/')))
+		return -1;
+	if (slash == dir)
+		slash++;
+	*slash = 0;
+	fd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
+	if (fd >= 0 && inotify_add_watch(fd, dir[0] ? dir : ".",
+					 IN_CREATE | IN_MOVED_TO |
+						 IN_ATTRIB) < 0) {
+		close(fd);
+		fd = -1;
+	}
+	return fd;
+}
+
+static void away_start(struct wstate *w, struct away *a)
+{
+	a->on = true;
+	a->every_ms = RECONNECT_MS;
+	a->next_ns = cv_now_ns() + RECONNECT_MS * 1000000ull;
+	if (a->watch < 0)
+		a->watch = watch_socket_dir(w->o->daemon_socket);
+}
+
+/* poll()'s timeout: until the next try while away (none without a
+ * socket to try), RECONNECT_MS while we wait for the link, else none. */
+static int away_timeout(const struct wstate *w, const struct away *a,
+			int link)
+{
+	uint64_t now = cv_now_ns();
+
+	if (a->on && w->o->daemon_socket)
+		return a->next_ns > now ?
+			       (int)((a->next_ns - now + 999999) / 1000000) : 0;
+	return link < 0 ? RECONNECT_MS : -1;
+}
+
+/* Tries the daemon's socket when it is time (or its directory changed);
+ * adopted: a->on false and w->ctl the new connection. */
+static void away_try(struct wstate *w, struct away *a, short watch_events)
+{
+	char ev[4096];
+
+	if (!a->on || !w->o->daemon_socket)
+		return;
+	/* Without the guest's link (a migration's destination before its
+	 * COMMIT) we are no tenant's worker yet: a new daemon hears of us
+	 * only once we are, and we look again soon. */
+	if (__atomic_load_n(&w->link, __ATOMIC_ACQUIRE) < 0) {
+		a->next_ns = cv_now_ns() + RECONNECT_MS * 1000000ull;
+		return;
+	}
+	if (watch_events) {
+		while (read(a->watch, ev, sizeof(ev)) > 0)
+			;
+		a->every_ms = RECONNECT_MS;
+	} else if (cv_now_ns() < a->next_ns) {
+		return;
+	}
+	pthread_mutex_lock(&send_lock);
+	w->ctl = hello(w);
+	pthread_mutex_unlock(&send_lock);
+	a->on = w->ctl < 0;
+	a->next_ns = cv_now_ns() + a->every_ms * 1000000ull;
+	a->every_ms = CV_MIN(a->every_ms * 2, RECONNECT_MAX_MS);
+}
+
 /*
  * The control thread: serves the daemon, and ends the process as soon as
  * the guest's end of the link closes. Exiting releases every GPU
- * resource of the tenant with the process.
+ * resource of the tenant with the process. Without a daemon it sleeps
+ * between tries of the socket (struct away): an idle holder whose daemon
+ * is gone wakes only for those and for its guest's questions.
  */
 static void *ctl_main(void *arg)
 {
 	struct wstate *w = arg;
-	struct pollfd p[2] = { { w->link, POLLIN, 0 }, { w->ctl, POLLIN, 0 } };
+	struct pollfd p[3] = { { w->link, POLLIN, 0 }, { w->ctl, POLLIN, 0 },
+			       { -1, POLLIN, 0 } };
+	struct away a = { .watch = -1 };
 	struct cv_link_status st;
-	bool away = w->ctl < 0;
 	char c[64];
 	int n;
 
+	if (w->ctl < 0)
+		away_start(w, &a);
 	for (;;) {
 		/* A migration's destination gets the link at its COMMIT. */
 		p[0].fd = __atomic_load_n(&w->link, __ATOMIC_ACQUIRE);
 		p[1].fd = w->ctl;
-		n = poll(p, 2, (away && w->o->daemon_socket) || p[0].fd < 0 ?
-				       RECONNECT_MS : -1);
+		p[2].fd = a.on ? a.watch : -1;
+		n = poll(p, 3, away_timeout(w, &a, p[0].fd));
 		if (n < 0 && errno != EINTR)
 			break;
-		/* Without the guest's link (a migration's destination
-		 * before its COMMIT) we are no tenant's worker yet: a new
-		 * daemon hears of us only once we are. */
-		if (n == 0 && away && w->o->daemon_socket && p[0].fd >= 0) {
-			pthread_mutex_lock(&send_lock);
-			w->ctl = hello(w);
-			pthread_mutex_unlock(&send_lock);
-			away = w->ctl < 0;
-			continue;
-		}
+		away_try(w, &a, n > 0 ? p[2].revents : 0);
 		if (n <= 0)
 			continue;
 		if (p[0].revents) {
@@ -906,7 +992,7 @@ static void *ctl_main(void *arg)
 			close(w->ctl);
 			w->ctl = -1;
 			pthread_mutex_unlock(&send_lock);
-			away = true;
+			away_start(w, &a);
 		}
 	}
 	if (w->v)
