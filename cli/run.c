@@ -215,7 +215,7 @@ static enum found probe_daemon(const char *path, struct cv_ctl_info_r *info,
 			 "within %d s", path, (int)cr.pid,
 			 PROBE_TIMEOUT_MS / 1000);
 	else
-		snprintf(why, size, "the daemon at %s answered: %s", path,
+		snprintf(why, size, "the daemon at %s refused us: %s", path,
 			 strerror(n < 0 ? -n : EPROTO));
 	return FOUND_REFUSING;
 }

@@ -193,7 +193,7 @@ ad_uid() {
 	if ad_daemon uid --allow-uid 65533; then
 		ad_as_user "$user" "$out" run --socket "$AD_DIR/uid.sock" -- /bin/true
 		rc=$?
-		ad_expect uid-refused 125 "closed the connection without answering: it does not accept uid $uid" "$out" $rc
+		ad_expect uid-refused 125 "refused the connection: uid $uid is not allowed" "$out" $rc
 		if [ "$(ad_user_privates "$uid")" = 0 ]; then
 			result PASS admit:uid-no-private-daemon
 		else
