@@ -167,9 +167,12 @@ sv_begin() {
 	local op=$1 from end=$(( $(now_ms) + 30000 ))
 	shift
 	from=$(( $(stat -c %s "$DLOG" 2>/dev/null || echo 0) + 1 ))
-	timeout 300 "$BIN/cuvisor" "$op" "$SV_ID" "$@" --socket "$SOCK" \
+	# No `timeout` in between: the kill must reach the CLI itself (the
+	# waits below have deadlines; cleanup kills what is left).
+	"$BIN/cuvisor" "$op" "$SV_ID" "$@" --socket "$SOCK" \
 		> "$LOGS/sv-$SV_CASE.out" 2>&1 &
 	SV_OP=$!
+	BGPIDS+=("$SV_OP")
 	while [ "$(now_ms)" -lt $end ]; do
 		tail -c +"$from" "$DLOG" 2>/dev/null |
 			grep -qE "tenant $SV_ID: ($op|moving|migrat).* asked by" &&
@@ -193,11 +196,14 @@ sv_recover() {
 }
 
 # checkpoint --stop: the image appears, the tenant is stopped, restore.
+# Compressed (zstd 3: seconds for 256 MiB here), so that the kill comes
+# while the image is written; the detail says if it came after.
 sv_checkpoint() {
 	local who=$1 sig=$2 img=$LOGS/sv-$1-$2.img
-	sv_begin checkpoint -o "$img" --stop || return 1
+	sv_begin checkpoint -o "$img" --stop --compress 3 || return 1
+	[ -e "$img" ] && SV_DETAIL="(the image was named before the kill)"
 	sv_kill "$who" "$sig" "$SV_OP" || return 1
-	sv_wait_file "$img" 60 || return 1
+	sv_wait_file "$img" 180 || return 1
 	sv_wait_state "$SV_ID" stopped 60 || return 1
 	sv_recover restore "$img"
 }
