@@ -176,7 +176,10 @@ void cv_d_spare_input(struct cv_d *d, int g)
 	}
 	cv_warn("gpu %d: spare worker pid %d: %s", d->gpus[g].index,
 		(int)sp->pid, why);
-	kill(sp->pid, SIGKILL);
+	/* 0 once reaped (cv_d_spare_reaped keeps the socket while the
+	 * daemon stops): kill(0) would kill our own process group. */
+	if (sp->pid > 0)
+		kill(sp->pid, SIGKILL);
 	drop(d, g, true);
 }
 
@@ -217,7 +220,8 @@ int cv_d_spare_take(struct cv_d *d, int g, struct cv_d_tenant *nt,
 	if (r < 0) {
 		cv_warn("gpu %d: spare worker pid %d: %s; starting a worker",
 			d->gpus[g].index, (int)sp->pid, strerror(-r));
-		kill(sp->pid, SIGKILL);
+		if (sp->pid > 0)
+			kill(sp->pid, SIGKILL);
 		drop(d, g, true);
 		return -EAGAIN;
 	}
