@@ -59,7 +59,8 @@
 # the log after a failure, and last exactly one line
 # "N passed, N failed, N skipped". Exits 1 if anything failed.
 # Logs are kept (and their directory printed) when something failed, or
-# always with --keep. Environment: O (build dir, default build), MAKE.
+# always with --keep. Environment: O (build dir, default build), MAKE,
+# WAIT_S (the deadline of every wait for a condition, default 60 s).
 set -u
 cd "$(dirname "$0")/.." || exit 2
 
@@ -83,7 +84,7 @@ while [ $# -gt 0 ]; do
 	--backend) BACKEND=$2; shift 2 ;;
 	--only) ONLY=$2; shift 2 ;;
 	--keep) KEEP=1; shift ;;
-	-h|--help) sed -n '4,60p' "$0" | sed '/^$/q'; exit 0 ;;
+	-h|--help) sed -n '4,63p' "$0" | sed '/^$/q'; exit 0 ;;
 	*) echo "tests/run.sh: unknown argument '$1'" >&2; exit 2 ;;
 	esac
 done
