@@ -26,8 +26,9 @@ ck_tenant() {
 	CK_LOG=$LOGS/ck-tenant-$1.log
 	OPS_LOG=$CK_LOG
 	shift
-	timeout 900 "$BIN/cuvisor" run --socket "$SOCK" --mem "$((OPS_MIB * 2 + 64))M" \
-		-- "$TB/cu_pagecount" -t 0 -m "$OPS_MIB" -v 4 "$@" > "$CK_LOG" 2>&1 &
+	CUVISOR_LOG=warn:${CK_LOG%.log}.guest.log timeout 900 "$BIN/cuvisor" run \
+		--socket "$SOCK" --mem "$((OPS_MIB * 2 + 64))M" -- "$TB/cu_pagecount" \
+		-t 0 -m "$OPS_MIB" -v 4 "$@" > "$CK_LOG" 2>&1 &
 	CK_CLI=$!
 	BGPIDS+=("$CK_CLI")
 	if ! wait_line "$CK_LOG" '^# ready' 120; then

@@ -455,8 +455,9 @@ netns_rounds() { awk '$1 == "#" && $2 == "rounds" { n = $3 } END { print n + 0 }
 netns_tenant() {
 	local out=$1 _
 	shift
-	netns_exec_a timeout 300 "$BIN/cuvisor" run --socket "$SOCK_A" \
-		--mem 512M -- "$TB/cu_pagecount" -t 0 -v 4 "$@" > "$out" 2>&1 &
+	CUVISOR_LOG=warn:${out%.out}.guest.log netns_exec_a timeout 300 \
+		"$BIN/cuvisor" run --socket "$SOCK_A" --mem 512M -- \
+		"$TB/cu_pagecount" -t 0 -v 4 "$@" > "$out" 2>&1 &
 	NT_PID=$!
 	BGPIDS+=("$NT_PID")
 	wait_line "$out" "# ready" "$WAIT_S" || return 1

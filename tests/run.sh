@@ -116,6 +116,9 @@ result() {
 		   grep -E '^(not ok|Bail out)|^#   ' "$log" | head -20 | sed 's/^/    | /'
 		   echo "    | ... last lines of $log:"
 		   tail -n 8 "$log" | sed 's/^/    | /'
+		   # what the guest library logged (guest, ck_tenant)
+		   tail -n 4 "${log%.*}.guest.log" 2>/dev/null |
+			   sed 's/^/    | guest: /'
 	   fi ;;
 	esac
 }
@@ -305,8 +308,9 @@ daemon_answers() { timeout 10 "$BIN/cuvisor" ps --socket "$SOCK" > "$LOGS/ps.out
 guest() {
 	local log=$1
 	shift
-	timeout 600 "$BIN/cuvisor" run --socket "$SOCK" --mem "${GUEST_MEM:-256M}" \
-		-- "$@" > "$log" 2>&1 &
+	# the guest library logs its warnings and errors beside the output
+	CUVISOR_LOG=warn:${log%.log}.guest.log timeout 600 "$BIN/cuvisor" run \
+		--socket "$SOCK" --mem "${GUEST_MEM:-256M}" -- "$@" > "$log" 2>&1 &
 	GUEST=$!
 	BGPIDS+=("$GUEST")
 }
