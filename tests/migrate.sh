@@ -23,6 +23,8 @@
 #                   round 0 takes at least its bytes (less one slot) / the
 #                   cap
 #   mig:refused-*   an unknown tenant, a GPU that does not exist
+#   mig:program-ends-during-migration  the program killed during a
+#                   paced copying migration: the command is answered
 #   mig:spare-*     the daemon's spare workers: migrations took them, and
 #                   a killed spare is replaced
 #   mig:blas-*      (cuda backend) a cuBLAS loop migrated mid-run (once
@@ -232,6 +234,31 @@ mig_refused() {
 	ck_tenant_end mig-refused
 }
 
+# The program killed during a paced copying migration: its worker ends
+# (and so does the destination's stream); the command must still get an
+# answer. (The daemon freed the source's record when its worker was
+# reaped before the destination failed, and nobody answered the client:
+# `cuvisor migrate` hung.)
+mig_program_ends() {
+	local out=$LOGS/mig-program-ends.out mpid n0 rc
+	ck_tenant mig-program-ends || return
+	n0=$(lines_of "$DLOG")
+	# OPS_MIB at 20 MB/s: seconds of pre-copy to kill the program in
+	timeout 120 "$BIN/cuvisor" migrate "$CK_ID" --gpu "$(mig_other_gpu)" \
+		--copy --max-rate 20 --socket "$SOCK" > "$out" 2>&1 &
+	mpid=$!
+	wait_line_after "$DLOG" "$n0" "tenant $CK_ID: migrating from" "$WAIT_S"
+	kill -KILL "$CK_GPID"
+	wait "$mpid"
+	rc=$?
+	wait "$CK_CLI" 2>/dev/null
+	if [ $rc = 1 ] && grep -q "migrate" "$out"; then
+		result PASS mig:program-ends-during-migration "$(head -n 1 "$out" | cut -c1-160)"
+	else
+		result FAIL mig:program-ends-during-migration "exit $rc (124: no answer): $(head -n 1 "$out")" "$DLOG"
+	fi
+}
+
 # A cuBLAS loop migrated twice mid-run: the same digest as natively.
 mig_blas() {
 	local p=$TB/rt/blas_loop log=$LOGS/mig-blas.log nat=$LOGS/mig-blas-native.log
@@ -301,6 +328,7 @@ run_mig() {
 	mig_spare
 	mig_faults
 	mig_refused
+	mig_program_ends
 	mig_blas
 	if daemon_answers; then
 		result PASS mig:daemon-answers
