@@ -527,17 +527,20 @@ netns_test_remote_migrate() {
 
 netns_test_remote_migrate_cut() {
 	local out=$LOGS/netns/migrate-cut.out mout=$LOGS/netns/migrate-cut.cli
-	local mpid rc r0 t0 t1 bad=
+	local mpid rc r0 t0 t1 bad= n0
 	if ! netns_tenant "$out" -m 256 -H 16; then
 		result FAIL "$NETNS_SEC":remote-migrate-cut "the tenant did not start" "$out"
 		return
 	fi
-	# 256 MiB at 40 MB/s: some 6 s of pre-copy to cut into.
+	# 256 MiB at 40 MB/s: some 6 s of pre-copy to cut into, once A's
+	# daemon has started the migration (then a little into it)
+	n0=$(lines_of "$LOG_A")
 	"$BIN/cuvisor" migrate "$NT_ID" --socket "$SOCK_A" \
 		--to "$IP_B:$NETNS_PORT" --max-rate 40 > "$mout" 2>&1 &
 	mpid=$!
 	BGPIDS+=("$mpid")
-	sleep 1.5
+	wait_line_after "$LOG_A" "$n0" "tenant $NT_ID: migrating from" "$WAIT_S"
+	sleep 1
 	t0=$(date +%s%N)
 	ip netns exec "$NS_A" ip link set "$VETH_A" down
 	wait "$mpid"
