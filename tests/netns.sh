@@ -369,9 +369,10 @@ netns_test_remote_run() {
 	local p out bad=
 	for p in cu_copy cu_module cu_memset cu_pagecount; do
 		out=$LOGS/netns/remote-$p.out
-		netns_exec_a timeout 120 "$BIN/cuvisor" run --socket "$SOCK_A" \
-			--mem 256M --host "$IP_B:$NETNS_PORT" -- "$TB/$p" \
-			> "$out" 2>&1 || bad="$bad $p($(tail -1 "$out"))"
+		CUVISOR_LOG=warn:${out%.out}.guest.log netns_exec_a timeout 120 \
+			"$BIN/cuvisor" run --socket "$SOCK_A" --mem 256M \
+			--host "$IP_B:$NETNS_PORT" -- "$TB/$p" > "$out" 2>&1 ||
+			bad="$bad $p($(tail -1 "$out"); $(tail -n 1 "${out%.out}.guest.log" 2>/dev/null))"
 	done
 	if [ -z "$bad" ] && grep -q "serving its tenant .* a vGPU on gpu 0" "$LOG_B"; then
 		result PASS "$NETNS_SEC":remote-run "cu_copy, cu_module, cu_memset, cu_pagecount on B's GPU from A"
