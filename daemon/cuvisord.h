@@ -453,8 +453,9 @@ void cv_d_migrate_dest_done(struct cv_d *d, struct cv_d_tenant *nt,
 			    int status, const char *msg);
 /* The source's worker is gone or its connection broke. */
 void cv_d_migrate_source_gone(struct cv_d *d, struct cv_d_tenant *t);
-/* A record is freed: its peer forgets it. */
-void cv_d_migrate_forget(struct cv_d_tenant *t);
+/* A record is freed: its peer forgets it, and a client still waiting
+ * for its migration is answered (nobody else would). */
+void cv_d_migrate_forget(struct cv_d *d, struct cv_d_tenant *t);
 /* A client went away: forget it. */
 void cv_d_migrate_forget_client(struct cv_d *d, struct cv_d_client *c);
 

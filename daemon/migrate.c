@@ -332,8 +332,15 @@ void cv_d_migrate_source_gone(struct cv_d *d, struct cv_d_tenant *t)
 	/* else: the destination ends one way or the other */
 }
 
-void cv_d_migrate_forget(struct cv_d_tenant *t)
+void cv_d_migrate_forget(struct cv_d *d, struct cv_d_tenant *t)
 {
+	/* The source's worker ended before its destination did (the
+	 * program exited mid-migration, say): source_gone left the answer
+	 * to the destination's end, which can no longer find this record.
+	 * Answer now; the client must not keep a pointer to it either. */
+	if (t->mig_client)
+		answer_why(d, t, -EIO, "the tenant's worker ended during the "
+			   "migration", t->gpu);
 	if (t->mig_source) {
 		t->mig_source->mig_dest = NULL;
 		t->mig_source = NULL;

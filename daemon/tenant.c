@@ -643,7 +643,7 @@ void cv_d_tenant_free(struct cv_d *d, struct cv_d_tenant *t)
 		close(t->restore_fd);
 	if (t->move_fd >= 0)
 		close(t->move_fd);
-	cv_d_migrate_forget(t);
+	cv_d_migrate_forget(d, t);
 	free(t->mig_reply);
 	free(t);
 }

@@ -26,8 +26,9 @@ ck_tenant() {
 	CK_LOG=$LOGS/ck-tenant-$1.log
 	OPS_LOG=$CK_LOG
 	shift
-	timeout 900 "$BIN/cuvisor" run --socket "$SOCK" --mem "$((OPS_MIB * 2 + 64))M" \
-		-- "$TB/cu_pagecount" -t 0 -m "$OPS_MIB" -v 4 "$@" > "$CK_LOG" 2>&1 &
+	CUVISOR_LOG=warn:${CK_LOG%.log}.guest.log timeout 900 "$BIN/cuvisor" run \
+		--socket "$SOCK" --mem "$((OPS_MIB * 2 + 64))M" -- "$TB/cu_pagecount" \
+		-t 0 -m "$OPS_MIB" -v 4 "$@" > "$CK_LOG" 2>&1 &
 	CK_CLI=$!
 	BGPIDS+=("$CK_CLI")
 	if ! wait_line "$CK_LOG" '^# ready' 120; then
@@ -35,9 +36,17 @@ ck_tenant() {
 		return 1
 	fi
 	CK_GPID=$(field "$CK_LOG" guest_pid)
-	CK_ID=$(timeout 10 "$BIN/cuvisor" ps --socket "$SOCK" 2>/dev/null |
-		awk -v p="$CK_GPID" '$2 == p { print $1 }')
-	[ -n "$CK_ID" ]
+	if ! CK_ID=$(tenant_of "$CK_GPID"); then
+		result FAIL "ckpt:$name:start" "cuvisor ps lists no tenant of pid $CK_GPID" "$LOGS/ps-retries.out"
+		return 1
+	fi
+}
+
+# ck_state_until STATE: 0 once `cuvisor ps` says STATE for CK_ID (an
+# empty STATE: no longer lists it), 1 if not within WAIT_S.
+ck_state_until() {
+	ck_state_now() { [ "$(ops_state "$CK_ID")" = "$1" ]; }
+	wait_for "$WAIT_S" ck_state_now "$1"
 }
 
 # Ends the tenant; PASS when it found every page right all along.
@@ -129,10 +138,8 @@ ck_images() {
 		result FAIL ckpt:daemon-restarted "the new daemon did not answer" "$DLOG"
 		return
 	fi
-	for _ in $(seq 40); do
-		[ "$(ops_state "$CK_ID")" = stopped ] && break
-		sleep 0.05
-	done
+	# the new daemon adopts the holder when it reconnects (every 0.1 s)
+	ck_state_until stopped
 	ck_state_is adopted-stopped stopped
 	ck_run restore-after-daemon-restart 0 "restored from" restore "$img"
 	ck_state_is restored-running running
@@ -145,10 +152,7 @@ ck_images() {
 	# the image of a tenant whose program has ended
 	bad=$img
 	ck_tenant_end images
-	for _ in $(seq 100); do
-		[ -z "$(ops_state "$CK_ID")" ] && break
-		sleep 0.05
-	done
+	ck_state_until ""
 	ck_run refused-tenant-gone 1 "no stopped tenant" restore "$bad"
 }
 
@@ -190,10 +194,7 @@ ck_restart_under_load() {
 		result FAIL ckpt:restart-under-load "the new daemon did not answer" "$DLOG"
 		return
 	fi
-	for _ in $(seq 40); do
-		[ "$(ops_state "$CK_ID")" = running ] && break
-		sleep 0.05
-	done
+	ck_state_until running
 	ck_state_is adopted-running running
 	if ops_moves; then
 		result PASS ckpt:runs-across-restart "$OPS_DETAIL"
@@ -208,13 +209,15 @@ ck_restart_under_load() {
 # kill -9 of the worker during a checkpoint: the checkpoint fails, leaves
 # no file, the guest's next call fails with a CUDA error (no hang).
 ck_kill_during() {
-	local wpid op rc
+	local wpid op rc n0
 	ck_tenant kill || return
 	wpid=$(field "$CK_LOG" worker_pid)
-	timeout 60 "$BIN/cuvisor" checkpoint "$CK_ID" -o "$CK_DIR/k.img" \
+	n0=$(lines_of "$DLOG")
+	timeout 120 "$BIN/cuvisor" checkpoint "$CK_ID" -o "$CK_DIR/k.img" \
 		--socket "$SOCK" > "$LOGS/ck-kill.out" 2>&1 &
 	op=$!
-	sleep 0.02
+	# the daemon has handed the checkpoint to the worker
+	wait_line_after "$DLOG" "$n0" "tenant $CK_ID: checkpoint asked by" "$WAIT_S"
 	kill -KILL "$wpid"
 	wait "$op"
 	rc=$?
@@ -223,7 +226,8 @@ ck_kill_during() {
 	else
 		result FAIL ckpt:killed-checkpoint-returns "exit $rc, file left behind" "$LOGS/ck-kill.out"
 	fi
-	for _ in $(seq 100); do alive "$CK_GPID" || break; sleep 0.1; done
+	ck_gpid_gone() { ! alive "$CK_GPID"; }
+	wait_for "$WAIT_S" ck_gpid_gone
 	wait "$CK_CLI" 2>/dev/null
 	rc=$?
 	if [ $rc != 0 ] && [ $rc != 124 ] && grep -q "CUDA_ERROR" "$CK_LOG"; then

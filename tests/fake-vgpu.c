@@ -26,7 +26,13 @@
  * message instead of READY); and for the operations: noop (never answers
  * them), opdie (exits 3 on one), opfail (answers -ENOMEM, state kept),
  * opgarbage (answers with a 5-byte payload), slowop (answers after
- * 500 ms, still answering W_STATS meanwhile), lateop (after 1500 ms).
+ * 2 s, still answering W_STATS meanwhile), lateop (after 3 s; both long
+ * enough for a loaded machine to do what the test does meanwhile).
+ *
+ *   fake-vgpu --spare --gpu N --backend B ... --ctl-fd 3
+ *	a spare that never gets ready: with FAKE_VGPU_SPARE=hold it waits
+ *	until the daemon's end of fd 3 closes (or it is killed), else it
+ *	exits 2 at once.
  */
 #include <errno.h>
 #include <poll.h>
@@ -44,7 +50,7 @@
 #include "../core/util.h"
 
 struct args {
-	bool probe;
+	bool probe, spare;
 	const char *backend, *tenant, *gpu, *mem, *ctl, *link, *tokfd;
 	bool token_argv;        /* --token HEX: the secret for all to see */
 };
@@ -196,7 +202,7 @@ static void do_op(struct fake *f, uint16_t type, const void *p, int n)
 			   CV_STATE_RUNNING;
 	}
 	f->op_r.state = f->state;
-	f->op_delay_ms = is(f, "slowop") ? 500 : is(f, "lateop") ? 1500 : 0;
+	f->op_delay_ms = is(f, "slowop") ? 2000 : is(f, "lateop") ? 3000 : 0;
 }
 
 static void op_reply(struct fake *f, int ctl)
@@ -304,6 +310,19 @@ static int serve(int ctl, int link, uint64_t quota, const char *mode)
 	}
 }
 
+/* A spare that never says W_SPARE (see the top of the file). */
+static int spare_hold(const char *ctl)
+{
+	const char *mode = getenv("FAKE_VGPU_SPARE");
+	struct pollfd p = { .fd = 3, .events = POLLIN };
+
+	if (!mode || strcmp(mode, "hold") || !ctl || strcmp(ctl, "3"))
+		return 2;
+	while (poll(&p, 1, -1) < 0 && errno == EINTR)
+		;
+	return 0;
+}
+
 static int parse(struct args *a, int argc, char **argv)
 {
 	int i;
@@ -311,8 +330,9 @@ static int parse(struct args *a, int argc, char **argv)
 	for (i = 1; i < argc; i++) {
 		const char *k = argv[i], *v = i + 1 < argc ? argv[i + 1] : "";
 
-		if (!strcmp(k, "--probe")) {
-			a->probe = true;
+		if (!strcmp(k, "--probe") || !strcmp(k, "--spare")) {
+			a->probe |= !strcmp(k, "--probe");
+			a->spare |= !strcmp(k, "--spare");
 			continue;
 		}
 		i++;
@@ -353,6 +373,8 @@ int main(int argc, char **argv)
 	}
 	if (a.probe)
 		return probe(a.backend);
+	if (a.spare)
+		return spare_hold(a.ctl);
 	if (!a.tenant || !a.gpu || !a.mem || !a.ctl || !a.link ||
 	    strcmp(a.ctl, "3") || strcmp(a.link, "4")) {
 		fprintf(stderr, "fake-vgpu: missing or wrong arguments\n");

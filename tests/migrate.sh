@@ -23,6 +23,8 @@
 #                   round 0 takes at least its bytes (less one slot) / the
 #                   cap
 #   mig:refused-*   an unknown tenant, a GPU that does not exist
+#   mig:program-ends-during-migration  the program killed during a
+#                   paced copying migration: the command is answered
 #   mig:spare-*     the daemon's spare workers: migrations took them, and
 #                   a killed spare is replaced
 #   mig:blas-*      (cuda backend) a cuBLAS loop migrated mid-run (once
@@ -139,17 +141,23 @@ mig_fault() {
 	fi
 }
 
-# Workers other than the daemon's spares: a spare keeps its command line
-# when a migration takes it, so the daemon's log says which ones are.
-mig_workers() {
-	local p n=0
-	for p in $(pgrep -x cuvisor-vgpu); do
-		grep -q "spare worker pid $p ready" "$DLOG" &&
+# The pids of this run's daemon's workers that serve a tenant (alive,
+# not yet reaped ones aside), one per line: not its idle spares. A spare
+# keeps its command line (--spare) when a migration takes it; the
+# daemon's log says which ones were taken. A spare that the daemon is
+# still starting is a spare too. Other runs' workers are not counted.
+mig_tenant_workers() {
+	local p
+	for p in $(our_workers); do
+		alive "$p" || continue
+		tr '\0' ' ' < "/proc/$p/cmdline" 2>/dev/null |
+			grep -q -- " --spare " &&
 		! grep -q "the spare worker pid $p on" "$DLOG" && continue
-		n=$((n + 1))
+		echo "$p"
 	done
-	echo $n
 }
+
+mig_workers() { mig_tenant_workers | wc -l; }
 
 mig_faults() {
 	local f i rate
@@ -175,14 +183,11 @@ assert r0['bytes'] >= r['memory_bytes'], r
 assert r0['ms'] >= (r0['bytes'] - 8 * 2**20) / ($rate * 1e6) * 1e3, (r0, 'faster than the cap')"
 	# Every destination of a failed migration went away, and every
 	# source of a successful one: the tenant's worker is the only one.
-	for i in $(seq 1 40); do
-		[ "$(mig_workers)" = 1 ] && break
-		sleep 0.05
-	done
-	if [ "$(mig_workers)" = 1 ]; then
+	mig_one_worker() { [ "$(mig_workers)" = 1 ]; }
+	if wait_for "$WAIT_S" mig_one_worker; then
 		result PASS mig:no-leftover-workers "only the tenant's worker runs"
 	else
-		result FAIL mig:no-leftover-workers "$(pgrep -a -x cuvisor-vgpu | tr '\n' ';')"
+		result FAIL mig:no-leftover-workers "$(for p in $(mig_tenant_workers); do tr '\0' ' ' < "/proc/$p/cmdline"; echo ";"; done)" "$DLOG"
 	fi
 	ck_tenant_end mig-faults
 }
@@ -197,25 +202,28 @@ mig_spare() {
 	else
 		result FAIL mig:spare-taken "no migration took a spare" "$DLOG"
 	fi
-	for i in $(seq 1 100); do
-		pid=$(pgrep -f -- "cuvisor-vgpu --spare --gpu 0 .*--daemon-socket $SOCK\$" | head -1)
-		[ -n "$pid" ] && grep -q "spare worker pid $pid ready" "$DLOG" && break
-		sleep 0.1
-	done
-	if [ -z "$pid" ]; then
-		result FAIL mig:spare-replaced "no spare on gpu 0" "$DLOG"
+	# gpu 0's spare, once ready: the last one the log says is ready,
+	# if it still runs (a migration may have taken it since)
+	mig_spare_ready() {
+		pid=$(grep -o "gpu 0: spare worker pid [0-9]* ready" "$DLOG" |
+			tail -1 | awk '{ print $6 }')
+		[ -n "$pid" ] && alive "$pid" &&
+			! grep -q "the spare worker pid $pid on" "$DLOG"
+	}
+	if ! wait_for "$WAIT_S" mig_spare_ready; then
+		result FAIL mig:spare-replaced "no spare ready on gpu 0" "$DLOG"
 		return
 	fi
 	kill -KILL "$pid"
-	for i in $(seq 1 100); do
-		new=$(grep -o "gpu 0: spare worker pid [0-9]* ready" "$DLOG" | tail -1 | awk '{ print $6 }')
-		[ -n "$new" ] && [ "$new" != "$pid" ] && break
-		sleep 0.1
-	done
-	if [ -n "$new" ] && [ "$new" != "$pid" ]; then
+	mig_spare_new() {
+		new=$(grep -o "gpu 0: spare worker pid [0-9]* ready" "$DLOG" |
+			tail -1 | awk '{ print $6 }')
+		[ -n "$new" ] && [ "$new" != "$pid" ]
+	}
+	if wait_for "$WAIT_S" mig_spare_new; then
 		result PASS mig:spare-replaced "spare pid $pid killed, pid $new ready"
 	else
-		result FAIL mig:spare-replaced "spare pid $pid killed, none ready after 10 s" "$DLOG"
+		result FAIL mig:spare-replaced "spare pid $pid killed, none ready after $WAIT_S s" "$DLOG"
 	fi
 }
 
@@ -224,6 +232,31 @@ mig_refused() {
 	ck_tenant mig-refused || return
 	ck_run mig-refused-no-gpu 1 "no gpu 37" migrate "$CK_ID" --gpu 37
 	ck_tenant_end mig-refused
+}
+
+# The program killed during a paced copying migration: its worker ends
+# (and so does the destination's stream); the command must still get an
+# answer. (The daemon freed the source's record when its worker was
+# reaped before the destination failed, and nobody answered the client:
+# `cuvisor migrate` hung.)
+mig_program_ends() {
+	local out=$LOGS/mig-program-ends.out mpid n0 rc
+	ck_tenant mig-program-ends || return
+	n0=$(lines_of "$DLOG")
+	# OPS_MIB at 20 MB/s: seconds of pre-copy to kill the program in
+	timeout 120 "$BIN/cuvisor" migrate "$CK_ID" --gpu "$(mig_other_gpu)" \
+		--copy --max-rate 20 --socket "$SOCK" > "$out" 2>&1 &
+	mpid=$!
+	wait_line_after "$DLOG" "$n0" "tenant $CK_ID: migrating from" "$WAIT_S"
+	kill -KILL "$CK_GPID"
+	wait "$mpid"
+	rc=$?
+	wait "$CK_CLI" 2>/dev/null
+	if [ $rc = 1 ] && grep -q "migrate" "$out"; then
+		result PASS mig:program-ends-during-migration "$(head -n 1 "$out" | cut -c1-160)"
+	else
+		result FAIL mig:program-ends-during-migration "exit $rc (124: no answer): $(head -n 1 "$out")" "$DLOG"
+	fi
 }
 
 # A cuBLAS loop migrated twice mid-run: the same digest as natively.
@@ -247,8 +280,7 @@ mig_blas() {
 		result FAIL mig:blas-start "the cuBLAS loop did not start" "$log"
 		return
 	fi
-	id=$(timeout 10 "$BIN/cuvisor" ps --socket "$SOCK" 2>/dev/null |
-		awk -v p="$(field "$log" guest_pid)" '$2 == p { print $1 }')
+	id=$(tenant_of "$(field "$log" guest_pid)")
 	ok=0
 	for i in 1 2; do
 		# once copying, once sharing
@@ -296,6 +328,7 @@ run_mig() {
 	mig_spare
 	mig_faults
 	mig_refused
+	mig_program_ends
 	mig_blas
 	if daemon_answers; then
 		result PASS mig:daemon-answers

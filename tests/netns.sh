@@ -60,7 +60,7 @@ NETNS_PORT=7430
 NETNS_DAEMON_ARGS=()
 NS_A='' NS_B='' VETH_A='' VETH_B='' PID_A='' PID_B=''
 # Loopback mode (netns_setup_loop): no namespaces, both daemons on
-# 127.0.0.1, B on NETNS_PORT and A on NETNS_PORT + 1.
+# 127.0.0.1, each on a port the kernel chose; NETNS_PORT is B's.
 NETNS_LOOP=0
 NETNS_SEC=netns     # the remote tests' results' prefix: netns or rloop
 
@@ -83,13 +83,15 @@ netns_daemon() {
 	local w=$1 ip sock log pid port=$NETNS_PORT pre _
 	shift
 	case $w in
-	A) ip=$IP_A sock=$SOCK_A log=$LOG_A pre=(ip netns exec "$NS_A")
-	   [ "$NETNS_LOOP" = 1 ] && port=$((NETNS_PORT + 1)) ;;
+	A) ip=$IP_A sock=$SOCK_A log=$LOG_A pre=(ip netns exec "$NS_A") ;;
 	B) ip=$IP_B sock=$SOCK_B log=$LOG_B pre=(ip netns exec "$NS_B") ;;
 	*) return 2 ;;
 	esac
 	# `ip netns exec` execs: $! is the daemon's pid either way
-	[ "$NETNS_LOOP" = 1 ] && pre=()
+	if [ "$NETNS_LOOP" = 1 ]; then
+		pre=()
+		port=0
+	fi
 	netns_stop "$w"
 	rm -f "$sock"
 	# a restarted daemon's log goes on in a new file; the old one stays
@@ -102,12 +104,19 @@ netns_daemon() {
 	pid=$!
 	BGPIDS+=("$pid")
 	printf -v "PID_$w" %s "$pid"
-	for _ in $(seq 1 100); do
-		grep -q "peer link: listening" "$log" 2>/dev/null && return 0
-		alive "$pid" || return 1
-		sleep 0.1
-	done
-	return 1
+	netns_listens() {
+		grep -q "peer link: listening" "$log" 2>/dev/null ||
+			{ alive "$pid" || return 0; return 1; }
+	}
+	wait_for "$WAIT_S" netns_listens &&
+		grep -q "peer link: listening" "$log" 2>/dev/null || return 1
+	# on loopback B listens on a port the kernel chose (port 0): two
+	# runs on one machine never collide
+	if [ "$NETNS_LOOP" = 1 ] && [ "$w" = B ]; then
+		NETNS_PORT=$(sed -n 's/.*peer link: listening on .* (port \([0-9]*\)).*/\1/p' "$log" | head -n 1)
+		[ -n "$NETNS_PORT" ] || return 1
+	fi
+	return 0
 }
 
 # netns_stop A|B: SIGTERM to that daemon, SIGKILL after 5 s; reaped.
@@ -148,14 +157,11 @@ netns_cleanup() {
 	return 0
 }
 
-# netns_link_wait NS DEV: 0 once DEV in NS has a carrier, 1 after 5 s.
+# netns_link_wait NS DEV: 0 once DEV in NS has a carrier, 1 if it has
+# none after WAIT_S.
 netns_link_wait() {
-	local _
-	for _ in $(seq 1 50); do
-		ip -n "$1" link show "$2" 2>/dev/null | grep -q LOWER_UP && return 0
-		sleep 0.1
-	done
-	return 1
+	netns_carrier() { ip -n "$1" link show "$2" 2>/dev/null | grep -q LOWER_UP; }
+	wait_for "$WAIT_S" netns_carrier "$1" "$2"
 }
 
 # netns_link: the veth pair, born in the two namespaces (never in ours),
@@ -170,7 +176,7 @@ netns_link() {
 	ip -n "$NS_B" link set "$VETH_B" up || return 1
 	netns_link_wait "$NS_A" "$VETH_A" && netns_link_wait "$NS_B" "$VETH_B" &&
 		return 0
-	echo "no carrier on $VETH_A/$VETH_B after 5 s"
+	echo "no carrier on $VETH_A/$VETH_B after $WAIT_S s"
 	return 1
 }
 
@@ -210,7 +216,7 @@ netns_setup_loop() {
 	fi
 	netns_names
 	NETNS_LOOP=1 NS_A='' NS_B='' IP_A=127.0.0.1 IP_B=127.0.0.1
-	NETNS_PORT=$((20000 + $$ % 20000))
+	NETNS_PORT=0  # B's, once it listens (netns_daemon)
 	trap 'netns_cleanup; cleanup' EXIT
 	mkdir -p "$NETNS_DIR"
 	od -An -tx1 -N32 /dev/urandom | tr -d ' \n' > "$KEY"
@@ -278,14 +284,14 @@ netns_test_peer_ab() {
 	ba=$(netns_peer B A 2>&1)
 	rba=$?
 	if [ $rab = 0 ] && echo "$ab" | grep -q authenticated &&
-	   wait_line "$LOG_B" "peer ${IP_A//./\\.}:[0-9]+ .*authenticated" 5; then
+	   wait_line "$LOG_B" "peer ${IP_A//./\\.}:[0-9]+ .*authenticated" "$WAIT_S"; then
 		:
 	else
 		result FAIL netns:peer-ab "A to B: exit $rab: $ab" "$LOG_B"
 		return
 	fi
 	if [ $rba = 0 ] && echo "$ba" | grep -q authenticated &&
-	   wait_line "$LOG_A" "peer ${IP_B//./\\.}:[0-9]+ .*authenticated" 5; then
+	   wait_line "$LOG_A" "peer ${IP_B//./\\.}:[0-9]+ .*authenticated" "$WAIT_S"; then
 		result PASS netns:peer-ab "$(echo "$ab" | head -1); B to A too"
 	else
 		result FAIL netns:peer-ab "B to A: exit $rba: $ba" "$LOG_A"
@@ -320,7 +326,7 @@ netns_test_wrong_key() {
 	out=$(netns_peer A B "$other" 2>&1)
 	rc=$?
 	if [ $rc = 1 ] && echo "$out" | grep -q "does not hold our key" &&
-	   wait_line "$LOG_B" "peer ${IP_A//./\\.}:[0-9]+ refused: the peer .* does not hold our key" 5; then
+	   wait_line "$LOG_B" "peer ${IP_A//./\\.}:[0-9]+ refused: the peer .* does not hold our key" "$WAIT_S"; then
 		result PASS netns:wrong-key "$out"
 	else
 		result FAIL netns:wrong-key "exit $rc: $out" "$LOG_B"
@@ -363,9 +369,10 @@ netns_test_remote_run() {
 	local p out bad=
 	for p in cu_copy cu_module cu_memset cu_pagecount; do
 		out=$LOGS/netns/remote-$p.out
-		netns_exec_a timeout 120 "$BIN/cuvisor" run --socket "$SOCK_A" \
-			--mem 256M --host "$IP_B:$NETNS_PORT" -- "$TB/$p" \
-			> "$out" 2>&1 || bad="$bad $p($(tail -1 "$out"))"
+		CUVISOR_LOG=warn:${out%.out}.guest.log netns_exec_a timeout 120 \
+			"$BIN/cuvisor" run --socket "$SOCK_A" --mem 256M \
+			--host "$IP_B:$NETNS_PORT" -- "$TB/$p" > "$out" 2>&1 ||
+			bad="$bad $p($(tail -1 "$out"); $(tail -n 1 "${out%.out}.guest.log" 2>/dev/null))"
 	done
 	if [ -z "$bad" ] && grep -q "serving its tenant .* a vGPU on gpu 0" "$LOG_B"; then
 		result PASS "$NETNS_SEC":remote-run "cu_copy, cu_module, cu_memset, cu_pagecount on B's GPU from A"
@@ -382,21 +389,19 @@ netns_test_remote_cut() {
 		> "$out" 2>&1 &
 	pid=$!
 	BGPIDS+=("$pid")
-	if ! wait_line "$out" "# ready" 30; then
+	if ! wait_line "$out" "# ready" "$WAIT_S"; then
 		result FAIL "$NETNS_SEC":remote-cut "the tenant did not start" "$out"
 		return
 	fi
 	t0=$(date +%s%N)
 	ip netns exec "$NS_A" ip link set "$VETH_A" down
-	for _ in $(seq 1 150); do
-		alive "$pid" || break
-		sleep 0.1
-	done
+	netns_pid_gone() { ! alive "$pid"; }
+	wait_for "$WAIT_S" netns_pid_gone
 	t1=$(date +%s%N)
 	if alive "$pid"; then
 		kill "$pid" 2>/dev/null
 		wait "$pid" 2>/dev/null
-		result FAIL "$NETNS_SEC":remote-cut "the program still runs 15 s after the cut" "$out"
+		result FAIL "$NETNS_SEC":remote-cut "the program still runs $WAIT_S s after the cut" "$out"
 	else
 		wait "$pid"
 		rc=$?
@@ -414,7 +419,7 @@ netns_test_remote_cut() {
 	netns_link_wait "$NS_A" "$VETH_A"
 	# B's serving worker ends too: on the silence, or on A's close once
 	# the link is back, whichever comes first; B's daemon reaps it.
-	if wait_line "$LOG_B" "the vGPU served to .* ended" 15; then
+	if wait_line "$LOG_B" "the vGPU served to .* ended" "$WAIT_S"; then
 		result PASS "$NETNS_SEC":remote-cut-b "B's worker ended: $(grep -E 'went silent|closed the connection' "$LOG_B" | tail -n 1 | cut -c1-120)"
 	else
 		result FAIL "$NETNS_SEC":remote-cut-b "B's worker did not end" "$LOG_B"
@@ -451,15 +456,14 @@ netns_rounds() { awk '$1 == "#" && $2 == "rounds" { n = $3 } END { print n + 0 }
 netns_tenant() {
 	local out=$1 _
 	shift
-	netns_exec_a timeout 300 "$BIN/cuvisor" run --socket "$SOCK_A" \
-		--mem 512M -- "$TB/cu_pagecount" -t 0 -v 4 "$@" > "$out" 2>&1 &
+	CUVISOR_LOG=warn:${out%.out}.guest.log netns_exec_a timeout 300 \
+		"$BIN/cuvisor" run --socket "$SOCK_A" --mem 512M -- \
+		"$TB/cu_pagecount" -t 0 -v 4 "$@" > "$out" 2>&1 &
 	NT_PID=$!
 	BGPIDS+=("$NT_PID")
-	wait_line "$out" "# ready" 30 || return 1
+	wait_line "$out" "# ready" "$WAIT_S" || return 1
 	NT_GPID=$(field "$out" guest_pid)
-	NT_ID=$("$BIN/cuvisor" ps --socket "$SOCK_A" 2>/dev/null |
-		awk -v p="$NT_GPID" '$2 == p { print $1 }')
-	[ -n "$NT_ID" ]
+	NT_ID=$(tenant_of "$NT_GPID" "$SOCK_A")
 }
 
 # Ends the tenant (SIGTERM: a normal end) and says whether its final
@@ -469,14 +473,10 @@ netns_tenant_end() {
 	wait "$NT_PID"
 }
 
-# Rounds of output $1 grow past $2 within 10 s.
+# Rounds of output $1 grow past $2 within WAIT_S.
 netns_rounds_grow() {
-	local _
-	for _ in $(seq 1 100); do
-		[ "$(netns_rounds "$1")" -gt "$2" ] && return 0
-		sleep 0.1
-	done
-	return 1
+	netns_rounds_past() { [ "$(netns_rounds "$1")" -gt "$2" ]; }
+	wait_for "$WAIT_S" netns_rounds_past "$1" "$2"
 }
 
 # netns_test_remote_migrate [--compress]: the A-B test to B and back
@@ -513,10 +513,10 @@ netns_test_remote_migrate() {
 		bad="$bad; --compress here said: $m3"
 	fi
 	netns_tenant_end || bad="$bad; final check: $(grep -m1 'not ok' "$out")"
-	if [ -n "${1:-}" ] && ! wait_line "$LOG_B" "came compressed as" 10; then
+	if [ -n "${1:-}" ] && ! wait_line "$LOG_B" "came compressed as" "$WAIT_S"; then
 		bad="$bad; B took no compressed bytes"
 	fi
-	if [ -n "${1:-}" ] && ! wait_line "$LOG_B" "went compressed as" 10; then
+	if [ -n "${1:-}" ] && ! wait_line "$LOG_B" "went compressed as" "$WAIT_S"; then
 		bad="$bad; B sent no compressed bytes"
 	fi
 	if [ -z "$bad" ]; then
@@ -528,17 +528,20 @@ netns_test_remote_migrate() {
 
 netns_test_remote_migrate_cut() {
 	local out=$LOGS/netns/migrate-cut.out mout=$LOGS/netns/migrate-cut.cli
-	local mpid rc r0 t0 t1 bad=
+	local mpid rc r0 t0 t1 bad= n0
 	if ! netns_tenant "$out" -m 256 -H 16; then
 		result FAIL "$NETNS_SEC":remote-migrate-cut "the tenant did not start" "$out"
 		return
 	fi
-	# 256 MiB at 40 MB/s: some 6 s of pre-copy to cut into.
+	# 256 MiB at 40 MB/s: some 6 s of pre-copy to cut into, once A's
+	# daemon has started the migration (then a little into it)
+	n0=$(lines_of "$LOG_A")
 	"$BIN/cuvisor" migrate "$NT_ID" --socket "$SOCK_A" \
 		--to "$IP_B:$NETNS_PORT" --max-rate 40 > "$mout" 2>&1 &
 	mpid=$!
 	BGPIDS+=("$mpid")
-	sleep 1.5
+	wait_line_after "$LOG_A" "$n0" "tenant $NT_ID: migrating from" "$WAIT_S"
+	sleep 1
 	t0=$(date +%s%N)
 	ip netns exec "$NS_A" ip link set "$VETH_A" down
 	wait "$mpid"

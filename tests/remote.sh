@@ -29,11 +29,11 @@ run_peer() {
 		--log "info:$log" > "$d/out" 2>&1 &
 	pid=$!
 	BGPIDS+=("$pid")
-	for i in $(seq 1 100); do
+	peer_port() {
 		port=$(sed -n 's/.*peer link: listening on .* (port \([0-9]*\)).*/\1/p' "$log" 2>/dev/null)
-		[ -n "$port" ] && break
-		sleep 0.1
-	done
+		[ -n "$port" ] || ! alive "$pid"
+	}
+	wait_for "$WAIT_S" peer_port
 	if [ -z "$port" ]; then
 		result FAIL peer:start "no peer port in the log" "$log"
 		kill "$pid" 2>/dev/null
@@ -49,7 +49,7 @@ run_peer() {
 	fi
 	out=$(timeout 20 "$BIN/cuvisor" peer "127.0.0.1:$port" --key "$d/other" 2>&1)
 	if [ $? = 1 ] && echo "$out" | grep -q "does not hold our key" &&
-	   wait_line "$log" "peer .* refused: the peer .* does not hold our key" 5; then
+	   wait_line "$log" "peer .* refused: the peer .* does not hold our key" "$WAIT_S"; then
 		result PASS peer:wrong-key "$out"
 	else
 		result FAIL peer:wrong-key "$out" "$log"
@@ -73,7 +73,7 @@ try:
 except OSError:
     pass" "$port" > "$d/junk.out" 2>&1
 	out=$(timeout 20 "$BIN/cuvisor" peer "127.0.0.1:$port" --key "$d/key" 2>&1)
-	if wait_line "$log" "refused: not a cuvisor peer" 5 &&
+	if wait_line "$log" "refused: not a cuvisor peer" "$WAIT_S" &&
 	   echo "$out" | grep -q authenticated; then
 		result PASS peer:not-a-peer "refused, and a good peer after it: $(echo "$out" | head -1)"
 	else

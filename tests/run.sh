@@ -88,7 +88,8 @@
 # the log after a failure, and last exactly one line
 # "N passed, N failed, N skipped". Exits 1 if anything failed.
 # Logs are kept (and their directory printed) when something failed, or
-# always with --keep. Environment: O (build dir, default build), MAKE.
+# always with --keep. Environment: O (build dir, default build), MAKE,
+# WAIT_S (the deadline of every wait for a condition, default 60 s).
 set -u
 cd "$(dirname "$0")/.." || exit 2
 
@@ -101,6 +102,11 @@ MEM=1G
 MEM_BYTES=1073741824
 UNIT_TIMEOUT=300
 E2E_TIMEOUT=60
+# The deadline of a wait for a condition (a tenant listed, a worker's
+# exit, a log line, progress). A wait ends as soon as its condition
+# holds, so this only bounds a failure: generous, since CI runs on 2
+# cores beside other CPU-bound work.
+WAIT_S=${WAIT_S:-60}
 
 while [ $# -gt 0 ]; do
 	case $1 in
@@ -139,11 +145,43 @@ result() {
 		   grep -E '^(not ok|Bail out)|^#   ' "$log" | head -20 | sed 's/^/    | /'
 		   echo "    | ... last lines of $log:"
 		   tail -n 8 "$log" | sed 's/^/    | /'
+		   # what the guest library logged (guest, ck_tenant)
+		   tail -n 4 "${log%.*}.guest.log" 2>/dev/null |
+			   sed 's/^/    | guest: /'
 	   fi ;;
 	esac
 }
 
 now_ms() { echo $(( $(date +%s%N) / 1000000 )); }
+
+# wait_for SECONDS CMD...: 0 as soon as CMD succeeds, 1 if it did not
+# within SECONDS.
+wait_for() {
+	local end=$(( $(now_ms) + $1 * 1000 ))
+	shift
+	while :; do
+		"$@" && return 0
+		[ "$(now_ms)" -lt "$end" ] || return 1
+		sleep 0.05
+	done
+}
+
+# tenant_of GPID [SOCKET]: the ID that `cuvisor ps` (of the daemon at
+# SOCKET, default SOCK) lists for the program of pid GPID, printed once
+# it lists it; 1 (and each failed listing in $LOGS/ps-retries.out) if it
+# does not within WAIT_S.
+tenant_of() {
+	local s=${2:-$SOCK} out id end=$(( $(now_ms) + WAIT_S * 1000 ))
+	while :; do
+		out=$(timeout 30 "$BIN/cuvisor" ps --socket "$s" 2>&1)
+		id=$(echo "$out" | awk -v p="$1" '$2 == p { print $1; exit }')
+		[ -n "$id" ] && echo "$id" && return 0
+		echo "$(date +%T.%N) pid $1 not listed by $s: $out" \
+			>> "$LOGS/ps-retries.out"
+		[ "$(now_ms)" -lt "$end" ] || return 1
+		sleep 0.1
+	done
+}
 
 # True while pid exists and is not a zombie.
 alive() {
@@ -258,27 +296,41 @@ start_daemon() {
 	"$BIN/cuvisord" --socket "$SOCK" --backend "$BACKEND" \
 		--log "info:$DLOG" > "$LOGS/cuvisord.out" 2>&1 &
 	DPID=$!
-	for i in $(seq 1 100); do
-		"$BIN/cuvisor" ps --socket "$SOCK" > /dev/null 2>&1 && return 0
-		alive "$DPID" || break
-		sleep 0.1
+	daemon_up() {
+		"$BIN/cuvisor" ps --socket "$SOCK" > /dev/null 2>&1 ||
+			{ alive "$DPID" || return 0; return 1; }
+	}
+	wait_for "$WAIT_S" daemon_up && "$BIN/cuvisor" ps --socket "$SOCK" \
+		> /dev/null 2>&1
+}
+
+# Workers of this run's daemon (their command line names its socket,
+# unique to this run), alive or not yet reaped; what else runs on the
+# machine is not ours.
+our_workers() {
+	local p
+	for p in $(pgrep -x cuvisor-vgpu); do
+		tr '\0' ' ' < "/proc/$p/cmdline" 2>/dev/null |
+			grep -qF -- "--daemon-socket $SOCK " && echo "$p"
 	done
-	return 1
 }
 
 stop_daemon() {
 	local i
 	[ -n "$DPID" ] || return 0
-	"$BIN/cuvisor" shutdown --socket "$SOCK" > /dev/null 2>&1
-	for i in $(seq 1 50); do
-		alive "$DPID" || break
-		sleep 0.1
-	done
-	alive "$DPID" && kill -TERM "$DPID" 2>/dev/null
-	sleep 0.2
-	alive "$DPID" && kill -KILL "$DPID" 2>/dev/null
+	timeout 60 "$BIN/cuvisor" shutdown --socket "$SOCK" > /dev/null 2>&1
+	daemon_gone() { ! alive "$DPID"; }
+	if ! wait_for "$WAIT_S" daemon_gone; then
+		kill -TERM "$DPID" 2>/dev/null
+		wait_for 10 daemon_gone || kill -KILL "$DPID" 2>/dev/null
+	fi
 	wait "$DPID" 2>/dev/null
 	DPID=
+	# Workers a killed daemon left behind (they would go on serving, or
+	# reconnecting to a socket no one answers): ours only.
+	for i in $(our_workers); do
+		kill -KILL "$i" 2>/dev/null
+	done
 }
 
 daemon_answers() { timeout 10 "$BIN/cuvisor" ps --socket "$SOCK" > "$LOGS/ps.out" 2>&1; }
@@ -288,8 +340,9 @@ daemon_answers() { timeout 10 "$BIN/cuvisor" ps --socket "$SOCK" > "$LOGS/ps.out
 guest() {
 	local log=$1
 	shift
-	timeout 120 "$BIN/cuvisor" run --socket "$SOCK" --mem "${GUEST_MEM:-256M}" \
-		-- "$@" > "$log" 2>&1 &
+	# the guest library logs its warnings and errors beside the output
+	CUVISOR_LOG=warn:${log%.log}.guest.log timeout 600 "$BIN/cuvisor" run \
+		--socket "$SOCK" --mem "${GUEST_MEM:-256M}" -- "$@" > "$log" 2>&1 &
 	GUEST=$!
 	BGPIDS+=("$GUEST")
 }
@@ -304,6 +357,20 @@ wait_line() {
 	return 1
 }
 
+# wait_line_after FILE N REGEX SECONDS: as wait_line, in the lines of
+# FILE after its first N (a daemon's log goes on across restarts).
+wait_line_after() {
+	local end=$(( $(now_ms) + $4 * 1000 ))
+	while :; do
+		tail -n +$(($2 + 1)) "$1" 2>/dev/null | grep -qE "$3" && return 0
+		[ "$(now_ms)" -lt "$end" ] || return 1
+		sleep 0.05
+	done
+}
+
+# The number of lines of FILE (0 if there is none).
+lines_of() { cat "$1" 2>/dev/null | wc -l; }
+
 field() { awk -v k="$2" '$1 == "#" && $2 == k { print $3; exit }' "$1"; }
 
 # How the daemon logged worker pid $1's end: "0", "3", "signal N", or "".
@@ -314,6 +381,18 @@ worker_end() {
 	*"exited with status "*) echo "${l##*exited with status }" ;;
 	*"killed by signal "*) echo "signal ${l##*killed by signal }" ;;
 	esac
+}
+
+# wait_worker_end PID: worker_end once the daemon logged it (WAIT_S at
+# most); empty if it did not.
+wait_worker_end() {
+	local end=$(( $(now_ms) + WAIT_S * 1000 )) e
+	while :; do
+		e=$(worker_end "$1")
+		[ -n "$e" ] && echo "$e" && return 0
+		[ "$(now_ms)" -lt "$end" ] || return 1
+		sleep 0.05
+	done
 }
 
 # MiB of GPU memory that nvidia-smi lists for pid, or nothing.
@@ -328,7 +407,7 @@ run_kill() {
 	local log=$LOGS/kill-victim.log
 	guest "$log" "$TB/cu_streamer" -t 0
 	cli=$GUEST
-	if ! wait_line "$log" '^# ready' 30; then
+	if ! wait_line "$log" '^# ready' "$WAIT_S"; then
 		result FAIL kill:start "the victim did not start streaming" "$log"
 		return
 	fi
@@ -346,7 +425,7 @@ run_kill() {
 	fi
 	t0=$(now_ms)
 	kill -KILL "$gpid"
-	while [ $(( $(now_ms) - t0 )) -lt 5000 ]; do
+	while [ $(( $(now_ms) - t0 )) -lt $((WAIT_S * 1000)) ]; do
 		alive "$wpid" || { gone=1; break; }
 		sleep 0.01
 	done
@@ -356,7 +435,7 @@ run_kill() {
 	elif [ $gone = 1 ]; then
 		result FAIL kill:worker-exits "took ${t1} ms, limit 1000" "$DLOG"
 	else
-		result FAIL kill:worker-exits "worker $wpid still alive after 5 s" "$DLOG"
+		result FAIL kill:worker-exits "worker $wpid still alive after $WAIT_S s" "$DLOG"
 	fi
 	# On a GPU: the worker held device memory, and none is left with it.
 	if [ $gpu_check = 1 ] && [ -z "$gpu_before" ]; then
@@ -374,8 +453,7 @@ run_kill() {
 	wait "$cli" 2>/dev/null
 	rc=$?
 	[ $rc = 137 ] || echo "    (cuvisor run exited $rc, expected 137)"
-	sleep 0.2
-	end=$(worker_end "$wpid")
+	end=$(wait_worker_end "$wpid")
 	case $end in
 	signal*) result FAIL kill:worker-no-crash "worker $wpid: $end" "$DLOG" ;;
 	*) result PASS kill:worker-no-crash "${end:+status $end}" ;;
@@ -401,7 +479,7 @@ run_garbage() {
 	local -a extra
 	guest "$olog" "$TB/cu_streamer" -t 8
 	other=$GUEST
-	if ! wait_line "$olog" '^# ready' 30; then
+	if ! wait_line "$olog" '^# ready' "$WAIT_S"; then
 		result FAIL garbage:other-tenant "did not start" "$olog"
 		return
 	fi
@@ -427,16 +505,11 @@ run_garbage() {
 			result SKIP "garbage:$part:$i:worker" "no worker pid"
 			continue
 		fi
-		for _ in $(seq 1 100); do
-			alive "$wpid" || break
-			sleep 0.05
-		done
-		sleep 0.2
-		end=$(worker_end "$wpid")
+		end=$(wait_worker_end "$wpid")
 		case $end in
 		0|3) result PASS "garbage:$part:$i:worker" "exit status $end" ;;
 		"") if alive "$wpid"; then
-			result FAIL "garbage:$part:$i:worker" "worker $wpid still running 5 s after its guest" "$DLOG"
+			result FAIL "garbage:$part:$i:worker" "worker $wpid still running $WAIT_S s after its guest" "$DLOG"
 		    else
 			result FAIL "garbage:$part:$i:worker" "no exit record for worker $wpid" "$DLOG"
 		    fi ;;
@@ -502,30 +575,43 @@ ops_rounds() {
 	awk '$1 == "#" && $2 == "rounds" { n = $3 } END { print n + 0 }' "$OPS_LOG"
 }
 
-# No round for 0.5 s (after 0.2 s in which a round under way may finish).
+# No round for 1 s. First the round that was under way when the
+# operation returned may still be printed (its program may not have been
+# scheduled yet on a loaded machine): the count must settle, unchanged
+# for 0.3 s, within 10 s; then it must not move for 1 s.
 ops_frozen() {
-	local a b
-	sleep 0.2
+	local a b end=$(( $(now_ms) + 10000 ))
 	a=$(ops_rounds)
-	sleep 0.5
+	while :; do
+		sleep 0.3
+		b=$(ops_rounds)
+		[ "$a" = "$b" ] && break
+		if [ "$(now_ms)" -ge "$end" ]; then
+			OPS_DETAIL="rounds still going after 10 s: $a -> $b"
+			return 1
+		fi
+		a=$b
+	done
+	sleep 1
 	b=$(ops_rounds)
-	OPS_DETAIL="rounds $a -> $b in 0.5 s"
+	OPS_DETAIL="rounds $a -> $b in 1 s"
 	[ "$a" = "$b" ]
 }
 
-# A new round within 5 s.
+# A new round within WAIT_S.
 ops_moves() {
-	local a b i
+	local a b end=$(( $(now_ms) + WAIT_S * 1000 ))
 	a=$(ops_rounds)
-	for i in $(seq 1 100); do
+	while :; do
 		b=$(ops_rounds)
 		if [ "$b" -gt "$a" ]; then
 			OPS_DETAIL="rounds $a -> $b"
 			return 0
 		fi
+		[ "$(now_ms)" -lt "$end" ] || break
 		sleep 0.05
 	done
-	OPS_DETAIL="rounds still $a after 5 s"
+	OPS_DETAIL="rounds still $a after $WAIT_S s"
 	return 1
 }
 
@@ -608,14 +694,13 @@ ops_tenant() {
 	OPS_LOG=$LOGS/ops-tenant.log
 	guest "$OPS_LOG" "$TB/cu_pagecount" -t 0 -m "$OPS_MIB"
 	cli=$GUEST
-	if ! wait_line "$OPS_LOG" '^# ready' 30; then
+	if ! wait_line "$OPS_LOG" '^# ready' "$WAIT_S"; then
 		result FAIL ops:start "the tenant did not start counting" "$OPS_LOG"
 		kill -KILL "$cli" 2>/dev/null
 		return
 	fi
 	gpid=$(field "$OPS_LOG" guest_pid)
-	OPS_ID=$(timeout 10 "$BIN/cuvisor" ps --socket "$SOCK" 2>/dev/null |
-		awk -v p="$gpid" '$2 == p { print $1 }')
+	OPS_ID=$(tenant_of "$gpid")
 	if [ -z "$OPS_ID" ]; then
 		result FAIL ops:start "cuvisor ps lists no tenant of pid $gpid" "$DLOG"
 		kill -KILL "$gpid" 2>/dev/null
@@ -640,10 +725,10 @@ ops_tenant() {
 # evict): its guest's calls fail with a CUDA error instead of hanging, the
 # evict reports an error, and the daemon goes on.
 ops_worker_killed() {
-	local what=$1 cli gpid wpid rc t0 log=$LOGS/ops-killed-$1.log op=
+	local what=$1 cli gpid wpid rc t0 log=$LOGS/ops-killed-$1.log op= id n0
 	guest "$log" "$TB/cu_pagecount" -t 0 -m "$OPS_MIB"
 	cli=$GUEST
-	if ! wait_line "$log" '^# ready' 30; then
+	if ! wait_line "$log" '^# ready' "$WAIT_S"; then
 		result FAIL "ops:worker-killed-$what" "the tenant did not start" "$log"
 		kill -KILL "$cli" 2>/dev/null
 		return
@@ -651,18 +736,23 @@ ops_worker_killed() {
 	gpid=$(field "$log" guest_pid)
 	wpid=$(field "$log" worker_pid)
 	if [ "$what" = during-evict ]; then
-		timeout 30 "$BIN/cuvisor" evict "$(timeout 10 "$BIN/cuvisor" ps \
-			--socket "$SOCK" 2>/dev/null | awk -v p="$gpid" \
-			'$2 == p { print $1 }')" --socket "$SOCK" \
+		if ! id=$(tenant_of "$gpid"); then
+			result FAIL "ops:worker-killed-$what" "cuvisor ps lists no tenant of pid $gpid" "$LOGS/ps-retries.out"
+			kill -KILL "$gpid" 2>/dev/null
+			return
+		fi
+		n0=$(lines_of "$DLOG")
+		timeout 120 "$BIN/cuvisor" evict "$id" --socket "$SOCK" \
 			> "$LOGS/ops-killed-evict.out" 2>&1 &
 		op=$!
-		sleep 0.02
+		# the daemon has handed the evict to the worker
+		wait_line_after "$DLOG" "$n0" "tenant $id: evict asked by" "$WAIT_S"
 	fi
 	t0=$(now_ms)
 	kill -KILL "$wpid" 2>/dev/null
-	for _ in $(seq 100); do alive "$gpid" || break; sleep 0.1; done
-	if alive "$gpid"; then
-		result FAIL "ops:worker-killed-$what" "the guest still runs 10 s after its worker died" "$log"
+	gpid_gone() { ! alive "$gpid"; }
+	if ! wait_for "$WAIT_S" gpid_gone; then
+		result FAIL "ops:worker-killed-$what" "the guest still runs $WAIT_S s after its worker died" "$log"
 		kill -KILL "$gpid" 2>/dev/null
 	fi
 	wait "$cli" 2>/dev/null

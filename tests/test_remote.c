@@ -141,7 +141,7 @@ static void *serve_main(void *arg)
 static uint64_t req(uint32_t op, struct cv_rm_args a, const void *p, size_t n)
 {
 	struct cv_rm_hdr h = { op, (uint32_t)(sizeof(a) + n), ++seq };
-	uint64_t dl = cv_now_ns() + 5000000000ull;
+	uint64_t dl = cv_now_ns() + 30000000000ull; /* a hang */
 
 	if (cv_peer_write(fd, &h, sizeof(h), dl) ||
 	    cv_peer_write(fd, &a, sizeof(a), dl) ||
@@ -153,7 +153,7 @@ static uint64_t req(uint32_t op, struct cv_rm_args a, const void *p, size_t n)
 /* The next message that is not a PING: its header, payload in buf. */
 static int next(struct cv_rm_hdr *h, void *buf, size_t size)
 {
-	uint64_t dl = cv_now_ns() + 5000000000ull;
+	uint64_t dl = cv_now_ns() + 30000000000ull; /* a hang */
 
 	do {
 		if (cv_peer_read(fd, h, sizeof(*h), dl) || h->len > size ||
